@@ -1,0 +1,1 @@
+//! sluice-engine (placeholder; filled in by its own work item).

@@ -1,0 +1,194 @@
+//! The Ollama dialect: `/api/chat`, `/api/generate`, `/api/tags`, `/api/ps`,
+//! `/api/show`, `/api/embed`, `/api/version`. Same shape as the OpenAI module: parse,
+//! validate, run, encode in Ollama's format (NDJSON streams, `{"error": "..."}`).
+
+pub mod convert;
+pub mod encode;
+
+use axum::{
+    Json,
+    extract::{State, rejection::BytesRejection},
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use sluice_protocol::ollama as ol;
+
+use self::encode::{Clock, Kind, OllamaNdjson, error_response};
+use crate::{
+    api::{
+        body_or_error, model_known, ndjson_response,
+        openai::convert::parse_json,
+        served_response,
+        stream_body::{EventBody, collect},
+    },
+    chat::{ChatRequest, EmbedRequest, FinishReason, Input},
+    embeddings,
+    error::GatewayError,
+    generation,
+    state::AppState,
+};
+
+/// `POST /api/chat`.
+pub async fn chat(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    match body_or_error(&state, body)
+        .and_then(|b| parse_json::<ol::ChatRequest>(&b))
+        .and_then(convert::chat_request)
+    {
+        Ok(req) => run(state, req, Kind::Chat).await,
+        Err(e) => error_response(&e),
+    }
+}
+
+/// `POST /api/generate`.
+pub async fn generate(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    match body_or_error(&state, body)
+        .and_then(|b| parse_json::<ol::GenerateRequest>(&b))
+        .and_then(convert::generate_request)
+    {
+        Ok(req) => run(state, req, Kind::Generate).await,
+        Err(e) => error_response(&e),
+    }
+}
+
+fn is_load_only(req: &ChatRequest) -> bool {
+    match &req.input {
+        Input::Chat(m) => m.is_empty(),
+        Input::Text { prompt, .. } => prompt.is_empty(),
+    }
+}
+
+async fn run(state: AppState, req: ChatRequest, kind: Kind) -> Response {
+    let model = req.model.clone();
+    if is_load_only(&req) {
+        if !model_known(&state, &model).await {
+            return error_response(&GatewayError::ModelNotFound(model));
+        }
+        return load_reply(kind, &model);
+    }
+    let stream = req.stream;
+    let prompt_estimate = u32::try_from(req.input.char_len() / 4).unwrap_or(u32::MAX);
+    let generation = match generation::start(&state, req).await {
+        Ok(g) => g,
+        Err(e) => return error_response(&e),
+    };
+    let clock = Clock { started: generation.started(), ttft: generation.ttft(), prompt_estimate };
+    let served = generation.served().clone();
+    if stream {
+        let body = EventBody::new(
+            generation,
+            OllamaNdjson::new(kind, &model, clock),
+            state.config.server.sse_keepalive,
+        );
+        return served_response(ndjson_response(body), served);
+    }
+    let resp = match collect(generation).await {
+        Ok((text, done)) => encode::whole(kind, &model, text, &done, clock),
+        Err(e) => error_response(&e),
+    };
+    served_response(resp, served)
+}
+
+/// Ollama answers an empty prompt by loading the model: `done_reason` "load", no stats.
+fn load_reply(kind: Kind, model: &str) -> Response {
+    let mut chat = encode::chat_response(model, String::new(), FinishReason::Stop, ol::FinalStats::default());
+    chat.done_reason = Some("load".into());
+    chat.stats = None;
+    match kind {
+        Kind::Chat => Json(chat).into_response(),
+        Kind::Generate => Json(ol::GenerateResponse {
+            model: chat.model,
+            created_at: chat.created_at,
+            response: String::new(),
+            done: true,
+            done_reason: chat.done_reason,
+            stats: None,
+        })
+        .into_response(),
+    }
+}
+
+fn digest(name: &str) -> String {
+    hex::encode(Sha256::digest(name.as_bytes()))
+}
+
+fn tag(state: &AppState, name: &str) -> ol::ModelTag {
+    let table = state.registry.table();
+    let info = table.routes(name).and_then(|r| r.first()).and_then(|r| r.slot.model_info(&r.upstream_model));
+    ol::ModelTag {
+        name: name.to_owned(),
+        model: name.to_owned(),
+        modified_at: Some(encode::timestamp()),
+        size: info.as_ref().and_then(|i| i.size).unwrap_or(0),
+        digest: digest(name),
+        details: info.and_then(|i| i.details).unwrap_or_default(),
+        expires_at: None,
+        size_vram: None,
+    }
+}
+
+/// `GET /api/tags`.
+pub async fn tags(State(state): State<AppState>) -> Response {
+    let table = state.registry.table();
+    let models = table.names().iter().map(|n| tag(&state, n)).collect();
+    Json(ol::TagList { models }).into_response()
+}
+
+/// `GET /api/ps`: models loaded in memory. HTTP backends manage their own memory, so
+/// only in-process engines appear here.
+pub async fn ps(State(_state): State<AppState>) -> Response {
+    Json(ol::PsList { models: Vec::new() }).into_response()
+}
+
+/// `POST /api/show`.
+pub async fn show(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let req = match body_or_error(&state, body).and_then(|b| parse_json::<ol::ShowRequest>(&b)) {
+        Ok(r) => r,
+        Err(e) => return error_response(&e),
+    };
+    let Some(name) = req.model.or(req.name).filter(|n| !n.is_empty()) else {
+        return error_response(&GatewayError::bad_request("model is required", Some("model")));
+    };
+    if !model_known(&state, &name).await {
+        return error_response(&GatewayError::ModelNotFound(name));
+    }
+    let t = tag(&state, &name);
+    Json(ol::ShowResponse {
+        details: t.details,
+        capabilities: vec!["completion".into()],
+        ..Default::default()
+    })
+    .into_response()
+}
+
+/// `POST /api/embed`.
+pub async fn embed(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let req = match body_or_error(&state, body).and_then(|b| parse_json::<ol::EmbedRequest>(&b)) {
+        Ok(r) => r,
+        Err(e) => return error_response(&e),
+    };
+    let input = req.input.into_vec();
+    if input.is_empty() {
+        return error_response(&GatewayError::bad_request("input must not be empty", Some("input")));
+    }
+    let started = tokio::time::Instant::now();
+    let model = req.model.clone();
+    match embeddings::embed(&state, EmbedRequest { model: req.model, input }).await {
+        Ok((e, served)) => {
+            let resp = ol::EmbedResponse {
+                model,
+                embeddings: e.vectors,
+                total_duration: started.elapsed().as_nanos() as u64,
+                load_duration: 0,
+                prompt_eval_count: e.prompt_tokens,
+            };
+            served_response(Json(resp).into_response(), served)
+        }
+        Err(e) => error_response(&e),
+    }
+}
+
+/// `GET /api/version`: Sluice's own version.
+pub async fn version() -> Response {
+    Json(ol::VersionResponse { version: env!("CARGO_PKG_VERSION").to_owned() }).into_response()
+}

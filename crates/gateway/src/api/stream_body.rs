@@ -1,0 +1,156 @@
+//! The HTTP body of a streamed answer.
+//!
+//! Each poll takes every event the generation already has, encodes them all into one
+//! buffer and hands hyper one frame: a token is written the moment it exists, and tokens
+//! that arrived together are written together (one syscall, not one per token). No
+//! timers decide when to flush. Idle streams get keep-alive comments when the encoder
+//! has them (SSE). A failure becomes the dialect's error event, then the end.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+use crate::{chat::Event, error::GatewayError, generation::Generation};
+
+/// Stop batching once a frame holds this much.
+const MAX_FRAME: usize = 64 * 1024;
+
+/// Turns events into a dialect's bytes.
+pub trait Encoder: Send + Unpin + 'static {
+    /// Appends the encoding of one event.
+    fn event(&mut self, ev: &Event, buf: &mut BytesMut);
+    /// Appends the dialect's in-stream error event.
+    fn error(&mut self, err: &GatewayError, buf: &mut BytesMut);
+    /// A keep-alive line, if the framing has one.
+    fn keepalive(&self) -> Option<&'static [u8]> {
+        None
+    }
+}
+
+/// A streamed response body.
+pub struct EventBody<E> {
+    generation: Generation,
+    encoder: E,
+    ended: bool,
+    keepalive: Option<(Duration, Pin<Box<Sleep>>)>,
+    last_write: Instant,
+}
+
+impl<E: Encoder> EventBody<E> {
+    /// A body streaming `generation` through `encoder`, with keep-alives every
+    /// `keepalive` of silence (when the encoder has them).
+    pub fn new(generation: Generation, encoder: E, keepalive: Duration) -> Self {
+        let now = Instant::now();
+        let keepalive =
+            encoder.keepalive().map(|_| (keepalive, Box::pin(tokio::time::sleep_until(now + keepalive))));
+        EventBody { generation, encoder, ended: false, keepalive, last_write: now }
+    }
+
+    fn poll_keepalive(&mut self, cx: &mut Context<'_>) -> Option<Bytes> {
+        let line = self.encoder.keepalive()?;
+        let (every, timer) = self.keepalive.as_mut()?;
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return None;
+            }
+            let due = self.last_write + *every;
+            let now = Instant::now();
+            if now >= due {
+                self.last_write = now;
+                timer.as_mut().reset(now + *every);
+                return Some(Bytes::from_static(line));
+            }
+            timer.as_mut().reset(due);
+        }
+    }
+}
+
+impl<E: Encoder> Body for EventBody<E> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        let mut buf = BytesMut::new();
+        loop {
+            match this.generation.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(ev))) => {
+                    this.encoder.event(&ev, &mut buf);
+                    if matches!(ev, Event::Done { .. }) {
+                        this.ended = true;
+                        break;
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.encoder.error(&GatewayError::Backend(e), &mut buf);
+                    this.ended = true;
+                    break;
+                }
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    break;
+                }
+                Poll::Pending => break,
+            }
+            if buf.len() >= MAX_FRAME {
+                break;
+            }
+        }
+        if !buf.is_empty() {
+            if this.keepalive.is_some() {
+                this.last_write = Instant::now();
+            }
+            return Poll::Ready(Some(Ok(Frame::data(buf.freeze()))));
+        }
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        match this.poll_keepalive(cx) {
+            Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+            None => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+/// Drains a generation into its text, finish event and whether it failed, for
+/// non-streamed answers.
+pub async fn collect(mut generation: Generation) -> Result<(String, Event), GatewayError> {
+    let mut text = String::new();
+    while let Some(ev) = generation.next().await {
+        match ev? {
+            Event::Delta(t) => text.push_str(&t),
+            done @ Event::Done { .. } => return Ok((text, done)),
+        }
+    }
+    Err(GatewayError::Backend(crate::backends::BackendError::Interrupted("no end event".into())))
+}
+
+/// Appends `s` as a JSON string literal (quotes included).
+pub fn push_json_str(buf: &mut BytesMut, s: &str) {
+    use bytes::BufMut;
+    // Writing JSON into a BytesMut cannot fail.
+    let _ = serde_json::to_writer((&mut *buf).writer(), s);
+}

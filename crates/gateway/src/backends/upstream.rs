@@ -1,0 +1,88 @@
+//! Turns an upstream HTTP body into a stream of [`Event`]s with a dialect-specific
+//! [`StreamFormat`]. Everything a single read holds is decoded at once, so the encoder
+//! downstream sees all the events that are already there and can write them together.
+
+use std::{
+    collections::VecDeque,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+use super::{BackendError, EventStream, http_client::classify};
+use crate::chat::Event;
+
+/// Decoded events waiting to be taken.
+pub type EventQueue = VecDeque<Result<Event, BackendError>>;
+
+/// A dialect's stream decoding: bytes in, events out.
+pub trait StreamFormat: Send + Unpin + 'static {
+    /// Decodes one body frame, pushing the events it completes.
+    fn feed(&mut self, chunk: &[u8], out: &mut EventQueue);
+    /// The body ended: push a final `Done` or an error if the answer was cut short.
+    fn end(&mut self, out: &mut EventQueue);
+    /// True once the terminal event (done or error) has been pushed.
+    fn finished(&self) -> bool;
+}
+
+/// The event stream over one upstream response.
+pub struct UpstreamEvents<F> {
+    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    format: F,
+    queue: EventQueue,
+    ended: bool,
+}
+
+impl<F: StreamFormat> UpstreamEvents<F> {
+    /// Wraps a response whose status was already checked.
+    pub fn boxed(resp: reqwest::Response, format: F) -> EventStream {
+        Box::pin(UpstreamEvents {
+            body: Box::pin(resp.bytes_stream()),
+            format,
+            queue: VecDeque::new(),
+            ended: false,
+        })
+    }
+}
+
+impl<F: StreamFormat> Stream for UpstreamEvents<F> {
+    type Item = Result<Event, BackendError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(item) = this.queue.pop_front() {
+                return Poll::Ready(Some(item));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            if this.format.finished() {
+                // Drain the body's end (usually already read) so the connection goes
+                // back to the pool; if it is not there yet, end anyway.
+                this.ended = true;
+                let _ = this.body.poll_next_unpin(cx);
+                return Poll::Ready(None);
+            }
+            match this.body.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(chunk))) => this.format.feed(&chunk, &mut this.queue),
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "upstream body failed");
+                    let err = match classify(e) {
+                        BackendError::Connect(m) => BackendError::Interrupted(m),
+                        other => other,
+                    };
+                    this.queue.push_back(Err(err));
+                    this.ended = true;
+                }
+                Poll::Ready(None) => {
+                    this.format.end(&mut this.queue);
+                    this.ended = true;
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! Configuration: one typed struct, read from a TOML file, then `SLUICE_SECTION__KEY`
+//! environment variables, then command-line flags. Unknown keys are rejected with the
+//! key named, and everything is validated before a port is bound.
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:8080"
+//!
+//! [[backends]]
+//! name = "vllm"
+//! kind = "openai"                 # or "ollama"
+//! url = "http://127.0.0.1:8000/v1"
+//! api_key_env = "VLLM_API_KEY"    # optional: env var holding the upstream key
+//! models = ["llama-3.1-8b", { name = "chat", upstream = "llama-3.1-8b" }]
+//! timeouts = { connect = "5s", first_token = "2m", idle = "1m", total = "30m" }
+//! ```
+
+use std::{collections::HashSet, net::SocketAddr, path::Path, time::Duration};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listener and request limits.
+    pub server: ServerConfig,
+    /// Client authentication.
+    pub auth: AuthConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Upstream backends.
+    pub backends: Vec<BackendConfig>,
+}
+
+/// Listener and request limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+    /// How long in-flight requests may run after a shutdown signal.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Interval of SSE keep-alive comments on idle streams.
+    #[serde(with = "humantime_serde")]
+    pub sse_keepalive: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit_bytes: 4 << 20,
+            shutdown_grace: Duration::from_secs(30),
+            sse_keepalive: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Client authentication: API keys, stored only as SHA-256 hashes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Hex SHA-256 of each accepted API key (`sluice key generate` prints one).
+    pub api_key_sha256: Vec<String>,
+    /// Serve without keys on a non-loopback address (off: refuse to start).
+    pub allow_anonymous: bool,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `sluice_gateway=debug` (`RUST_LOG` wins).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// One upstream backend.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Unique name, used in logs and metrics.
+    pub name: String,
+    /// Which protocol it speaks.
+    pub kind: BackendKind,
+    /// Base URL (`…/v1` for OpenAI-compatible servers, the root for Ollama).
+    pub url: String,
+    /// Environment variable holding the upstream's API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// Models served; empty means "ask the backend at start".
+    #[serde(default)]
+    pub models: Vec<ModelEntry>,
+    /// Deadlines.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+/// Protocol of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// OpenAI-compatible HTTP.
+    Openai,
+    /// Ollama's native HTTP API.
+    Ollama,
+}
+
+impl BackendKind {
+    /// The config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Openai => "openai",
+            BackendKind::Ollama => "ollama",
+        }
+    }
+}
+
+/// A model entry: a plain name, or a public alias for an upstream name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ModelEntry {
+    /// Served under the same name.
+    Name(String),
+    /// Served as `name`, sent upstream as `upstream`.
+    Alias {
+        /// Public name.
+        name: String,
+        /// Name at the backend.
+        upstream: String,
+    },
+}
+
+impl ModelEntry {
+    /// (public name, upstream name).
+    pub fn names(&self) -> (&str, &str) {
+        match self {
+            ModelEntry::Name(n) => (n, n),
+            ModelEntry::Alias { name, upstream } => (name, upstream),
+        }
+    }
+}
+
+/// Per-backend deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// Opening a connection.
+    #[serde(with = "humantime_serde")]
+    pub connect: Duration,
+    /// From sending the request to the first token.
+    #[serde(with = "humantime_serde")]
+    pub first_token: Duration,
+    /// Longest gap between two tokens.
+    #[serde(with = "humantime_serde")]
+    pub idle: Duration,
+    /// The whole request.
+    #[serde(with = "humantime_serde")]
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            first_token: Duration::from_secs(120),
+            idle: Duration::from_secs(60),
+            total: Duration::from_secs(1800),
+        }
+    }
+}
+
+/// Values given on the command line; they win over file and environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--backend kind=url`, in order.
+    pub backends: Vec<(BackendKind, String)>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+}
+
+/// A configuration that cannot be used, with every reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or environment could not be read or has unknown/mistyped keys.
+    #[error("configuration: {0}")]
+    Parse(String),
+    /// The values are inconsistent.
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+impl Config {
+    /// Reads file (if any), then environment, then `overrides`, and validates.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(p) = path {
+            if !p.exists() {
+                return Err(ConfigError::Parse(format!("config file {} does not exist", p.display())));
+            }
+            fig = fig.merge(Toml::file_exact(p));
+        }
+        // Only SECTION__KEY variables are config; SLUICE_CONFIG and friends are not.
+        fig = fig.merge(Env::prefixed("SLUICE_").filter(|k| k.as_str().contains("__")).split("__"));
+        let mut cfg: Config = fig.extract().map_err(|e| ConfigError::Parse(flatten_figment(e)))?;
+        cfg.apply(overrides);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses a TOML string (no environment), applies overrides and validates.
+    pub fn from_toml(text: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let fig = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text));
+        let mut cfg: Config = fig.extract().map_err(|e| ConfigError::Parse(flatten_figment(e)))?;
+        cfg.apply(overrides);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn apply(&mut self, o: &Overrides) {
+        if let Some(l) = o.listen {
+            self.server.listen = l;
+        }
+        if let Some(f) = o.log_format {
+            self.log.format = f;
+        }
+        for (i, (kind, url)) in o.backends.iter().enumerate() {
+            self.backends.push(BackendConfig {
+                name: format!("{}-{i}", kind.as_str()),
+                kind: *kind,
+                url: url.clone(),
+                api_key_env: None,
+                models: Vec::new(),
+                timeouts: Timeouts::default(),
+            });
+        }
+    }
+
+    /// Checks everything that can be checked without the network.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut names = HashSet::new();
+        for b in &self.backends {
+            if b.name.is_empty() {
+                problems.push("backends: a backend has an empty name".to_owned());
+            }
+            if !names.insert(b.name.as_str()) {
+                problems.push(format!("backends: the name '{}' is used twice", b.name));
+            }
+            match reqwest::Url::parse(&b.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                Ok(u) => {
+                    problems.push(format!("backends.{}.url: scheme '{}' is not http(s)", b.name, u.scheme()))
+                }
+                Err(e) => problems.push(format!("backends.{}.url: '{}' is not a URL ({e})", b.name, b.url)),
+            }
+            let t = &b.timeouts;
+            for (k, d) in
+                [("connect", t.connect), ("first_token", t.first_token), ("idle", t.idle), ("total", t.total)]
+            {
+                if d.is_zero() {
+                    problems.push(format!("backends.{}.timeouts.{k} must be more than 0", b.name));
+                }
+            }
+            if let Some(var) = &b.api_key_env
+                && std::env::var_os(var).is_none()
+            {
+                problems
+                    .push(format!("backends.{}.api_key_env: environment variable {var} is not set", b.name));
+            }
+        }
+        if self.server.body_limit_bytes < 1024 {
+            problems.push("server.body_limit_bytes must be at least 1024".to_owned());
+        }
+        for h in &self.auth.api_key_sha256 {
+            if h.len() != 64 || hex::decode(h).is_err() {
+                problems.push("auth.api_key_sha256: every entry must be 64 hex digits".to_owned());
+                break;
+            }
+        }
+        if !self.server.listen.ip().is_loopback()
+            && self.auth.api_key_sha256.is_empty()
+            && !self.auth.allow_anonymous
+        {
+            problems.push(format!(
+                "server.listen is {} (reachable from other machines) but no API key is configured: add auth.api_key_sha256 (see `sluice key generate`) or set auth.allow_anonymous = true",
+                self.server.listen
+            ));
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(problems)) }
+    }
+}
+
+fn flatten_figment(e: figment::Error) -> String {
+    e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+}
+
+/// Parses `kind=url` as given to `--backend`.
+pub fn parse_backend_flag(s: &str) -> Result<(BackendKind, String), String> {
+    let (kind, url) = s.split_once('=').ok_or_else(|| format!("expected KIND=URL, got '{s}'"))?;
+    let kind = match kind {
+        "openai" => BackendKind::Openai,
+        "ollama" => BackendKind::Ollama,
+        other => return Err(format!("unknown backend kind '{other}' (expected openai or ollama)")),
+    };
+    Ok((kind, url.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err =
+            Config::from_toml("[server]\nlisten = \"127.0.0.1:1\"\nlistne = 3\n", &Overrides::default())
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("listne"), "{err}");
+        let err = Config::from_toml(
+            "[[backends]]\nname='a'\nkind='openai'\nurl='http://x'\nmodles=[]\n",
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("modles"), "{err}");
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let cfg = Config::from_toml(
+            r#"
+            [server]
+            listen = "127.0.0.1:9000"
+            shutdown_grace = "5s"
+            [[backends]]
+            name = "v"
+            kind = "openai"
+            url = "http://127.0.0.1:8000/v1"
+            models = ["a", { name = "chat", upstream = "b" }]
+            timeouts = { first_token = "2s" }
+            "#,
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(cfg.server.shutdown_grace, Duration::from_secs(5));
+        assert_eq!(cfg.backends[0].models[1].names(), ("chat", "b"));
+        assert_eq!(cfg.backends[0].timeouts.first_token, Duration::from_secs(2));
+        assert_eq!(cfg.backends[0].timeouts.idle, Timeouts::default().idle);
+    }
+
+    #[test]
+    fn invalid_values_are_all_reported() {
+        let err = Config::from_toml(
+            "[server]\nlisten='0.0.0.0:1'\n[[backends]]\nname='a'\nkind='openai'\nurl='ftp://x'\n[[backends]]\nname='a'\nkind='ollama'\nurl='nope'\n",
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in ["used twice", "ftp", "'nope'", "no API key"] {
+            assert!(err.contains(needle), "{needle} missing from {err}");
+        }
+    }
+
+    #[test]
+    fn backend_flags() {
+        assert_eq!(
+            parse_backend_flag("ollama=http://h:1").unwrap(),
+            (BackendKind::Ollama, "http://h:1".into())
+        );
+        assert!(parse_backend_flag("grpc=x").is_err());
+        assert!(parse_backend_flag("x").is_err());
+        let o = Overrides {
+            backends: vec![(BackendKind::Openai, "http://127.0.0.1:1/v1".into())],
+            ..Default::default()
+        };
+        let cfg = Config::from_toml("", &o).unwrap();
+        assert_eq!(cfg.backends[0].name, "openai-0");
+    }
+}

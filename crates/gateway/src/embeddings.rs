@@ -1,0 +1,38 @@
+//! Routing an embeddings request to a backend, under the backend's total deadline.
+
+use crate::{
+    backends::{BackendError, Stage},
+    chat::{EmbedRequest, Embeddings},
+    error::GatewayError,
+    generation::{Outstanding, Served},
+    scheduler,
+    state::AppState,
+};
+
+/// Embeds `req.input` with a backend serving `req.model`.
+pub async fn embed(state: &AppState, mut req: EmbedRequest) -> Result<(Embeddings, Served), GatewayError> {
+    let mut table = state.registry.table();
+    if table.routes(&req.model).is_none() && state.registry.rediscover_if_stale().await {
+        table = state.registry.table();
+    }
+    let routes = table.routes(&req.model).ok_or_else(|| GatewayError::ModelNotFound(req.model.clone()))?;
+    let route = scheduler::pick(routes).ok_or_else(|| GatewayError::ModelNotFound(req.model.clone()))?;
+    let served = Served { model: std::mem::take(&mut req.model), backend: route.slot.name().to_owned() };
+    req.model = route.upstream_model.clone();
+    let slot = &route.slot;
+    let _outstanding = Outstanding::new(state, slot);
+    let deadline = slot.timeouts.first_token.min(slot.timeouts.total);
+    let res = tokio::time::timeout(deadline, slot.backend.embed(req)).await;
+    match res {
+        Ok(Ok(e)) => Ok((e, served)),
+        Ok(Err(e)) => {
+            state.metrics.upstream_error(&served.backend, e.metric_kind());
+            Err(e.into())
+        }
+        Err(_) => {
+            let e = BackendError::Timeout(Stage::FirstToken);
+            state.metrics.upstream_error(&served.backend, e.metric_kind());
+            Err(e.into())
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Starting a generation and watching it run.
+//!
+//! [`start`] resolves the model, picks a backend, sends the request and waits (under the
+//! first-token deadline) for the first event, so anything that fails before a byte
+//! reaches the client still gets a proper status code. The rest of the answer flows
+//! through a [`Generation`], which enforces the idle and total deadlines, records
+//! metrics, and releases the backend's outstanding count when dropped. Deadlines are
+//! checked lazily: a timer is re-armed only when it fires, never once per token.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{Arc, atomic::Ordering},
+    task::{Context, Poll, ready},
+    time::Duration,
+};
+
+use futures_util::{Stream, StreamExt};
+use prometheus_client::metrics::histogram::Histogram;
+use tokio::time::{Instant, Sleep};
+
+use crate::{
+    backends::{BackendError, EventStream, Stage},
+    chat::{ChatRequest, Event, Usage},
+    error::GatewayError,
+    metrics::ModelLabels,
+    registry::BackendSlot,
+    scheduler,
+    state::AppState,
+};
+
+/// Who served a request, for logs, metrics and response extensions.
+#[derive(Debug, Clone, Default)]
+pub struct Served {
+    /// Public model name.
+    pub model: String,
+    /// Backend name.
+    pub backend: String,
+}
+
+/// A generation under way: its first event already arrived.
+pub struct Generation {
+    first: Option<Event>,
+    inner: EventStream,
+    _outstanding: Outstanding,
+    state: AppState,
+    served: Served,
+    started: Instant,
+    last_event: Instant,
+    ttft: Duration,
+    idle: Duration,
+    idle_timer: Pin<Box<Sleep>>,
+    total_timer: Pin<Box<Sleep>>,
+    inter_token: Histogram,
+    tokens_out: u64,
+    finished: bool,
+}
+
+/// Resolves, routes and starts `req`; returns once its first event is in.
+pub async fn start(state: &AppState, mut req: ChatRequest) -> Result<Generation, GatewayError> {
+    let started = Instant::now();
+    let public_model = req.model.clone();
+    let mut table = state.registry.table();
+    if table.routes(&public_model).is_none() && state.registry.rediscover_if_stale().await {
+        table = state.registry.table();
+    }
+    let routes =
+        table.routes(&public_model).ok_or_else(|| GatewayError::ModelNotFound(public_model.clone()))?;
+    let route = scheduler::pick(routes).ok_or_else(|| GatewayError::ModelNotFound(public_model.clone()))?;
+    let slot = route.slot.clone();
+    req.model = route.upstream_model.clone();
+    let served = Served { model: public_model, backend: slot.name().to_owned() };
+    let t = slot.timeouts;
+
+    let outstanding = Outstanding::new(state, &slot);
+    let first_deadline = t.first_token.min(t.total);
+    let opening = async {
+        let mut stream = slot.backend.chat(req).await?;
+        let first = stream.next().await;
+        Ok::<_, BackendError>((stream, first))
+    };
+    let outcome = match tokio::time::timeout(first_deadline, opening).await {
+        Ok(r) => r,
+        Err(_) => Err(BackendError::Timeout(if t.first_token <= t.total {
+            Stage::FirstToken
+        } else {
+            Stage::Total
+        })),
+    };
+    let (inner, first) = match outcome {
+        Ok((s, Some(Ok(ev)))) => (s, ev),
+        Ok((_, Some(Err(e)))) | Err(e) => {
+            state.metrics.upstream_error(&served.backend, e.metric_kind());
+            tracing::warn!(backend = %served.backend, model = %served.model, error = %e, cause = ?e, "generation failed before the first token");
+            return Err(GatewayError::Backend(e));
+        }
+        Ok((_, None)) => {
+            let e = BackendError::Interrupted("stream ended without any event".into());
+            state.metrics.upstream_error(&served.backend, e.metric_kind());
+            return Err(GatewayError::Backend(e));
+        }
+    };
+
+    let now = Instant::now();
+    let labels = ModelLabels { model: served.model.clone(), backend: served.backend.clone() };
+    let ttft = now - started;
+    state.metrics.time_to_first_token.get_or_create(&labels).observe(ttft.as_secs_f64());
+    state.metrics.active_streams.inc();
+    let inter_token = state.metrics.inter_token.get_or_create(&labels).clone();
+    let tokens_out = u64::from(matches!(first, Event::Delta(_)));
+    Ok(Generation {
+        first: Some(first),
+        inner,
+        _outstanding: outstanding,
+        state: state.clone(),
+        served,
+        started,
+        last_event: now,
+        ttft,
+        idle: t.idle,
+        idle_timer: Box::pin(tokio::time::sleep_until(now + t.idle)),
+        total_timer: Box::pin(tokio::time::sleep_until(started + t.total)),
+        inter_token,
+        tokens_out,
+        finished: false,
+    })
+}
+
+/// Counts a request against its backend until dropped.
+pub struct Outstanding {
+    state: AppState,
+    slot: Arc<BackendSlot>,
+}
+
+impl Outstanding {
+    /// Counts one more request on `slot`.
+    pub fn new(state: &AppState, slot: &Arc<BackendSlot>) -> Self {
+        let n = slot.outstanding.fetch_add(1, Ordering::Relaxed) + 1;
+        state.backend_gauge(slot.name(), n);
+        Outstanding { state: state.clone(), slot: slot.clone() }
+    }
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        let n = self.slot.outstanding.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+        self.state.backend_gauge(self.slot.name(), n);
+    }
+}
+
+impl Generation {
+    /// Who is serving it.
+    pub fn served(&self) -> &Served {
+        &self.served
+    }
+
+    /// When the request started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Time to the first event.
+    pub fn ttft(&self) -> Duration {
+        self.ttft
+    }
+
+    fn on_done(&mut self, usage: Option<Usage>) {
+        let labels = ModelLabels { model: self.served.model.clone(), backend: self.served.backend.clone() };
+        let m = &self.state.metrics;
+        m.request_duration.get_or_create(&labels).observe(self.started.elapsed().as_secs_f64());
+        let completion = usage.map_or(self.tokens_out, |u| u64::from(u.completion_tokens));
+        m.completion_tokens.get_or_create(&labels).inc_by(completion);
+        if let Some(u) = usage {
+            m.prompt_tokens.get_or_create(&labels).inc_by(u64::from(u.prompt_tokens));
+        }
+    }
+
+    fn fail(&mut self, e: BackendError) -> Poll<Option<Result<Event, BackendError>>> {
+        self.finished = true;
+        self.state.metrics.upstream_error(&self.served.backend, e.metric_kind());
+        tracing::warn!(backend = %self.served.backend, model = %self.served.model, error = %e, cause = ?e, "generation failed mid-stream");
+        Poll::Ready(Some(Err(e)))
+    }
+
+    fn observe(&mut self, ev: &Event) {
+        let now = Instant::now();
+        if let Event::Delta(_) = ev {
+            self.inter_token.observe((now - self.last_event).as_secs_f64());
+            self.tokens_out += 1;
+        }
+        self.last_event = now;
+    }
+}
+
+impl Stream for Generation {
+    type Item = Result<Event, BackendError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some(first) = this.first.take() {
+            if let Event::Done { usage, .. } = &first {
+                let usage = *usage;
+                this.finished = true;
+                this.on_done(usage);
+            }
+            return Poll::Ready(Some(Ok(first)));
+        }
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        match this.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(ev))) => {
+                this.observe(&ev);
+                if let Event::Done { usage, .. } = &ev {
+                    let usage = *usage;
+                    this.finished = true;
+                    this.on_done(usage);
+                }
+                return Poll::Ready(Some(Ok(ev)));
+            }
+            Poll::Ready(Some(Err(e))) => return this.fail(e),
+            Poll::Ready(None) => {
+                return this
+                    .fail(BackendError::Interrupted("stream ended before the answer finished".into()));
+            }
+            Poll::Pending => {}
+        }
+        if this.total_timer.as_mut().poll(cx).is_ready() {
+            return this.fail(BackendError::Timeout(Stage::Total));
+        }
+        loop {
+            ready!(this.idle_timer.as_mut().poll(cx));
+            let deadline = this.last_event + this.idle;
+            if Instant::now() >= deadline {
+                return this.fail(BackendError::Timeout(Stage::Idle));
+            }
+            this.idle_timer.as_mut().reset(deadline);
+        }
+    }
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        self.state.metrics.active_streams.dec();
+        if !self.finished {
+            tracing::debug!(backend = %self.served.backend, "client went away; upstream request dropped");
+        }
+    }
+}

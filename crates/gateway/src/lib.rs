@@ -1,0 +1,27 @@
+//! Sluice gateway: OpenAI- and Ollama-compatible APIs over any mix of LLM backends.
+//!
+//! # Layout
+//! - [`cli`], [`config`], [`telemetry`]: the binary's edge.
+//! - [`server`]: startup, serve loop, graceful shutdown.
+//! - [`api`]: routes, middleware, one module per dialect, the streaming body.
+//! - [`chat`]: the canonical request and events every layer shares.
+//! - [`generation`]: start a generation, enforce deadlines, record metrics.
+//! - [`registry`], [`scheduler`]: which backends serve a model, and which one to use.
+//! - [`backends`]: the `Backend` trait and its HTTP implementations.
+//! - [`auth`], [`metrics`], [`state`], [`error`]: cross-cutting pieces.
+
+pub mod api;
+pub mod auth;
+pub mod backends;
+pub mod chat;
+pub mod cli;
+pub mod config;
+pub mod embeddings;
+pub mod error;
+pub mod generation;
+pub mod metrics;
+pub mod registry;
+pub mod scheduler;
+pub mod server;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,204 @@
+//! Every metric Sluice exports, defined in one place, in Prometheus naming
+//! (`sluice_` prefix, base units, counters ending in `_total`).
+//!
+//! Each [`AppState`](crate::state::AppState) owns its own registry, so several gateways
+//! in one process (as in the tests) never mix their figures.
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+/// Labels of the request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Matched route, e.g. `/v1/chat/completions`.
+    pub route: String,
+    /// Model asked for (empty when not applicable).
+    pub model: String,
+    /// Backend that served it (empty when none did).
+    pub backend: String,
+    /// HTTP status.
+    pub status: u16,
+}
+
+/// Labels of the per-model latency and token metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    /// Model asked for.
+    pub model: String,
+    /// Backend serving it.
+    pub backend: String,
+}
+
+/// Labels of the upstream error counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// Backend name.
+    pub backend: String,
+    /// Error kind (see `BackendError::metric_kind`).
+    pub kind: String,
+}
+
+/// Labels naming one backend.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    /// Backend name.
+    pub backend: String,
+}
+
+type HistFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 100 µs .. ~105 s, doubling.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 21))
+}
+
+fn gap_histogram() -> Histogram {
+    // 10 µs .. ~10 s, doubling.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.00001, 2.0, 21))
+}
+
+/// The gateway's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// `sluice_requests_total{route,model,backend,status}`.
+    pub requests: Family<RequestLabels, Counter>,
+    /// `sluice_time_to_first_token_seconds{model,backend}`.
+    pub time_to_first_token: HistFamily<ModelLabels>,
+    /// `sluice_inter_token_latency_seconds{model,backend}`.
+    pub inter_token: HistFamily<ModelLabels>,
+    /// `sluice_request_duration_seconds{model,backend}` (end to end).
+    pub request_duration: HistFamily<ModelLabels>,
+    /// `sluice_prompt_tokens_total{model,backend}`.
+    pub prompt_tokens: Family<ModelLabels, Counter>,
+    /// `sluice_completion_tokens_total{model,backend}`.
+    pub completion_tokens: Family<ModelLabels, Counter>,
+    /// `sluice_active_streams`.
+    pub active_streams: Gauge,
+    /// `sluice_upstream_errors_total{backend,kind}`.
+    pub upstream_errors: Family<ErrorLabels, Counter>,
+    /// `sluice_backend_up{backend}`: 1 when the last probe succeeded.
+    pub backend_up: Family<BackendLabels, Gauge>,
+    /// `sluice_backend_outstanding_requests{backend}`.
+    pub backend_outstanding: Family<BackendLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sluice");
+        let requests = Family::default();
+        registry.register("requests", "HTTP requests by route, model, backend and status", requests.clone());
+        let time_to_first_token: HistFamily<ModelLabels> = Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "time_to_first_token",
+            "Time from request to first token",
+            prometheus_client::registry::Unit::Seconds,
+            time_to_first_token.clone(),
+        );
+        let inter_token: HistFamily<ModelLabels> = Family::new_with_constructor(gap_histogram);
+        registry.register_with_unit(
+            "inter_token_latency",
+            "Gap between successive tokens of a stream",
+            prometheus_client::registry::Unit::Seconds,
+            inter_token.clone(),
+        );
+        let request_duration: HistFamily<ModelLabels> = Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "request_duration",
+            "End-to-end duration of generation requests",
+            prometheus_client::registry::Unit::Seconds,
+            request_duration.clone(),
+        );
+        let prompt_tokens = Family::default();
+        registry.register("prompt_tokens", "Prompt tokens read", prompt_tokens.clone());
+        let completion_tokens = Family::default();
+        registry.register("completion_tokens", "Tokens generated", completion_tokens.clone());
+        let active_streams = Gauge::default();
+        registry.register("active_streams", "Generations in progress", active_streams.clone());
+        let upstream_errors = Family::default();
+        registry.register(
+            "upstream_errors",
+            "Upstream failures by backend and kind",
+            upstream_errors.clone(),
+        );
+        let backend_up = Family::default();
+        registry.register(
+            "backend_up",
+            "1 when the backend's last health probe succeeded",
+            backend_up.clone(),
+        );
+        let backend_outstanding = Family::default();
+        registry.register(
+            "backend_outstanding_requests",
+            "Requests in flight per backend",
+            backend_outstanding.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            time_to_first_token,
+            inter_token,
+            request_duration,
+            prompt_tokens,
+            completion_tokens,
+            active_streams,
+            upstream_errors,
+            backend_up,
+            backend_outstanding,
+        }
+    }
+
+    /// Counts an upstream failure.
+    pub fn upstream_error(&self, backend: &str, kind: &str) {
+        self.upstream_errors
+            .get_or_create(&ErrorLabels { backend: backend.to_owned(), kind: kind.to_owned() })
+            .inc();
+    }
+
+    /// The registry in the text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        let m = Metrics::new();
+        let l = ModelLabels { model: "m".into(), backend: "b".into() };
+        m.time_to_first_token.get_or_create(&l).observe(0.01);
+        m.completion_tokens.get_or_create(&l).inc_by(3);
+        m.requests
+            .get_or_create(&RequestLabels {
+                route: "/v1/x".into(),
+                model: "m".into(),
+                backend: "b".into(),
+                status: 200,
+            })
+            .inc();
+        let text = m.render();
+        for name in [
+            "sluice_time_to_first_token_seconds_bucket",
+            "sluice_completion_tokens_total{model=\"m\",backend=\"b\"} 3",
+            "sluice_requests_total{route=\"/v1/x\",model=\"m\",backend=\"b\",status=\"200\"} 1",
+            "sluice_active_streams 0",
+        ] {
+            assert!(text.contains(name), "{name} not in\n{text}");
+        }
+    }
+}

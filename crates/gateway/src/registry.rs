@@ -1,0 +1,200 @@
+//! Which backends serve which models.
+//!
+//! Models come from the configuration or, for backends configured without a model list,
+//! from asking the backend (`/v1/models`, `/api/tags`). Discovery runs at start and again
+//! when a client asks for a model nobody is known to serve (at most every few seconds),
+//! so a backend that was down at start is picked up without any polling loop.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+use crate::{
+    backends::{Backend, ModelInfo},
+    config::{BackendConfig, Timeouts},
+};
+
+/// Least time between two on-demand discoveries.
+const REDISCOVER_EVERY: Duration = Duration::from_secs(5);
+
+/// A backend and its live state.
+pub struct BackendSlot {
+    /// The token source.
+    pub backend: Arc<dyn Backend>,
+    /// Deadlines for requests to it.
+    pub timeouts: Timeouts,
+    /// Configured model entries (public name, upstream name); empty means discover.
+    configured: Vec<(String, String)>,
+    /// Models found by discovery.
+    discovered: RwLock<Vec<ModelInfo>>,
+    /// Requests in flight.
+    pub outstanding: AtomicU64,
+    /// Last known health.
+    pub healthy: AtomicBool,
+}
+
+impl BackendSlot {
+    /// A slot for `backend` configured by `cfg`.
+    pub fn new(backend: Arc<dyn Backend>, cfg: &BackendConfig) -> Self {
+        BackendSlot {
+            backend,
+            timeouts: cfg.timeouts,
+            configured: cfg.models.iter().map(|m| (m.names().0.to_owned(), m.names().1.to_owned())).collect(),
+            discovered: RwLock::new(Vec::new()),
+            outstanding: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
+        }
+    }
+
+    /// The backend's name.
+    pub fn name(&self) -> &str {
+        self.backend.name()
+    }
+
+    fn discovers(&self) -> bool {
+        self.configured.is_empty()
+    }
+
+    /// Discovered model details, by upstream name.
+    pub fn model_info(&self, upstream: &str) -> Option<ModelInfo> {
+        let d = self.discovered.read().unwrap_or_else(|p| p.into_inner());
+        d.iter().find(|m| m.name == upstream).cloned()
+    }
+}
+
+/// One way to serve a model: a backend and the name to send it.
+#[derive(Clone)]
+pub struct Route {
+    /// The backend.
+    pub slot: Arc<BackendSlot>,
+    /// The model name at that backend.
+    pub upstream_model: String,
+}
+
+/// Public model name → routes, in configuration order.
+#[derive(Default)]
+pub struct ModelTable {
+    routes: HashMap<String, Vec<Route>>,
+    names: Vec<String>,
+}
+
+impl ModelTable {
+    /// Routes for a model. As Ollama does, `name` and `name:latest` are the same model.
+    pub fn routes(&self, model: &str) -> Option<&[Route]> {
+        if let Some(r) = self.routes.get(model) {
+            return Some(r);
+        }
+        let alt = match model.strip_suffix(":latest") {
+            Some(bare) => bare.to_owned(),
+            None if !model.contains(':') => format!("{model}:latest"),
+            None => return None,
+        };
+        self.routes.get(&alt).map(Vec::as_slice)
+    }
+
+    /// Every public model name, sorted.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+/// All backends and the model table built from them.
+pub struct Registry {
+    slots: Vec<Arc<BackendSlot>>,
+    table: RwLock<Arc<ModelTable>>,
+    last_discovery: Mutex<Option<Instant>>,
+}
+
+impl Registry {
+    /// A registry over `slots`; call [`Registry::discover`] to fill discovered models.
+    pub fn new(slots: Vec<Arc<BackendSlot>>) -> Self {
+        let r = Registry { slots, table: RwLock::new(Arc::default()), last_discovery: Mutex::new(None) };
+        r.rebuild();
+        r
+    }
+
+    /// Every backend.
+    pub fn slots(&self) -> &[Arc<BackendSlot>] {
+        &self.slots
+    }
+
+    /// The current model table.
+    pub fn table(&self) -> Arc<ModelTable> {
+        self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn rebuild(&self) {
+        let mut routes: HashMap<String, Vec<Route>> = HashMap::new();
+        for slot in &self.slots {
+            let entries: Vec<(String, String)> = if slot.discovers() {
+                let d = slot.discovered.read().unwrap_or_else(|p| p.into_inner());
+                d.iter().map(|m| (m.name.clone(), m.name.clone())).collect()
+            } else {
+                slot.configured.clone()
+            };
+            for (public, upstream) in entries {
+                routes
+                    .entry(public)
+                    .or_default()
+                    .push(Route { slot: slot.clone(), upstream_model: upstream });
+            }
+        }
+        let mut names: Vec<String> = routes.keys().cloned().collect();
+        names.sort();
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ModelTable { routes, names });
+    }
+
+    /// Asks every backend for its models (all at once, each bounded by its connect
+    /// deadline plus a few seconds), records health, and rebuilds the table.
+    pub async fn discover(&self) {
+        *self.last_discovery.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        let probes = self.slots.iter().map(|slot| async move {
+            let limit = slot.timeouts.connect + Duration::from_secs(5);
+            let res = tokio::time::timeout(limit, slot.backend.models()).await;
+            match res {
+                Ok(Ok(models)) => {
+                    slot.healthy.store(true, Ordering::Relaxed);
+                    *slot.discovered.write().unwrap_or_else(|p| p.into_inner()) = models;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(backend = slot.name(), error = %e, cause = ?e, "backend probe failed");
+                    slot.healthy.store(false, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    tracing::warn!(backend = slot.name(), "backend probe timed out");
+                    slot.healthy.store(false, Ordering::Relaxed);
+                }
+            }
+        });
+        futures_util::future::join_all(probes).await;
+        self.rebuild();
+    }
+
+    /// Runs discovery again if a backend discovers its models and the last run is
+    /// old enough; returns whether it ran.
+    pub async fn rediscover_if_stale(&self) -> bool {
+        if !self.slots.iter().any(|s| s.discovers()) {
+            return false;
+        }
+        {
+            let last = self.last_discovery.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < REDISCOVER_EVERY) {
+                return false;
+            }
+        }
+        self.discover().await;
+        true
+    }
+
+    /// True when at least one backend answered its last probe.
+    pub fn any_healthy(&self) -> bool {
+        self.slots.iter().any(|s| s.healthy.load(Ordering::Relaxed))
+    }
+}

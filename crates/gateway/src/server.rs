@@ -1,0 +1,92 @@
+//! Startup and the serve loop: discover backends, log what is served, accept
+//! connections until shutdown, then give in-flight requests a grace period.
+
+use std::{io, sync::atomic::Ordering};
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+
+use crate::{api, state::AppState};
+
+/// Probes every backend, then logs the address, the backends and the models.
+pub async fn announce(state: &AppState, addr: std::net::SocketAddr) {
+    state.registry.discover().await;
+    tracing::info!(address = %format!("http://{addr}"), "Sluice listening");
+    let slots = state.registry.slots();
+    if slots.is_empty() {
+        tracing::warn!(
+            "no backend configured: add one with `sluice serve --backend openai=http://127.0.0.1:8000/v1` \
+             (or `ollama=http://127.0.0.1:11434`), or a [[backends]] entry in the config file"
+        );
+    }
+    for s in slots {
+        tracing::info!(
+            backend = s.name(),
+            kind = s.backend.kind(),
+            healthy = s.healthy.load(Ordering::Relaxed),
+            "backend"
+        );
+        state
+            .metrics
+            .backend_up
+            .get_or_create(&crate::metrics::BackendLabels { backend: s.name().to_owned() })
+            .set(i64::from(s.healthy.load(Ordering::Relaxed)));
+    }
+    let table = state.registry.table();
+    for name in table.names() {
+        let backends: Vec<&str> =
+            table.routes(name).unwrap_or_default().iter().map(|r| r.slot.name()).collect();
+        tracing::info!(model = %name, backends = ?backends, "model");
+    }
+}
+
+/// Serves `state` on `listener` until `state.shutdown` is cancelled, then lets
+/// in-flight requests finish for up to the configured grace period.
+pub async fn run(listener: TcpListener, state: AppState) -> io::Result<()> {
+    let shutdown = state.shutdown.clone();
+    let grace = state.config.server.shutdown_grace;
+    // Tokens are small writes: never let Nagle hold one back.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let serve = axum::serve(listener, api::router(state.clone()))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future();
+    let deadline = async {
+        shutdown.cancelled().await;
+        tracing::info!(grace = ?grace, "shutting down: no new connections, finishing in-flight requests");
+        tokio::time::sleep(grace).await;
+    };
+    let result = tokio::select! {
+        r = serve => r,
+        () = deadline => {
+            tracing::warn!(active = state.metrics.active_streams.get(), "grace period over; closing remaining streams");
+            Ok(())
+        }
+    };
+    state.tasks.close();
+    state.tasks.wait().await;
+    result
+}
+
+/// Resolves when SIGINT (Ctrl-C) or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,90 @@
+//! The shared application state: configuration, backends, metrics, auth and the task
+//! tracker that owns every background task.
+
+use std::{sync::Arc, time::Instant};
+
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    auth::ApiKeys,
+    backends::{Backend, BackendError, OllamaHttp, OpenAiHttp, http_client::HttpClients},
+    config::{BackendKind, Config},
+    metrics::{BackendLabels, Metrics},
+    registry::{BackendSlot, Registry},
+};
+
+/// Everything a request handler needs, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+/// The state's contents.
+pub struct Inner {
+    /// The validated configuration.
+    pub config: Config,
+    /// Backends and models.
+    pub registry: Registry,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Accepted API keys.
+    pub keys: ApiKeys,
+    /// Owns background tasks.
+    pub tasks: TaskTracker,
+    /// Cancelled on shutdown.
+    pub shutdown: CancellationToken,
+    /// Process start.
+    pub started: Instant,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl AppState {
+    /// Builds the state from a validated configuration: one backend per entry, all on
+    /// the shared HTTP client. Does not touch the network.
+    pub fn new(config: Config) -> Result<AppState, BackendError> {
+        let clients = HttpClients::default();
+        let mut slots = Vec::with_capacity(config.backends.len());
+        for b in &config.backends {
+            let client = clients.get(b.timeouts.connect)?;
+            let backend: Arc<dyn Backend> = match b.kind {
+                BackendKind::Openai => {
+                    let key = b.api_key_env.as_ref().and_then(|v| std::env::var(v).ok());
+                    Arc::new(OpenAiHttp::new(&b.name, &b.url, key, client))
+                }
+                BackendKind::Ollama => Arc::new(OllamaHttp::new(&b.name, &b.url, client)),
+            };
+            slots.push(Arc::new(BackendSlot::new(backend, b)));
+        }
+        Ok(Self::with_slots(config, slots))
+    }
+
+    /// Builds the state over ready-made backend slots (embedded engines, agents, tests).
+    pub fn with_slots(config: Config, slots: Vec<Arc<BackendSlot>>) -> AppState {
+        let keys = ApiKeys::from_hashes(&config.auth.api_key_sha256);
+        AppState {
+            inner: Arc::new(Inner {
+                registry: Registry::new(slots),
+                metrics: Metrics::new(),
+                keys,
+                tasks: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+                started: Instant::now(),
+                config,
+            }),
+        }
+    }
+
+    /// Publishes a backend's outstanding count.
+    pub fn backend_gauge(&self, backend: &str, n: u64) {
+        self.metrics
+            .backend_outstanding
+            .get_or_create(&BackendLabels { backend: backend.to_owned() })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+}

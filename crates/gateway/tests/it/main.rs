@@ -1,0 +1,13 @@
+//! Gateway integration tests: a real gateway on port 0 in front of the mock upstream.
+
+// Test helpers panic on purpose: a failed setup is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod util;
+
+mod deadlines;
+mod dialects;
+mod errors;
+mod ops;
+mod python_sdk;
+mod streaming;

@@ -1,0 +1,13 @@
+//! Wire types for the API dialects Sluice speaks and the backends it calls.
+//!
+//! Only `serde` types live here: no I/O, no policy. Both the ingress APIs and the HTTP
+//! backends use them, so a field added here is understood in both directions.
+//!
+//! # Layout
+//! - [`openai`]: OpenAI `/v1` requests, responses, stream chunks and errors.
+//! - [`ollama`]: Ollama `/api` requests, responses, NDJSON lines and errors.
+//! - [`common`]: shapes both dialects share (stop sequences, string-or-list inputs).
+
+pub mod common;
+pub mod ollama;
+pub mod openai;

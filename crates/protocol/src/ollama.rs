@@ -1,0 +1,390 @@
+//! Ollama `/api` wire types: chat, generate, tags, ps, show, embed, version, NDJSON
+//! stream lines and the error object.
+//!
+//! Durations are nanoseconds, as Ollama reports them. Request types ignore unknown
+//! fields; `*View` types borrow from the input for parsing upstream streams cheaply.
+
+use serde::{Deserialize, Serialize};
+
+use crate::common::{OneOrMany, Text};
+
+/// `POST /api/chat` request body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ChatRequest {
+    /// Model name.
+    pub model: String,
+    /// The conversation so far.
+    #[serde(default)]
+    pub messages: Vec<Message>,
+    /// Stream NDJSON lines (Ollama's default is `true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Runtime options (`num_predict`, `temperature`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<Options>,
+    /// How long the model stays loaded after this request (`"5m"`, seconds, `0`, `-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive: Option<serde_json::Value>,
+    /// Output format (`"json"` or a JSON schema), passed through when the backend allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<serde_json::Value>,
+}
+
+/// One chat message.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Message {
+    /// `system`, `user`, `assistant` or `tool`.
+    pub role: String,
+    /// The text.
+    #[serde(default)]
+    pub content: String,
+    /// Base64 images, for multimodal models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<Vec<String>>,
+}
+
+/// `POST /api/generate` request body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GenerateRequest {
+    /// Model name.
+    pub model: String,
+    /// The prompt; empty or missing only loads the model.
+    #[serde(default)]
+    pub prompt: String,
+    /// System prompt overriding the model's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// Send the prompt without the chat template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<bool>,
+    /// Stream NDJSON lines (default `true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Runtime options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<Options>,
+    /// Keep-alive, as for chat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive: Option<serde_json::Value>,
+    /// Output format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<serde_json::Value>,
+}
+
+/// Runtime options Sluice understands; others are ignored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Options {
+    /// Output token cap (`-1`: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_predict: Option<i64>,
+    /// Sampling temperature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// Nucleus sampling mass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    /// Top-k sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u32>,
+    /// Min-p sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_p: Option<f32>,
+    /// Repeat penalty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_penalty: Option<f32>,
+    /// Sampling seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    /// Stop sequences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<OneOrMany>,
+    /// Context size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_ctx: Option<u32>,
+}
+
+/// Timing and count fields of the final line of a reply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinalStats {
+    /// Wall time of the whole request, ns.
+    #[serde(default)]
+    pub total_duration: u64,
+    /// Time spent loading the model, ns.
+    #[serde(default)]
+    pub load_duration: u64,
+    /// Prompt tokens evaluated.
+    #[serde(default)]
+    pub prompt_eval_count: u32,
+    /// Time evaluating the prompt, ns.
+    #[serde(default)]
+    pub prompt_eval_duration: u64,
+    /// Tokens generated.
+    #[serde(default)]
+    pub eval_count: u32,
+    /// Time generating, ns.
+    #[serde(default)]
+    pub eval_duration: u64,
+}
+
+/// One `/api/chat` response object (a stream line, or the whole non-stream reply).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChatResponse {
+    /// Model name.
+    pub model: String,
+    /// RFC 3339 timestamp.
+    pub created_at: String,
+    /// The (partial) assistant message.
+    pub message: Message,
+    /// True on the final object.
+    pub done: bool,
+    /// `stop`, `length` or `load`, on the final object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_reason: Option<String>,
+    /// Durations and counts, on the final object.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<FinalStats>,
+}
+
+/// One `/api/generate` response object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GenerateResponse {
+    /// Model name.
+    pub model: String,
+    /// RFC 3339 timestamp.
+    pub created_at: String,
+    /// The (partial) generated text.
+    pub response: String,
+    /// True on the final object.
+    pub done: bool,
+    /// `stop`, `length` or `load`, on the final object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_reason: Option<String>,
+    /// Durations and counts, on the final object.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<FinalStats>,
+}
+
+/// Borrowed view of one NDJSON line from an Ollama upstream (chat or generate).
+#[derive(Debug, Deserialize)]
+pub struct StreamLineView<'a> {
+    /// Chat message delta.
+    #[serde(default, borrow)]
+    pub message: Option<MessageView<'a>>,
+    /// Generate text delta.
+    #[serde(default, borrow)]
+    pub response: Option<Text<'a>>,
+    /// True on the final line.
+    #[serde(default)]
+    pub done: bool,
+    /// Why it stopped.
+    #[serde(default, borrow)]
+    pub done_reason: Option<Text<'a>>,
+    /// Prompt tokens, on the final line.
+    #[serde(default)]
+    pub prompt_eval_count: Option<u32>,
+    /// Output tokens, on the final line.
+    #[serde(default)]
+    pub eval_count: Option<u32>,
+    /// Model load time in ns, on the final line.
+    #[serde(default)]
+    pub load_duration: Option<u64>,
+    /// Prompt evaluation time in ns, on the final line.
+    #[serde(default)]
+    pub prompt_eval_duration: Option<u64>,
+    /// Generation time in ns, on the final line.
+    #[serde(default)]
+    pub eval_duration: Option<u64>,
+    /// Error text some versions send inside the stream.
+    #[serde(default, borrow)]
+    pub error: Option<Text<'a>>,
+}
+
+/// Borrowed view of a streamed chat message.
+#[derive(Debug, Deserialize)]
+pub struct MessageView<'a> {
+    /// New text.
+    #[serde(default, borrow)]
+    pub content: Option<Text<'a>>,
+}
+
+/// `GET /api/tags` response.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TagList {
+    /// Local models.
+    pub models: Vec<ModelTag>,
+}
+
+/// One model of `/api/tags` and `/api/ps`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ModelTag {
+    /// Name with tag.
+    pub name: String,
+    /// Same as `name`.
+    #[serde(default)]
+    pub model: String,
+    /// RFC 3339 modification time (tags only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_at: Option<String>,
+    /// Size in bytes.
+    #[serde(default)]
+    pub size: u64,
+    /// Content digest.
+    #[serde(default)]
+    pub digest: String,
+    /// Model details.
+    #[serde(default)]
+    pub details: ModelDetails,
+    /// When the model unloads (ps only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Bytes in accelerator memory (ps only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_vram: Option<u64>,
+}
+
+/// Model details block.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ModelDetails {
+    /// Base model, if any.
+    #[serde(default)]
+    pub parent_model: String,
+    /// File format, e.g. `gguf`.
+    #[serde(default)]
+    pub format: String,
+    /// Model family.
+    #[serde(default)]
+    pub family: String,
+    /// All families.
+    #[serde(default)]
+    pub families: Option<Vec<String>>,
+    /// E.g. `135M`.
+    #[serde(default)]
+    pub parameter_size: String,
+    /// E.g. `Q4_1`.
+    #[serde(default)]
+    pub quantization_level: String,
+}
+
+/// `GET /api/ps` response.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PsList {
+    /// Loaded models.
+    pub models: Vec<ModelTag>,
+}
+
+/// `POST /api/show` request body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShowRequest {
+    /// Model name (current field).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Model name (older field).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `POST /api/show` response.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShowResponse {
+    /// Modelfile text.
+    #[serde(default)]
+    pub modelfile: String,
+    /// Parameters text.
+    #[serde(default)]
+    pub parameters: String,
+    /// Prompt template.
+    #[serde(default)]
+    pub template: String,
+    /// Details block.
+    #[serde(default)]
+    pub details: ModelDetails,
+    /// Free-form model metadata.
+    #[serde(default)]
+    pub model_info: serde_json::Map<String, serde_json::Value>,
+    /// E.g. `["completion"]`.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+}
+
+/// `POST /api/embed` request body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EmbedRequest {
+    /// Model name.
+    pub model: String,
+    /// One text or a list.
+    pub input: OneOrMany,
+    /// Truncate inputs that exceed the context (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncate: Option<bool>,
+    /// Keep-alive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive: Option<serde_json::Value>,
+}
+
+/// `POST /api/embed` response.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EmbedResponse {
+    /// Model name.
+    pub model: String,
+    /// One vector per input.
+    pub embeddings: Vec<Vec<f32>>,
+    /// Wall time, ns.
+    #[serde(default)]
+    pub total_duration: u64,
+    /// Load time, ns.
+    #[serde(default)]
+    pub load_duration: u64,
+    /// Tokens read.
+    #[serde(default)]
+    pub prompt_eval_count: u32,
+}
+
+/// `GET /api/version` response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionResponse {
+    /// Version string.
+    pub version: String,
+}
+
+/// Error body: `{"error": "..."}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    /// The message.
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_chat_line_flattens_stats() {
+        let line = ChatResponse {
+            model: "m".into(),
+            created_at: "t".into(),
+            message: Message { role: "assistant".into(), content: String::new(), images: None },
+            done: true,
+            done_reason: Some("stop".into()),
+            stats: Some(FinalStats { eval_count: 3, ..Default::default() }),
+        };
+        let v = serde_json::to_value(&line).unwrap();
+        assert_eq!(v["eval_count"], 3);
+        assert_eq!(v["done_reason"], "stop");
+        assert!(v.get("stats").is_none());
+    }
+
+    #[test]
+    fn stream_line_view_reads_both_kinds() {
+        let v: StreamLineView<'_> = serde_json::from_str(
+            r#"{"model":"m","message":{"role":"assistant","content":"x"},"done":false}"#,
+        )
+        .unwrap();
+        assert_eq!(v.message.unwrap().content.as_deref(), Some("x"));
+        let v: StreamLineView<'_> = serde_json::from_str(
+            r#"{"response":"","done":true,"done_reason":"length","eval_count":4,"prompt_eval_count":2}"#,
+        )
+        .unwrap();
+        assert!(v.done);
+        assert_eq!(v.eval_count, Some(4));
+    }
+}
