@@ -7,7 +7,10 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     auth::ApiKeys,
-    backends::{Backend, BackendError, OllamaHttp, OpenAiHttp, http_client::HttpClients},
+    backends::{
+        Backend, BackendError, OllamaHttp, OpenAiHttp,
+        http_client::{HttpClients, Transport},
+    },
     config::{BackendKind, Config},
     metrics::{BackendLabels, Metrics},
     registry::{BackendSlot, Registry},
@@ -51,13 +54,17 @@ impl AppState {
         let clients = HttpClients::default();
         let mut slots = Vec::with_capacity(config.backends.len());
         for b in &config.backends {
-            let client = clients.get(b.timeouts.connect)?;
             let backend: Arc<dyn Backend> = match b.kind {
                 BackendKind::Openai => {
                     let key = b.api_key_env.as_ref().and_then(|v| std::env::var(v).ok());
-                    Arc::new(OpenAiHttp::new(&b.name, &b.url, key, client))
+                    let transport = Transport::new(&clients, &b.url, b.timeouts.connect)?;
+                    Arc::new(OpenAiHttp::new(&b.name, transport, key.as_deref()))
                 }
-                BackendKind::Ollama => Arc::new(OllamaHttp::new(&b.name, &b.url, client)),
+                BackendKind::Ollama => {
+                    let transport =
+                        Transport::new(&clients, OllamaHttp::base_url(&b.url), b.timeouts.connect)?;
+                    Arc::new(OllamaHttp::new(&b.name, transport))
+                }
             };
             slots.push(Arc::new(BackendSlot::new(backend, b)));
         }

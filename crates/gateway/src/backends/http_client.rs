@@ -1,19 +1,32 @@
-//! The one pooled, keep-alive HTTP client every HTTP backend shares.
+//! How HTTP backends reach their upstreams.
 //!
-//! reqwest keeps idle connections per host and negotiates HTTP/2 over TLS by ALPN, so
-//! no request ever opens a connection that an idle one could serve. Its connect timeout
-//! is per client, so backends with different connect deadlines get one client (one pool)
-//! per distinct deadline: in practice one.
+//! [`Transport`] hides two clients: plain `http://` upstreams (local servers, the common
+//! self-hosted case) go through [`h1::H1Client`], whose connections are driven inside
+//! the request's task so tokens that arrive together leave together; `https://` upstreams
+//! go through one shared reqwest client (rustls, ALPN, HTTP/2). Both keep connections
+//! alive and reuse them: never a new connection per request.
 
 use std::{
     collections::HashMap,
+    pin::Pin,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use super::{BackendError, Stage};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
-/// Hands out shared clients, one per connect timeout.
+use super::{BackendError, Stage, h1::H1Client};
+
+/// Largest whole (non-streamed) upstream answer accepted.
+const MAX_WHOLE_BODY: usize = 64 << 20;
+
+/// A response body as a stream of byte chunks.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, BackendError>> + Send>>;
+
+/// Hands out shared reqwest clients, one per connect timeout (reqwest's connect timeout
+/// is per client; in practice there is one).
 #[derive(Clone, Default)]
 pub struct HttpClients {
     clients: Arc<Mutex<HashMap<Duration, reqwest::Client>>>,
@@ -40,6 +53,138 @@ impl HttpClients {
     }
 }
 
+/// The way to one upstream base URL.
+pub enum Transport {
+    /// Plain HTTP/1.1, connection driven in the request's task.
+    Plain {
+        /// The connection pool.
+        client: Arc<H1Client>,
+        /// Path prefix of the base URL (`/v1`, or empty).
+        base_path: String,
+    },
+    /// Anything else (TLS), through reqwest.
+    Shared {
+        /// The shared client.
+        client: reqwest::Client,
+        /// Base URL without a trailing slash.
+        base: String,
+    },
+}
+
+/// An upstream response.
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// The body, streamed.
+    pub body: BodyStream,
+}
+
+impl Transport {
+    /// The transport for `base_url`.
+    pub fn new(
+        clients: &HttpClients,
+        base_url: &str,
+        connect_timeout: Duration,
+    ) -> Result<Transport, BackendError> {
+        let url = reqwest::Url::parse(base_url.trim_end_matches('/'))
+            .map_err(|e| BackendError::Connect(format!("bad URL {base_url}: {e}")))?;
+        if url.scheme() == "http" {
+            let host =
+                url.host_str().ok_or_else(|| BackendError::Connect(format!("no host in {base_url}")))?;
+            let port = url.port_or_known_default().unwrap_or(80);
+            let authority =
+                if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+            Ok(Transport::Plain {
+                client: H1Client::new(&authority, connect_timeout)?,
+                base_path: url.path().trim_end_matches('/').to_owned(),
+            })
+        } else {
+            Ok(Transport::Shared {
+                client: clients.get(connect_timeout)?,
+                base: base_url.trim_end_matches('/').to_owned(),
+            })
+        }
+    }
+
+    /// Sends a request to `path` (relative to the base URL); resolves at the response head.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Bytes,
+    ) -> Result<Response, BackendError> {
+        match self {
+            Transport::Plain { client, base_path } => {
+                let r = client.send(method, &format!("{base_path}{path}"), headers, body).await?;
+                Ok(Response { status: r.status.as_u16(), headers: r.headers, body: Box::pin(r.body) })
+            }
+            Transport::Shared { client, base } => {
+                let mut rb = client.request(method, format!("{base}{path}")).body(body);
+                for (k, v) in headers {
+                    rb = rb.header(k, v);
+                }
+                let resp = rb.send().await.map_err(classify)?;
+                let status = resp.status().as_u16();
+                let headers = resp.headers().clone();
+                let body = resp.bytes_stream().map_err(|e| match classify(e) {
+                    BackendError::Connect(m) => BackendError::Interrupted(m),
+                    other => other,
+                });
+                Ok(Response { status, headers, body: Box::pin(body) })
+            }
+        }
+    }
+}
+
+impl Response {
+    /// True for 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// Reads the whole body (bounded).
+    pub async fn bytes(mut self) -> Result<Bytes, BackendError> {
+        let mut out = bytes::BytesMut::new();
+        while let Some(chunk) = self.body.next().await {
+            let chunk = chunk?;
+            if out.len() + chunk.len() > MAX_WHOLE_BODY {
+                return Err(BackendError::Protocol("upstream answer too large".into()));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.freeze())
+    }
+
+    /// Turns an error response into [`BackendError::Status`], with the upstream's own
+    /// message when it sent one in either dialect's error shape.
+    pub async fn into_error(self) -> BackendError {
+        let status = self.status;
+        let retry_after = self
+            .headers
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        // Bounded: an error body is small, and a hung one must not hang the request.
+        let body = tokio::time::timeout(Duration::from_secs(5), self.bytes()).await;
+        let message = match body {
+            Ok(Ok(bytes)) => error_message(&bytes),
+            _ => None,
+        }
+        .unwrap_or_else(|| {
+            http::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("error")
+                .to_owned()
+        });
+        BackendError::Status { status, message, retry_after }
+    }
+}
+
 /// Classifies a reqwest error into a backend error, keeping the cause for the log.
 pub fn classify(err: reqwest::Error) -> BackendError {
     if err.is_connect() {
@@ -57,32 +202,6 @@ pub fn classify(err: reqwest::Error) -> BackendError {
     }
 }
 
-/// Reads an error response from an upstream into [`BackendError::Status`], with the
-/// upstream's own message when it sent one in either dialect's error shape.
-pub async fn status_error(resp: reqwest::Response) -> BackendError {
-    let status = resp.status().as_u16();
-    let retry_after = resp
-        .headers()
-        .get(http::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    // Bounded: an error body is small, and a hung one must not hang the request.
-    let body = tokio::time::timeout(Duration::from_secs(5), resp.bytes()).await;
-    let message = match body {
-        Ok(Ok(bytes)) => error_message(&bytes),
-        _ => None,
-    }
-    .unwrap_or_else(|| {
-        http::StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("error")
-            .to_owned()
-    });
-    BackendError::Status { status, message, retry_after }
-}
-
 /// Extracts the message of `{"error":{"message":..}}` or `{"error":".."}`.
 pub fn error_message(body: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
@@ -90,6 +209,18 @@ pub fn error_message(body: &[u8]) -> Option<String> {
     let msg = e.get("message").and_then(|m| m.as_str()).or_else(|| e.as_str())?;
     // Upstream messages are passed on, but never unbounded.
     Some(msg.chars().take(500).collect())
+}
+
+/// `Content-Type: application/json`.
+pub fn json_content_type() -> (HeaderName, HeaderValue) {
+    (http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
+}
+
+/// `Authorization: Bearer <key>`, marked sensitive so it is never logged.
+pub fn bearer(key: &str) -> Option<(HeaderName, HeaderValue)> {
+    let mut v = HeaderValue::from_str(&format!("Bearer {key}")).ok()?;
+    v.set_sensitive(true);
+    Some((http::header::AUTHORIZATION, v))
 }
 
 #[cfg(test)]
@@ -101,5 +232,14 @@ mod tests {
         assert_eq!(error_message(br#"{"error":{"message":"bad model"}}"#).as_deref(), Some("bad model"));
         assert_eq!(error_message(br#"{"error":"oops"}"#).as_deref(), Some("oops"));
         assert_eq!(error_message(b"<html>"), None);
+    }
+
+    #[test]
+    fn plain_http_uses_the_in_task_client_and_tls_the_shared_one() {
+        let c = HttpClients::default();
+        let t = Transport::new(&c, "http://127.0.0.1:8000/v1/", Duration::from_secs(1)).unwrap();
+        assert!(matches!(&t, Transport::Plain { base_path, .. } if base_path == "/v1"));
+        let t = Transport::new(&c, "https://api.example.com/v1", Duration::from_secs(1)).unwrap();
+        assert!(matches!(t, Transport::Shared { .. }));
     }
 }

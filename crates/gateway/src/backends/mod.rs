@@ -9,8 +9,10 @@
 //! - [`ollama_http`]: Ollama's native API.
 //! - [`sse`], [`ndjson`]: incremental decoders for the two stream framings.
 //! - [`upstream`]: the body-to-events adapter both HTTP backends share.
-//! - [`http_client`]: the one pooled HTTP client.
+//! - [`http_client`]: the transports (pooled, keep-alive) to upstreams.
+//! - [`h1`]: the in-task HTTP/1.1 client for plain-HTTP upstreams.
 
+pub mod h1;
 pub mod http_client;
 pub mod ndjson;
 pub mod ollama_http;

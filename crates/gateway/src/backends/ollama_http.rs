@@ -1,15 +1,16 @@
 //! Ollama backend over its native API (`/api/chat`, `/api/generate`, `/api/tags`,
 //! `/api/embed`), streaming NDJSON.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use http::Method;
 use sluice_protocol::ollama as ol;
 
 use super::{
     Backend, BackendError, EventStream, ModelInfo,
-    http_client::{classify, status_error},
+    http_client::{Response, Transport, json_content_type},
     ndjson::{LineDecoder, LineItem},
     upstream::{EventQueue, StreamFormat, UpstreamEvents},
 };
@@ -18,23 +19,28 @@ use crate::chat::{ChatRequest, EmbedRequest, Embeddings, Event, FinishReason, In
 /// An Ollama server.
 pub struct OllamaHttp {
     name: String,
-    base: String,
-    client: reqwest::Client,
+    transport: Arc<Transport>,
 }
 
 impl OllamaHttp {
-    /// A backend at `base` (e.g. `http://127.0.0.1:11434`).
-    pub fn new(name: &str, base: &str, client: reqwest::Client) -> Self {
-        let base = base.trim_end_matches('/');
-        let base = base.strip_suffix("/api").unwrap_or(base);
-        OllamaHttp { name: name.to_owned(), base: base.to_owned(), client }
+    /// A backend reached through `transport` (base URL e.g. `http://127.0.0.1:11434`).
+    pub fn new(name: &str, transport: Transport) -> Self {
+        OllamaHttp { name: name.to_owned(), transport: Arc::new(transport) }
     }
 
-    fn post(&self, path: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
-        self.client
-            .post(format!("{}{path}", self.base))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body)
+    /// The base URL without a trailing `/api` a user may have put there.
+    pub fn base_url(url: &str) -> &str {
+        let base = url.trim_end_matches('/');
+        base.strip_suffix("/api").unwrap_or(base)
+    }
+
+    fn post(
+        &self,
+        path: &'static str,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<Response, BackendError>> + Send + 'static {
+        let t = self.transport.clone();
+        async move { t.request(Method::POST, path, &[json_content_type()], Bytes::from(body)).await }
     }
 }
 
@@ -106,14 +112,14 @@ impl Backend for OllamaHttp {
     fn chat(&self, req: ChatRequest) -> BoxFuture<'static, Result<EventStream, BackendError>> {
         let rb = encode_request(&req).map(|(path, body)| self.post(path, body));
         Box::pin(async move {
-            let resp = rb?.send().await.map_err(classify)?;
-            if !resp.status().is_success() {
-                return Err(status_error(resp).await);
+            let resp = rb?.await?;
+            if !resp.is_success() {
+                return Err(resp.into_error().await);
             }
             if req.stream {
-                return Ok(UpstreamEvents::boxed(resp, OllamaNdjson::default()));
+                return Ok(UpstreamEvents::boxed(resp.body, OllamaNdjson::default()));
             }
-            let body: Bytes = resp.bytes().await.map_err(classify)?;
+            let body: Bytes = resp.bytes().await?;
             let mut f = OllamaNdjson::default();
             let mut out = EventQueue::new();
             f.feed(&body, &mut out);
@@ -131,12 +137,11 @@ impl Backend for OllamaHttp {
         });
         let rb = body.map(|b| self.post("/api/embed", b));
         Box::pin(async move {
-            let rb = rb.map_err(|e| BackendError::Protocol(e.to_string()))?;
-            let resp = rb.send().await.map_err(classify)?;
-            if !resp.status().is_success() {
-                return Err(status_error(resp).await);
+            let resp = rb.map_err(|e| BackendError::Protocol(e.to_string()))?.await?;
+            if !resp.is_success() {
+                return Err(resp.into_error().await);
             }
-            let body = resp.bytes().await.map_err(classify)?;
+            let body = resp.bytes().await?;
             let r: ol::EmbedResponse = serde_json::from_slice(&body)
                 .map_err(|e| BackendError::Protocol(format!("malformed embeddings: {e}")))?;
             Ok(Embeddings { vectors: r.embeddings, prompt_tokens: r.prompt_eval_count })
@@ -144,13 +149,13 @@ impl Backend for OllamaHttp {
     }
 
     fn models(&self) -> BoxFuture<'static, Result<Vec<ModelInfo>, BackendError>> {
-        let rb = self.client.get(format!("{}/api/tags", self.base));
+        let t = self.transport.clone();
         Box::pin(async move {
-            let resp = rb.send().await.map_err(classify)?;
-            if !resp.status().is_success() {
-                return Err(status_error(resp).await);
+            let resp = t.request(Method::GET, "/api/tags", &[], Bytes::new()).await?;
+            if !resp.is_success() {
+                return Err(resp.into_error().await);
             }
-            let body = resp.bytes().await.map_err(classify)?;
+            let body = resp.bytes().await?;
             let tags: ol::TagList = serde_json::from_slice(&body)
                 .map_err(|e| BackendError::Protocol(format!("malformed tag list: {e}")))?;
             Ok(tags

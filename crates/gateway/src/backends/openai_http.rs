@@ -3,13 +3,16 @@
 //! Chat requests go to `/chat/completions`; raw prompts to `/completions`. Streams are
 //! always requested with `include_usage` so token counts survive translation.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use http::{HeaderName, HeaderValue, Method};
 use sluice_protocol::openai as oa;
 
 use super::{
     Backend, BackendError, EventStream, ModelInfo,
-    http_client::{classify, status_error},
+    http_client::{Response, Transport, bearer, json_content_type},
     sse::{SseDecoder, SseItem},
     upstream::{EventQueue, StreamFormat, UpstreamEvents},
 };
@@ -18,28 +21,32 @@ use crate::chat::{ChatRequest, EmbedRequest, Embeddings, Event, FinishReason, In
 /// An OpenAI-compatible upstream.
 pub struct OpenAiHttp {
     name: String,
-    base: String,
-    api_key: Option<String>,
-    client: reqwest::Client,
+    transport: Arc<Transport>,
+    post_headers: Arc<[(HeaderName, HeaderValue)]>,
+    get_headers: Arc<[(HeaderName, HeaderValue)]>,
 }
 
 impl OpenAiHttp {
-    /// A backend at `base` (e.g. `http://127.0.0.1:8000/v1`), sending `api_key` as a
-    /// bearer token when given.
-    pub fn new(name: &str, base: &str, api_key: Option<String>, client: reqwest::Client) -> Self {
-        OpenAiHttp { name: name.to_owned(), base: base.trim_end_matches('/').to_owned(), api_key, client }
+    /// A backend reached through `transport` (base URL e.g. `http://127.0.0.1:8000/v1`),
+    /// sending `api_key` as a bearer token when given.
+    pub fn new(name: &str, transport: Transport, api_key: Option<&str>) -> Self {
+        let auth = api_key.and_then(bearer);
+        OpenAiHttp {
+            name: name.to_owned(),
+            transport: Arc::new(transport),
+            post_headers: std::iter::once(json_content_type()).chain(auth.clone()).collect(),
+            get_headers: auth.into_iter().collect(),
+        }
     }
 
-    fn post(&self, path: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
-        let rb = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body);
-        match &self.api_key {
-            Some(k) => rb.bearer_auth(k),
-            None => rb,
-        }
+    /// POSTs `body` to `path`; the future owns everything it needs.
+    fn post(
+        &self,
+        path: &'static str,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<Response, BackendError>> + Send + 'static {
+        let (t, h) = (self.transport.clone(), self.post_headers.clone());
+        async move { t.request(Method::POST, path, &h, Bytes::from(body)).await }
     }
 }
 
@@ -139,15 +146,15 @@ impl Backend for OpenAiHttp {
         let encoded = encode_request(&req);
         let this = encoded.map(|(path, body)| (path, self.post(path, body)));
         Box::pin(async move {
-            let (path, rb) = this?;
-            let resp = rb.send().await.map_err(classify)?;
-            if !resp.status().is_success() {
-                return Err(status_error(resp).await);
+            let (path, sent) = this?;
+            let resp = sent.await?;
+            if !resp.is_success() {
+                return Err(resp.into_error().await);
             }
             if req.stream {
-                return Ok(UpstreamEvents::boxed(resp, OpenAiSse::default()));
+                return Ok(UpstreamEvents::boxed(resp.body, OpenAiSse::default()));
             }
-            let body = resp.bytes().await.map_err(classify)?;
+            let body = resp.bytes().await?;
             let events = decode_whole(path, &body)?;
             Ok(Box::pin(futures_util::stream::iter(events)) as EventStream)
         })
@@ -162,12 +169,11 @@ impl Backend for OpenAiHttp {
         });
         let rb = body.map(|b| self.post("/embeddings", b));
         Box::pin(async move {
-            let rb = rb.map_err(|e| BackendError::Protocol(e.to_string()))?;
-            let resp = rb.send().await.map_err(classify)?;
-            if !resp.status().is_success() {
-                return Err(status_error(resp).await);
+            let resp = rb.map_err(|e| BackendError::Protocol(e.to_string()))?.await?;
+            if !resp.is_success() {
+                return Err(resp.into_error().await);
             }
-            let body = resp.bytes().await.map_err(classify)?;
+            let body = resp.bytes().await?;
             let mut r: oa::EmbeddingResponse = serde_json::from_slice(&body)
                 .map_err(|e| BackendError::Protocol(format!("malformed embeddings: {e}")))?;
             r.data.sort_by_key(|d| d.index);
@@ -188,16 +194,13 @@ impl Backend for OpenAiHttp {
     }
 
     fn models(&self) -> BoxFuture<'static, Result<Vec<ModelInfo>, BackendError>> {
-        let mut rb = self.client.get(format!("{}/models", self.base));
-        if let Some(k) = &self.api_key {
-            rb = rb.bearer_auth(k);
-        }
+        let (t, h) = (self.transport.clone(), self.get_headers.clone());
         Box::pin(async move {
-            let resp = rb.send().await.map_err(classify)?;
-            if !resp.status().is_success() {
-                return Err(status_error(resp).await);
+            let resp = t.request(Method::GET, "/models", &h, Bytes::new()).await?;
+            if !resp.is_success() {
+                return Err(resp.into_error().await);
             }
-            let body = resp.bytes().await.map_err(classify)?;
+            let body = resp.bytes().await?;
             let list: oa::ModelList = serde_json::from_slice(&body)
                 .map_err(|e| BackendError::Protocol(format!("malformed model list: {e}")))?;
             Ok(list.data.into_iter().map(|m| ModelInfo { name: m.id, ..Default::default() }).collect())

@@ -8,10 +8,9 @@ use std::{
     task::{Context, Poll},
 };
 
-use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use super::{BackendError, EventStream, http_client::classify};
+use super::{BackendError, EventStream, http_client::BodyStream};
 use crate::chat::Event;
 
 /// Decoded events waiting to be taken.
@@ -29,21 +28,26 @@ pub trait StreamFormat: Send + Unpin + 'static {
 
 /// The event stream over one upstream response.
 pub struct UpstreamEvents<F> {
-    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    body: BodyStream,
     format: F,
     queue: EventQueue,
     ended: bool,
 }
 
 impl<F: StreamFormat> UpstreamEvents<F> {
-    /// Wraps a response whose status was already checked.
-    pub fn boxed(resp: reqwest::Response, format: F) -> EventStream {
-        Box::pin(UpstreamEvents {
-            body: Box::pin(resp.bytes_stream()),
-            format,
-            queue: VecDeque::new(),
-            ended: false,
-        })
+    /// Wraps the body of a response whose status was already checked.
+    pub fn boxed(body: BodyStream, format: F) -> EventStream {
+        Box::pin(UpstreamEvents { body, format, queue: VecDeque::new(), ended: false })
+    }
+}
+
+impl<F: StreamFormat> UpstreamEvents<F> {
+    /// After the terminal event: read the body's end if it is already here (it usually
+    /// arrived in the same read), so the connection goes back to the pool instead of
+    /// being closed. Never waits for it.
+    fn drain(&mut self, cx: &mut Context<'_>) {
+        while let Poll::Ready(Some(Ok(_))) = self.body.poll_next_unpin(cx) {}
+        self.ended = true;
     }
 }
 
@@ -59,22 +63,16 @@ impl<F: StreamFormat> Stream for UpstreamEvents<F> {
             if this.ended {
                 return Poll::Ready(None);
             }
-            if this.format.finished() {
-                // Drain the body's end (usually already read) so the connection goes
-                // back to the pool; if it is not there yet, end anyway.
-                this.ended = true;
-                let _ = this.body.poll_next_unpin(cx);
-                return Poll::Ready(None);
-            }
             match this.body.poll_next_unpin(cx) {
-                Poll::Ready(Some(Ok(chunk))) => this.format.feed(&chunk, &mut this.queue),
+                Poll::Ready(Some(Ok(chunk))) => {
+                    this.format.feed(&chunk, &mut this.queue);
+                    if this.format.finished() {
+                        this.drain(cx);
+                    }
+                }
                 Poll::Ready(Some(Err(e))) => {
-                    tracing::warn!(error = %e, "upstream body failed");
-                    let err = match classify(e) {
-                        BackendError::Connect(m) => BackendError::Interrupted(m),
-                        other => other,
-                    };
-                    this.queue.push_back(Err(err));
+                    tracing::warn!(error = %e, cause = ?e, "upstream body failed");
+                    this.queue.push_back(Err(e));
                     this.ended = true;
                 }
                 Poll::Ready(None) => {

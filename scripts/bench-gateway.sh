@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Gateway vs direct-to-upstream, measured in the same run on this machine.
+#
+# The gateway is pinned to CPU 0; the mock upstream and the load generator share CPU 1.
+# Every scenario runs direct (bench -> mock) and through Sluice (bench -> sluice -> mock),
+# REPEAT times, alternating; scripts/bench_summary.py prints medians and ratios.
+# All traffic stays on 127.0.0.1, and every load loop is capped in count and time.
+#
+# Usage: scripts/bench-gateway.sh [OUT_DIR]   (env: REPEAT=3, SCENARIOS="c1 c64 nostream slow")
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-bench-results/gateway-$(date +%Y%m%d-%H%M%S)}
+REPEAT=${REPEAT:-3}
+SCENARIOS=${SCENARIOS:-"c1 c64 nostream slow"}
+mkdir -p "$OUT"
+cargo build --release -q -p sluice-gateway -p sluice-mock -p sluice-bench
+BIN=target/release
+ulimit -n 20000
+
+MOCK=127.0.0.1:18001
+GW=127.0.0.1:18080
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+start_mock() { # args: extra mock flags
+    taskset -c 1 "$BIN/sluice-mock" --listen "$MOCK" "$@" >/dev/null &
+    pids+=($!); MOCK_PID=$!
+    wait_port "$MOCK"
+}
+start_gw() {
+    taskset -c 0 "$BIN/sluice" serve --listen "$GW" --backend "openai=http://$MOCK/v1" >"$OUT/gateway.log" 2>&1 &
+    pids+=($!); GW_PID=$!
+    wait_port "$GW"
+}
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+wait_port() {
+    for _ in $(seq 200); do
+        (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "nothing listening on $1" >&2; exit 1
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+bench() { # name target extra-args...
+    local name=$1 target=$2; shift 2
+    taskset -c 1 "$BIN/sluice-bench" --url "http://$target" --quiet --no-progress --json "$OUT/$name.json" "$@"
+}
+
+for r in $(seq "$REPEAT"); do
+    for sc in $SCENARIOS; do
+        case $sc in
+        c1)  # time to first token and per-token cost, one stream at a time, 64 tokens
+            start_mock --tokens 64; start_gw
+            args=(--concurrency 1 --requests 3000 --duration 30s --stream --warmup 200)
+            bench "c1-direct-$r" "$MOCK" "${args[@]}"
+            bench "c1-sluice-$r" "$GW" "${args[@]}"
+            stop "$GW_PID"; stop "$MOCK_PID" ;;
+        c64) # streamed throughput at concurrency 64, 64 tokens each
+            start_mock --tokens 64; start_gw
+            args=(--concurrency 64 --requests 40000 --duration 20s --stream --warmup 500)
+            bench "c64-direct-$r" "$MOCK" "${args[@]}"
+            t0=$(cpu_ticks "$GW_PID")
+            bench "c64-sluice-$r" "$GW" "${args[@]}"
+            echo $(( $(cpu_ticks "$GW_PID") - t0 )) >"$OUT/c64-sluice-$r.cputicks"
+            stop "$GW_PID"; stop "$MOCK_PID" ;;
+        nostream) # non-streamed throughput and gateway CPU per request
+            start_mock --tokens 64; start_gw
+            args=(--concurrency 64 --requests 200000 --duration 20s --no-stream --warmup 1000)
+            bench "nostream-direct-$r" "$MOCK" "${args[@]}"
+            t0=$(cpu_ticks "$GW_PID")
+            bench "nostream-sluice-$r" "$GW" "${args[@]}"
+            echo $(( $(cpu_ticks "$GW_PID") - t0 )) >"$OUT/nostream-sluice-$r.cputicks"
+            stop "$GW_PID"; stop "$MOCK_PID" ;;
+        slow) # 8,000 concurrent slow streams (1 token/s, 20 tokens), gateway RSS
+            [ "$r" -eq 1 ] || continue
+            start_mock --tokens 20 --delay-ms 1000; start_gw
+            bench "slow-sluice-$r" "$GW" --concurrency 8000 --requests 8000 --duration 60s \
+                --stream --ramp-up 4s --timeout 50s
+            grep -E 'VmHWM|VmRSS' "/proc/$GW_PID/status" >"$OUT/slow-sluice-$r.rss"
+            stop "$GW_PID"; stop "$MOCK_PID" ;;
+        esac
+    done
+done
+python3 scripts/bench_summary.py "$OUT" | tee "$OUT/summary.md"
