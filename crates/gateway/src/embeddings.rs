@@ -15,7 +15,7 @@ pub async fn embed(state: &AppState, mut req: EmbedRequest) -> Result<(Embedding
     if table.routes(&req.model).is_none() && state.registry.rediscover_if_stale().await {
         table = state.registry.table();
     }
-    let routes = table.routes(&req.model).ok_or_else(|| GatewayError::ModelNotFound(req.model.clone()))?;
+    let routes = table.routes(&req.model).ok_or_else(|| state.registry.unknown_model(&req.model))?;
     let route = scheduler::pick(routes).ok_or_else(|| GatewayError::ModelNotFound(req.model.clone()))?;
     let served = Served { model: std::mem::take(&mut req.model), backend: route.slot.name().to_owned() };
     req.model = route.upstream_model.clone();

@@ -64,8 +64,7 @@ pub async fn start(state: &AppState, mut req: ChatRequest) -> Result<Generation,
     if table.routes(&public_model).is_none() && state.registry.rediscover_if_stale().await {
         table = state.registry.table();
     }
-    let routes =
-        table.routes(&public_model).ok_or_else(|| GatewayError::ModelNotFound(public_model.clone()))?;
+    let routes = table.routes(&public_model).ok_or_else(|| state.registry.unknown_model(&public_model))?;
     let route = scheduler::pick(routes).ok_or_else(|| GatewayError::ModelNotFound(public_model.clone()))?;
     let slot = route.slot.clone();
     req.model = route.upstream_model.clone();

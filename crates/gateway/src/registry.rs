@@ -193,6 +193,25 @@ impl Registry {
         true
     }
 
+    /// The error for a model no route serves: 503 when a backend that discovers its
+    /// models could not be asked (the model may well be there), else 404.
+    pub fn unknown_model(&self, model: &str) -> crate::error::GatewayError {
+        let unreachable: Vec<&str> = self
+            .slots
+            .iter()
+            .filter(|s| s.discovers() && !s.healthy.load(Ordering::Relaxed))
+            .map(|s| s.name())
+            .collect();
+        if unreachable.is_empty() {
+            crate::error::GatewayError::ModelNotFound(model.to_owned())
+        } else {
+            crate::error::GatewayError::Unavailable(format!(
+                "model '{model}' is not known: backend(s) {} could not be asked for their models",
+                unreachable.join(", ")
+            ))
+        }
+    }
+
     /// True when at least one backend answered its last probe.
     pub fn any_healthy(&self) -> bool {
         self.slots.iter().any(|s| s.healthy.load(Ordering::Relaxed))

@@ -90,3 +90,18 @@ async fn unreachable_upstream_is_502() {
     let r = client().get(gw.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503);
 }
+
+#[tokio::test]
+async fn model_of_an_unreachable_discovering_backend_is_503_not_404() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    let toml =
+        format!("[[backends]]\nname = \"later\"\nkind = \"ollama\"\nurl = \"http://127.0.0.1:{port}\"\n");
+    let gw = Gateway::start(&toml).await;
+    let r = client().post(gw.url("/v1/chat/completions")).json(&chat_body("x", false)).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("later"), "{v}");
+}
