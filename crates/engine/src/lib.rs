@@ -1,1 +1,66 @@
-//! sluice-engine (placeholder; filled in by its own work item).
+//! `sluice-engine`: llama.cpp embedded in-process, behind a small async API.
+//!
+//! The only crate of Sluice that builds C++ and the only one allowed `unsafe`
+//! (it needs none of its own: `llama-cpp-2` wraps the FFI).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sluice_engine::EngineError> {
+//! use futures::StreamExt;
+//! use sluice_engine::{ChatMessage, Engine, EngineConfig, GenEvent, GenerateRequest, Prompt, Sampling};
+//!
+//! let engine = Engine::load(EngineConfig::new("SmolLM2-135M-Instruct-Q4_1.gguf"))?;
+//! let mut generation = engine.generate(GenerateRequest {
+//!     prompt: Prompt::Chat(vec![ChatMessage::user("Hello!")]),
+//!     sampling: Sampling { max_tokens: Some(32), ..Sampling::greedy() },
+//! })?;
+//! while let Some(event) = generation.next().await {
+//!     match event {
+//!         GenEvent::Token(text) => print!("{text}"),
+//!         GenEvent::Done(summary) => println!("\n{summary:?}"),
+//!         GenEvent::Error(err) => return Err(err),
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`engine`](Engine): the cloneable handle; loads the model, renders and tokenizes
+//!   prompts on the caller's thread, sends commands to the engine thread.
+//! - `worker`: the engine thread that owns the llama.cpp contexts.
+//! - `scheduler`: continuous batching, prefix reuse and the KV cell budget.
+//! - `slot`: one sequence: sampling, detokenizing, stop strings, events.
+//! - `sampling`, `template`, `stop`, `utf8`: the pieces a sequence is made of.
+//! - `embed`: the lazily created embedding context.
+//! - [`managed`](ManagedEngine): load on demand, unload after `keep_alive`.
+//! - `config`, `info`, `stats`, `error`, `backend`: plumbing.
+
+mod backend;
+mod config;
+mod embed;
+mod engine;
+mod error;
+mod info;
+mod managed;
+mod request;
+mod sampling;
+mod scheduler;
+mod slot;
+mod stats;
+mod stop;
+mod template;
+mod utf8;
+mod worker;
+
+pub use config::{
+    DEFAULT_MODEL_FILE, EngineConfig, MAX_DEFAULT_CONTEXT, default_model_dir, default_model_path,
+};
+pub use embed::MAX_EMBED_TOKENS;
+pub use engine::Engine;
+pub use error::EngineError;
+pub use info::ModelInfo;
+pub use managed::{KeepAlive, ManagedEngine};
+pub use request::{
+    ChatMessage, Completion, FinishReason, GenEvent, GenerateRequest, Generation, Prompt, Sampling, Summary,
+};
+pub use stats::EngineStats;

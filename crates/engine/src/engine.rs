@@ -1,0 +1,233 @@
+//! The `Engine` handle: loads a model, starts its engine thread, and turns requests
+//! into commands for it. Templating and tokenization happen on the caller's thread
+//! (the model is `Sync`), so a prompt that cannot fit is refused before it queues.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::token::LlamaToken;
+use tokio::sync::{mpsc as tokio_mpsc, oneshot};
+
+use crate::config::Resolved;
+use crate::embed::embed_window;
+use crate::slot::Pending;
+use crate::stats::{Counters, LoadGauge};
+use crate::template::{CHATML, ChatTemplate};
+use crate::worker::{self, Command};
+use crate::{
+    ChatMessage, EngineConfig, EngineError, EngineStats, GenerateRequest, Generation, ModelInfo, Prompt,
+};
+
+/// Where the engine thread answers an embedding request.
+pub(crate) type EmbedReply = oneshot::Receiver<Result<Vec<Vec<f32>>, EngineError>>;
+
+/// A loaded model and the thread that runs it.
+///
+/// Cheap to clone; all clones talk to the same engine thread. The thread exits, and
+/// the model and its KV cache are freed, once every clone is dropped and the last
+/// running sequence has finished.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    commands: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+}
+
+/// State shared by the handles and the engine thread.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub model: LlamaModel,
+    pub resolved: Resolved,
+    pub counters: Arc<Counters>,
+    pub load: LoadGauge,
+    /// Set when the engine thread has exited (all handles dropped, or a panic).
+    pub closed: AtomicBool,
+    template: ChatTemplate,
+    info: ModelInfo,
+    max_queue: usize,
+    embeddings: bool,
+}
+
+impl Engine {
+    /// Loads the model, allocates its context and starts the engine thread.
+    ///
+    /// Blocks while the weights are mapped and the KV cache allocated (well under a
+    /// second for small models); call it from `spawn_blocking` in async code.
+    pub fn load(config: EngineConfig) -> Result<Self, EngineError> {
+        Self::load_with_counters(config, Arc::default())
+    }
+
+    /// Like [`Engine::load`], counting into `counters` (kept across reloads).
+    pub(crate) fn load_with_counters(
+        config: EngineConfig,
+        counters: Arc<Counters>,
+    ) -> Result<Self, EngineError> {
+        let backend = crate::backend::get()?;
+        let path = &config.model_path;
+        if !path.is_file() {
+            return Err(EngineError::Load(format!("{}: no such file", path.display())));
+        }
+        let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+            .map_err(|err| EngineError::Load(format!("{}: {err}", path.display())))?;
+        let resolved = config.resolve(model.n_ctx_train()).map_err(EngineError::Load)?;
+        let template = chat_template(&model)?;
+        let info = ModelInfo::read(&model, path, &resolved);
+        tracing::info!(
+            model = %info.name, n_ctx = resolved.n_ctx,
+            n_parallel = resolved.n_parallel, n_threads = resolved.n_threads,
+            "loaded model"
+        );
+        let shared = Arc::new(Shared {
+            model,
+            resolved,
+            counters,
+            load: LoadGauge::default(),
+            closed: AtomicBool::new(false),
+            template,
+            info,
+            max_queue: config.max_queue,
+            embeddings: config.embeddings,
+        });
+        let commands = worker::spawn(Arc::clone(&shared))?;
+        Ok(Self { commands, shared })
+    }
+
+    /// Queues a generation and returns its event stream at once.
+    ///
+    /// Fails without queueing when the request is invalid, the prompt does not fit
+    /// the context window ([`EngineError::ContextOverflow`]) or the queue is full.
+    pub fn generate(&self, request: GenerateRequest) -> Result<Generation, EngineError> {
+        request.sampling.validate()?;
+        let tokens = self.tokenize_prompt(&request.prompt)?;
+        let context = usize::try_from(self.shared.resolved.n_ctx).unwrap_or(usize::MAX);
+        // The prompt must leave room for at least one generated token.
+        if tokens.len() >= context {
+            return Err(EngineError::ContextOverflow { prompt_tokens: tokens.len(), context });
+        }
+        if !self.shared.load.try_enqueue(self.shared.max_queue) {
+            return Err(EngineError::QueueFull(self.shared.max_queue));
+        }
+        let prompt_tokens = tokens.len();
+        let (events, receiver) = tokio_mpsc::unbounded_channel();
+        let pending = Pending { tokens, sampling: request.sampling, events };
+        if self.commands.send(Command::Generate(pending)).is_err() {
+            self.shared.load.update(|load| load.queued = load.queued.saturating_sub(1));
+            return Err(EngineError::Closed);
+        }
+        Ok(Generation::new(receiver, prompt_tokens))
+    }
+
+    /// Embeds each input as one L2-normalised, mean-pooled vector.
+    pub async fn embed(&self, inputs: Vec<String>) -> Result<Vec<Vec<f32>>, EngineError> {
+        self.submit_embed(&inputs)?.await.map_err(|_| EngineError::Closed)?
+    }
+
+    /// Validates and queues an embedding request; the answer arrives on the receiver.
+    pub(crate) fn submit_embed(&self, inputs: &[String]) -> Result<EmbedReply, EngineError> {
+        if !self.shared.embeddings {
+            return Err(EngineError::EmbeddingsDisabled);
+        }
+        let window = usize::try_from(embed_window(&self.shared.resolved)).unwrap_or(usize::MAX);
+        let mut tokenized = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let tokens = self.tokenize(input, true);
+            if tokens.is_empty() {
+                return Err(EngineError::InvalidRequest("empty embedding input".into()));
+            }
+            if tokens.len() > window {
+                return Err(EngineError::ContextOverflow { prompt_tokens: tokens.len(), context: window });
+            }
+            tokenized.push(tokens);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.shared.load.update(|load| load.embeddings += 1);
+        if self.commands.send(Command::Embed { inputs: tokenized, reply }).is_err() {
+            self.shared.load.update(|load| load.embeddings = load.embeddings.saturating_sub(1));
+            return Err(EngineError::Closed);
+        }
+        Ok(answer)
+    }
+
+    /// Renders a conversation with the model's chat template, as `generate` would.
+    pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, EngineError> {
+        self.shared.template.render(messages)
+    }
+
+    /// Counts the tokens of a prompt, as `generate` would see it.
+    pub fn count_tokens(&self, prompt: &Prompt) -> Result<usize, EngineError> {
+        self.tokenize_prompt(prompt).map(|tokens| tokens.len())
+    }
+
+    /// Facts about the loaded model.
+    pub fn info(&self) -> &ModelInfo {
+        &self.shared.info
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> EngineStats {
+        self.shared.counters.snapshot(self.shared.load.get())
+    }
+
+    /// `true` once the engine thread has stopped; every request then fails with
+    /// [`EngineError::Closed`].
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// `true` when nothing is queued, running or being embedded.
+    pub fn is_idle(&self) -> bool {
+        self.shared.load.get().is_idle()
+    }
+
+    /// Resolves once nothing is queued, running or being embedded.
+    pub async fn wait_idle(&self) {
+        let mut load = self.shared.load.subscribe();
+        // The sender lives in `self.shared`, so the channel cannot close while we wait.
+        let _ = load.wait_for(|load| load.is_idle()).await;
+    }
+
+    /// Subscribes to idle/busy changes (used by the keep-alive logic).
+    pub(crate) fn watch_idle(&self) -> tokio::sync::watch::Receiver<crate::stats::Load> {
+        self.shared.load.subscribe()
+    }
+
+    fn tokenize_prompt(&self, prompt: &Prompt) -> Result<Vec<LlamaToken>, EngineError> {
+        let tokens = match prompt {
+            Prompt::Chat(messages) => {
+                let text = self.shared.template.render(messages)?;
+                self.tokenize(&text, !self.shared.template.starts_with_bos(&text))
+            }
+            Prompt::Text(text) => self.tokenize(text, true),
+        };
+        if tokens.is_empty() {
+            return Err(EngineError::InvalidRequest("empty prompt".into()));
+        }
+        Ok(tokens)
+    }
+
+    /// Special tokens written in the text (e.g. `<|im_start|>`) are parsed as such;
+    /// `add_bos` lets the model add its BOS token if it wants one.
+    fn tokenize(&self, text: &str, add_bos: bool) -> Vec<LlamaToken> {
+        self.shared.model.vocab().tokenize(text.as_bytes(), add_bos, true)
+    }
+}
+
+/// The model's chat template, or ChatML when it carries none.
+fn chat_template(model: &LlamaModel) -> Result<ChatTemplate, EngineError> {
+    let source = model
+        .chat_template(None)
+        .ok()
+        .and_then(|template| template.to_string().ok())
+        .unwrap_or_else(|| CHATML.to_owned());
+    let vocab = model.vocab();
+    let piece = |token| String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned();
+    ChatTemplate::new(source, piece(vocab.bos()), piece(vocab.eos()))
+        .map_err(|err| EngineError::Load(err.to_string()))
+}
+
+impl Shared {
+    pub(crate) fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+}

@@ -1,0 +1,222 @@
+//! Keep-alive: a `ManagedEngine` loads its model on first use (or on `preload`),
+//! unloads it after it has been idle for the keep-alive period, and loads it again
+//! on the next request, like Ollama's `keep_alive`.
+//!
+//! While a model is loaded, a small reaper task watches the engine's load gauge: each
+//! time the engine turns idle it waits out the keep-alive period, and unloads unless
+//! work arrived meanwhile. The check and the unload happen under the same lock that
+//! requests are queued under, so a request never lands on an engine being dropped.
+
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::engine::Engine;
+use crate::stats::Counters;
+use crate::{EngineConfig, EngineError, EngineStats, GenerateRequest, Generation, ModelInfo};
+
+/// How long an idle model stays in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepAlive {
+    /// Never unload once loaded.
+    Forever,
+    /// Unload after being idle this long; `Duration::ZERO` unloads as soon as idle.
+    For(Duration),
+}
+
+/// An engine that is loaded on demand and unloaded when idle. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ManagedEngine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: EngineConfig,
+    keep_alive: KeepAlive,
+    /// Counters survive reloads, so `stats` stays monotonic.
+    counters: Arc<Counters>,
+    loaded: Mutex<Option<Loaded>>,
+    /// Serialises loads: concurrent first requests share one load.
+    loading: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug)]
+struct Loaded {
+    engine: Engine,
+    /// Tells this load apart from a later one, so a stale reaper cannot unload it.
+    epoch: u64,
+    reaper: Option<JoinHandle<()>>,
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        if let Some(reaper) = self.reaper.take() {
+            reaper.abort();
+        }
+    }
+}
+
+impl ManagedEngine {
+    /// A managed engine for `config`; nothing is loaded until first use or `preload`.
+    pub fn new(config: EngineConfig, keep_alive: KeepAlive) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                keep_alive,
+                counters: Arc::default(),
+                loaded: Mutex::new(None),
+                loading: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Loads the model now unless it is loaded already. Must run inside a Tokio runtime.
+    pub async fn preload(&self) -> Result<(), EngineError> {
+        self.with_engine(|_| Ok(())).await
+    }
+
+    /// Whether the model is in memory.
+    pub fn is_loaded(&self) -> bool {
+        self.lock().is_some()
+    }
+
+    /// Unloads the model now, even if it is busy: running sequences finish on the old
+    /// engine thread, which exits after them.
+    pub fn unload(&self) {
+        self.lock().take();
+    }
+
+    /// Loads the model if needed, then queues a generation (see [`Engine::generate`]).
+    pub async fn generate(&self, request: GenerateRequest) -> Result<Generation, EngineError> {
+        self.with_engine(|engine| engine.generate(request)).await
+    }
+
+    /// Loads the model if needed, then embeds (see [`Engine::embed`]).
+    pub async fn embed(&self, inputs: Vec<String>) -> Result<Vec<Vec<f32>>, EngineError> {
+        let reply = self.with_engine(|engine| engine.submit_embed(&inputs)).await?;
+        reply.await.map_err(|_| EngineError::Closed)?
+    }
+
+    /// Facts about the model, if it is loaded.
+    pub fn info(&self) -> Option<ModelInfo> {
+        self.lock().as_ref().map(|loaded| loaded.engine.info().clone())
+    }
+
+    /// Counters accumulated over every load; gauges are zero while unloaded.
+    pub fn stats(&self) -> EngineStats {
+        match self.lock().as_ref() {
+            Some(loaded) => loaded.engine.stats(),
+            None => self.inner.counters.snapshot(Default::default()),
+        }
+    }
+
+    /// Resolves once the loaded engine (if any) has nothing queued or running.
+    pub async fn wait_idle(&self) {
+        let engine = self.lock().as_ref().map(|loaded| loaded.engine.clone());
+        if let Some(engine) = engine {
+            engine.wait_idle().await;
+        }
+    }
+
+    /// Runs `f` on the loaded engine, loading it first if needed. `f` runs under the
+    /// state lock, so the reaper cannot unload between the lookup and `f` queueing work.
+    async fn with_engine<T>(
+        &self,
+        f: impl FnOnce(&Engine) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        if let Some(loaded) = self.live().as_ref() {
+            return f(&loaded.engine);
+        }
+        let _loading = self.inner.loading.lock().await;
+        if let Some(loaded) = self.live().as_ref() {
+            return f(&loaded.engine);
+        }
+        let config = self.inner.config.clone();
+        let counters = Arc::clone(&self.inner.counters);
+        let engine = tokio::task::spawn_blocking(move || Engine::load_with_counters(config, counters))
+            .await
+            .map_err(|err| EngineError::Load(format!("load task failed: {err}")))??;
+        let epoch = next_epoch();
+        let reaper = match self.inner.keep_alive {
+            KeepAlive::Forever => None,
+            KeepAlive::For(idle) => {
+                Some(tokio::spawn(reap(Arc::downgrade(&self.inner), engine.watch_idle(), epoch, idle)))
+            }
+        };
+        let mut loaded = self.lock();
+        let result = f(&engine);
+        *loaded = Some(Loaded { engine, epoch, reaper });
+        result
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Loaded>> {
+        self.inner.lock()
+    }
+
+    /// The state, with a crashed engine already forgotten so the next use reloads.
+    fn live(&self) -> MutexGuard<'_, Option<Loaded>> {
+        let mut loaded = self.lock();
+        if loaded.as_ref().is_some_and(|l| l.engine.is_closed()) {
+            tracing::warn!(model = %self.inner.config.model_path.display(), "engine closed; reloading");
+            loaded.take();
+        }
+        loaded
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Option<Loaded>> {
+        // A panic while holding this lock cannot leave `Option<Loaded>` half-updated.
+        self.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Drops the engine of load `epoch` if it is still current and idle.
+    fn unload_if_idle(&self, epoch: u64) -> bool {
+        let mut loaded = self.lock();
+        let idle = loaded.as_ref().is_some_and(|l| l.epoch == epoch && l.engine.is_idle());
+        if idle {
+            tracing::info!(model = %self.config.model_path.display(), "unloading idle model");
+            // Detach the reaper's own handle so dropping `Loaded` does not abort the
+            // task that is running this very code.
+            if let Some(mut old) = loaded.take() {
+                old.reaper = None;
+            }
+        }
+        idle
+    }
+}
+
+fn next_epoch() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static EPOCH: AtomicU64 = AtomicU64::new(1);
+    EPOCH.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Unloads the engine of load `epoch` once it has been idle for `keep_alive`.
+async fn reap(
+    inner: Weak<Inner>,
+    mut load: tokio::sync::watch::Receiver<crate::stats::Load>,
+    epoch: u64,
+    keep_alive: Duration,
+) {
+    loop {
+        if load.wait_for(|load| load.is_idle()).await.is_err() {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(keep_alive) => {
+                let Some(inner) = inner.upgrade() else { return };
+                if inner.unload_if_idle(epoch) {
+                    return;
+                }
+            }
+            changed = load.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Chat prompts rendered from the model's own Jinja template (`tokenizer.chat_template`
+//! in the GGUF metadata) with minijinja, the way `transformers` renders them.
+//! llama.cpp's built-in `apply_chat_template` only pattern-matches well-known
+//! templates and drops details such as SmolLM2's default system prompt.
+
+use minijinja::{Environment, ErrorKind, context};
+
+use crate::{ChatMessage, EngineError};
+
+const TEMPLATE_NAME: &str = "chat";
+
+/// Used when a model carries no template: plain ChatML.
+pub(crate) const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+/// A compiled chat template plus the special tokens it may refer to.
+#[derive(Debug)]
+pub(crate) struct ChatTemplate {
+    env: Environment<'static>,
+    bos_token: String,
+    eos_token: String,
+}
+
+impl ChatTemplate {
+    /// Compiles `source`; fails if it is not valid Jinja.
+    pub(crate) fn new(source: String, bos_token: String, eos_token: String) -> Result<Self, EngineError> {
+        let mut env = Environment::new();
+        // `transformers` renders with trim_blocks and lstrip_blocks; templates are
+        // written against that whitespace behaviour.
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        // Python string/dict methods (`.strip()`, `.items()`, ...) used by HF templates.
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", raise_exception);
+        env.add_template_owned(TEMPLATE_NAME, source)
+            .map_err(|err| EngineError::Template(err.to_string()))?;
+        Ok(Self { env, bos_token, eos_token })
+    }
+
+    /// Whether rendered text already begins with the BOS token, so none must be added.
+    pub(crate) fn starts_with_bos(&self, text: &str) -> bool {
+        !self.bos_token.is_empty() && text.starts_with(&self.bos_token)
+    }
+
+    /// Renders a conversation, ending with the assistant's generation prompt.
+    pub(crate) fn render(&self, messages: &[ChatMessage]) -> Result<String, EngineError> {
+        if messages.is_empty() {
+            return Err(EngineError::InvalidRequest("no messages".into()));
+        }
+        let template =
+            self.env.get_template(TEMPLATE_NAME).map_err(|err| EngineError::Template(err.to_string()))?;
+        template
+            .render(context! {
+                messages => messages,
+                add_generation_prompt => true,
+                bos_token => &self.bos_token,
+                eos_token => &self.eos_token,
+            })
+            .map_err(|err| match err.kind() {
+                // The template itself refused the conversation (e.g. roles out of order).
+                ErrorKind::InvalidOperation => EngineError::InvalidRequest(err.to_string()),
+                _ => EngineError::Template(err.to_string()),
+            })
+    }
+}
+
+fn raise_exception(message: String) -> Result<String, minijinja::Error> {
+    Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SmolLM2-135M-Instruct's template, as stored in its GGUF metadata.
+    const SMOLLM2: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+    fn smollm2() -> ChatTemplate {
+        ChatTemplate::new(SMOLLM2.into(), "<|im_start|>".into(), "<|im_end|>".into()).unwrap()
+    }
+
+    #[test]
+    fn smollm2_adds_its_default_system_prompt() {
+        let out = smollm2().render(&[ChatMessage::user("Hi")]).unwrap();
+        assert_eq!(
+            out,
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
+             <|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
+    fn explicit_system_prompt_replaces_the_default() {
+        let out = smollm2().render(&[ChatMessage::system("Be brief."), ChatMessage::user("Hi")]).unwrap();
+        assert!(out.starts_with("<|im_start|>system\nBe brief.<|im_end|>\n"));
+        assert!(!out.contains("SmolLM"));
+    }
+
+    #[test]
+    fn chatml_fallback_renders_every_turn() {
+        let tpl = ChatTemplate::new(CHATML.into(), String::new(), String::new()).unwrap();
+        let out = tpl
+            .render(&[ChatMessage::user("a"), ChatMessage::assistant("b"), ChatMessage::user("c")])
+            .unwrap();
+        assert_eq!(
+            out,
+            "<|im_start|>user\na<|im_end|>\n<|im_start|>assistant\nb<|im_end|>\n\
+             <|im_start|>user\nc<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
+    fn python_methods_and_block_trimming_work() {
+        let src = "{% for m in messages %}\n  {{ m.content.strip() | upper }}|{{ bos_token }}\n{% endfor %}";
+        let tpl = ChatTemplate::new(src.into(), "<s>".into(), "</s>".into()).unwrap();
+        let out = tpl.render(&[ChatMessage::user("  hi  ")]).unwrap();
+        assert_eq!(out, "  HI|<s>\n");
+    }
+
+    #[test]
+    fn raise_exception_is_a_client_error() {
+        let src =
+            "{% if messages[0].role != 'user' %}{{ raise_exception('first must be user') }}{% endif %}ok";
+        let tpl = ChatTemplate::new(src.into(), String::new(), String::new()).unwrap();
+        let err = tpl.render(&[ChatMessage::assistant("x")]).unwrap_err();
+        assert!(
+            matches!(err, EngineError::InvalidRequest(ref m) if m.contains("first must be user")),
+            "{err:?}"
+        );
+        assert_eq!(tpl.render(&[ChatMessage::user("x")]).unwrap(), "ok");
+    }
+
+    #[test]
+    fn bad_template_fails_to_compile() {
+        assert!(ChatTemplate::new("{% for %}".into(), String::new(), String::new()).is_err());
+    }
+
+    #[test]
+    fn empty_conversation_is_rejected() {
+        assert!(matches!(smollm2().render(&[]), Err(EngineError::InvalidRequest(_))));
+    }
+}

@@ -1,0 +1,280 @@
+//! Integration tests against the real default model (SmolLM2-135M-Instruct Q4_1).
+//!
+//! The model is found through `SLUICE_TEST_MODEL` or the default model directory;
+//! `scripts/fetch-model.sh` puts it there. Generations are kept short so the suite
+//! stays quick on two cores.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::join_all;
+use sluice_engine::{
+    ChatMessage, Engine, EngineConfig, EngineError, FinishReason, GenEvent, GenerateRequest, KeepAlive,
+    ManagedEngine, Prompt, Sampling, default_model_path,
+};
+
+fn model_path() -> PathBuf {
+    let path = std::env::var_os("SLUICE_TEST_MODEL")
+        .map(PathBuf::from)
+        .or_else(default_model_path)
+        .expect("no SLUICE_TEST_MODEL and no HOME to find the default model dir");
+    assert!(
+        path.is_file(),
+        "test model not found at {}: run scripts/fetch-model.sh (or set SLUICE_TEST_MODEL)",
+        path.display()
+    );
+    path
+}
+
+/// Small context and one thread per engine: tests run in parallel on two cores.
+fn config() -> EngineConfig {
+    EngineConfig { n_ctx: Some(1024), n_threads: Some(1), ..EngineConfig::new(model_path()) }
+}
+
+fn engine() -> Engine {
+    Engine::load(config()).expect("model loads")
+}
+
+fn chat(text: &str, sampling: Sampling) -> GenerateRequest {
+    GenerateRequest { prompt: Prompt::Chat(vec![ChatMessage::user(text)]), sampling }
+}
+
+fn greedy(max_tokens: u32) -> Sampling {
+    Sampling { max_tokens: Some(max_tokens), ..Sampling::greedy() }
+}
+
+async fn run(engine: &Engine, request: GenerateRequest) -> sluice_engine::Completion {
+    let generation = engine.generate(request).expect("request is accepted");
+    generation.collect().await.expect("generation completes")
+}
+
+#[tokio::test]
+async fn seeded_sampling_is_deterministic() {
+    let engine = engine();
+    let sampling = Sampling { temperature: 0.9, seed: Some(42), max_tokens: Some(24), ..Sampling::default() };
+    let first = run(&engine, chat("Tell me about cats.", sampling.clone())).await;
+    assert!(!first.text.is_empty());
+    // Again, now batched together with other sequences.
+    let neighbours: Vec<_> = ["Name a color.", "What is 2+2?"]
+        .iter()
+        .map(|prompt| engine.generate(chat(prompt, greedy(24))).unwrap())
+        .collect();
+    let second = run(&engine, chat("Tell me about cats.", sampling)).await;
+    assert_eq!(first.text, second.text);
+    for neighbour in neighbours {
+        neighbour.collect().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn stop_string_is_not_emitted() {
+    let engine = engine();
+    let full = run(&engine, chat("What is the capital of France?", greedy(24))).await;
+    // A stop string from the middle of the known greedy answer.
+    let chars: Vec<char> = full.text.chars().collect();
+    assert!(chars.len() > 12, "answer too short: {:?}", full.text);
+    let stop: String = chars[chars.len() / 2..chars.len() / 2 + 3].iter().collect();
+    let expected = &full.text[..full.text.find(&stop).unwrap()];
+
+    let sampling = Sampling { stop: vec![stop.clone()], ..greedy(24) };
+    let mut generation = engine.generate(chat("What is the capital of France?", sampling)).unwrap();
+    let mut text = String::new();
+    let mut summary = None;
+    while let Some(event) = generation.next().await {
+        match event {
+            GenEvent::Token(piece) => text.push_str(&piece),
+            GenEvent::Done(done) => summary = Some(done),
+            GenEvent::Error(err) => panic!("{err}"),
+        }
+    }
+    assert_eq!(text, expected, "stop {stop:?}");
+    assert!(!text.contains(&stop));
+    assert_eq!(summary.unwrap().finish_reason, FinishReason::Stop);
+}
+
+#[tokio::test]
+async fn max_tokens_ends_with_length() {
+    let engine = engine();
+    let done = run(&engine, chat("Write a long story about a dragon.", greedy(7))).await;
+    assert_eq!(done.summary.finish_reason, FinishReason::Length);
+    assert_eq!(done.summary.completion_tokens, 7);
+    assert_eq!(engine.stats().completion_tokens, 7);
+}
+
+#[tokio::test]
+async fn dropping_a_generation_frees_its_sequence() {
+    let engine = engine();
+    let mut generation = engine.generate(chat("Write a long story about a dragon.", greedy(500))).unwrap();
+    assert!(matches!(generation.next().await, Some(GenEvent::Token(_))));
+    assert_eq!(engine.stats().active_sequences, 1);
+    drop(generation);
+    engine.wait_idle().await;
+    let stats = engine.stats();
+    assert_eq!(stats.active_sequences, 0);
+    assert_eq!(stats.sequences_cancelled, 1);
+    // The slot is usable again.
+    let done = run(&engine, chat("Hi", greedy(4))).await;
+    assert!(done.summary.completion_tokens > 0);
+}
+
+#[tokio::test]
+async fn concurrent_requests_match_their_sequential_runs() {
+    let engine = engine();
+    let prompts = ["What is 2+2?", "Name a color.", "Say hello in French.", "What is a cat?"];
+    let mut sequential = Vec::new();
+    for prompt in prompts {
+        sequential.push(run(&engine, chat(prompt, greedy(24))).await.text);
+    }
+    // A fresh engine, so the prompts are evaluated together too (no cached prefixes).
+    let engine = self::engine();
+    let generations: Vec<_> =
+        prompts.iter().map(|prompt| engine.generate(chat(prompt, greedy(24))).unwrap()).collect();
+    let concurrent: Vec<String> = join_all(generations.into_iter().map(|g| g.collect()))
+        .await
+        .into_iter()
+        .map(|done| done.unwrap().text)
+        .collect();
+    assert_eq!(concurrent, sequential);
+    let stats = engine.stats();
+    assert_eq!(stats.sequences_started, 4);
+    assert_eq!(stats.prompt_tokens_reused, 0);
+}
+
+#[tokio::test]
+async fn queue_overflow_is_refused_and_queued_requests_wait_their_turn() {
+    let engine = Engine::load(EngineConfig { n_parallel: 1, max_queue: 1, ..config() }).unwrap();
+    let mut running = engine.generate(chat("Write a long story about a dragon.", greedy(500))).unwrap();
+    assert!(matches!(running.next().await, Some(GenEvent::Token(_))));
+    let queued = engine.generate(chat("Hi", greedy(4))).unwrap();
+    let refused = engine.generate(chat("Hi", greedy(4)));
+    assert_eq!(refused.unwrap_err(), EngineError::QueueFull(1));
+    assert_eq!(engine.stats().queued_requests, 1);
+    drop(running);
+    assert!(queued.collect().await.unwrap().summary.completion_tokens > 0);
+}
+
+#[tokio::test]
+async fn prompt_longer_than_the_context_is_refused() {
+    let engine = engine();
+    let long = "hello ".repeat(2000);
+    let err = engine.generate(chat(&long, greedy(4))).unwrap_err();
+    match err {
+        EngineError::ContextOverflow { prompt_tokens, context } => {
+            assert!(prompt_tokens > 1024, "{prompt_tokens}");
+            assert_eq!(context, 1024);
+        }
+        other => panic!("expected ContextOverflow, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn second_turn_reuses_the_first_turns_cache() {
+    let engine = engine();
+    let question = ChatMessage::user("What is the capital of France?");
+    let first_prompt = Prompt::Chat(vec![question.clone()]);
+    let first_tokens = engine.count_tokens(&first_prompt).unwrap();
+    let answer = run(&engine, GenerateRequest { prompt: first_prompt, sampling: greedy(16) }).await;
+    let before = engine.stats();
+    assert_eq!(before.prompt_tokens_reused, 0);
+    assert_eq!(before.prompt_tokens_evaluated, first_tokens as u64);
+
+    let second_prompt =
+        Prompt::Chat(vec![question, ChatMessage::assistant(answer.text), ChatMessage::user("And of Italy?")]);
+    let second_tokens = engine.count_tokens(&second_prompt).unwrap() as u64;
+    run(&engine, GenerateRequest { prompt: second_prompt, sampling: greedy(8) }).await;
+    let after = engine.stats();
+    let reused = after.prompt_tokens_reused;
+    let evaluated = after.prompt_tokens_evaluated - before.prompt_tokens_evaluated;
+    assert!(reused >= first_tokens as u64, "reused {reused} of {first_tokens}");
+    assert_eq!(reused + evaluated, second_tokens);
+}
+
+#[tokio::test]
+async fn keep_alive_unloads_an_idle_model_and_reloads_on_demand() {
+    let managed = ManagedEngine::new(config(), KeepAlive::For(Duration::from_secs(10)));
+    assert!(!managed.is_loaded());
+    let hello = managed.generate(chat("Hi", greedy(4))).await.unwrap();
+    hello.collect().await.unwrap();
+    assert!(managed.is_loaded());
+    settle(&managed).await;
+
+    // Freeze the clock only now: with paused time, waiting on the engine thread would
+    // let Tokio jump straight to the reaper's deadline.
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(5)).await;
+    settle(&managed).await;
+    assert!(managed.is_loaded(), "unloaded before keep_alive elapsed");
+    tokio::time::advance(Duration::from_secs(6)).await;
+    settle(&managed).await;
+    assert!(!managed.is_loaded(), "still loaded after keep_alive");
+    tokio::time::resume();
+
+    let again = managed.generate(chat("Hi", greedy(4))).await.unwrap();
+    again.collect().await.unwrap();
+    assert!(managed.is_loaded());
+    assert_eq!(managed.stats().sequences_started, 2, "counters survive a reload");
+}
+
+#[tokio::test(start_paused = true)]
+async fn keep_alive_zero_unloads_at_once_and_forever_never_does() {
+    let eager = ManagedEngine::new(config(), KeepAlive::For(Duration::ZERO));
+    eager.generate(chat("Hi", greedy(2))).await.unwrap().collect().await.unwrap();
+    settle(&eager).await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(!eager.is_loaded());
+
+    let forever = ManagedEngine::new(config(), KeepAlive::Forever);
+    forever.preload().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+    assert!(forever.is_loaded());
+}
+
+/// Waits until the engine is idle and the reaper has seen it.
+async fn settle(managed: &ManagedEngine) {
+    managed.wait_idle().await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn chat_template_renders_the_default_system_prompt() {
+    let engine = engine();
+    let rendered = engine.render_chat(&[ChatMessage::user("Hi")]).unwrap();
+    assert!(
+        rendered.starts_with(
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+        ),
+        "{rendered:?}"
+    );
+    assert!(rendered.ends_with("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"));
+}
+
+#[tokio::test]
+async fn info_describes_the_model() {
+    let engine = engine();
+    let info = engine.info();
+    assert!(info.name.to_lowercase().contains("smollm"), "{}", info.name);
+    assert_eq!(info.quantization, "Q4_1");
+    assert_eq!(info.file_size, 98_362_432);
+    assert_eq!(info.context_length, 1024);
+    assert_eq!(info.train_context_length, 8192);
+    assert!((100_000_000..200_000_000).contains(&info.parameters), "{}", info.parameters);
+    assert!(info.memory_bytes > info.file_size / 2);
+}
+
+#[tokio::test]
+async fn embeddings_are_unit_vectors_that_tell_inputs_apart() {
+    let engine = engine();
+    let inputs =
+        vec!["I love cats.".to_owned(), "I adore kittens.".to_owned(), "Tax law of 1998.".to_owned()];
+    let vectors = engine.embed(inputs).await.unwrap();
+    assert_eq!(vectors.len(), 3);
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    for v in &vectors {
+        assert_eq!(v.len(), engine.info().embedding_length);
+        assert!((dot(v, v) - 1.0).abs() < 1e-3);
+    }
+    assert!(dot(&vectors[0], &vectors[1]) > dot(&vectors[0], &vectors[2]));
+}
