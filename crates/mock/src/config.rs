@@ -49,9 +49,7 @@ impl MockConfig {
     /// without the `:latest` tag, as they do on a real Ollama.
     pub fn knows_model(&self, name: &str) -> bool {
         let bare = name.strip_suffix(":latest").unwrap_or(name);
-        self.models
-            .iter()
-            .any(|m| m == name || m.strip_suffix(":latest").unwrap_or(m) == bare)
+        self.models.iter().any(|m| m == name || m.strip_suffix(":latest").unwrap_or(m) == bare)
     }
 }
 

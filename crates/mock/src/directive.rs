@@ -39,9 +39,7 @@ impl Directive {
             let after = &rest[at + OPEN.len()..];
             // "[mockery" is prose, not a directive.
             if after.starts_with(|c: char| c.is_whitespace() || c == ']') {
-                let end = after
-                    .find(']')
-                    .ok_or_else(|| DirectiveError("missing closing `]`".to_owned()))?;
+                let end = after.find(']').ok_or_else(|| DirectiveError("missing closing `]`".to_owned()))?;
                 return Directive::parse_body(&after[..end]).map(Some);
             }
             rest = after;
@@ -52,9 +50,8 @@ impl Directive {
     fn parse_body(body: &str) -> Result<Directive, DirectiveError> {
         let mut directive = Directive::default();
         for pair in body.split_whitespace() {
-            let (key, value) = pair
-                .split_once('=')
-                .ok_or_else(|| DirectiveError(format!("`{pair}` is not key=value")))?;
+            let (key, value) =
+                pair.split_once('=').ok_or_else(|| DirectiveError(format!("`{pair}` is not key=value")))?;
             match key {
                 "tokens" => directive.tokens = Some(number(key, value)?),
                 "delay_ms" => directive.token_delay = Some(millis(key, value)?),
@@ -68,15 +65,12 @@ impl Directive {
 }
 
 fn number(key: &str, value: &str) -> Result<usize, DirectiveError> {
-    value
-        .parse()
-        .map_err(|_| DirectiveError(format!("`{key}` wants a number, got `{value}`")))
+    value.parse().map_err(|_| DirectiveError(format!("`{key}` wants a number, got `{value}`")))
 }
 
 fn millis(key: &str, value: &str) -> Result<Duration, DirectiveError> {
-    let ms = value
-        .parse()
-        .map_err(|_| DirectiveError(format!("`{key}` wants milliseconds, got `{value}`")))?;
+    let ms =
+        value.parse().map_err(|_| DirectiveError(format!("`{key}` wants milliseconds, got `{value}`")))?;
     Ok(Duration::from_millis(ms))
 }
 
@@ -99,9 +93,7 @@ fn behavior(value: &str) -> Result<Behavior, DirectiveError> {
             let code = arg("CODE")?;
             match u16::try_from(code) {
                 Ok(code) if (100..=599).contains(&code) => Ok(Behavior::Status(code)),
-                _ => Err(DirectiveError(format!(
-                    "status `{code}` is not an HTTP status"
-                ))),
+                _ => Err(DirectiveError(format!("status `{code}` is not an HTTP status"))),
             }
         }
         _ => Err(DirectiveError(format!("unknown mode `{value}`"))),
@@ -131,12 +123,7 @@ mod tests {
 
     #[test]
     fn parses_each_mode() {
-        let mode = |m: &str| {
-            Directive::find(&format!("[mock mode={m}]"))
-                .unwrap()
-                .unwrap()
-                .behavior
-        };
+        let mode = |m: &str| Directive::find(&format!("[mock mode={m}]")).unwrap().unwrap().behavior;
         assert_eq!(mode("normal"), Some(Behavior::Normal));
         assert_eq!(mode("hang"), Some(Behavior::Hang));
         assert_eq!(mode("status:429"), Some(Behavior::Status(429)));

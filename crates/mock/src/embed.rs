@@ -24,9 +24,9 @@ pub fn embedding(text: &str) -> Vec<f32> {
 
 /// A stable 64-bit hash (FNV-1a), also used for fake digests.
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 fn splitmix64(state: &mut u64) -> u64 {

@@ -76,9 +76,9 @@ impl MockError {
         let body = match dialect {
             Dialect::OpenAi => {
                 let message = match &self {
-                    MockError::ModelNotFound(model) => format!(
-                        "The model `{model}` does not exist or you do not have access to it."
-                    ),
+                    MockError::ModelNotFound(model) => {
+                        format!("The model `{model}` does not exist or you do not have access to it.")
+                    }
                     other => other.to_string(),
                 };
                 json!({"error": {
@@ -92,9 +92,7 @@ impl MockError {
         };
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::TOO_MANY_REQUESTS {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }

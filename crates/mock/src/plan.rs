@@ -98,8 +98,7 @@ impl Plan {
                 permit.forget();
             }
         }
-        let due =
-            self.first_token_delay + self.token_delay * u32::try_from(index).unwrap_or(u32::MAX);
+        let due = self.first_token_delay + self.token_delay * u32::try_from(index).unwrap_or(u32::MAX);
         if !due.is_zero() {
             tokio::time::sleep_until(start + due).await;
         }
@@ -123,10 +122,7 @@ pub(crate) fn reply_text(tokens: usize) -> String {
 
 /// Prompt tokens as the mock counts them: whitespace-separated words.
 pub(crate) fn count_words<'a>(texts: impl IntoIterator<Item = &'a str>) -> usize {
-    texts
-        .into_iter()
-        .map(|t| t.split_whitespace().count())
-        .sum()
+    texts.into_iter().map(|t| t.split_whitespace().count()).sum()
 }
 
 #[cfg(test)]
@@ -145,11 +141,7 @@ mod tests {
     #[test]
     fn directive_overrides_config() {
         let cfg = MockConfig::default();
-        let d = Directive {
-            tokens: Some(2),
-            behavior: Some(Behavior::Hang),
-            ..Directive::default()
-        };
+        let d = Directive { tokens: Some(2), behavior: Some(Behavior::Hang), ..Directive::default() };
         let plan = Plan::new(&cfg, Some(d), None);
         assert_eq!((plan.tokens, plan.behavior), (2, Behavior::Hang));
     }

@@ -63,13 +63,7 @@ pub(crate) async fn execute<E: Encoder>(
     }
     if stream {
         let body = streamed(plan, encoder, tracker, received);
-        return (
-            [
-                (header::CONTENT_TYPE, E::STREAM_CONTENT_TYPE),
-                (header::CACHE_CONTROL, "no-cache"),
-            ],
-            body,
-        )
+        return ([(header::CONTENT_TYPE, E::STREAM_CONTENT_TYPE), (header::CACHE_CONTROL, "no-cache")], body)
             .into_response();
     }
     whole(plan, encoder, tracker, received).await
@@ -80,12 +74,7 @@ async fn hang(_tracker: Tracker) -> Infallible {
     std::future::pending().await
 }
 
-fn streamed<E: Encoder>(
-    plan: Plan,
-    mut encoder: E,
-    mut tracker: Tracker,
-    received: Instant,
-) -> Body {
+fn streamed<E: Encoder>(plan: Plan, mut encoder: E, mut tracker: Tracker, received: Instant) -> Body {
     let events = async_stream::stream! {
         let mut preamble = encoder.preamble();
         let mut first_token = None;
@@ -134,12 +123,7 @@ fn streamed<E: Encoder>(
     Body::from_stream(events)
 }
 
-async fn whole<E: Encoder>(
-    plan: Plan,
-    encoder: E,
-    mut tracker: Tracker,
-    received: Instant,
-) -> Response {
+async fn whole<E: Encoder>(plan: Plan, encoder: E, mut tracker: Tracker, received: Instant) -> Response {
     let interrupt = (0..=plan.tokens).find_map(|i| plan.interrupt_at(i).map(|what| (i, what)));
     let stop = interrupt.map_or(plan.tokens, |(at, _)| at);
     let first_token = wait_for_tokens(&plan, stop, received).await;
@@ -147,9 +131,8 @@ async fn whole<E: Encoder>(
         Some(Interrupt::Hang) => match hang(tracker).await {},
         Some(Interrupt::Drop) => {
             tracker.abort();
-            let broken = futures_util::stream::once(async {
-                Err::<Bytes, _>(io::Error::other("mock drop_after"))
-            });
+            let broken =
+                futures_util::stream::once(async { Err::<Bytes, _>(io::Error::other("mock drop_after")) });
             json_response(Body::from_stream(broken))
         }
         Some(Interrupt::Malformed) => {
@@ -157,10 +140,7 @@ async fn whole<E: Encoder>(
             json_response(Body::from(&b"{not json"[..]))
         }
         None => {
-            let timing = Timing {
-                received,
-                first_token,
-            };
+            let timing = Timing { received, first_token };
             let body = encoder.whole(plan.tokens, plan.finish, timing);
             tracker.complete();
             json_response(Body::from(body))
@@ -193,9 +173,6 @@ async fn wait_for_tokens(plan: &Plan, count: usize, received: Instant) -> Instan
 
 fn json_response(body: Body) -> Response {
     let mut response = (StatusCode::OK, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }

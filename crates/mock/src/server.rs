@@ -23,10 +23,7 @@ use crate::{ollama, openai};
 
 /// The mock's routes, OpenAI under `/v1` and Ollama under `/api`, reporting into `stats`.
 pub fn router(cfg: MockConfig, stats: Arc<MockStats>) -> Router {
-    Router::new()
-        .nest("/v1", openai::routes())
-        .merge(ollama::routes())
-        .with_state(AppState::new(cfg, stats))
+    Router::new().nest("/v1", openai::routes()).merge(ollama::routes()).with_state(AppState::new(cfg, stats))
 }
 
 /// A mock upstream serving on a local port. Dropping it stops the server and aborts
@@ -53,12 +50,7 @@ impl MockServer {
         let shutdown = CancellationToken::new();
         let app = router(cfg, Arc::clone(&stats));
         let task = tokio::spawn(serve(listener, app, shutdown.clone()));
-        Ok(MockServer {
-            addr,
-            stats,
-            shutdown,
-            task: Some(task),
-        })
+        Ok(MockServer { addr, stats, shutdown, task: Some(task) })
     }
 
     /// The address the mock listens on.

@@ -32,16 +32,8 @@ pub(crate) struct Shared {
 impl AppState {
     /// State for a server with `cfg` reporting into `stats`.
     pub(crate) fn new(cfg: MockConfig, stats: Arc<MockStats>) -> AppState {
-        let bearer = cfg
-            .require_api_key
-            .as_ref()
-            .map(|key| format!("Bearer {key}"));
-        AppState(Arc::new(Shared {
-            cfg,
-            stats,
-            next_id: AtomicU64::new(1),
-            bearer,
-        }))
+        let bearer = cfg.require_api_key.as_ref().map(|key| format!("Bearer {key}"));
+        AppState(Arc::new(Shared { cfg, stats, next_id: AtomicU64::new(1), bearer }))
     }
 
     /// The server's configuration.
@@ -101,11 +93,7 @@ impl AppState {
 
     /// Fails with 404 unless the mock serves `model`.
     pub(crate) fn check_model(&self, model: &str) -> Result<(), MockError> {
-        if self.0.cfg.knows_model(model) {
-            Ok(())
-        } else {
-            Err(MockError::ModelNotFound(model.to_owned()))
-        }
+        if self.0.cfg.knows_model(model) { Ok(()) } else { Err(MockError::ModelNotFound(model.to_owned())) }
     }
 }
 
@@ -116,9 +104,7 @@ pub(crate) fn typed<'a, T: Deserialize<'a>>(body: &'a Value) -> Result<T, MockEr
 
 /// Seconds since the Unix epoch.
 pub(crate) fn unix_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn lowercase_headers(headers: &HeaderMap) -> BTreeMap<String, String> {

@@ -73,10 +73,7 @@ impl MockStats {
 
     /// A copy of the last recorded request.
     pub fn last(&self) -> Option<RecordedRequest> {
-        self.last_request
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.last_request.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// Waits until `done(snapshot)` holds; checks now, then after every change.
@@ -120,10 +117,7 @@ impl MockStats {
     }
 
     pub(crate) fn record(&self, request: RecordedRequest) {
-        *self
-            .last_request
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(request);
+        *self.last_request.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(request);
     }
 
     fn bump(&self, counter: &AtomicU64) {
@@ -158,11 +152,7 @@ impl Tracker {
     pub(crate) fn receive(stats: Arc<MockStats>) -> Tracker {
         stats.in_flight.fetch_add(1, Ordering::SeqCst);
         stats.bump(&stats.requests);
-        Tracker {
-            stats,
-            started: false,
-            fate: Fate::Open,
-        }
+        Tracker { stats, started: false, fate: Fate::Open }
     }
 
     /// The request passed validation and its generation begins.

@@ -50,18 +50,12 @@ struct Options {
 
 impl Options {
     fn limit(options: Option<&Options>) -> Option<u64> {
-        options
-            .and_then(|o| o.num_predict)
-            .and_then(|n| u64::try_from(n).ok())
+        options.and_then(|o| o.num_predict).and_then(|n| u64::try_from(n).ok())
     }
 }
 
 /// `POST /api/chat`.
-pub(crate) async fn chat(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn chat(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let received = Instant::now();
     let (json, tracker) = match state.generation(Dialect::Ollama, "/api/chat", &headers, &body) {
         Ok(accepted) => accepted,
@@ -86,14 +80,9 @@ pub(crate) async fn chat(
 }
 
 /// `POST /api/generate`.
-pub(crate) async fn generate(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn generate(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let received = Instant::now();
-    let (json, tracker) = match state.generation(Dialect::Ollama, "/api/generate", &headers, &body)
-    {
+    let (json, tracker) = match state.generation(Dialect::Ollama, "/api/generate", &headers, &body) {
         Ok(accepted) => accepted,
         Err(e) => return e.render(Dialect::Ollama),
     };

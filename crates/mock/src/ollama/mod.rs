@@ -36,19 +36,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/show", post(show))
         .route("/api/tags", get(tags))
         .route("/api/ps", get(ps))
-        .route(
-            "/api/version",
-            get(|| async { Json(json!({ "version": VERSION })) }),
-        )
+        .route("/api/version", get(|| async { Json(json!({ "version": VERSION })) }))
 }
 
 /// Ollama lists every model with its tag.
 fn tagged(name: &str) -> String {
-    if name.contains(':') {
-        name.to_owned()
-    } else {
-        format!("{name}:latest")
-    }
+    if name.contains(':') { name.to_owned() } else { format!("{name}:latest") }
 }
 
 fn details() -> Value {
@@ -106,28 +99,24 @@ struct ShowBody {
 
 /// `POST /api/show`.
 async fn show(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let answer = state
-        .intake(Dialect::Ollama, "/api/show", &headers, &body)
-        .and_then(|json| {
-            let req = typed::<ShowBody>(&json)?;
-            let model = req
-                .model
-                .or(req.name)
-                .ok_or_else(|| MockError::BadRequest("model is required".to_owned()))?;
-            state.check_model(&model)?;
-            Ok(json!({
-                "modelfile": format!("FROM {model}\n"),
-                "parameters": "",
-                "template": "{{ .Prompt }}",
-                "details": details(),
-                "model_info": {
-                    "general.architecture": "mock",
-                    "mock.context_length": 8192,
-                    "mock.embedding_length": DIMENSIONS,
-                },
-                "capabilities": ["completion", "embedding"],
-            }))
-        });
+    let answer = state.intake(Dialect::Ollama, "/api/show", &headers, &body).and_then(|json| {
+        let req = typed::<ShowBody>(&json)?;
+        let model =
+            req.model.or(req.name).ok_or_else(|| MockError::BadRequest("model is required".to_owned()))?;
+        state.check_model(&model)?;
+        Ok(json!({
+            "modelfile": format!("FROM {model}\n"),
+            "parameters": "",
+            "template": "{{ .Prompt }}",
+            "details": details(),
+            "model_info": {
+                "general.architecture": "mock",
+                "mock.context_length": 8192,
+                "mock.embedding_length": DIMENSIONS,
+            },
+            "capabilities": ["completion", "embedding"],
+        }))
+    });
     match answer {
         Ok(body) => Json(body).into_response(),
         Err(e) => e.render(Dialect::Ollama),
@@ -142,36 +131,30 @@ struct EmbedBody {
 
 /// `POST /api/embed`.
 async fn embed(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let answer = state
-        .intake(Dialect::Ollama, "/api/embed", &headers, &body)
-        .and_then(|json| {
-            let req = typed::<EmbedBody>(&json)?;
-            state.check_model(&req.model)?;
-            let inputs: Vec<&str> = match &req.input {
-                Value::String(text) => vec![text],
-                Value::Array(items) => items
-                    .iter()
-                    .map(|item| {
-                        item.as_str().ok_or_else(|| {
-                            MockError::BadRequest("input must be strings".to_owned())
-                        })
-                    })
-                    .collect::<Result<_, _>>()?,
-                _ => {
-                    return Err(MockError::BadRequest(
-                        "input must be a string or strings".to_owned(),
-                    ));
-                }
-            };
-            let embeddings: Vec<Vec<f32>> = inputs.iter().map(|text| embedding(text)).collect();
-            Ok(json!({
-                "model": req.model,
-                "embeddings": embeddings,
-                "total_duration": 1,
-                "load_duration": 0,
-                "prompt_eval_count": count_words(inputs.iter().copied()),
-            }))
-        });
+    let answer = state.intake(Dialect::Ollama, "/api/embed", &headers, &body).and_then(|json| {
+        let req = typed::<EmbedBody>(&json)?;
+        state.check_model(&req.model)?;
+        let inputs: Vec<&str> = match &req.input {
+            Value::String(text) => vec![text],
+            Value::Array(items) => items
+                .iter()
+                .map(|item| {
+                    item.as_str().ok_or_else(|| MockError::BadRequest("input must be strings".to_owned()))
+                })
+                .collect::<Result<_, _>>()?,
+            _ => {
+                return Err(MockError::BadRequest("input must be a string or strings".to_owned()));
+            }
+        };
+        let embeddings: Vec<Vec<f32>> = inputs.iter().map(|text| embedding(text)).collect();
+        Ok(json!({
+            "model": req.model,
+            "embeddings": embeddings,
+            "total_duration": 1,
+            "load_duration": 0,
+            "prompt_eval_count": count_words(inputs.iter().copied()),
+        }))
+    });
     match answer {
         Ok(body) => Json(body).into_response(),
         Err(e) => e.render(Dialect::Ollama),
@@ -186,18 +169,12 @@ struct LegacyEmbedBody {
 }
 
 /// `POST /api/embeddings`, the older single-prompt form.
-async fn embeddings_legacy(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let answer = state
-        .intake(Dialect::Ollama, "/api/embeddings", &headers, &body)
-        .and_then(|json| {
-            let req = typed::<LegacyEmbedBody>(&json)?;
-            state.check_model(&req.model)?;
-            Ok(json!({ "embedding": embedding(&req.prompt) }))
-        });
+async fn embeddings_legacy(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let answer = state.intake(Dialect::Ollama, "/api/embeddings", &headers, &body).and_then(|json| {
+        let req = typed::<LegacyEmbedBody>(&json)?;
+        state.check_model(&req.model)?;
+        Ok(json!({ "embedding": embedding(&req.prompt) }))
+    });
     match answer {
         Ok(body) => Json(body).into_response(),
         Err(e) => e.render(Dialect::Ollama),

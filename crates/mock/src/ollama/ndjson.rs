@@ -38,10 +38,7 @@ impl NdjsonEncoder {
         let created_at = rfc3339(SystemTime::now());
         let model_json = Value::from(model).to_string();
         let (field, token_suffix) = match kind {
-            Kind::Chat => (
-                r#""message":{"role":"assistant","content":""#,
-                "\"},\"done\":false}\n",
-            ),
+            Kind::Chat => (r#""message":{"role":"assistant","content":""#, "\"},\"done\":false}\n"),
             Kind::Generate => (r#""response":""#, "\",\"done\":false}\n"),
         };
         NdjsonEncoder {
@@ -59,13 +56,7 @@ impl NdjsonEncoder {
         let now = Instant::now();
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1);
         let (message, response) = match self.kind {
-            Kind::Chat => (
-                Some(Message {
-                    role: "assistant",
-                    content: text,
-                }),
-                None,
-            ),
+            Kind::Chat => (Some(Message { role: "assistant", content: text }), None),
             Kind::Generate => (None, Some(text)),
         };
         Done {
@@ -115,8 +106,7 @@ impl Encoder for NdjsonEncoder {
     const STREAM_CONTENT_TYPE: &'static str = "application/x-ndjson";
 
     fn token(&mut self, index: usize) -> Bytes {
-        let mut out =
-            BytesMut::with_capacity(self.token_prefix.len() + self.token_suffix.len() + 24);
+        let mut out = BytesMut::with_capacity(self.token_prefix.len() + self.token_suffix.len() + 24);
         out.extend_from_slice(self.token_prefix.as_bytes());
         push_token(&mut out, index);
         out.extend_from_slice(self.token_suffix.as_bytes());

@@ -50,17 +50,12 @@ struct CompletionBody {
 }
 
 /// `POST /v1/chat/completions`.
-pub(crate) async fn chat(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn chat(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let received = Instant::now();
-    let (json, tracker) =
-        match state.generation(Dialect::OpenAi, "/v1/chat/completions", &headers, &body) {
-            Ok(accepted) => accepted,
-            Err(e) => return e.render(Dialect::OpenAi),
-        };
+    let (json, tracker) = match state.generation(Dialect::OpenAi, "/v1/chat/completions", &headers, &body) {
+        Ok(accepted) => accepted,
+        Err(e) => return e.render(Dialect::OpenAi),
+    };
     let prepared = typed::<ChatBody>(&json).and_then(|req| {
         state.check_model(&req.model)?;
         let last_user = req.messages.iter().rev().find(|m| m.role == "user");
@@ -72,14 +67,7 @@ pub(crate) async fn chat(
         let limit = req.max_completion_tokens.or(req.max_tokens);
         let plan = Plan::new(state.cfg(), directive, limit);
         let usage = req.stream_options.is_some_and(|o| o.include_usage);
-        let encoder = SseEncoder::new(
-            Kind::Chat,
-            state.next_id(),
-            unix_seconds(),
-            &req.model,
-            usage,
-            words,
-        );
+        let encoder = SseEncoder::new(Kind::Chat, state.next_id(), unix_seconds(), &req.model, usage, words);
         Ok((plan, encoder, req.stream.unwrap_or(false)))
     });
     match prepared {
@@ -89,17 +77,12 @@ pub(crate) async fn chat(
 }
 
 /// `POST /v1/completions`.
-pub(crate) async fn completions(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn completions(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let received = Instant::now();
-    let (json, tracker) =
-        match state.generation(Dialect::OpenAi, "/v1/completions", &headers, &body) {
-            Ok(accepted) => accepted,
-            Err(e) => return e.render(Dialect::OpenAi),
-        };
+    let (json, tracker) = match state.generation(Dialect::OpenAi, "/v1/completions", &headers, &body) {
+        Ok(accepted) => accepted,
+        Err(e) => return e.render(Dialect::OpenAi),
+    };
     let prepared = typed::<CompletionBody>(&json).and_then(|req| {
         state.check_model(&req.model)?;
         let prompts = prompt_parts(&req.prompt)?;
@@ -107,14 +90,8 @@ pub(crate) async fn completions(
         let words = count_words(prompts.texts.iter().copied()) + prompts.token_ids;
         let plan = Plan::new(state.cfg(), directive, req.max_tokens);
         let usage = req.stream_options.is_some_and(|o| o.include_usage);
-        let encoder = SseEncoder::new(
-            Kind::Completion,
-            state.next_id(),
-            unix_seconds(),
-            &req.model,
-            usage,
-            words,
-        );
+        let encoder =
+            SseEncoder::new(Kind::Completion, state.next_id(), unix_seconds(), &req.model, usage, words);
         Ok((plan, encoder, req.stream.unwrap_or(false)))
     });
     match prepared {
@@ -124,9 +101,7 @@ pub(crate) async fn completions(
 }
 
 /// The first directive found in `texts`.
-fn find_directive<'a>(
-    texts: impl IntoIterator<Item = &'a str>,
-) -> Result<Option<Directive>, MockError> {
+fn find_directive<'a>(texts: impl IntoIterator<Item = &'a str>) -> Result<Option<Directive>, MockError> {
     for text in texts {
         if let Some(directive) = Directive::find(text)? {
             return Ok(Some(directive));
@@ -139,10 +114,9 @@ fn find_directive<'a>(
 fn text_parts(content: &Value) -> Vec<&str> {
     match content {
         Value::String(text) => vec![text.as_str()],
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|part| part.get("text").and_then(Value::as_str))
-            .collect(),
+        Value::Array(parts) => {
+            parts.iter().filter_map(|part| part.get("text").and_then(Value::as_str)).collect()
+        }
         _ => Vec::new(),
     }
 }
@@ -154,10 +128,7 @@ struct Prompts<'a> {
 }
 
 fn prompt_parts(prompt: &Value) -> Result<Prompts<'_>, MockError> {
-    let mut prompts = Prompts {
-        texts: Vec::new(),
-        token_ids: 0,
-    };
+    let mut prompts = Prompts { texts: Vec::new(), token_ids: 0 };
     match prompt {
         Value::String(text) => prompts.texts.push(text),
         Value::Array(items) => {

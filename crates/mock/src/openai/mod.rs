@@ -43,14 +43,8 @@ async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 /// `GET /v1/models/{id}`.
-async fn model(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let found = state
-        .authenticate(&headers)
-        .and_then(|()| state.check_model(&id));
+async fn model(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let found = state.authenticate(&headers).and_then(|()| state.check_model(&id));
     match found {
         Ok(()) => Json(model_object(&id)).into_response(),
         Err(e) => e.render(Dialect::OpenAi),
@@ -65,27 +59,23 @@ struct EmbeddingsBody {
 
 /// `POST /v1/embeddings`.
 async fn embeddings(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let answer = state
-        .intake(Dialect::OpenAi, "/v1/embeddings", &headers, &body)
-        .and_then(|json| {
-            let req = typed::<EmbeddingsBody>(&json)?;
-            state.check_model(&req.model)?;
-            let inputs = embedding_inputs(&req.input)?;
-            let tokens = count_words(inputs.iter().map(String::as_str));
-            let data: Vec<Value> = inputs
-                .iter()
-                .enumerate()
-                .map(|(index, text)| {
-                    json!({"object": "embedding", "index": index, "embedding": embedding(text)})
-                })
-                .collect();
-            Ok(json!({
-                "object": "list",
-                "data": data,
-                "model": req.model,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            }))
-        });
+    let answer = state.intake(Dialect::OpenAi, "/v1/embeddings", &headers, &body).and_then(|json| {
+        let req = typed::<EmbeddingsBody>(&json)?;
+        state.check_model(&req.model)?;
+        let inputs = embedding_inputs(&req.input)?;
+        let tokens = count_words(inputs.iter().map(String::as_str));
+        let data: Vec<Value> = inputs
+            .iter()
+            .enumerate()
+            .map(|(index, text)| json!({"object": "embedding", "index": index, "embedding": embedding(text)}))
+            .collect();
+        Ok(json!({
+            "object": "list",
+            "data": data,
+            "model": req.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }))
+    });
     match answer {
         Ok(body) => Json(body).into_response(),
         Err(e) => e.render(Dialect::OpenAi),
@@ -96,23 +86,18 @@ async fn embeddings(State(state): State<AppState>, headers: HeaderMap, body: Byt
 /// decimal text so they stay deterministic).
 fn embedding_inputs(input: &Value) -> Result<Vec<String>, MockError> {
     let ids = |ids: &[Value]| -> Option<String> {
-        let words: Option<Vec<String>> = ids
-            .iter()
-            .map(|id| id.as_u64().map(|n| n.to_string()))
-            .collect();
+        let words: Option<Vec<String>> = ids.iter().map(|id| id.as_u64().map(|n| n.to_string())).collect();
         words.map(|w| w.join(" "))
     };
     let bad = || MockError::BadRequest("`input` must be a string, strings or token ids".to_owned());
     match input {
         Value::String(text) => Ok(vec![text.clone()]),
-        Value::Array(items) if items.iter().all(Value::is_string) => Ok(items
-            .iter()
-            .filter_map(|t| t.as_str().map(str::to_owned))
-            .collect()),
-        Value::Array(items) if items.iter().all(Value::is_array) => items
-            .iter()
-            .map(|item| item.as_array().and_then(|a| ids(a)).ok_or_else(bad))
-            .collect(),
+        Value::Array(items) if items.iter().all(Value::is_string) => {
+            Ok(items.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+        }
+        Value::Array(items) if items.iter().all(Value::is_array) => {
+            items.iter().map(|item| item.as_array().and_then(|a| ids(a)).ok_or_else(bad)).collect()
+        }
         Value::Array(items) => ids(items).map(|text| vec![text]).ok_or_else(bad),
         _ => Err(bad()),
     }

@@ -49,9 +49,8 @@ impl SseEncoder {
             Kind::Completion => (format!("cmpl-mock-{seq}"), "text_completion"),
         };
         let model_json = Value::from(model).to_string();
-        let head = format!(
-            r#"data: {{"id":"{id}","object":"{object}","created":{created},"model":{model_json},"#
-        );
+        let head =
+            format!(r#"data: {{"id":"{id}","object":"{object}","created":{created},"model":{model_json},"#);
         let token_prefix = match kind {
             Kind::Chat => r#""choices":[{"index":0,"delta":{"content":""#,
             Kind::Completion => r#""choices":[{"text":""#,
@@ -74,11 +73,7 @@ impl SseEncoder {
     }
 
     fn chunk(&self, choices: &str) -> Bytes {
-        Bytes::from(format!(
-            "{}{}",
-            self.head,
-            close(choices, self.include_usage)
-        ))
+        Bytes::from(format!("{}{}", self.head, close(choices, self.include_usage)))
     }
 
     /// The `usage` object, fields in OpenAI's order.
@@ -94,11 +89,7 @@ impl SseEncoder {
 /// `choices`, then the `"usage":null` OpenAI adds to every chunk when usage was asked
 /// for, then the end of the event.
 fn close(choices: &str, include_usage: bool) -> String {
-    let usage = if include_usage {
-        r#","usage":null"#
-    } else {
-        ""
-    };
+    let usage = if include_usage { r#","usage":null"# } else { "" };
     format!("{choices}{usage}}}\n\n")
 }
 
@@ -116,8 +107,7 @@ impl Encoder for SseEncoder {
     }
 
     fn token(&mut self, index: usize) -> Bytes {
-        let mut out =
-            BytesMut::with_capacity(self.token_prefix.len() + self.token_suffix.len() + 24);
+        let mut out = BytesMut::with_capacity(self.token_prefix.len() + self.token_suffix.len() + 24);
         out.extend_from_slice(self.token_prefix.as_bytes());
         push_token(&mut out, index);
         out.extend_from_slice(self.token_suffix.as_bytes());
@@ -134,17 +124,13 @@ impl Encoder for SseEncoder {
             Kind::Chat => format!(
                 r#""choices":[{{"index":0,"delta":{{}},"logprobs":null,"finish_reason":"{reason}"}}]"#
             ),
-            Kind::Completion => format!(
-                r#""choices":[{{"text":"","index":0,"logprobs":null,"finish_reason":"{reason}"}}]"#
-            ),
+            Kind::Completion => {
+                format!(r#""choices":[{{"text":"","index":0,"logprobs":null,"finish_reason":"{reason}"}}]"#)
+            }
         };
         let mut events = vec![self.chunk(&last)];
         if self.include_usage {
-            let usage = format!(
-                "{}\"choices\":[],\"usage\":{}}}\n\n",
-                self.head,
-                self.usage(produced)
-            );
+            let usage = format!("{}\"choices\":[],\"usage\":{}}}\n\n", self.head, self.usage(produced));
             events.push(Bytes::from(usage));
         }
         events.push(Bytes::from_static(b"data: [DONE]\n\n"));

@@ -8,19 +8,11 @@ use crate::support::*;
 
 #[tokio::test]
 async fn hang_never_answers_and_counts_cancel_when_client_leaves() {
-    let mock = mock(MockConfig {
-        behavior: Behavior::Hang,
-        ..MockConfig::default()
-    })
-    .await;
+    let mock = mock(MockConfig { behavior: Behavior::Hang, ..MockConfig::default() }).await;
     let url = format!("{}/chat/completions", mock.openai_base());
-    let mut request =
-        tokio::spawn(async move { client().post(url).json(&chat("x", true)).send().await });
+    let mut request = tokio::spawn(async move { client().post(url).json(&chat("x", true)).send().await });
     timeout(MUST, mock.stats().wait_started(1)).await.unwrap();
-    assert!(
-        timeout(SILENT, &mut request).await.is_err(),
-        "no response head may come"
-    );
+    assert!(timeout(SILENT, &mut request).await.is_err(), "no response head may come");
     request.abort();
     timeout(MUST, mock.stats().wait_cancelled(1)).await.unwrap();
     timeout(MUST, mock.stats().wait_in_flight(0)).await.unwrap();
@@ -28,27 +20,12 @@ async fn hang_never_answers_and_counts_cancel_when_client_leaves() {
 
 #[tokio::test]
 async fn hang_after_goes_silent_and_cancel_is_detected() {
-    let mock = mock(MockConfig {
-        behavior: Behavior::HangAfter(2),
-        ..MockConfig::default()
-    })
-    .await;
-    let response = post(
-        format!("{}/chat/completions", mock.openai_base()),
-        chat("x", true),
-    )
-    .await;
+    let mock = mock(MockConfig { behavior: Behavior::HangAfter(2), ..MockConfig::default() }).await;
+    let response = post(format!("{}/chat/completions", mock.openai_base()), chat("x", true)).await;
     let mut events = Events::sse(response);
-    let seen = [
-        events.expect().await,
-        events.expect().await,
-        events.expect().await,
-    ];
+    let seen = [events.expect().await, events.expect().await, events.expect().await];
     assert_eq!(sse_content(&seen), "t0 t1 ");
-    assert!(
-        timeout(SILENT, events.next()).await.is_err(),
-        "must stay silent"
-    );
+    assert!(timeout(SILENT, events.next()).await.is_err(), "must stay silent");
     drop(events);
     timeout(MUST, mock.stats().wait_cancelled(1)).await.unwrap();
     assert_eq!(mock.stats().snapshot().streams_completed, 0);
@@ -56,16 +33,8 @@ async fn hang_after_goes_silent_and_cancel_is_detected() {
 
 #[tokio::test]
 async fn status_behavior_uses_each_dialect_error_shape() {
-    let mock = mock(MockConfig {
-        behavior: Behavior::Status(429),
-        ..MockConfig::default()
-    })
-    .await;
-    let limited = post(
-        format!("{}/chat/completions", mock.openai_base()),
-        chat("x", true),
-    )
-    .await;
+    let mock = mock(MockConfig { behavior: Behavior::Status(429), ..MockConfig::default() }).await;
+    let limited = post(format!("{}/chat/completions", mock.openai_base()), chat("x", true)).await;
     assert_eq!(limited.status(), 429);
     assert_eq!(limited.headers()["retry-after"], "1");
     let error: Value = limited.json().await.unwrap();
@@ -76,24 +45,13 @@ async fn status_behavior_uses_each_dialect_error_shape() {
     assert_eq!(failed.status(), 503);
     assert!(failed.json::<Value>().await.unwrap()["error"].is_string());
     let stats = mock.stats().snapshot();
-    assert_eq!(
-        (stats.requests, stats.streams_started, stats.in_flight),
-        (2, 0, 0)
-    );
+    assert_eq!((stats.requests, stats.streams_started, stats.in_flight), (2, 0, 0));
 }
 
 #[tokio::test]
 async fn drop_after_truncates_without_done() {
-    let mock = mock(MockConfig {
-        behavior: Behavior::DropAfter(2),
-        ..MockConfig::default()
-    })
-    .await;
-    let response = post(
-        format!("{}/chat/completions", mock.openai_base()),
-        chat("x", true),
-    )
-    .await;
+    let mock = mock(MockConfig { behavior: Behavior::DropAfter(2), ..MockConfig::default() }).await;
+    let response = post(format!("{}/chat/completions", mock.openai_base()), chat("x", true)).await;
     let mut events = Events::sse(response);
     let mut seen = Vec::new();
     let ended = loop {
@@ -104,11 +62,7 @@ async fn drop_after_truncates_without_done() {
     };
     assert!(ended.is_err(), "the transfer must break, not end cleanly");
     assert_eq!(sse_content(&seen), "t0 t1 ");
-    assert!(
-        !seen
-            .iter()
-            .any(|e| e.contains("[DONE]") || e.contains("finish_reason\":\"stop"))
-    );
+    assert!(!seen.iter().any(|e| e.contains("[DONE]") || e.contains("finish_reason\":\"stop")));
 
     let body = json!({"model": "mock-model", "prompt": "[mock mode=drop_after:1]"});
     let response = post(format!("{}/api/generate", mock.ollama_base()), body).await;
@@ -121,25 +75,15 @@ async fn drop_after_truncates_without_done() {
 
 #[tokio::test]
 async fn malformed_after_sends_one_garbage_line() {
-    let mock = mock(MockConfig {
-        tokens: 3,
-        behavior: Behavior::MalformedAfter(1),
-        ..MockConfig::default()
-    })
-    .await;
-    let response = post(
-        format!("{}/chat/completions", mock.openai_base()),
-        chat("x", true),
-    )
-    .await;
+    let mock =
+        mock(MockConfig { tokens: 3, behavior: Behavior::MalformedAfter(1), ..MockConfig::default() }).await;
+    let response = post(format!("{}/chat/completions", mock.openai_base()), chat("x", true)).await;
     let events = Events::sse(response).rest().await;
     assert_eq!(events[2], "data: {not json");
     assert_eq!(events.last().unwrap(), "data: [DONE]");
 
     let body = json!({"model": "mock-model", "prompt": "x"});
-    let lines = Events::ndjson(post(format!("{}/api/generate", mock.ollama_base()), body).await)
-        .rest()
-        .await;
+    let lines = Events::ndjson(post(format!("{}/api/generate", mock.ollama_base()), body).await).rest().await;
     assert_eq!(lines[1], "{not json");
 }
 
@@ -151,11 +95,8 @@ async fn directive_in_last_user_message_overrides_config() {
         {"role": "assistant", "content": "ok"},
         {"role": "user", "content": [{"type": "text", "text": "now [mock tokens=5 delay_ms=1 first_ms=2]"}]},
     ]});
-    let reply: Value = post(format!("{}/chat/completions", mock.openai_base()), body)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let reply: Value =
+        post(format!("{}/chat/completions", mock.openai_base()), body).await.json().await.unwrap();
     assert_eq!(reply["choices"][0]["message"]["content"], "t0 t1 t2 t3 t4 ");
 
     let body = json!({"model": "mock-model", "messages": [{"role": "user", "content": "[mock mode=hang_after:1 tokens=3]"}]});
@@ -163,30 +104,18 @@ async fn directive_in_last_user_message_overrides_config() {
     assert!(lines.expect().await.contains("t0 "));
     assert!(timeout(SILENT, lines.next()).await.is_err());
 
-    let bad = post(
-        format!("{}/chat/completions", mock.openai_base()),
-        chat("[mock mode=boom]", true),
-    )
-    .await;
+    let bad = post(format!("{}/chat/completions", mock.openai_base()), chat("[mock mode=boom]", true)).await;
     assert_eq!(bad.status(), 400);
 }
 
 #[tokio::test]
 async fn manual_pace_releases_one_token_per_permit() {
     let (pace, permits) = Pace::manual();
-    let mock = mock(MockConfig {
-        tokens: 4,
-        pace,
-        ..MockConfig::default()
-    })
-    .await;
+    let mock = mock(MockConfig { tokens: 4, pace, ..MockConfig::default() }).await;
     let body = json!({"model": "mock-model", "messages": [{"role": "user", "content": "x"}]});
     let mut lines = Events::ndjson(post(format!("{}/api/chat", mock.ollama_base()), body).await);
     for i in 0..4 {
-        assert!(
-            timeout(SILENT, lines.next()).await.is_err(),
-            "token {i} before its permit"
-        );
+        assert!(timeout(SILENT, lines.next()).await.is_err(), "token {i} before its permit");
         permits.add_permits(1);
         let line: Value = serde_json::from_str(&lines.expect().await).unwrap();
         assert_eq!(line["message"]["content"], format!("t{i} "));
@@ -200,17 +129,9 @@ async fn manual_pace_releases_one_token_per_permit() {
 #[tokio::test]
 async fn client_dropping_mid_stream_counts_as_cancelled() {
     let (pace, permits) = Pace::manual();
-    let mock = mock(MockConfig {
-        pace,
-        ..MockConfig::default()
-    })
-    .await;
+    let mock = mock(MockConfig { pace, ..MockConfig::default() }).await;
     permits.add_permits(2);
-    let response = post(
-        format!("{}/chat/completions", mock.openai_base()),
-        chat("x", true),
-    )
-    .await;
+    let response = post(format!("{}/chat/completions", mock.openai_base()), chat("x", true)).await;
     let mut events = Events::sse(response);
     events.expect().await;
     events.expect().await;
@@ -223,16 +144,8 @@ async fn client_dropping_mid_stream_counts_as_cancelled() {
 
 #[tokio::test]
 async fn shutdown_aborts_hung_connections() {
-    let mock = mock(MockConfig {
-        behavior: Behavior::HangAfter(0),
-        ..MockConfig::default()
-    })
-    .await;
-    let response = post(
-        format!("{}/chat/completions", mock.openai_base()),
-        chat("x", true),
-    )
-    .await;
+    let mock = mock(MockConfig { behavior: Behavior::HangAfter(0), ..MockConfig::default() }).await;
+    let response = post(format!("{}/chat/completions", mock.openai_base()), chat("x", true)).await;
     let mut events = Events::sse(response);
     let stats = std::sync::Arc::clone(mock.stats());
     timeout(MUST, mock.shutdown()).await.unwrap();
@@ -246,13 +159,7 @@ async fn non_stream_replies_honour_faults() {
     let url = format!("{}/chat/completions", mock.openai_base());
     let broken = async {
         let body = chat("[mock mode=drop_after:2]", false);
-        client()
-            .post(url.clone())
-            .json(&body)
-            .send()
-            .await?
-            .bytes()
-            .await
+        client().post(url.clone()).json(&body).send().await?.bytes().await
     };
     assert!(timeout(MUST, broken).await.unwrap().is_err());
 
@@ -264,10 +171,7 @@ async fn non_stream_replies_honour_faults() {
     let mut request = tokio::spawn(client().post(url).json(&body).send());
     timeout(MUST, mock.stats().wait_requests(3)).await.unwrap();
     timeout(MUST, mock.stats().wait_started(3)).await.unwrap();
-    assert!(
-        timeout(SILENT, &mut request).await.is_err(),
-        "no reply may come"
-    );
+    assert!(timeout(SILENT, &mut request).await.is_err(), "no reply may come");
     request.abort();
     timeout(MUST, mock.stats().wait_cancelled(1)).await.unwrap();
     let stats = mock.stats().snapshot();

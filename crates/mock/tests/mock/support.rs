@@ -46,21 +46,13 @@ impl Events {
     }
 
     fn new(response: reqwest::Response, separator: &'static [u8]) -> Events {
-        Events {
-            body: response.bytes_stream().boxed(),
-            buf: Vec::new(),
-            separator,
-        }
+        Events { body: response.bytes_stream().boxed(), buf: Vec::new(), separator }
     }
 
     /// The next event; `Ok(None)` at a clean end, `Err` if the transfer broke.
     pub async fn next(&mut self) -> reqwest::Result<Option<String>> {
         loop {
-            if let Some(at) = self
-                .buf
-                .windows(self.separator.len())
-                .position(|w| w == self.separator)
-            {
+            if let Some(at) = self.buf.windows(self.separator.len()).position(|w| w == self.separator) {
                 let event: Vec<u8> = self.buf.drain(..at + self.separator.len()).collect();
                 return Ok(Some(String::from_utf8(event[..at].to_vec()).unwrap()));
             }
@@ -72,11 +64,7 @@ impl Events {
     }
 
     pub async fn expect(&mut self) -> String {
-        timeout(MUST, self.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .expect("an event")
+        timeout(MUST, self.next()).await.unwrap().unwrap().expect("an event")
     }
 
     /// Everything to the end, which must be clean.
@@ -97,10 +85,6 @@ pub fn sse_content(events: &[String]) -> String {
     events
         .iter()
         .filter(|e| *e != "data: [DONE]")
-        .filter_map(|e| {
-            sse_json(e)["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_owned)
-        })
+        .filter_map(|e| sse_json(e)["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
         .collect()
 }
