@@ -2,8 +2,9 @@
 //!
 //! Each poll takes every event the generation already has, encodes them all into one
 //! buffer and hands hyper one frame: a token is written the moment it exists, and tokens
-//! that arrived together are written together (one syscall, not one per token). No
-//! timers decide when to flush. Idle streams get keep-alive comments when the encoder
+//! that arrived together are written together (one syscall, not one per token). The
+//! first token is the exception: it leaves alone, at once, because it is what the user
+//! is waiting for. No timers decide when to flush. Idle streams get keep-alive comments when the encoder
 //! has them (SSE). A failure becomes the dialect's error event, then the end.
 
 use std::{
@@ -41,6 +42,8 @@ pub struct EventBody<E> {
     generation: Generation,
     encoder: E,
     ended: bool,
+    /// Whether the first frame was written (it carries the first token only).
+    sent_first: bool,
     keepalive: Option<(Duration, Pin<Box<Sleep>>)>,
     last_write: Instant,
 }
@@ -52,7 +55,7 @@ impl<E: Encoder> EventBody<E> {
         let now = Instant::now();
         let keepalive =
             encoder.keepalive().map(|_| (keepalive, Box::pin(tokio::time::sleep_until(now + keepalive))));
-        EventBody { generation, encoder, ended: false, keepalive, last_write: now }
+        EventBody { generation, encoder, ended: false, sent_first: false, keepalive, last_write: now }
     }
 
     fn poll_keepalive(&mut self, cx: &mut Context<'_>) -> Option<Bytes> {
@@ -95,6 +98,10 @@ impl<E: Encoder> Body for EventBody<E> {
                         this.ended = true;
                         break;
                     }
+                    // The first token goes out alone: it is what the user waits for.
+                    if !this.sent_first {
+                        break;
+                    }
                 }
                 Poll::Ready(Some(Err(e))) => {
                     this.encoder.error(&GatewayError::Backend(e), &mut buf);
@@ -115,6 +122,7 @@ impl<E: Encoder> Body for EventBody<E> {
             if this.keepalive.is_some() {
                 this.last_write = Instant::now();
             }
+            this.sent_first = true;
             return Poll::Ready(Some(Ok(Frame::data(buf.freeze()))));
         }
         if this.ended {
