@@ -88,6 +88,16 @@ impl Role {
         })
     }
 
+    /// Parses the role of `messages[index]`, or a 400 naming that field.
+    pub fn parse_at(s: &str, index: usize) -> Result<Role, crate::error::GatewayError> {
+        Role::parse(s).ok_or_else(|| {
+            crate::error::GatewayError::bad_request(
+                format!("messages[{index}].role: unknown role '{s}'"),
+                Some(&format!("messages[{index}].role")),
+            )
+        })
+    }
+
     /// The wire name, the same in both dialects.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -5,18 +5,12 @@ use crate::{
     chat::{EmbedRequest, Embeddings},
     error::GatewayError,
     generation::{Outstanding, Served},
-    scheduler,
     state::AppState,
 };
 
 /// Embeds `req.input` with a backend serving `req.model`.
 pub async fn embed(state: &AppState, mut req: EmbedRequest) -> Result<(Embeddings, Served), GatewayError> {
-    let mut table = state.registry.table();
-    if table.routes(&req.model).is_none() && state.registry.rediscover_if_stale().await {
-        table = state.registry.table();
-    }
-    let routes = table.routes(&req.model).ok_or_else(|| state.registry.unknown_model(&req.model))?;
-    let route = scheduler::pick(routes).ok_or_else(|| GatewayError::ModelNotFound(req.model.clone()))?;
+    let route = state.registry.resolve(&req.model).await?;
     let served = Served { model: std::mem::take(&mut req.model), backend: route.slot.name().to_owned() };
     req.model = route.upstream_model.clone();
     let slot = &route.slot;

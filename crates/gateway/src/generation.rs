@@ -25,7 +25,6 @@ use crate::{
     error::GatewayError,
     metrics::ModelLabels,
     registry::BackendSlot,
-    scheduler,
     state::AppState,
 };
 
@@ -60,14 +59,9 @@ pub struct Generation {
 pub async fn start(state: &AppState, mut req: ChatRequest) -> Result<Generation, GatewayError> {
     let started = Instant::now();
     let public_model = req.model.clone();
-    let mut table = state.registry.table();
-    if table.routes(&public_model).is_none() && state.registry.rediscover_if_stale().await {
-        table = state.registry.table();
-    }
-    let routes = table.routes(&public_model).ok_or_else(|| state.registry.unknown_model(&public_model))?;
-    let route = scheduler::pick(routes).ok_or_else(|| GatewayError::ModelNotFound(public_model.clone()))?;
-    let slot = route.slot.clone();
-    req.model = route.upstream_model.clone();
+    let route = state.registry.resolve(&public_model).await?;
+    let slot = route.slot;
+    req.model = route.upstream_model;
     let served = Served { model: public_model, backend: slot.name().to_owned() };
     let t = slot.timeouts;
 

@@ -193,6 +193,17 @@ impl Registry {
         true
     }
 
+    /// The route for `model`: asks discovering backends again (rate-limited) when the
+    /// model is unknown, then picks among its routes.
+    pub async fn resolve(&self, model: &str) -> Result<Route, crate::error::GatewayError> {
+        let mut table = self.table();
+        if table.routes(model).is_none() && self.rediscover_if_stale().await {
+            table = self.table();
+        }
+        let routes = table.routes(model).ok_or_else(|| self.unknown_model(model))?;
+        crate::scheduler::pick(routes).cloned().ok_or_else(|| self.unknown_model(model))
+    }
+
     /// The error for a model no route serves: 503 when a backend that discovers its
     /// models could not be asked (the model may well be there), else 404.
     pub fn unknown_model(&self, model: &str) -> crate::error::GatewayError {

@@ -66,12 +66,7 @@ pub fn chat_request(r: ol::ChatRequest) -> Result<ChatRequest, GatewayError> {
     check_format(&r.format)?;
     let mut messages = Vec::with_capacity(r.messages.len());
     for (i, m) in r.messages.into_iter().enumerate() {
-        let role = Role::parse(&m.role).ok_or_else(|| {
-            GatewayError::bad_request(
-                format!("messages[{i}].role: unknown role '{}'", m.role),
-                Some(&format!("messages[{i}].role")),
-            )
-        })?;
+        let role = Role::parse_at(&m.role, i)?;
         if m.images.as_ref().is_some_and(|v| !v.is_empty()) {
             return Err(GatewayError::bad_request(
                 format!("messages[{i}].images: images are not supported"),

@@ -75,12 +75,7 @@ pub fn chat_request(r: oa::ChatCompletionRequest) -> Result<(ChatRequest, bool),
     }
     let mut messages = Vec::with_capacity(r.messages.len());
     for (i, m) in r.messages.into_iter().enumerate() {
-        let role = Role::parse(&m.role).ok_or_else(|| {
-            GatewayError::bad_request(
-                format!("messages[{i}].role: unknown role '{}'", m.role),
-                Some(&format!("messages[{i}].role")),
-            )
-        })?;
+        let role = Role::parse_at(&m.role, i)?;
         let content = match &m.content {
             Some(c) if c.has_non_text() => {
                 return Err(GatewayError::bad_request(
