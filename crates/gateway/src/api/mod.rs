@@ -137,8 +137,7 @@ pub fn body_or_error(state: &AppState, body: Result<Bytes, BytesRejection>) -> R
 
 /// True when some backend serves `model`, asking discovering backends again if needed.
 pub async fn model_known(state: &AppState, model: &str) -> bool {
-    state.registry.table().routes(model).is_some()
-        || (state.registry.rediscover_if_stale().await && state.registry.table().routes(model).is_some())
+    state.registry.resolve(model).await.is_ok()
 }
 
 /// Tags a response with who served it (read by the request counter).

@@ -4,8 +4,8 @@
 //! buffer and hands hyper one frame: a token is written the moment it exists, and tokens
 //! that arrived together are written together (one syscall, not one per token). The
 //! first token is the exception: it leaves alone, at once, because it is what the user
-//! is waiting for. No timers decide when to flush. Idle streams get keep-alive comments when the encoder
-//! has them (SSE). A failure becomes the dialect's error event, then the end.
+//! is waiting for. No timers decide when to flush. Idle streams get keep-alive
+//! comments when the encoder has them (SSE). A failure becomes the dialect's error event, then the end.
 
 use std::{
     convert::Infallible,

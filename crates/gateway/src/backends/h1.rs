@@ -202,22 +202,6 @@ pub struct H1Body {
     finished: bool,
 }
 
-impl H1Body {
-    /// Reads the whole body, up to `limit` bytes.
-    pub async fn collect(mut self, limit: usize) -> Result<Bytes, BackendError> {
-        use futures_util::StreamExt as _;
-        let mut out = bytes::BytesMut::new();
-        while let Some(chunk) = self.next().await {
-            let chunk = chunk?;
-            if out.len() + chunk.len() > limit {
-                return Err(BackendError::Protocol(format!("response larger than {limit} bytes")));
-            }
-            out.extend_from_slice(&chunk);
-        }
-        Ok(out.freeze())
-    }
-}
-
 impl Stream for H1Body {
     type Item = Result<Bytes, BackendError>;
 
