@@ -6,9 +6,13 @@
 //! time the engine turns idle it waits out the keep-alive period, and unloads unless
 //! work arrived meanwhile. The check and the unload happen under the same lock that
 //! requests are queued under, so a request never lands on an engine being dropped.
+//! The keep-alive can change at any time (Ollama sends one with each request); the
+//! reaper watches it too and starts its wait over with the new value.
 
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::task::JoinHandle;
 
@@ -34,7 +38,10 @@ pub struct ManagedEngine {
 #[derive(Debug)]
 struct Inner {
     config: EngineConfig,
-    keep_alive: KeepAlive,
+    /// The current keep-alive; the reaper re-reads it whenever it changes.
+    keep_alive: tokio::sync::watch::Sender<KeepAlive>,
+    /// When the loaded engine last turned idle (`None` while busy or unloaded).
+    idle_since: Mutex<Option<Instant>>,
     /// Counters survive reloads, so `stats` stays monotonic.
     counters: Arc<Counters>,
     loaded: Mutex<Option<Loaded>>,
@@ -64,7 +71,8 @@ impl ManagedEngine {
         Self {
             inner: Arc::new(Inner {
                 config,
-                keep_alive,
+                keep_alive: tokio::sync::watch::Sender::new(keep_alive),
+                idle_since: Mutex::new(None),
                 counters: Arc::default(),
                 loaded: Mutex::new(None),
                 loading: tokio::sync::Mutex::new(()),
@@ -75,6 +83,34 @@ impl ManagedEngine {
     /// Loads the model now unless it is loaded already. Must run inside a Tokio runtime.
     pub async fn preload(&self) -> Result<(), EngineError> {
         self.with_engine(|_| Ok(())).await
+    }
+
+    /// The current keep-alive.
+    pub fn keep_alive(&self) -> KeepAlive {
+        *self.inner.keep_alive.borrow()
+    }
+
+    /// Changes how long the model stays loaded once idle. `For(Duration::ZERO)` unloads
+    /// it as soon as nothing is running (at once, if nothing is).
+    pub fn set_keep_alive(&self, keep_alive: KeepAlive) {
+        self.inner.keep_alive.send_replace(keep_alive);
+    }
+
+    /// When the model will be unloaded if no work arrives: `None` when it is not loaded
+    /// or kept forever. While it is busy, this is the keep-alive from now.
+    pub fn unloads_at(&self) -> Option<Instant> {
+        let loaded = self.lock();
+        let loaded = loaded.as_ref()?;
+        let KeepAlive::For(keep) = self.keep_alive() else { return None };
+        let idle_since = *self.inner.idle_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let from =
+            if loaded.engine.is_idle() { idle_since.unwrap_or_else(Instant::now) } else { Instant::now() };
+        Some(from + keep)
+    }
+
+    /// The configuration this engine loads with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
     }
 
     /// Whether the model is in memory.
@@ -97,6 +133,11 @@ impl ManagedEngine {
     pub async fn embed(&self, inputs: Vec<String>) -> Result<Vec<Vec<f32>>, EngineError> {
         let reply = self.with_engine(|engine| engine.submit_embed(&inputs)).await?;
         reply.await.map_err(|_| EngineError::Closed)?
+    }
+
+    /// Tokens in `prompt` as the loaded model reads it; `None` while unloaded.
+    pub fn count_tokens(&self, prompt: &crate::Prompt) -> Option<usize> {
+        self.lock().as_ref().and_then(|loaded| loaded.engine.count_tokens(prompt).ok())
     }
 
     /// Facts about the model, if it is loaded.
@@ -139,12 +180,12 @@ impl ManagedEngine {
             .await
             .map_err(|err| EngineError::Load(format!("load task failed: {err}")))??;
         let epoch = next_epoch();
-        let reaper = match self.inner.keep_alive {
-            KeepAlive::Forever => None,
-            KeepAlive::For(idle) => {
-                Some(tokio::spawn(reap(Arc::downgrade(&self.inner), engine.watch_idle(), epoch, idle)))
-            }
-        };
+        let reaper = Some(tokio::spawn(reap(
+            Arc::downgrade(&self.inner),
+            engine.watch_idle(),
+            self.inner.keep_alive.subscribe(),
+            epoch,
+        )));
         let mut loaded = self.lock();
         let result = f(&engine);
         *loaded = Some(Loaded { engine, epoch, reaper });
@@ -194,25 +235,47 @@ fn next_epoch() -> u64 {
     EPOCH.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Unloads the engine of load `epoch` once it has been idle for `keep_alive`.
+/// Unloads the engine of load `epoch` once it has been idle for the keep-alive.
 async fn reap(
     inner: Weak<Inner>,
     mut load: tokio::sync::watch::Receiver<crate::stats::Load>,
+    mut keep_alive: tokio::sync::watch::Receiver<KeepAlive>,
     epoch: u64,
-    keep_alive: Duration,
 ) {
     loop {
         if load.wait_for(|load| load.is_idle()).await.is_err() {
             return;
         }
+        let keep = *keep_alive.borrow_and_update();
+        {
+            let Some(inner) = inner.upgrade() else { return };
+            let mut since = inner.idle_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            since.get_or_insert_with(Instant::now);
+        }
+        let expired = async {
+            match keep {
+                KeepAlive::Forever => std::future::pending().await,
+                KeepAlive::For(d) => tokio::time::sleep(d).await,
+            }
+        };
         tokio::select! {
-            () = tokio::time::sleep(keep_alive) => {
+            () = expired => {
                 let Some(inner) = inner.upgrade() else { return };
                 if inner.unload_if_idle(epoch) {
                     return;
                 }
             }
             changed = load.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                // Work came and maybe went: the idle period starts over.
+                let idle = load.borrow().is_idle();
+                let Some(inner) = inner.upgrade() else { return };
+                *inner.idle_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    idle.then(Instant::now);
+            }
+            changed = keep_alive.changed() => {
                 if changed.is_err() {
                     return;
                 }

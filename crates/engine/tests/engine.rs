@@ -278,3 +278,25 @@ async fn embeddings_are_unit_vectors_that_tell_inputs_apart() {
     }
     assert!(dot(&vectors[0], &vectors[1]) > dot(&vectors[0], &vectors[2]));
 }
+
+#[tokio::test(start_paused = true)]
+async fn keep_alive_can_change_while_loaded() {
+    let managed = ManagedEngine::new(config(), KeepAlive::Forever);
+    managed.preload().await.unwrap();
+    settle(&managed).await;
+    assert_eq!(managed.unloads_at(), None, "kept forever");
+
+    managed.set_keep_alive(KeepAlive::For(Duration::from_secs(60)));
+    settle(&managed).await;
+    let at = managed.unloads_at().expect("now it expires");
+    let now = tokio::time::Instant::now();
+    assert!(at > now && at <= now + Duration::from_secs(60), "expires a keep_alive after turning idle");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(managed.is_loaded(), "unloaded before the new keep_alive elapsed");
+
+    managed.set_keep_alive(KeepAlive::For(Duration::ZERO));
+    settle(&managed).await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(!managed.is_loaded(), "keep_alive 0 unloads an idle model at once");
+    assert_eq!(managed.unloads_at(), None);
+}

@@ -219,3 +219,79 @@ pub struct Embeddings {
     /// Tokens read.
     pub prompt_tokens: u32,
 }
+
+/// How long a model stays in memory once idle (Ollama's `keep_alive`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepAlive {
+    /// Never unload.
+    Forever,
+    /// Unload after this long idle; zero unloads as soon as idle.
+    For(Duration),
+}
+
+impl KeepAlive {
+    /// Reads Ollama's forms: seconds as a number, a duration string (`"5m"`, `"1h30m"`,
+    /// `"0"`), and any negative value or `"forever"` for never.
+    pub fn parse_value(v: &serde_json::Value) -> Result<KeepAlive, String> {
+        match v {
+            serde_json::Value::Number(n) => match n.as_f64() {
+                Some(s) if s < 0.0 => Ok(KeepAlive::Forever),
+                Some(s) if s.is_finite() && s < 1e12 => Ok(KeepAlive::For(Duration::from_secs_f64(s))),
+                _ => Err(format!("keep_alive: {n} is not a number of seconds")),
+            },
+            serde_json::Value::String(s) => KeepAlive::parse_str(s),
+            other => Err(format!("keep_alive: expected a duration like \"5m\" or seconds, got {other}")),
+        }
+    }
+
+    /// Parses a duration string; a bare number is seconds, a leading `-` means forever.
+    pub fn parse_str(s: &str) -> Result<KeepAlive, String> {
+        let t = s.trim();
+        if t.starts_with('-') || t.eq_ignore_ascii_case("forever") {
+            return Ok(KeepAlive::Forever);
+        }
+        if let Ok(secs) = t.parse::<f64>() {
+            return KeepAlive::parse_value(&serde_json::json!(secs));
+        }
+        humantime::parse_duration(t)
+            .map(KeepAlive::For)
+            .map_err(|e| format!("keep_alive: '{s}' is not a duration ({e})"))
+    }
+}
+
+impl serde::Serialize for KeepAlive {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            KeepAlive::Forever => s.serialize_str("forever"),
+            KeepAlive::For(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KeepAlive {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        KeepAlive::parse_value(&v).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_alive_reads_every_ollama_form() {
+        let secs = |n| KeepAlive::For(Duration::from_secs(n));
+        assert_eq!(KeepAlive::parse_value(&serde_json::json!(0)), Ok(secs(0)));
+        assert_eq!(KeepAlive::parse_value(&serde_json::json!(300)), Ok(secs(300)));
+        assert_eq!(KeepAlive::parse_value(&serde_json::json!(-1)), Ok(KeepAlive::Forever));
+        assert_eq!(KeepAlive::parse_str("5m"), Ok(secs(300)));
+        assert_eq!(KeepAlive::parse_str("0"), Ok(secs(0)));
+        assert_eq!(KeepAlive::parse_str("-1m"), Ok(KeepAlive::Forever));
+        assert_eq!(KeepAlive::parse_str("forever"), Ok(KeepAlive::Forever));
+        assert!(KeepAlive::parse_str("soon").is_err());
+        assert!(KeepAlive::parse_value(&serde_json::json!([1])).is_err());
+        let round: KeepAlive = serde_json::from_str(&serde_json::to_string(&secs(90)).unwrap()).unwrap();
+        assert_eq!(round, secs(90));
+    }
+}

@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// `ollama=http://127.0.0.1:11434`; its models are discovered. Repeatable.
     #[arg(long = "backend", value_parser = parse_backend_flag)]
     pub backends: Vec<(BackendKind, String)>,
+    /// A GGUF model file to serve with the embedded engine, named after the file.
+    /// Repeatable.
+    #[arg(long = "model", value_name = "PATH")]
+    pub models: Vec<PathBuf>,
     /// Log format (overrides `log.format`).
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
@@ -61,6 +65,11 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The values that override the file and environment.
     pub fn overrides(&self) -> Overrides {
-        Overrides { listen: self.listen, backends: self.backends.clone(), log_format: self.log_format }
+        Overrides {
+            listen: self.listen,
+            backends: self.backends.clone(),
+            log_format: self.log_format,
+            models: self.models.clone(),
+        }
     }
 }

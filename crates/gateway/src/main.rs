@@ -44,6 +44,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
+    state.load_models_at_start().await;
     server::announce(&state, addr).await;
     let shutdown = state.shutdown.clone();
     tokio::spawn(async move {

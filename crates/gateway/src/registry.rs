@@ -53,6 +53,18 @@ impl BackendSlot {
         }
     }
 
+    /// A slot serving `models` (public name, backend's name) under `timeouts`.
+    pub fn with_models(backend: Arc<dyn Backend>, timeouts: Timeouts, models: Vec<(String, String)>) -> Self {
+        BackendSlot {
+            backend,
+            timeouts,
+            configured: models,
+            discovered: RwLock::new(Vec::new()),
+            outstanding: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
+        }
+    }
+
     /// The backend's name.
     pub fn name(&self) -> &str {
         self.backend.name()
@@ -226,5 +238,28 @@ impl Registry {
     /// True when at least one backend answered its last probe.
     pub fn any_healthy(&self) -> bool {
         self.slots.iter().any(|s| s.healthy.load(Ordering::Relaxed))
+    }
+}
+
+impl Registry {
+    /// Applies an Ollama-style keep-alive to every backend serving `model` (`None`
+    /// restores each backend's default). Only in-process engines hold models.
+    pub fn set_keep_alive(&self, model: &str, keep_alive: Option<crate::chat::KeepAlive>) {
+        let table = self.table();
+        for r in table.routes(model).unwrap_or_default() {
+            r.slot.backend.set_keep_alive(&r.upstream_model, keep_alive);
+        }
+    }
+
+    /// Loads `model` into memory on every backend serving it.
+    pub async fn load(&self, model: &str) -> Result<(), crate::error::GatewayError> {
+        let table = self.table();
+        let routes =
+            table.routes(model).ok_or_else(|| crate::error::GatewayError::ModelNotFound(model.into()))?;
+        let loads = routes.iter().map(|r| r.slot.backend.load(&r.upstream_model));
+        for res in futures_util::future::join_all(loads).await {
+            res?;
+        }
+        Ok(())
     }
 }

@@ -8,10 +8,10 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     auth::ApiKeys,
     backends::{
-        Backend, BackendError, OllamaHttp, OpenAiHttp,
+        Backend, BackendError, EngineBackend, OllamaHttp, OpenAiHttp,
         http_client::{HttpClients, Transport},
     },
-    config::{BackendKind, Config},
+    config::{BackendKind, Config, Timeouts},
     metrics::{BackendLabels, Metrics},
     registry::{BackendSlot, Registry},
 };
@@ -68,6 +68,11 @@ impl AppState {
             };
             slots.push(Arc::new(BackendSlot::new(backend, b)));
         }
+        for m in config.engine.resolve(!config.backends.is_empty()) {
+            let backend: Arc<dyn Backend> = Arc::new(EngineBackend::new(&m));
+            let models = vec![(m.name.clone(), m.name.clone())];
+            slots.push(Arc::new(BackendSlot::with_models(backend, Timeouts::default(), models)));
+        }
         Ok(Self::with_slots(config, slots))
     }
 
@@ -85,6 +90,32 @@ impl AppState {
                 config,
             }),
         }
+    }
+
+    /// Loads the engine models configured to load at start, all at once; a model that
+    /// fails is logged and retried on first use.
+    pub async fn load_models_at_start(&self) {
+        let config = &self.config;
+        let start: Vec<String> = config
+            .engine
+            .resolve(!config.backends.is_empty())
+            .into_iter()
+            .filter(|m| m.load == crate::backends::engine::config::LoadPolicy::Start)
+            .map(|m| m.name)
+            .collect();
+        let loads = start.iter().filter_map(|model| {
+            let backend = format!("engine:{model}");
+            let slot = self.registry.slots().iter().find(|s| s.name() == backend)?;
+            let load = slot.backend.load(model);
+            let started = std::time::Instant::now();
+            Some(async move {
+                match load.await {
+                    Ok(()) => tracing::info!(model = %model, took = ?started.elapsed(), "model loaded"),
+                    Err(e) => tracing::error!(model = %model, error = %e, "model failed to load at start"),
+                }
+            })
+        });
+        futures_util::future::join_all(loads).await;
     }
 
     /// Publishes a backend's outstanding count.

@@ -11,7 +11,9 @@
 //! - [`upstream`]: the body-to-events adapter both HTTP backends share.
 //! - [`http_client`]: the transports (pooled, keep-alive) to upstreams.
 //! - [`h1`]: the in-task HTTP/1.1 client for plain-HTTP upstreams.
+//! - [`engine`]: models run in-process by the embedded llama.cpp engine.
 
+pub mod engine;
 pub mod h1;
 pub mod http_client;
 pub mod ndjson;
@@ -25,8 +27,9 @@ use std::{pin::Pin, time::Duration};
 use futures_util::{Stream, future::BoxFuture};
 use http::StatusCode;
 
-use crate::chat::{ChatRequest, EmbedRequest, Embeddings, Event};
+use crate::chat::{ChatRequest, EmbedRequest, Embeddings, Event, KeepAlive};
 
+pub use engine::EngineBackend;
 pub use ollama_http::OllamaHttp;
 pub use openai_http::OpenAiHttp;
 
@@ -169,6 +172,19 @@ pub struct ModelInfo {
     pub details: Option<sluice_protocol::ollama::ModelDetails>,
 }
 
+/// A model an in-process backend holds in memory, for `/api/ps`.
+#[derive(Debug, Clone)]
+pub struct RunningModel {
+    /// Model name at the backend.
+    pub name: String,
+    /// Bytes it occupies (weights and KV cache).
+    pub size: u64,
+    /// When it unloads if left idle; `None` means never.
+    pub unloads_at: Option<std::time::SystemTime>,
+    /// Family, parameter size, quantization.
+    pub details: Option<sluice_protocol::ollama::ModelDetails>,
+}
+
 /// One token source.
 pub trait Backend: Send + Sync + 'static {
     /// The configured name, unique in the gateway.
@@ -191,5 +207,20 @@ pub trait Backend: Send + Sync + 'static {
     fn health(&self) -> BoxFuture<'static, Result<(), BackendError>> {
         let models = self.models();
         Box::pin(async move { models.await.map(|_| ()) })
+    }
+
+    /// Models held in memory by this process (in-process engines); remote backends
+    /// manage their own memory and report none.
+    fn running(&self) -> Vec<RunningModel> {
+        Vec::new()
+    }
+
+    /// Sets how long `model` stays loaded once idle; `None` restores the configured
+    /// default. Only in-process engines hold models; others ignore it.
+    fn set_keep_alive(&self, _model: &str, _keep_alive: Option<KeepAlive>) {}
+
+    /// Loads `model` into memory now (Ollama's empty-prompt request).
+    fn load(&self, _model: &str) -> BoxFuture<'static, Result<(), BackendError>> {
+        Box::pin(async { Ok(()) })
     }
 }

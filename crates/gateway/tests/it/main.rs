@@ -7,6 +7,7 @@ mod util;
 
 mod deadlines;
 mod dialects;
+mod engine;
 mod errors;
 mod ops;
 mod python_sdk;

@@ -22,7 +22,7 @@ use crate::{
         served_response,
         stream_body::{EventBody, collect},
     },
-    chat::{ChatRequest, EmbedRequest, FinishReason, Input},
+    chat::{ChatRequest, EmbedRequest, FinishReason, Input, KeepAlive},
     embeddings,
     error::GatewayError,
     generation,
@@ -31,24 +31,30 @@ use crate::{
 
 /// `POST /api/chat`.
 pub async fn chat(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
-    match body_or_error(&state, body)
-        .and_then(|b| parse_json::<ol::ChatRequest>(&b))
-        .and_then(convert::chat_request)
-    {
-        Ok(req) => run(state, req, Kind::Chat).await,
+    match body_or_error(&state, body).and_then(|b| parse_json::<ol::ChatRequest>(&b)).and_then(|mut r| {
+        let keep_alive = keep_alive(r.keep_alive.take())?;
+        Ok((convert::chat_request(r)?, keep_alive))
+    }) {
+        Ok((req, keep_alive)) => run(state, req, keep_alive, Kind::Chat).await,
         Err(e) => error_response(&e),
     }
 }
 
 /// `POST /api/generate`.
 pub async fn generate(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
-    match body_or_error(&state, body)
-        .and_then(|b| parse_json::<ol::GenerateRequest>(&b))
-        .and_then(convert::generate_request)
-    {
-        Ok(req) => run(state, req, Kind::Generate).await,
+    match body_or_error(&state, body).and_then(|b| parse_json::<ol::GenerateRequest>(&b)).and_then(|mut r| {
+        let keep_alive = keep_alive(r.keep_alive.take())?;
+        Ok((convert::generate_request(r)?, keep_alive))
+    }) {
+        Ok((req, keep_alive)) => run(state, req, keep_alive, Kind::Generate).await,
         Err(e) => error_response(&e),
     }
+}
+
+/// Reads Ollama's `keep_alive` field.
+fn keep_alive(v: Option<serde_json::Value>) -> Result<Option<KeepAlive>, GatewayError> {
+    v.map(|v| KeepAlive::parse_value(&v).map_err(|m| GatewayError::bad_request(m, Some("keep_alive"))))
+        .transpose()
 }
 
 fn is_load_only(req: &ChatRequest) -> bool {
@@ -58,14 +64,23 @@ fn is_load_only(req: &ChatRequest) -> bool {
     }
 }
 
-async fn run(state: AppState, req: ChatRequest, kind: Kind) -> Response {
+/// Every request sets the model's keep-alive (its own, or the default), as in Ollama.
+async fn run(state: AppState, req: ChatRequest, keep_alive: Option<KeepAlive>, kind: Kind) -> Response {
     let model = req.model.clone();
     if is_load_only(&req) {
         if !model_known(&state, &model).await {
             return error_response(&GatewayError::ModelNotFound(model));
         }
-        return load_reply(kind, &model);
+        state.registry.set_keep_alive(&model, keep_alive);
+        if keep_alive == Some(KeepAlive::For(std::time::Duration::ZERO)) {
+            return load_reply(kind, &model, "unload");
+        }
+        if let Err(e) = state.registry.load(&model).await {
+            return error_response(&e);
+        }
+        return load_reply(kind, &model, "load");
     }
+    state.registry.set_keep_alive(&model, keep_alive);
     let stream = req.stream;
     let prompt_estimate = u32::try_from(req.input.char_len() / 4).unwrap_or(u32::MAX);
     let generation = match generation::start(&state, req).await {
@@ -89,10 +104,11 @@ async fn run(state: AppState, req: ChatRequest, kind: Kind) -> Response {
     served_response(resp, served)
 }
 
-/// Ollama answers an empty prompt by loading the model: `done_reason` "load", no stats.
-fn load_reply(kind: Kind, model: &str) -> Response {
+/// Ollama answers an empty prompt by loading the model (`done_reason` "load") or, with
+/// `keep_alive: 0`, by unloading it ("unload"); no stats.
+fn load_reply(kind: Kind, model: &str, reason: &str) -> Response {
     let mut chat = encode::chat_response(model, String::new(), FinishReason::Stop, ol::FinalStats::default());
-    chat.done_reason = Some("load".into());
+    chat.done_reason = Some(reason.into());
     chat.stats = None;
     match kind {
         Kind::Chat => Json(chat).into_response(),
@@ -136,8 +152,35 @@ pub async fn tags(State(state): State<AppState>) -> Response {
 
 /// `GET /api/ps`: models loaded in memory. HTTP backends manage their own memory, so
 /// only in-process engines appear here.
-pub async fn ps(State(_state): State<AppState>) -> Response {
-    Json(ol::PsList { models: Vec::new() }).into_response()
+pub async fn ps(State(state): State<AppState>) -> Response {
+    // Ollama shows a model kept forever as expiring centuries from now.
+    let forever = std::time::UNIX_EPOCH + std::time::Duration::from_secs(10_000_000_000);
+    let table = state.registry.table();
+    let mut models = Vec::new();
+    for slot in state.registry.slots() {
+        for running in slot.backend.running() {
+            let served_as = |name: &&String| {
+                table
+                    .routes(name)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|r| std::sync::Arc::ptr_eq(&r.slot, slot) && r.upstream_model == running.name)
+            };
+            let name = table.names().iter().find(served_as).cloned().unwrap_or_else(|| running.name.clone());
+            let expires = running.unloads_at.unwrap_or(forever);
+            models.push(ol::ModelTag {
+                model: name.clone(),
+                digest: digest(&name),
+                name,
+                modified_at: None,
+                size: running.size,
+                details: running.details.unwrap_or_default(),
+                expires_at: Some(humantime::format_rfc3339_seconds(expires).to_string()),
+                size_vram: Some(0),
+            });
+        }
+    }
+    Json(ol::PsList { models }).into_response()
 }
 
 /// `POST /api/show`.
@@ -170,6 +213,10 @@ pub async fn embed(State(state): State<AppState>, body: Result<Bytes, BytesRejec
     let input = req.input.into_vec();
     if input.is_empty() {
         return error_response(&GatewayError::bad_request("input must not be empty", Some("input")));
+    }
+    match keep_alive(req.keep_alive) {
+        Ok(k) => state.registry.set_keep_alive(&req.model, k),
+        Err(e) => return error_response(&e),
     }
     let started = tokio::time::Instant::now();
     let model = req.model.clone();
