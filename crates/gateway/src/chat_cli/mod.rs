@@ -95,12 +95,37 @@ fn plan(args: &ChatArgs, remote_is_up: impl FnOnce() -> bool) -> Plan {
 pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     // First: from here on Ctrl-C is ours to interpret, not the end of the process.
     let mut interrupts = Interrupts::listen()?;
-    let (client, local) = connect(&args).await?;
-    let outcome = converse(&args, client, &mut interrupts).await;
+    let (session, local) = tokio::select! {
+        started = start(&args) => started?,
+        // Starting can take a while (a model loading); Ctrl-C then means "never mind".
+        () = interrupts.recv() => return Ok(()),
+    };
+    let outcome = converse(session, &mut interrupts).await;
     if let Some(local) = local {
         local.stop().await;
     }
     outcome
+}
+
+/// Finds or starts the gateway and picks the model.
+async fn start(args: &ChatArgs) -> anyhow::Result<(Session, Option<LocalGateway>)> {
+    let (client, local) = connect(args).await?;
+    let model = match &args.model {
+        Some(m) => m.clone(),
+        None => client.models().await?.into_iter().next().ok_or_else(|| {
+            anyhow::anyhow!(
+                "the gateway at {} serves no model: configure a backend (see `sluice serve --help`)",
+                client.base()
+            )
+        })?,
+    };
+    let sampling = Sampling {
+        system: args.system.clone(),
+        temperature: args.temperature,
+        seed: args.seed,
+        max_tokens: args.max_tokens,
+    };
+    Ok((Session::new(client, model, sampling), local))
 }
 
 /// Picks the gateway (see [`plan`]) and a client for it.
@@ -126,30 +151,15 @@ async fn connect(args: &ChatArgs) -> anyhow::Result<(GatewayClient, Option<Local
 }
 
 /// The read–ask loop.
-async fn converse(args: &ChatArgs, client: GatewayClient, interrupts: &mut Interrupts) -> anyhow::Result<()> {
-    let model = match &args.model {
-        Some(m) => m.clone(),
-        None => client.models().await?.into_iter().next().ok_or_else(|| {
-            anyhow::anyhow!(
-                "the gateway at {} serves no model: configure a backend (see `sluice serve --help`)",
-                client.base()
-            )
-        })?,
-    };
-    let sampling = Sampling {
-        system: args.system.clone(),
-        temperature: args.temperature,
-        seed: args.seed,
-        max_tokens: args.max_tokens,
-    };
+async fn converse(mut session: Session, interrupts: &mut Interrupts) -> anyhow::Result<()> {
     let mut reader = LineReader::spawn()?;
     if reader.interactive {
         note(format_args!(
-            "Talking to {model} at {}. /help for help, Ctrl-D or /bye to leave.",
-            client.base()
+            "Talking to {} at {}. /help for help, Ctrl-D or /bye to leave.",
+            session.model(),
+            session.base_url()
         ));
     }
-    let mut session = Session::new(client, model, sampling);
     let mut parser = InputParser::default();
     let mut hinted = false;
     loop {

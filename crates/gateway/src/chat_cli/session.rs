@@ -75,6 +75,11 @@ impl Session {
         &self.model
     }
 
+    /// The gateway's base URL.
+    pub fn base_url(&self) -> &str {
+        self.client.base()
+    }
+
     /// Carries out a command. Errors from the gateway are printed, never fatal; only
     /// a terminal that cannot be written to is.
     pub async fn command(&mut self, command: Command) -> io::Result<Flow> {
