@@ -113,10 +113,8 @@ async fn start(args: &ChatArgs) -> anyhow::Result<(Session, Option<LocalGateway>
     let model = match &args.model {
         Some(m) => m.clone(),
         None => client.models().await?.into_iter().next().ok_or_else(|| {
-            anyhow::anyhow!(
-                "the gateway at {} serves no model: configure a backend (see `sluice serve --help`)",
-                client.base()
-            )
+            let which = if local.is_some() { "the gateway started here" } else { client.base() };
+            anyhow::anyhow!("{which} serves no model: configure a backend (see `sluice serve --help`)")
         })?,
     };
     let sampling = Sampling {
