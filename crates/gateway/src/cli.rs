@@ -23,6 +23,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Load-test any OpenAI- or Ollama-compatible endpoint (Sluice or not).
     Bench(sluice_bench::BenchArgs),
+    /// Chat with a model in the terminal (through a running gateway, or one started
+    /// in this process when none is running).
+    Chat(crate::chat_cli::ChatArgs),
     /// Manage client API keys.
     Key {
         /// What to do with keys.

@@ -8,12 +8,14 @@
 //! - [`generation`]: start a generation, enforce deadlines, record metrics.
 //! - [`registry`], [`scheduler`]: which backends serve a model, and which one to use.
 //! - [`backends`]: the `Backend` trait and its HTTP implementations.
+//! - [`chat_cli`]: `sluice chat`, the terminal client.
 //! - [`auth`], [`metrics`], [`state`], [`error`]: cross-cutting pieces.
 
 pub mod api;
 pub mod auth;
 pub mod backends;
 pub mod chat;
+pub mod chat_cli;
 pub mod cli;
 pub mod config;
 pub mod embeddings;

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Bench(args) => runtime.block_on(async { sluice_bench::run(args).await.map(|_| ()) }),
+        Command::Chat(args) => runtime.block_on(sluice_gateway::chat_cli::run(args)),
         Command::Key { action } => key(action),
     };
     match result {

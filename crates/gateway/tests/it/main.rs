@@ -5,6 +5,7 @@
 
 mod util;
 
+mod chat_cli;
 mod deadlines;
 mod dialects;
 mod engine;
