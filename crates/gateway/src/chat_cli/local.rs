@@ -42,6 +42,7 @@ pub async fn start_local_gateway(config: Option<&Path>) -> anyhow::Result<LocalG
     let state = AppState::new(config).context("cannot set up the backends")?;
     let listener = TcpListener::bind(listen).await.context("cannot listen on 127.0.0.1")?;
     let addr = listener.local_addr()?;
+    state.load_models_at_start().await;
     state.registry.discover().await;
     let shutdown = state.shutdown.clone();
     let task = tokio::spawn(server::run(listener, state));
