@@ -35,6 +35,10 @@ pub struct Config {
     pub log: LogConfig,
     /// Upstream backends.
     pub backends: Vec<BackendConfig>,
+    /// Balancing, retries, hedging and priority classes.
+    pub routing: crate::scheduler::RoutingConfig,
+    /// Per-model admission and fallbacks (`[[models]]`).
+    pub models: Vec<crate::scheduler::ModelPolicy>,
 }
 
 /// Listener and request limits.
@@ -119,6 +123,15 @@ pub struct BackendConfig {
     /// Deadlines.
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// Relative capacity for load balancing.
+    #[serde(default = "crate::scheduler::default_weight")]
+    pub weight: f64,
+    /// Circuit breaker.
+    #[serde(default)]
+    pub breaker: crate::scheduler::BreakerConfig,
+    /// Active health probe.
+    #[serde(default)]
+    pub health: crate::scheduler::HealthConfig,
 }
 
 /// Protocol of a backend.
@@ -259,6 +272,9 @@ impl Config {
                 api_key_env: None,
                 models: Vec::new(),
                 timeouts: Timeouts::default(),
+                weight: crate::scheduler::default_weight(),
+                breaker: Default::default(),
+                health: Default::default(),
             });
         }
     }
@@ -296,6 +312,7 @@ impl Config {
                     .push(format!("backends.{}.api_key_env: environment variable {var} is not set", b.name));
             }
         }
+        crate::scheduler::config::validate(self, &mut problems);
         if self.server.body_limit_bytes < 1024 {
             problems.push("server.body_limit_bytes must be at least 1024".to_owned());
         }
