@@ -336,3 +336,107 @@ fn validate_priority(p: &PriorityConfig, problems: &mut Vec<String>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{
+        auth::hash_key,
+        config::{Config, Overrides},
+        metrics::Metrics,
+        scheduler::Routing,
+    };
+
+    use super::*;
+
+    #[test]
+    fn routing_sections_parse_with_defaults() {
+        let cfg = Config::from_toml(
+            r#"
+            [routing]
+            sticky = true
+            hedge = { enabled = true }
+            [[models]]
+            name = "m"
+            max_concurrency = 2
+            fallbacks = ["n"]
+            fallback_on = ["timeout", "context_overflow"]
+            [[backends]]
+            name = "b"
+            kind = "openai"
+            url = "http://127.0.0.1:1/v1"
+            weight = 2.5
+            breaker = { consecutive_failures = 2 }
+            health = { interval = "3s" }
+            "#,
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(cfg.routing.sticky && cfg.routing.hedge.enabled);
+        assert_eq!(cfg.routing.retry.max_attempts, 3);
+        let m = &cfg.models[0];
+        assert_eq!((m.max_concurrency, m.max_queue), (Some(2), 64));
+        assert_eq!(m.fallback_on, [FallbackOn::Timeout, FallbackOn::ContextOverflow]);
+        let b = &cfg.backends[0];
+        assert_eq!((b.weight, b.breaker.consecutive_failures, b.breaker.error_ratio), (2.5, 2, 0.5));
+        assert_eq!(b.health.interval, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn bad_routing_values_are_all_named() {
+        let err = Config::from_toml(
+            r#"
+            [routing]
+            retry = { max_attempts = 0, budget_ratio = 2.0 }
+            priority = { classes = ["a", "a"], default_class = "z", keys = { "abc" = "q" } }
+            [[models]]
+            name = "m"
+            max_concurrency = 0
+            fallbacks = ["m"]
+            [[models]]
+            name = "m"
+            [[backends]]
+            name = "b"
+            kind = "openai"
+            url = "http://127.0.0.1:1/v1"
+            weight = 0
+            breaker = { error_ratio = 1.5, open_base = "10s", open_max = "1s" }
+            "#,
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "max_attempts",
+            "budget_ratio",
+            "'a' is listed twice",
+            "default_class 'z'",
+            "64 hex digits",
+            "class 'q'",
+            "max_concurrency must be at least 1",
+            "fall back to itself",
+            "'m' is listed twice",
+            "weight",
+            "error_ratio",
+            "open_max",
+        ] {
+            assert!(err.contains(needle), "{needle} missing from {err}");
+        }
+        let err = Config::from_toml("[routing]\nhedge = { enabeld = true }\n", &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("enabeld"), "{err}");
+    }
+
+    #[test]
+    fn keys_map_to_their_priority_class() {
+        let toml = format!(
+            "[routing.priority]\nclasses = [\"interactive\", \"batch\"]\ndefault_class = \"interactive\"\nkeys = {{ \"{}\" = \"batch\" }}\n",
+            hash_key("batch-key")
+        );
+        let cfg = Config::from_toml(&toml, &Overrides::default()).unwrap();
+        let routing = Routing::new(&cfg, &Metrics::new());
+        assert_eq!(routing.class_of(Some("batch-key")), 1);
+        assert_eq!(routing.class_of(Some("other-key")), 0);
+        assert_eq!(routing.class_of(None), 0);
+    }
+}

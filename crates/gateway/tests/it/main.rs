@@ -10,4 +10,5 @@ mod dialects;
 mod errors;
 mod ops;
 mod python_sdk;
+mod routing;
 mod streaming;
