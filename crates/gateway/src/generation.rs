@@ -68,7 +68,7 @@ pub struct Generation {
 pub async fn start(state: &AppState, req: ChatRequest) -> Result<Generation, GatewayError> {
     let started = Instant::now();
     let admission = admit(state, &req.model).await?;
-    let Opened { stream: inner, first, served, outstanding } = dispatch::open(state, &req).await?;
+    let Opened { stream: inner, first, served, outstanding } = dispatch::open(state, &req, started).await?;
     let t = outstanding.slot().timeouts;
 
     let now = Instant::now();
@@ -178,7 +178,7 @@ impl Generation {
         self.finished = true;
         self.state.metrics.upstream_error(&self.served.backend, e.metric_kind());
         let (slot, now) = (self.outstanding.slot(), Instant::now());
-        slot.routing.on_stream_failure(now);
+        slot.routing.on_stream_failure(&e, now);
         scheduler::publish_breaker(&self.state.metrics, slot, now);
         tracing::warn!(backend = %self.served.backend, model = %self.served.model, error = %e, cause = ?e, "generation failed mid-stream");
         Poll::Ready(Some(Err(e)))

@@ -42,11 +42,12 @@ pub struct Opened {
 }
 
 /// Sends `req` until a backend produces its first event, or every option is spent.
-pub async fn open(state: &AppState, req: &ChatRequest) -> Result<Opened, GatewayError> {
+/// No attempt outlives the total deadline of its backend counted from `started`.
+pub async fn open(state: &AppState, req: &ChatRequest, started: Instant) -> Result<Opened, GatewayError> {
     state.routing.budget.deposit(Instant::now());
     let sticky = if state.routing.config.sticky { sticky_key(req) } else { None };
     let primary = req.model.as_str();
-    let mut err = match open_model(state, req, primary, sticky).await {
+    let mut err = match open_model(state, req, primary, sticky, started).await {
         Ok(o) => return Ok(o),
         Err(e) => e,
     };
@@ -58,7 +59,7 @@ pub async fn open(state: &AppState, req: &ChatRequest) -> Result<Opened, Gateway
         }
         tracing::info!(model = primary, fallback = %fallback, error = %err, "falling back");
         state.metrics.routing.fallback(primary, fallback);
-        match open_model(state, req, fallback, sticky).await {
+        match open_model(state, req, fallback, sticky, started).await {
             Ok(o) => return Ok(o),
             Err(GatewayError::ModelNotFound(_)) => {
                 tracing::warn!(model = primary, fallback = %fallback, "fallback model is served by no backend");
@@ -90,6 +91,7 @@ async fn open_model(
     req: &ChatRequest,
     model: &str,
     sticky: Option<u64>,
+    started: Instant,
 ) -> Result<Opened, GatewayError> {
     let routes = state.registry.routes(model).await?;
     let cfg = &state.routing.config;
@@ -119,7 +121,7 @@ async fn open_model(
             }
             launched += 1;
             tried[i] = true;
-            inflight.push(attempt(state, &routes[i], permit, req, model));
+            inflight.push(attempt(state, &routes[i], permit, req, model, started));
             hedge = (cfg.hedge.enabled && launched < max && routes.len() > 1)
                 .then(|| Box::pin(tokio::time::sleep(routes[i].slot.routing.hedge_delay(&cfg.hedge))));
         }
@@ -138,7 +140,7 @@ async fn open_model(
                         state.metrics.routing.hedge(model);
                         launched += 1;
                         tried[i] = true;
-                        inflight.push(attempt(state, &routes[i], permit, req, model));
+                        inflight.push(attempt(state, &routes[i], permit, req, model, started));
                     } else {
                         routes[i].slot.routing.on_abandon(permit);
                         state.metrics.routing.retry_budget_exhausted.inc();
@@ -210,8 +212,10 @@ fn choose(
     }
     let outstanding = |i: usize| routes[i].slot.outstanding.load(Ordering::Relaxed);
     while !cands.is_empty() {
-        let costs: Vec<f64> =
-            cands.iter().map(|&i| routes[i].slot.routing.cost(outstanding(i), now)).collect();
+        let costs: Vec<f64> = cands
+            .iter()
+            .map(|&i| routes[i].slot.routing.candidate_cost(outstanding(i), now).unwrap_or(f64::INFINITY))
+            .collect();
         let mut k = balance::p2c(&costs, rand::random::<u64>());
         if let Some(key) = sticky
             && let Some(s) = balance::rendezvous(key, cands.iter().map(|&i| routes[i].slot.name()))
@@ -264,6 +268,7 @@ async fn attempt(
     permit: Permit,
     req: &ChatRequest,
     model: &str,
+    started: Instant,
 ) -> Result<Opened, Failed> {
     let slot = &route.slot;
     let trial = Trial { slot, permit, armed: true };
@@ -277,13 +282,12 @@ async fn attempt(
         let first = stream.next().await;
         Ok::<_, BackendError>((stream, first))
     };
-    let outcome = match tokio::time::timeout(t.first_token.min(t.total), opening).await {
+    let (first_by, total_by) = (sent + t.first_token, started + t.total);
+    let outcome = match tokio::time::timeout_at(first_by.min(total_by), opening).await {
         Ok(r) => r,
-        Err(_) => Err(BackendError::Timeout(if t.first_token <= t.total {
-            Stage::FirstToken
-        } else {
-            Stage::Total
-        })),
+        Err(_) => {
+            Err(BackendError::Timeout(if first_by <= total_by { Stage::FirstToken } else { Stage::Total }))
+        }
     };
     let now = Instant::now();
     let permit = trial.disarm();

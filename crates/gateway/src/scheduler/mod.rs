@@ -129,6 +129,12 @@ struct Live {
     throttled_until: Option<Instant>,
 }
 
+impl Live {
+    fn available(&self, now: Instant) -> bool {
+        self.breaker.allows(now) && self.throttled_until.is_none_or(|t| t <= now)
+    }
+}
+
 /// A backend's routing figures at one moment, for the admin API.
 #[derive(Debug, Clone, Copy)]
 pub struct Snapshot {
@@ -181,18 +187,19 @@ impl BackendState {
 
     /// True when a new request may go here now: breaker willing, not throttled.
     pub fn available(&self, now: Instant) -> bool {
+        self.live().available(now)
+    }
+
+    /// The cost of one more request here (see [`balance::cost`]), or `None` when the
+    /// backend is not [`available`](Self::available).
+    pub fn candidate_cost(&self, outstanding: u64, now: Instant) -> Option<f64> {
         let l = self.live();
-        l.breaker.allows(now) && l.throttled_until.is_none_or(|t| t <= now)
+        l.available(now).then(|| balance::cost(outstanding, l.ewma.estimate(now), self.weight))
     }
 
     /// When a 429 stops keeping requests away, if one does.
     pub fn throttled_until(&self, now: Instant) -> Option<Instant> {
         self.live().throttled_until.filter(|t| *t > now)
-    }
-
-    /// The cost of one more request here (see [`balance::cost`]).
-    pub fn cost(&self, outstanding: u64, now: Instant) -> f64 {
-        balance::cost(outstanding, self.live().ewma.estimate(now), self.weight)
     }
 
     /// The delay after which a request still waiting for its first token is hedged.
@@ -234,8 +241,12 @@ impl BackendState {
         }
     }
 
-    /// A failure after the first token (passive detection from a broken stream).
-    pub fn on_stream_failure(&self, now: Instant) {
+    /// A failure after the first token (passive detection from a broken stream). An
+    /// answer that merely outlived the total deadline says nothing about the backend.
+    pub fn on_stream_failure(&self, error: &crate::backends::BackendError, now: Instant) {
+        if matches!(error, crate::backends::BackendError::Timeout(crate::backends::Stage::Total)) {
+            return;
+        }
         let mut l = self.live();
         if l.breaker.state(now) == BreakerState::Closed {
             l.breaker.on_failure(Permit::Normal, now, rand::random::<f64>());
@@ -257,13 +268,12 @@ pub fn publish_breaker(metrics: &Metrics, slot: &BackendSlot, now: Instant) {
 /// and healthy first, then the cheapest; `None` when there are no routes.
 pub fn pick(routes: &[Route]) -> Option<&Route> {
     let now = Instant::now();
+    let key = |r: &Route| {
+        let s = &r.slot;
+        let cost = s.routing.candidate_cost(s.outstanding.load(Ordering::Relaxed), now);
+        (cost.is_none(), !s.healthy.load(Ordering::Relaxed), cost.unwrap_or(f64::INFINITY))
+    };
     routes.iter().min_by(|a, b| {
-        let key = |r: &Route| {
-            let s = &r.slot;
-            let unavailable = !s.routing.available(now);
-            let unhealthy = !s.healthy.load(Ordering::Relaxed);
-            (unavailable, unhealthy, s.routing.cost(s.outstanding.load(Ordering::Relaxed), now))
-        };
         let (ka, kb) = (key(a), key(b));
         (ka.0, ka.1).cmp(&(kb.0, kb.1)).then(ka.2.total_cmp(&kb.2))
     })
