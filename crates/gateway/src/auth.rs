@@ -42,17 +42,22 @@ impl ApiKeys {
         if self.is_open() {
             return Ok(());
         }
-        let presented = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
-        match presented {
+        match presented_key(headers) {
             None => Err("missing API key: send 'Authorization: Bearer <key>'"),
-            Some(k) if self.accepts(k.trim()) => Ok(()),
+            Some(k) if self.accepts(k) => Ok(()),
             Some(_) => Err("invalid API key"),
         }
     }
+}
+
+/// The key a request presents in `Authorization: Bearer` or `x-api-key`, if any.
+pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(str::trim)
 }
 
 /// Hex SHA-256 of a key, as stored in `auth.api_key_sha256`.

@@ -42,6 +42,10 @@ pub struct Config {
     pub backends: Vec<BackendConfig>,
     /// Models run in-process by the embedded engine.
     pub engine: EngineSection,
+    /// Balancing, retries, hedging and priority classes.
+    pub routing: crate::scheduler::RoutingConfig,
+    /// Per-model admission and fallbacks (`[[models]]`).
+    pub models: Vec<crate::scheduler::ModelPolicy>,
 }
 
 /// Listener and request limits.
@@ -126,6 +130,15 @@ pub struct BackendConfig {
     /// Deadlines.
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// Relative capacity for load balancing.
+    #[serde(default = "crate::scheduler::default_weight")]
+    pub weight: f64,
+    /// Circuit breaker.
+    #[serde(default)]
+    pub breaker: crate::scheduler::BreakerConfig,
+    /// Active health probe.
+    #[serde(default)]
+    pub health: crate::scheduler::HealthConfig,
 }
 
 /// Protocol of a backend.
@@ -268,6 +281,9 @@ impl Config {
                 api_key_env: None,
                 models: Vec::new(),
                 timeouts: Timeouts::default(),
+                weight: crate::scheduler::default_weight(),
+                breaker: Default::default(),
+                health: Default::default(),
             });
         }
         for path in &o.models {
@@ -326,6 +342,7 @@ impl Config {
         {
             problems.push(crate::backends::engine::config::fetch_hint(&path));
         }
+        crate::scheduler::config::validate(self, &mut problems);
         if self.server.body_limit_bytes < 1024 {
             problems.push("server.body_limit_bytes must be at least 1024".to_owned());
         }

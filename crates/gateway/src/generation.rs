@@ -1,8 +1,9 @@
 //! Starting a generation and watching it run.
 //!
-//! [`start`] resolves the model, picks a backend, sends the request and waits (under the
-//! first-token deadline) for the first event, so anything that fails before a byte
-//! reaches the client still gets a proper status code. The rest of the answer flows
+//! [`start`] admits the request (per-model caps and queues), then has the scheduler
+//! route it, retrying and falling back until the first event is in (each attempt under
+//! its first-token deadline), so anything that fails before a byte reaches the client
+//! still gets a proper status code, or another backend. The rest of the answer flows
 //! through a [`Generation`], which enforces the idle and total deadlines, records
 //! metrics, and releases the backend's outstanding count when dropped. Deadlines are
 //! checked lazily: a timer is re-armed only when it fires, never once per token.
@@ -25,6 +26,11 @@ use crate::{
     error::GatewayError,
     metrics::ModelLabels,
     registry::BackendSlot,
+    scheduler::{
+        self,
+        admission::{self, Rejection},
+        dispatch::{self, Opened},
+    },
     state::AppState,
 };
 
@@ -41,7 +47,9 @@ pub struct Served {
 pub struct Generation {
     first: Option<Event>,
     inner: EventStream,
-    _outstanding: Outstanding,
+    /// Holds the model's admission slot until the generation ends.
+    _admission: Option<admission::Permit>,
+    outstanding: Outstanding,
     state: AppState,
     served: Served,
     started: Instant,
@@ -55,44 +63,13 @@ pub struct Generation {
     finished: bool,
 }
 
-/// Resolves, routes and starts `req`; returns once its first event is in.
-pub async fn start(state: &AppState, mut req: ChatRequest) -> Result<Generation, GatewayError> {
+/// Admits, routes and starts `req` (retrying, hedging and falling back as configured,
+/// all before the first event); returns once its first event is in.
+pub async fn start(state: &AppState, req: ChatRequest) -> Result<Generation, GatewayError> {
     let started = Instant::now();
-    let public_model = req.model.clone();
-    let route = state.registry.resolve(&public_model).await?;
-    let slot = route.slot;
-    req.model = route.upstream_model;
-    let served = Served { model: public_model, backend: slot.name().to_owned() };
-    let t = slot.timeouts;
-
-    let outstanding = Outstanding::new(state, &slot);
-    let first_deadline = t.first_token.min(t.total);
-    let opening = async {
-        let mut stream = slot.backend.chat(req).await?;
-        let first = stream.next().await;
-        Ok::<_, BackendError>((stream, first))
-    };
-    let outcome = match tokio::time::timeout(first_deadline, opening).await {
-        Ok(r) => r,
-        Err(_) => Err(BackendError::Timeout(if t.first_token <= t.total {
-            Stage::FirstToken
-        } else {
-            Stage::Total
-        })),
-    };
-    let (inner, first) = match outcome {
-        Ok((s, Some(Ok(ev)))) => (s, ev),
-        Ok((_, Some(Err(e)))) | Err(e) => {
-            state.metrics.upstream_error(&served.backend, e.metric_kind());
-            tracing::warn!(backend = %served.backend, model = %served.model, error = %e, cause = ?e, "generation failed before the first token");
-            return Err(GatewayError::Backend(e));
-        }
-        Ok((_, None)) => {
-            let e = BackendError::Interrupted("stream ended without any event".into());
-            state.metrics.upstream_error(&served.backend, e.metric_kind());
-            return Err(GatewayError::Backend(e));
-        }
-    };
+    let admission = admit(state, &req.model).await?;
+    let Opened { stream: inner, first, served, outstanding } = dispatch::open(state, &req, started).await?;
+    let t = outstanding.slot().timeouts;
 
     let now = Instant::now();
     let labels = ModelLabels { model: served.model.clone(), backend: served.backend.clone() };
@@ -104,7 +81,8 @@ pub async fn start(state: &AppState, mut req: ChatRequest) -> Result<Generation,
     Ok(Generation {
         first: Some(first),
         inner,
-        _outstanding: outstanding,
+        _admission: admission,
+        outstanding,
         state: state.clone(),
         served,
         started,
@@ -119,6 +97,29 @@ pub async fn start(state: &AppState, mut req: ChatRequest) -> Result<Generation,
     })
 }
 
+/// Waits for a slot of `model` if it has a concurrency cap: 429 when its queue is
+/// full, 503 when the wait runs out.
+async fn admit(state: &AppState, model: &str) -> Result<Option<admission::Permit>, GatewayError> {
+    let Some(gate) = state.routing.gate(model) else { return Ok(None) };
+    let class = admission::current_class().unwrap_or_else(|| state.routing.class_of(None));
+    match gate.admit(class).await {
+        Ok(permit) => Ok(Some(permit)),
+        Err(why) => {
+            state.metrics.routing.rejection(model, why.as_str());
+            Err(match why {
+                Rejection::QueueFull => GatewayError::RateLimited {
+                    message: format!("model '{model}' is at capacity and its queue is full"),
+                    retry_after: Some(Duration::from_secs(1)),
+                },
+                Rejection::Timeout => GatewayError::Unavailable(format!(
+                    "model '{model}' stayed at capacity for {}",
+                    humantime::format_duration(gate.max_wait)
+                )),
+            })
+        }
+    }
+}
+
 /// Counts a request against its backend until dropped.
 pub struct Outstanding {
     state: AppState,
@@ -131,6 +132,11 @@ impl Outstanding {
         let n = slot.outstanding.fetch_add(1, Ordering::Relaxed) + 1;
         state.backend_gauge(slot.name(), n);
         Outstanding { state: state.clone(), slot: slot.clone() }
+    }
+
+    /// The backend counted.
+    pub fn slot(&self) -> &Arc<BackendSlot> {
+        &self.slot
     }
 }
 
@@ -171,6 +177,9 @@ impl Generation {
     fn fail(&mut self, e: BackendError) -> Poll<Option<Result<Event, BackendError>>> {
         self.finished = true;
         self.state.metrics.upstream_error(&self.served.backend, e.metric_kind());
+        let (slot, now) = (self.outstanding.slot(), Instant::now());
+        slot.routing.on_stream_failure(&e, now);
+        scheduler::publish_breaker(&self.state.metrics, slot, now);
         tracing::warn!(backend = %self.served.backend, model = %self.served.model, error = %e, cause = ?e, "generation failed mid-stream");
         Poll::Ready(Some(Err(e)))
     }

@@ -6,7 +6,8 @@
 //! - [`api`]: routes, middleware, one module per dialect, the streaming body.
 //! - [`chat`]: the canonical request and events every layer shares.
 //! - [`generation`]: start a generation, enforce deadlines, record metrics.
-//! - [`registry`], [`scheduler`]: which backends serve a model, and which one to use.
+//! - [`registry`], [`scheduler`]: which backends serve a model, and how a request gets
+//!   to one (balancing, breakers, retries, hedging, fallbacks, admission).
 //! - [`backends`]: the `Backend` trait and its HTTP implementations.
 //! - [`chat_cli`]: `sluice chat`, the terminal client.
 //! - [`auth`], [`metrics`], [`state`], [`error`]: cross-cutting pieces.

@@ -83,6 +83,8 @@ pub struct Metrics {
     pub backend_up: Family<BackendLabels, Gauge>,
     /// `sluice_backend_outstanding_requests{backend}`.
     pub backend_outstanding: Family<BackendLabels, Gauge>,
+    /// Breakers, retries, hedges, fallbacks, admission.
+    pub routing: RoutingMetrics,
 }
 
 impl Default for Metrics {
@@ -142,7 +144,9 @@ impl Metrics {
             "Requests in flight per backend",
             backend_outstanding.clone(),
         );
+        let routing = RoutingMetrics::register(&mut registry);
         Metrics {
+            routing,
             registry,
             requests,
             time_to_first_token,
@@ -170,6 +174,124 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// Labels naming one public model.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelNameLabels {
+    /// Model asked for.
+    pub model: String,
+}
+
+/// Labels of a per-model counter with a reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Model asked for.
+    pub model: String,
+    /// Why (a failure class or rejection reason).
+    pub reason: String,
+}
+
+/// Labels of the fallback counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FallbackLabels {
+    /// Model asked for.
+    pub model: String,
+    /// Model fallen back to.
+    pub fallback: String,
+}
+
+/// The routing layer's metrics.
+pub struct RoutingMetrics {
+    /// `sluice_breaker_state{backend}`: 0 closed, 1 half-open, 2 open.
+    pub breaker: Family<BackendLabels, Gauge>,
+    /// `sluice_retries_total{model,reason}`: attempts after a failure before the first token.
+    pub retries: Family<ReasonLabels, Counter>,
+    /// `sluice_retry_budget_exhausted_total`: retries or hedges refused by the budget.
+    pub retry_budget_exhausted: Counter,
+    /// `sluice_hedges_total{model}`: second requests sent for a slow first token.
+    pub hedges: Family<ModelNameLabels, Counter>,
+    /// `sluice_fallbacks_total{model,fallback}`.
+    pub fallbacks: Family<FallbackLabels, Counter>,
+    /// `sluice_queue_depth{model}`: requests waiting for admission.
+    pub queue_depth: Family<ModelNameLabels, Gauge>,
+    /// `sluice_queue_wait_seconds{model}`: time spent waiting for admission.
+    pub queue_wait: HistFamily<ModelNameLabels>,
+    /// `sluice_rejections_total{model,reason}`: requests refused without an attempt
+    /// (`queue_full`, `queue_timeout`, `no_backend`, `rate_limited`).
+    pub rejections: Family<ReasonLabels, Counter>,
+}
+
+impl RoutingMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = RoutingMetrics {
+            breaker: Family::default(),
+            retries: Family::default(),
+            retry_budget_exhausted: Counter::default(),
+            hedges: Family::default(),
+            fallbacks: Family::default(),
+            queue_depth: Family::default(),
+            queue_wait: Family::new_with_constructor(latency_histogram),
+            rejections: Family::default(),
+        };
+        registry.register(
+            "breaker_state",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open",
+            m.breaker.clone(),
+        );
+        registry.register("retries", "Retries before the first token, by failure", m.retries.clone());
+        registry.register(
+            "retry_budget_exhausted",
+            "Retries and hedges refused by the retry budget",
+            m.retry_budget_exhausted.clone(),
+        );
+        registry.register("hedges", "Hedged requests for a slow first token", m.hedges.clone());
+        registry.register("fallbacks", "Requests sent on to a fallback model", m.fallbacks.clone());
+        registry.register("queue_depth", "Requests waiting for admission", m.queue_depth.clone());
+        registry.register_with_unit(
+            "queue_wait",
+            "Time spent waiting for admission",
+            prometheus_client::registry::Unit::Seconds,
+            m.queue_wait.clone(),
+        );
+        registry.register(
+            "rejections",
+            "Requests refused before any attempt, by reason",
+            m.rejections.clone(),
+        );
+        m
+    }
+
+    /// Publishes a backend's breaker state.
+    pub fn breaker_state(&self, backend: &str, state: crate::scheduler::breaker::BreakerState) {
+        self.breaker.get_or_create(&BackendLabels { backend: backend.to_owned() }).set(state.gauge());
+    }
+
+    /// Counts a retry of `model` after a failure of class `reason`.
+    pub fn retry(&self, model: &str, reason: &str) {
+        self.retries
+            .get_or_create(&ReasonLabels { model: model.to_owned(), reason: reason.to_owned() })
+            .inc();
+    }
+
+    /// Counts a hedge.
+    pub fn hedge(&self, model: &str) {
+        self.hedges.get_or_create(&ModelNameLabels { model: model.to_owned() }).inc();
+    }
+
+    /// Counts a fallback.
+    pub fn fallback(&self, model: &str, fallback: &str) {
+        self.fallbacks
+            .get_or_create(&FallbackLabels { model: model.to_owned(), fallback: fallback.to_owned() })
+            .inc();
+    }
+
+    /// Counts a rejection.
+    pub fn rejection(&self, model: &str, reason: &str) {
+        self.rejections
+            .get_or_create(&ReasonLabels { model: model.to_owned(), reason: reason.to_owned() })
+            .inc();
     }
 }
 

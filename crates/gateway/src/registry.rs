@@ -38,6 +38,8 @@ pub struct BackendSlot {
     pub outstanding: AtomicU64,
     /// Last known health.
     pub healthy: AtomicBool,
+    /// Weight, circuit breaker, latency estimates.
+    pub routing: crate::scheduler::BackendState,
 }
 
 impl BackendSlot {
@@ -50,6 +52,7 @@ impl BackendSlot {
             discovered: RwLock::new(Vec::new()),
             outstanding: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
+            routing: crate::scheduler::BackendState::new(cfg),
         }
     }
 
@@ -62,6 +65,7 @@ impl BackendSlot {
             discovered: RwLock::new(Vec::new()),
             outstanding: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
+            routing: crate::scheduler::BackendState::with_defaults(),
         }
     }
 
@@ -205,15 +209,20 @@ impl Registry {
         true
     }
 
-    /// The route for `model`: asks discovering backends again (rate-limited) when the
-    /// model is unknown, then picks among its routes.
-    pub async fn resolve(&self, model: &str) -> Result<Route, crate::error::GatewayError> {
+    /// Every route of `model`: asks discovering backends again (rate-limited) when the
+    /// model is unknown.
+    pub async fn routes(&self, model: &str) -> Result<Vec<Route>, crate::error::GatewayError> {
         let mut table = self.table();
         if table.routes(model).is_none() && self.rediscover_if_stale().await {
             table = self.table();
         }
-        let routes = table.routes(model).ok_or_else(|| self.unknown_model(model))?;
-        crate::scheduler::pick(routes).cloned().ok_or_else(|| self.unknown_model(model))
+        table.routes(model).map(<[Route]>::to_vec).ok_or_else(|| self.unknown_model(model))
+    }
+
+    /// The route for `model` the scheduler would pick now.
+    pub async fn resolve(&self, model: &str) -> Result<Route, crate::error::GatewayError> {
+        let routes = self.routes(model).await?;
+        crate::scheduler::pick(&routes).cloned().ok_or_else(|| self.unknown_model(model))
     }
 
     /// The error for a model no route serves: 503 when a backend that discovers its

@@ -45,6 +45,7 @@ pub async fn announce(state: &AppState, addr: std::net::SocketAddr) {
 pub async fn run(listener: TcpListener, state: AppState) -> io::Result<()> {
     let shutdown = state.shutdown.clone();
     let grace = state.config.server.shutdown_grace;
+    crate::scheduler::health::spawn_probes(&state);
     // Tokens are small writes: never let Nagle hold one back.
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);

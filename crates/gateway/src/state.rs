@@ -30,6 +30,8 @@ pub struct Inner {
     pub registry: Registry,
     /// Metrics.
     pub metrics: Metrics,
+    /// Balancing, breakers' settings, retry budget, admission.
+    pub routing: crate::scheduler::Routing,
     /// Accepted API keys.
     pub keys: ApiKeys,
     /// Owns background tasks.
@@ -79,10 +81,12 @@ impl AppState {
     /// Builds the state over ready-made backend slots (embedded engines, agents, tests).
     pub fn with_slots(config: Config, slots: Vec<Arc<BackendSlot>>) -> AppState {
         let keys = ApiKeys::from_hashes(&config.auth.api_key_sha256);
+        let metrics = Metrics::new();
         AppState {
             inner: Arc::new(Inner {
                 registry: Registry::new(slots),
-                metrics: Metrics::new(),
+                routing: crate::scheduler::Routing::new(&config, &metrics),
+                metrics,
                 keys,
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),

@@ -64,6 +64,15 @@ impl Directive {
     }
 }
 
+impl std::str::FromStr for Behavior {
+    type Err = DirectiveError;
+
+    /// Parses a mode as written in a directive: `normal`, `hang`, `status:500`, ...
+    fn from_str(s: &str) -> Result<Behavior, DirectiveError> {
+        behavior(s)
+    }
+}
+
 fn number(key: &str, value: &str) -> Result<usize, DirectiveError> {
     value.parse().map_err(|_| DirectiveError(format!("`{key}` wants a number, got `{value}`")))
 }
@@ -129,6 +138,12 @@ mod tests {
         assert_eq!(mode("status:429"), Some(Behavior::Status(429)));
         assert_eq!(mode("drop_after:2"), Some(Behavior::DropAfter(2)));
         assert_eq!(mode("malformed_after:0"), Some(Behavior::MalformedAfter(0)));
+    }
+
+    #[test]
+    fn modes_parse_on_their_own() {
+        assert_eq!("status:500".parse::<Behavior>(), Ok(Behavior::Status(500)));
+        assert!("explode".parse::<Behavior>().is_err());
     }
 
     #[test]

@@ -9,8 +9,10 @@
 //! - [`openai`]: the `/v1/*` routes.
 //! - [`ollama`]: the `/api/*` routes.
 //! - [`ops`]: health, readiness, metrics.
+//! - [`admin_backends`]: `GET /admin/backends` (breakers, load, latency).
 //! - [`stream_body`]: the streamed response body and the [`stream_body::Encoder`] trait.
 
+pub mod admin_backends;
 pub mod ollama;
 pub mod openai;
 pub mod ops;
@@ -59,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/show", post(ollama::show))
         .route("/api/embed", post(ollama::embed))
         .route("/api/version", get(ollama::version))
+        .route("/admin/backends", get(admin_backends::list))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -97,7 +100,11 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
         return next.run(req).await;
     }
     match state.keys.check(req.headers()) {
-        Ok(()) => next.run(req).await,
+        Ok(()) => {
+            // The key's priority class rides along for admission queues.
+            let class = state.routing.class_of(crate::auth::presented_key(req.headers()));
+            crate::scheduler::admission::with_class(class, next.run(req)).await
+        }
         Err(why) => {
             tracing::info!(reason = why, "request refused");
             error_for_path(path, &GatewayError::Unauthorized(why.to_owned()))

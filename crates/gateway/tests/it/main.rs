@@ -12,4 +12,5 @@ mod engine;
 mod errors;
 mod ops;
 mod python_sdk;
+mod routing;
 mod streaming;

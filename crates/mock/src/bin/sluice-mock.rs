@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use sluice_mock::{MockConfig, MockServer};
+use sluice_mock::{Behavior, MockConfig, MockServer};
 use tokio::net::TcpListener;
 
 /// Fake OpenAI- and Ollama-compatible LLM server.
@@ -27,6 +27,10 @@ struct Args {
     /// Model names to serve (repeat or comma-separate).
     #[arg(long = "model", value_delimiter = ',', default_value = sluice_mock::DEFAULT_MODEL)]
     models: Vec<String>,
+    /// Fault injected into every generation, as in a directive: `normal`, `hang`,
+    /// `status:500`, `drop_after:K`, `hang_after:K`, `malformed_after:K`.
+    #[arg(long, default_value = "normal")]
+    mode: Behavior,
     /// Demand this bearer key on `/v1` routes.
     #[arg(long, env = "SLUICE_MOCK_API_KEY")]
     api_key: Option<String>,
@@ -52,6 +56,7 @@ async fn run(args: Args) -> std::io::Result<()> {
         first_token_delay: Duration::from_millis(args.first_token_ms),
         models: args.models,
         require_api_key: args.api_key,
+        behavior: args.mode,
         ..MockConfig::default()
     };
     let listener = TcpListener::bind(args.listen).await?;
