@@ -35,6 +35,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Upstream backends.
     pub backends: Vec<BackendConfig>,
+    /// Response cache and single-flight.
+    pub cache: crate::cache::config::CacheConfig,
 }
 
 /// Listener and request limits.
@@ -314,6 +316,7 @@ impl Config {
                 self.server.listen
             ));
         }
+        problems.extend(self.cache.problems());
         if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(problems)) }
     }
 }

@@ -5,6 +5,7 @@
 //! - [`server`]: startup, serve loop, graceful shutdown.
 //! - [`api`]: routes, middleware, one module per dialect, the streaming body.
 //! - [`chat`]: the canonical request and events every layer shares.
+//! - [`cache`]: response cache and single-flight in front of [`generation`].
 //! - [`generation`]: start a generation, enforce deadlines, record metrics.
 //! - [`registry`], [`scheduler`]: which backends serve a model, and which one to use.
 //! - [`backends`]: the `Backend` trait and its HTTP implementations.
@@ -13,6 +14,7 @@
 pub mod api;
 pub mod auth;
 pub mod backends;
+pub mod cache;
 pub mod chat;
 pub mod cli;
 pub mod config;

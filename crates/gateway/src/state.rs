@@ -11,6 +11,7 @@ use crate::{
         Backend, BackendError, OllamaHttp, OpenAiHttp,
         http_client::{HttpClients, Transport},
     },
+    cache::Cache,
     config::{BackendKind, Config},
     metrics::{BackendLabels, Metrics},
     registry::{BackendSlot, Registry},
@@ -30,6 +31,8 @@ pub struct Inner {
     pub registry: Registry,
     /// Metrics.
     pub metrics: Metrics,
+    /// Response cache and single-flight.
+    pub cache: Cache,
     /// Accepted API keys.
     pub keys: ApiKeys,
     /// Owns background tasks.
@@ -74,10 +77,13 @@ impl AppState {
     /// Builds the state over ready-made backend slots (embedded engines, agents, tests).
     pub fn with_slots(config: Config, slots: Vec<Arc<BackendSlot>>) -> AppState {
         let keys = ApiKeys::from_hashes(&config.auth.api_key_sha256);
+        let metrics = Metrics::new();
+        let cache = Cache::new(&config.cache, &metrics.cache);
         AppState {
             inner: Arc::new(Inner {
                 registry: Registry::new(slots),
-                metrics: Metrics::new(),
+                metrics,
+                cache,
                 keys,
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
