@@ -260,12 +260,21 @@ pub async fn drive(state: AppState, flight: Arc<Flight>, req: ChatRequest, store
         match ev {
             Some(Ok(ev)) => {
                 let done = matches!(ev, Event::Done { .. });
+                if done && store {
+                    // Stored before any client sees the end: whoever holds a whole answer
+                    // finds it in the cache when asking again.
+                    let mut events = lock(&flight.progress).events.clone();
+                    events.push(ev.clone());
+                    if let Some(entry) = Entry::complete(events.into(), backend.clone()) {
+                        cache.put(flight.key, entry).await;
+                    }
+                }
                 flight.update(|p| {
                     p.events.push(ev);
                     p.done = done;
                 });
                 if done {
-                    break;
+                    return cache.flights.remove(&flight);
                 }
             }
             Some(Err(e)) => {
@@ -285,14 +294,4 @@ pub async fn drive(state: AppState, flight: Arc<Flight>, req: ChatRequest, store
             }
         }
     }
-    drop(generation);
-    if store {
-        let events: Arc<[Event]> = lock(&flight.progress).events.as_slice().into();
-        if let Some(entry) = Entry::complete(events, backend) {
-            // Stored before the flight leaves the table, so an identical request finds
-            // one or the other.
-            cache.put(flight.key, entry).await;
-        }
-    }
-    cache.flights.remove(&flight);
 }

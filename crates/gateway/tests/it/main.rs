@@ -5,6 +5,7 @@
 
 mod util;
 
+mod cache;
 mod deadlines;
 mod dialects;
 mod errors;
