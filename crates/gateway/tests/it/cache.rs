@@ -8,6 +8,11 @@ use sluice_mock::{MockConfig, Pace};
 
 use crate::util::*;
 
+/// `f`, which must finish within [`SOON`].
+async fn soon<F: IntoFuture>(f: F) -> F::Output {
+    tokio::time::timeout(SOON, f.into_future()).await.expect("should finish at once")
+}
+
 /// An OpenAI chat body for `content` with `extra` fields merged in.
 fn oa_chat(content: &str, stream: bool, extra: Value) -> Value {
     let mut body = chat_body(content, stream);
@@ -49,7 +54,7 @@ async fn oa_text(resp: reqwest::Response) -> String {
             .filter_map(|f| json(f)["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
             .collect()
     } else {
-        let v: Value = resp.json().await.unwrap();
+        let v: Value = soon(resp.json()).await.unwrap();
         v["choices"][0]["message"]["content"].as_str().unwrap().to_owned()
     }
 }
@@ -65,7 +70,7 @@ fn upstream_requests(mock: &sluice_mock::MockServer) -> u64 {
 }
 
 async fn metrics(gw: &Gateway) -> String {
-    client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap()
+    soon(async { client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap() }).await
 }
 
 #[tokio::test]
@@ -83,7 +88,7 @@ async fn a_deterministic_answer_is_stored_once_and_replayed_in_every_format() {
     // The same request, whole: replayed, with the stored usage.
     let resp = post(&gw, "/v1/chat/completions", &oa_chat("q", false, t0.clone()), None).await;
     assert_eq!(cache_header(&resp), "hit");
-    let v: Value = resp.json().await.unwrap();
+    let v: Value = soon(resp.json()).await.unwrap();
     assert_eq!(v["choices"][0]["message"]["content"], full);
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     assert_eq!(v["usage"]["completion_tokens"], 5);
@@ -107,7 +112,7 @@ async fn a_deterministic_answer_is_stored_once_and_replayed_in_every_format() {
     assert_eq!((lines[5]["done"].clone(), lines[5]["eval_count"].clone()), (json!(true), json!(5)));
     let resp = post(&gw, "/api/chat", &ol_chat("q", false, t0.clone()), None).await;
     assert_eq!(cache_header(&resp), "hit");
-    let v: Value = resp.json().await.unwrap();
+    let v: Value = soon(resp.json()).await.unwrap();
     assert_eq!(v["message"]["content"], full);
 
     assert_eq!(upstream_requests(&mock), 1, "one upstream request for five answers");
@@ -116,15 +121,15 @@ async fn a_deterministic_answer_is_stored_once_and_replayed_in_every_format() {
     let body = json!({"model": "mock-model", "prompt": "q", "temperature": 0});
     let resp = post(&gw, "/v1/completions", &body, None).await;
     assert_eq!(cache_header(&resp), "miss");
-    resp.text().await.unwrap();
+    soon(resp.text()).await.unwrap();
     // Ollama's generate is templated unless raw; raw, it is the same request.
     let generate = |raw: bool| json!({"model": "mock-model", "prompt": "q", "raw": raw, "stream": false, "options": {"temperature": 0}});
     let resp = post(&gw, "/api/generate", &generate(false), None).await;
     assert_eq!(cache_header(&resp), "miss");
-    resp.text().await.unwrap();
+    soon(resp.text()).await.unwrap();
     let resp = post(&gw, "/api/generate", &generate(true), None).await;
     assert_eq!(cache_header(&resp), "hit");
-    assert_eq!(resp.json::<Value>().await.unwrap()["response"], full);
+    assert_eq!(soon(resp.json::<Value>()).await.unwrap()["response"], full);
     assert_eq!(upstream_requests(&mock), 3);
 
     let m = metrics(&gw).await;
@@ -245,7 +250,10 @@ async fn identical_requests_in_flight_share_one_upstream_generation() {
                         .filter_map(|l| json(l)["message"]["content"].as_str().map(str::to_owned))
                         .collect()
                 }
-                _ => resp.json::<Value>().await.unwrap()["message"]["content"].as_str().unwrap().to_owned(),
+                _ => soon(resp.json::<Value>()).await.unwrap()["message"]["content"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
             };
             (status, text)
         });
@@ -264,6 +272,40 @@ async fn identical_requests_in_flight_share_one_upstream_generation() {
     let body = oa_chat("same", false, json!({"temperature": 0}));
     assert_eq!(ask(&gw, &body, None).await, ("hit".into(), full.into()));
     assert!(metrics(&gw).await.contains("sluice_cache_requests_total{result=\"shared\"} 99"));
+}
+
+/// A request that joins a generation already streaming gets it from its first token,
+/// then live.
+#[tokio::test]
+async fn a_late_joiner_gets_the_answer_from_its_start() {
+    let (pace, gate) = Pace::manual();
+    let mock = mock(MockConfig { tokens: 4, pace, ..Default::default() }).await;
+    let gw = Gateway::over(&mock, "openai", "").await;
+    let body = oa_chat("q", true, json!({"temperature": 0}));
+    gate.add_permits(2);
+    let first = post(&gw, "/v1/chat/completions", &body, None).await;
+    let mut first = Frames::sse(first);
+    assert!(first.next_soon().await.unwrap().contains("t0 "));
+    assert!(first.next_soon().await.unwrap().contains("t1 "));
+
+    let late = post(&gw, "/v1/chat/completions", &body, None).await;
+    assert_eq!(cache_header(&late), "shared");
+    let mut late = Frames::sse(late);
+    for k in 0..2 {
+        let f = late.next_soon().await.unwrap();
+        assert!(f.contains(&format!("t{k} ")), "replayed token {k}: {f}");
+    }
+    for k in 2..4 {
+        gate.add_permits(1);
+        for frames in [&mut first, &mut late] {
+            let f = frames.next_soon().await.unwrap();
+            assert!(f.contains(&format!("t{k} ")), "live token {k}: {f}");
+        }
+    }
+    let (a, b) = (first.rest().await, late.rest().await);
+    assert_eq!(a.len(), 3, "finish, usage, [DONE]: {a:?}");
+    assert_eq!(b.len(), 3, "{b:?}");
+    assert_eq!(upstream_requests(&mock), 1);
 }
 
 /// The client that started a shared generation leaves; the one that joined it still
@@ -348,7 +390,7 @@ fn redis_toml(url: &str) -> (String, String) {
 }
 
 async fn redis_keys(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Vec<String> {
-    redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(conn).await.unwrap()
+    soon(redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(conn)).await.unwrap()
 }
 
 #[tokio::test]
@@ -368,7 +410,7 @@ async fn the_redis_store_shares_answers_between_gateways() {
 
     let keys = redis_keys(&mut conn, &prefix).await;
     assert_eq!(keys.len(), 1, "{keys:?}");
-    let ttl_ms: i64 = redis::cmd("PTTL").arg(&keys[0]).query_async(&mut conn).await.unwrap();
+    let ttl_ms: i64 = soon(redis::cmd("PTTL").arg(&keys[0]).query_async(&mut conn)).await.unwrap();
     assert!((1..=30_000).contains(&ttl_ms), "expires with the TTL: {ttl_ms}");
 
     // The other replica replays it, in its clients' format.
@@ -384,12 +426,12 @@ async fn the_redis_store_shares_answers_between_gateways() {
     assert_eq!(upstream_requests(&mock), 1);
 
     // A value Sluice cannot read is a miss, never an error.
-    let _: () = redis::cmd("SET").arg(&keys[0]).arg("garbage").query_async(&mut conn).await.unwrap();
+    let _: () = soon(redis::cmd("SET").arg(&keys[0]).arg("garbage").query_async(&mut conn)).await.unwrap();
     assert_eq!(ask(&two, &body, None).await.0, "miss");
     assert_eq!(upstream_requests(&mock), 2);
 
-    let _: () =
-        redis::cmd("DEL").arg(redis_keys(&mut conn, &prefix).await).query_async(&mut conn).await.unwrap();
+    let ours = redis_keys(&mut conn, &prefix).await;
+    let _: () = soon(redis::cmd("DEL").arg(ours).query_async(&mut conn)).await.unwrap();
 }
 
 #[tokio::test]
