@@ -109,11 +109,6 @@ impl Cache {
         Cache { enabled: config.enabled, store, flights: Flights::default() }
     }
 
-    /// The store, for inspection.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     async fn put(&self, key: Key, entry: Entry) {
         self.store.put(key, entry).await;
     }
