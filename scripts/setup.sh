@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Sluice needs, idempotently: the C/C++ toolchain
 # pieces llama.cpp's build uses (cmake, libclang for bindgen), the Python `openai` SDK
-# used by one test, and the default model. Safe to run again: it only installs what is
-# missing.
+# used by one test, a running Redis for the cache test, and the default model. Safe to
+# run again: it only installs or starts what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,18 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing ${need_apt[*]}"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# The Redis cache test needs a Redis on 127.0.0.1:6379: start one if none answers.
+if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+    if ! command -v redis-server >/dev/null 2>&1; then
+        if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+        echo "setup: installing redis-server"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+    fi
+    echo "setup: starting redis-server on 127.0.0.1:6379"
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
 fi
 
 if ! python3 -c "import openai" >/dev/null 2>&1; then

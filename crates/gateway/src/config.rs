@@ -46,6 +46,8 @@ pub struct Config {
     pub routing: crate::scheduler::RoutingConfig,
     /// Per-model admission and fallbacks (`[[models]]`).
     pub models: Vec<crate::scheduler::ModelPolicy>,
+    /// Response cache and single-flight.
+    pub cache: crate::cache::config::CacheConfig,
 }
 
 /// Listener and request limits.
@@ -361,6 +363,7 @@ impl Config {
                 self.server.listen
             ));
         }
+        problems.extend(self.cache.problems());
         if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(problems)) }
     }
 }

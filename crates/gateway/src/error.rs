@@ -11,7 +11,7 @@ use http::StatusCode;
 use crate::backends::BackendError;
 
 /// Why a request failed, as the client will be told.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
     /// Malformed or invalid input.
     #[error("{message}")]

@@ -5,6 +5,7 @@
 //! - [`server`]: startup, serve loop, graceful shutdown.
 //! - [`api`]: routes, middleware, one module per dialect, the streaming body.
 //! - [`chat`]: the canonical request and events every layer shares.
+//! - [`cache`]: response cache and single-flight in front of [`generation`].
 //! - [`generation`]: start a generation, enforce deadlines, record metrics.
 //! - [`registry`], [`scheduler`]: which backends serve a model, and how a request gets
 //!   to one (balancing, breakers, retries, hedging, fallbacks, admission).
@@ -15,6 +16,7 @@
 pub mod api;
 pub mod auth;
 pub mod backends;
+pub mod cache;
 pub mod chat;
 pub mod chat_cli;
 pub mod cli;

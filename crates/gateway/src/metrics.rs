@@ -48,6 +48,72 @@ pub struct BackendLabels {
     pub backend: String,
 }
 
+/// Labels of the cache request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `hit`, `miss`, `shared` or `bypass` (the `x-sluice-cache` header's value).
+    pub result: String,
+}
+
+/// Labels of the cache store error counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheStoreErrorLabels {
+    /// `get` or `put`.
+    pub op: String,
+    /// `error`, `timeout`, or `skipped` (the store is paused after a failure).
+    pub kind: String,
+}
+
+/// Response cache and single-flight metrics. Hit ratio:
+/// `hit / (hit + miss + shared)` of `sluice_cache_requests_total`.
+pub struct CacheMetrics {
+    /// `sluice_cache_requests_total{result}`: eligible requests by how they were
+    /// answered (`shared`: joined an identical request in flight), and `bypass`.
+    pub requests: Family<CacheLabels, Counter>,
+    /// `result="hit"`, held ready.
+    pub hit: Counter,
+    /// `result="miss"`, held ready.
+    pub miss: Counter,
+    /// `result="shared"`, held ready.
+    pub shared: Counter,
+    /// `result="bypass"`, held ready.
+    pub bypass: Counter,
+    /// `sluice_cache_entries`: answers in the in-memory store.
+    pub entries: Gauge,
+    /// `sluice_cache_bytes`: their approximate size.
+    pub bytes: Gauge,
+    /// `sluice_cache_store_errors_total{op,kind}`: failed calls to the Redis store.
+    pub store_errors: Family<CacheStoreErrorLabels, Counter>,
+}
+
+impl CacheMetrics {
+    fn register(registry: &mut Registry) -> CacheMetrics {
+        let requests: Family<CacheLabels, Counter> = Family::default();
+        registry.register(
+            "cache_requests",
+            "Cacheable requests by result (hit, miss, shared, bypass)",
+            requests.clone(),
+        );
+        let get = |r: &str| requests.get_or_create(&CacheLabels { result: r.to_owned() }).clone();
+        let (hit, miss, shared, bypass) = (get("hit"), get("miss"), get("shared"), get("bypass"));
+        let entries = Gauge::default();
+        registry.register("cache_entries", "Answers in the in-memory cache", entries.clone());
+        let bytes = Gauge::default();
+        registry.register(
+            "cache_bytes",
+            "Approximate bytes of answers in the in-memory cache",
+            bytes.clone(),
+        );
+        let store_errors = Family::default();
+        registry.register(
+            "cache_store_errors",
+            "Failed calls to the Redis cache store, by operation and kind",
+            store_errors.clone(),
+        );
+        CacheMetrics { requests, hit, miss, shared, bypass, entries, bytes, store_errors }
+    }
+}
+
 type HistFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -85,6 +151,8 @@ pub struct Metrics {
     pub backend_outstanding: Family<BackendLabels, Gauge>,
     /// Breakers, retries, hedges, fallbacks, admission.
     pub routing: RoutingMetrics,
+    /// Response cache and single-flight.
+    pub cache: CacheMetrics,
 }
 
 impl Default for Metrics {
@@ -145,6 +213,7 @@ impl Metrics {
             backend_outstanding.clone(),
         );
         let routing = RoutingMetrics::register(&mut registry);
+        let cache = CacheMetrics::register(&mut registry);
         Metrics {
             routing,
             registry,
@@ -158,6 +227,7 @@ impl Metrics {
             upstream_errors,
             backend_up,
             backend_outstanding,
+            cache,
         }
     }
 

@@ -11,6 +11,7 @@ use crate::{
         Backend, BackendError, EngineBackend, OllamaHttp, OpenAiHttp,
         http_client::{HttpClients, Transport},
     },
+    cache::Cache,
     config::{BackendKind, Config, Timeouts},
     metrics::{BackendLabels, Metrics},
     registry::{BackendSlot, Registry},
@@ -32,6 +33,8 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Balancing, breakers' settings, retry budget, admission.
     pub routing: crate::scheduler::Routing,
+    /// Response cache and single-flight.
+    pub cache: Cache,
     /// Accepted API keys.
     pub keys: ApiKeys,
     /// Owns background tasks.
@@ -82,11 +85,13 @@ impl AppState {
     pub fn with_slots(config: Config, slots: Vec<Arc<BackendSlot>>) -> AppState {
         let keys = ApiKeys::from_hashes(&config.auth.api_key_sha256);
         let metrics = Metrics::new();
+        let cache = Cache::new(&config.cache, &metrics.cache);
         AppState {
             inner: Arc::new(Inner {
                 registry: Registry::new(slots),
                 routing: crate::scheduler::Routing::new(&config, &metrics),
                 metrics,
+                cache,
                 keys,
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),

@@ -16,11 +16,11 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::{chat::Event, error::GatewayError, generation::Generation};
+use crate::{backends::BackendError, chat::Event, error::GatewayError, generation::Generation};
 
 /// Stop batching once a frame holds this much.
 const MAX_FRAME: usize = 64 * 1024;
@@ -37,9 +37,9 @@ pub trait Encoder: Send + Unpin + 'static {
     }
 }
 
-/// A streamed response body.
-pub struct EventBody<E> {
-    generation: Generation,
+/// A streamed response body over a generation (or a replay of one).
+pub struct EventBody<E, S = Generation> {
+    generation: S,
     encoder: E,
     ended: bool,
     /// Whether the first frame was written (it carries the first token only).
@@ -48,10 +48,10 @@ pub struct EventBody<E> {
     last_write: Instant,
 }
 
-impl<E: Encoder> EventBody<E> {
+impl<E: Encoder, S: Stream<Item = Result<Event, BackendError>> + Unpin> EventBody<E, S> {
     /// A body streaming `generation` through `encoder`, with keep-alives every
     /// `keepalive` of silence (when the encoder has them).
-    pub fn new(generation: Generation, encoder: E, keepalive: Duration) -> Self {
+    pub fn new(generation: S, encoder: E, keepalive: Duration) -> Self {
         let now = Instant::now();
         let keepalive =
             encoder.keepalive().map(|_| (keepalive, Box::pin(tokio::time::sleep_until(now + keepalive))));
@@ -77,7 +77,7 @@ impl<E: Encoder> EventBody<E> {
     }
 }
 
-impl<E: Encoder> Body for EventBody<E> {
+impl<E: Encoder, S: Stream<Item = Result<Event, BackendError>> + Unpin> Body for EventBody<E, S> {
     type Data = Bytes;
     type Error = Infallible;
 
@@ -145,7 +145,9 @@ impl<E: Encoder> Body for EventBody<E> {
 
 /// Drains a generation into its text, finish event and whether it failed, for
 /// non-streamed answers.
-pub async fn collect(mut generation: Generation) -> Result<(String, Event), GatewayError> {
+pub async fn collect(
+    mut generation: impl Stream<Item = Result<Event, BackendError>> + Unpin,
+) -> Result<(String, Event), GatewayError> {
     let mut text = String::new();
     while let Some(ev) = generation.next().await {
         match ev? {

@@ -9,12 +9,13 @@ use serde_json::{Value, json};
 use crate::util::{Frames, Gateway, SOON, client, json};
 
 /// A gateway serving only the default model as `smollm2`, with the given extra
-/// `[engine]` keys. Two sequences in parallel, one thread each keeps tests light.
+/// `[engine]` keys. Two sequences in parallel, one thread each keeps tests light. The
+/// response cache is off: determinism must come from the engine, not from a replay.
 async fn engine_gateway(extra: &str) -> Gateway {
     let path = sluice_engine::default_model_path().expect("a model directory");
     assert!(path.is_file(), "the default model is missing: run scripts/fetch-model.sh ({})", path.display());
     let toml = format!(
-        "[engine]\ndefault_model = 'off'\nparallel = 2\nthreads = 1\n{extra}\n[[engine.models]]\nname = 'smollm2'\npath = '{}'\n",
+        "[cache]\nenabled = false\n[engine]\ndefault_model = 'off'\nparallel = 2\nthreads = 1\n{extra}\n[[engine.models]]\nname = 'smollm2'\npath = '{}'\n",
         path.display()
     );
     Gateway::start(&toml).await
@@ -136,7 +137,7 @@ async fn a_prompt_longer_than_the_context_is_a_400_naming_both_lengths() {
     // Reconfigure with a tiny context: a separate gateway so the shared default stays.
     let path = sluice_engine::default_model_path().unwrap();
     let small = Gateway::start(&format!(
-        "[engine]\ndefault_model = 'off'\nthreads = 1\n[[engine.models]]\nname = 'tiny'\npath = '{}'\ncontext = 64\n",
+        "[cache]\nenabled = false\n[engine]\ndefault_model = 'off'\nthreads = 1\n[[engine.models]]\nname = 'tiny'\npath = '{}'\ncontext = 64\n",
         path.display()
     ))
     .await;

@@ -5,6 +5,7 @@
 
 mod util;
 
+mod cache;
 mod chat_cli;
 mod deadlines;
 mod dialects;

@@ -63,7 +63,13 @@ async fn run(args: Args) -> std::io::Result<()> {
     let server = MockServer::start_on(listener, cfg).await?;
     println!("listening on http://{}", server.addr());
     shutdown_signal().await?;
+    let stats = server.stats().snapshot();
     server.shutdown().await;
+    // Benchmarks read this line to count what reached the upstream.
+    println!(
+        "stats: requests={} completed={} cancelled={}",
+        stats.requests, stats.streams_completed, stats.streams_cancelled
+    );
     Ok(())
 }
 

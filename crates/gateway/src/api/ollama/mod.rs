@@ -11,6 +11,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
+use http::HeaderMap;
 use sha2::{Digest, Sha256};
 use sluice_protocol::ollama as ol;
 
@@ -22,31 +23,39 @@ use crate::{
         served_response,
         stream_body::{EventBody, collect},
     },
+    cache,
     chat::{ChatRequest, EmbedRequest, FinishReason, Input, KeepAlive},
     embeddings,
     error::GatewayError,
-    generation,
     state::AppState,
 };
 
 /// `POST /api/chat`.
-pub async fn chat(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn chat(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     match body_or_error(&state, body).and_then(|b| parse_json::<ol::ChatRequest>(&b)).and_then(|mut r| {
         let keep_alive = keep_alive(r.keep_alive.take())?;
         Ok((convert::chat_request(r)?, keep_alive))
     }) {
-        Ok((req, keep_alive)) => run(state, req, keep_alive, Kind::Chat).await,
+        Ok((req, keep_alive)) => run(state, req, keep_alive, &headers, Kind::Chat).await,
         Err(e) => error_response(&e),
     }
 }
 
 /// `POST /api/generate`.
-pub async fn generate(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn generate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     match body_or_error(&state, body).and_then(|b| parse_json::<ol::GenerateRequest>(&b)).and_then(|mut r| {
         let keep_alive = keep_alive(r.keep_alive.take())?;
         Ok((convert::generate_request(r)?, keep_alive))
     }) {
-        Ok((req, keep_alive)) => run(state, req, keep_alive, Kind::Generate).await,
+        Ok((req, keep_alive)) => run(state, req, keep_alive, &headers, Kind::Generate).await,
         Err(e) => error_response(&e),
     }
 }
@@ -65,7 +74,13 @@ fn is_load_only(req: &ChatRequest) -> bool {
 }
 
 /// Every request sets the model's keep-alive (its own, or the default), as in Ollama.
-async fn run(state: AppState, req: ChatRequest, keep_alive: Option<KeepAlive>, kind: Kind) -> Response {
+async fn run(
+    state: AppState,
+    req: ChatRequest,
+    keep_alive: Option<KeepAlive>,
+    headers: &HeaderMap,
+    kind: Kind,
+) -> Response {
     let model = req.model.clone();
     if is_load_only(&req) {
         if !model_known(&state, &model).await {
@@ -83,25 +98,26 @@ async fn run(state: AppState, req: ChatRequest, keep_alive: Option<KeepAlive>, k
     state.registry.set_keep_alive(&model, keep_alive);
     let stream = req.stream;
     let prompt_estimate = u32::try_from(req.input.char_len() / 4).unwrap_or(u32::MAX);
-    let generation = match generation::start(&state, req).await {
+    let generation = match cache::start(&state, req, headers).await {
         Ok(g) => g,
         Err(e) => return error_response(&e),
     };
     let clock = Clock { started: generation.started(), ttft: generation.ttft(), prompt_estimate };
     let served = generation.served().clone();
+    let cached = generation.status();
     if stream {
         let body = EventBody::new(
             generation,
             OllamaNdjson::new(kind, &model, clock),
             state.config.server.sse_keepalive,
         );
-        return served_response(ndjson_response(body), served);
+        return served_response(cache::tag(ndjson_response(body), cached), served);
     }
     let resp = match collect(generation).await {
         Ok((text, done)) => encode::whole(kind, &model, text, &done, clock),
         Err(e) => error_response(&e),
     };
-    served_response(resp, served)
+    served_response(cache::tag(resp, cached), served)
 }
 
 /// Ollama answers an empty prompt by loading the model (`done_reason` "load") or, with

@@ -11,6 +11,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
+use http::HeaderMap;
 use sluice_protocol::openai as oa;
 
 use self::encode::{Kind, OpenAiSse, error_response};
@@ -19,51 +20,63 @@ use crate::{
         body_or_error, model_known, served_response, sse_response,
         stream_body::{EventBody, collect},
     },
+    cache,
     chat::EmbedRequest,
     embeddings,
     error::GatewayError,
-    generation,
     state::AppState,
 };
 
 /// `POST /v1/chat/completions`.
 pub async fn chat_completions(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let parsed = body_or_error(&state, body)
         .and_then(|b| convert::parse_json::<oa::ChatCompletionRequest>(&b))
         .and_then(convert::chat_request);
     match parsed {
-        Ok((req, include_usage)) => run(state, req, Kind::Chat, include_usage).await,
+        Ok((req, include_usage)) => run(state, req, &headers, Kind::Chat, include_usage).await,
         Err(e) => error_response(&e),
     }
 }
 
 /// `POST /v1/completions`.
-pub async fn completions(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let parsed = body_or_error(&state, body)
         .and_then(|b| convert::parse_json::<oa::CompletionRequest>(&b))
         .and_then(convert::completion_request);
     match parsed {
-        Ok((req, include_usage)) => run(state, req, Kind::Completion, include_usage).await,
+        Ok((req, include_usage)) => run(state, req, &headers, Kind::Completion, include_usage).await,
         Err(e) => error_response(&e),
     }
 }
 
-async fn run(state: AppState, req: crate::chat::ChatRequest, kind: Kind, include_usage: bool) -> Response {
+async fn run(
+    state: AppState,
+    req: crate::chat::ChatRequest,
+    headers: &HeaderMap,
+    kind: Kind,
+    include_usage: bool,
+) -> Response {
     let stream = req.stream;
     let model = req.model.clone();
     let prompt_estimate = u32::try_from(req.input.char_len() / 4).unwrap_or(u32::MAX);
-    let generation = match generation::start(&state, req).await {
+    let generation = match cache::start(&state, req, headers).await {
         Ok(g) => g,
         Err(e) => return error_response(&e),
     };
     let served = generation.served().clone();
+    let cached = generation.status();
     if stream {
         let enc = OpenAiSse::new(kind, &model, include_usage, prompt_estimate);
         let body = EventBody::new(generation, enc, state.config.server.sse_keepalive);
-        return served_response(sse_response(body), served);
+        return served_response(cache::tag(sse_response(body), cached), served);
     }
     let resp = match collect(generation).await {
         Ok((text, done)) => match kind {
@@ -74,7 +87,7 @@ async fn run(state: AppState, req: crate::chat::ChatRequest, kind: Kind, include
         },
         Err(e) => error_response(&e),
     };
-    served_response(resp, served)
+    served_response(cache::tag(resp, cached), served)
 }
 
 /// `GET /v1/models`.

@@ -1,0 +1,208 @@
+//! The cache key: a SHA-256 of the canonical request fields that change the answer.
+//!
+//! In: the public model (`name` and `name:latest` are one model), the input (chat
+//! messages, or prompt, system prompt and raw flag) and every sampling parameter.
+//! Out: the stream flag and the end-user id, so a streamed and a whole request share an
+//! entry, and the client's dialect (both dialects build the same [`ChatRequest`], so an
+//! answer stored through `/v1` is replayed to `/api`). Every field is written with its
+//! length or a tag first, so no two different requests encode to the same bytes.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::chat::{ChatRequest, Input, Sampling};
+
+/// Bumped whenever the encoding below changes, so old Redis entries are never misread.
+const VERSION: &[u8] = b"sluice-cache-v1";
+
+/// The key of one canonical request.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key([u8; 32]);
+
+impl Key {
+    /// The key of `req`.
+    pub fn of(req: &ChatRequest) -> Key {
+        let mut h = Canonical(Sha256::new());
+        h.bytes(VERSION);
+        h.str(req.model.strip_suffix(":latest").unwrap_or(&req.model));
+        match &req.input {
+            Input::Chat(messages) => {
+                h.tag(b'c');
+                h.len(messages.len());
+                for m in messages {
+                    h.str(m.role.as_str());
+                    h.str(&m.content);
+                }
+            }
+            Input::Text { prompt, system, raw } => {
+                h.tag(b't');
+                h.str(prompt);
+                h.opt(system.as_deref().map(str::as_bytes));
+                h.tag(u8::from(*raw));
+            }
+        }
+        h.sampling(&req.sampling);
+        Key(h.0.finalize().into())
+    }
+
+    /// Lowercase hex, for Redis keys and logs.
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({})", &self.hex()[..16])
+    }
+}
+
+/// An unambiguous writer into the hash.
+struct Canonical(Sha256);
+
+impl Canonical {
+    fn tag(&mut self, t: u8) {
+        self.0.update([t]);
+    }
+
+    fn len(&mut self, n: usize) {
+        self.0.update((n as u64).to_le_bytes());
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        self.len(b.len());
+        self.0.update(b);
+    }
+
+    fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+
+    fn opt(&mut self, b: Option<&[u8]>) {
+        match b {
+            Some(b) => {
+                self.tag(1);
+                self.bytes(b);
+            }
+            None => self.tag(0),
+        }
+    }
+
+    fn float(&mut self, v: Option<f32>) {
+        // -0.0 and 0.0 sample the same way.
+        let bits = v.map(|v| if v == 0.0 { 0.0f32.to_bits() } else { v.to_bits() });
+        self.opt(bits.map(u32::to_le_bytes).as_ref().map(|b| b.as_slice()));
+    }
+
+    fn int(&mut self, v: Option<i64>) {
+        self.opt(v.map(i64::to_le_bytes).as_ref().map(|b| b.as_slice()));
+    }
+
+    fn sampling(&mut self, s: &Sampling) {
+        // Destructured so that a new sampling field is a compile error here, not a
+        // silent key collision.
+        let Sampling {
+            max_tokens,
+            temperature,
+            top_p,
+            top_k,
+            min_p,
+            repeat_penalty,
+            presence_penalty,
+            frequency_penalty,
+            seed,
+            stop,
+        } = s;
+        self.int(max_tokens.map(i64::from));
+        self.float(*temperature);
+        self.float(*top_p);
+        self.int(top_k.map(i64::from));
+        self.float(*min_p);
+        self.float(*repeat_penalty);
+        self.float(*presence_penalty);
+        self.float(*frequency_penalty);
+        self.int(*seed);
+        self.len(stop.len());
+        for s in stop {
+            self.str(s);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::{Message, Role};
+
+    fn base() -> ChatRequest {
+        ChatRequest {
+            model: "m".into(),
+            input: Input::Chat(vec![Message { role: Role::User, content: "hi".into() }]),
+            sampling: Sampling { temperature: Some(0.0), ..Sampling::default() },
+            stream: true,
+            user: None,
+        }
+    }
+
+    #[test]
+    fn stream_flag_user_and_latest_tag_do_not_matter() {
+        let k = Key::of(&base());
+        let mut r = base();
+        r.stream = false;
+        r.user = Some("alice".into());
+        assert_eq!(Key::of(&r), k);
+        r.model = "m:latest".into();
+        assert_eq!(Key::of(&r), k);
+        r.sampling.temperature = Some(-0.0);
+        assert_eq!(Key::of(&r), k);
+    }
+
+    #[test]
+    fn every_output_field_matters() {
+        let k = Key::of(&base());
+        type Change = fn(&mut ChatRequest);
+        let changes: Vec<(&str, Change)> = vec![
+            ("model", |r| r.model = "m2".into()),
+            ("content", |r| r.input = Input::Chat(vec![Message { role: Role::User, content: "ho".into() }])),
+            ("role", |r| r.input = Input::Chat(vec![Message { role: Role::System, content: "hi".into() }])),
+            ("kind", |r| r.input = Input::Text { prompt: "hi".into(), system: None, raw: false }),
+            ("max_tokens", |r| r.sampling.max_tokens = Some(3)),
+            ("temperature", |r| r.sampling.temperature = Some(0.5)),
+            ("top_p", |r| r.sampling.top_p = Some(0.9)),
+            ("top_k", |r| r.sampling.top_k = Some(4)),
+            ("min_p", |r| r.sampling.min_p = Some(0.1)),
+            ("repeat_penalty", |r| r.sampling.repeat_penalty = Some(1.1)),
+            ("presence_penalty", |r| r.sampling.presence_penalty = Some(0.1)),
+            ("frequency_penalty", |r| r.sampling.frequency_penalty = Some(0.1)),
+            ("seed", |r| r.sampling.seed = Some(1)),
+            ("stop", |r| r.sampling.stop = vec!["x".into()]),
+        ];
+        let mut seen = std::collections::HashSet::from([k]);
+        for (what, change) in changes {
+            let mut r = base();
+            change(&mut r);
+            assert!(seen.insert(Key::of(&r)), "changing {what} must change the key");
+        }
+    }
+
+    #[test]
+    fn field_boundaries_are_unambiguous() {
+        let text = |prompt: &str, system: Option<&str>| {
+            let mut r = base();
+            r.input = Input::Text { prompt: prompt.into(), system: system.map(str::to_owned), raw: false };
+            Key::of(&r)
+        };
+        assert_ne!(text("ab", Some("c")), text("a", Some("bc")));
+        assert_ne!(text("a", None), text("a", Some("")));
+        let chat = |parts: &[&str]| {
+            let mut r = base();
+            r.input = Input::Chat(
+                parts.iter().map(|c| Message { role: Role::User, content: (*c).to_owned() }).collect(),
+            );
+            Key::of(&r)
+        };
+        assert_ne!(chat(&["ab"]), chat(&["a", "b"]));
+        assert_eq!(Key::of(&base()).hex().len(), 64);
+    }
+}
