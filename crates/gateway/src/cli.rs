@@ -23,6 +23,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Load-test any OpenAI- or Ollama-compatible endpoint (Sluice or not).
     Bench(sluice_bench::BenchArgs),
+    /// Serve this machine's models through a gateway (dials out; works behind NAT).
+    Agent(crate::agent::cli::AgentArgs),
+    /// Manage agent tokens (`create --name N`, `list`, `revoke ID`).
+    AgentToken(crate::agent::cli::AgentTokenArgs),
     /// Manage client API keys.
     Key {
         /// What to do with keys.

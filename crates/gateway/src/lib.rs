@@ -8,8 +8,12 @@
 //! - [`generation`]: start a generation, enforce deadlines, record metrics.
 //! - [`registry`], [`scheduler`]: which backends serve a model, and which one to use.
 //! - [`backends`]: the `Backend` trait and its HTTP implementations.
+//! - [`agents`]: remote agents as backends (gateway side); [`agent`]: `sluice agent`.
+//! - [`store`]: SQLite/Postgres storage (agent tokens).
 //! - [`auth`], [`metrics`], [`state`], [`error`]: cross-cutting pieces.
 
+pub mod agent;
+pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod backends;
@@ -24,4 +28,6 @@ pub mod registry;
 pub mod scheduler;
 pub mod server;
 pub mod state;
+pub mod store;
 pub mod telemetry;
+pub mod tls;

@@ -25,6 +25,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Bench(args) => runtime.block_on(async { sluice_bench::run(args).await.map(|_| ()) }),
         Command::Key { action } => key(action),
+        Command::Agent(args) => runtime.block_on(sluice_gateway::agent::cli::agent(args)),
+        Command::AgentToken(args) => runtime.block_on(sluice_gateway::agent::cli::agent_token(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -40,6 +42,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     telemetry::init(&config.log);
     let listen = config.server.listen;
     let state = AppState::new(config)?;
+    state.store.open().await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;

@@ -38,6 +38,10 @@ pub struct Inner {
     pub shutdown: CancellationToken,
     /// Process start.
     pub started: Instant,
+    /// Connected agents.
+    pub agents: crate::agents::AgentHub,
+    /// Persistent storage (opened on first use).
+    pub store: crate::store::Store,
 }
 
 impl std::ops::Deref for AppState {
@@ -82,6 +86,8 @@ impl AppState {
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
                 started: Instant::now(),
+                agents: crate::agents::AgentHub::default(),
+                store: crate::store::Store::new(&config.store),
                 config,
             }),
         }

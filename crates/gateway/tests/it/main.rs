@@ -5,9 +5,11 @@
 
 mod util;
 
+mod agents;
 mod deadlines;
 mod dialects;
 mod errors;
 mod ops;
 mod python_sdk;
+mod store;
 mod streaming;
