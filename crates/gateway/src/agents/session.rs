@@ -15,7 +15,10 @@ use std::{net::SocketAddr, sync::Arc, time::SystemTime};
 use axum::{
     extract::{
         ConnectInfo, State,
-        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code},
+        ws::{
+            CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code,
+            rejection::WebSocketUpgradeRejection,
+        },
     },
     response::Response,
 };
@@ -34,11 +37,23 @@ use super::{
 use crate::{registry::BackendSlot, state::AppState};
 
 /// `GET /agent/v1/connect`: upgrades to the agent protocol.
-pub async fn connect(State(state): State<AppState>, ext: Extensions, ws: WebSocketUpgrade) -> Response {
+pub async fn connect(
+    State(state): State<AppState>,
+    ext: Extensions,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    use crate::{api::openai::encode::error_response, error::GatewayError};
     if !state.config.agents.enabled {
-        let err = crate::error::GatewayError::NotFound("agents are disabled on this gateway".into());
-        return crate::api::openai::encode::error_response(&err);
+        return error_response(&GatewayError::NotFound("agents are disabled on this gateway".into()));
     }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(why) => {
+            let msg =
+                format!("this is the agent endpoint: connect with `sluice agent` ({})", why.body_text());
+            return error_response(&GatewayError::bad_request(msg, None));
+        }
+    };
     let addr = ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let max = state.config.agents.max_frame_bytes;
     ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| {

@@ -6,6 +6,7 @@
 mod util;
 
 mod agents;
+mod agents_tls;
 mod deadlines;
 mod dialects;
 mod errors;
