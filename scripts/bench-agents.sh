@@ -12,7 +12,7 @@
 #   paced  upstream at 1,000 tokens/s per stream (1 ms apart), 200 tokens: gap p99
 #   relay  64 concurrent streams of 512 tokens: tokens/s the gateway core relays
 #
-# Usage: scripts/bench-agents.sh [OUT_DIR]   (env: REPEAT=3, SCENARIOS="c1 paced relay")
+# Usage: scripts/bench-agents.sh [OUT_DIR]   (env: REPEAT=3, SCENARIOS="c1 paced relay", SKIP_BUILD=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-bench-results/agents-$(date +%Y%m%d-%H%M%S)}
@@ -20,7 +20,7 @@ REPEAT=${REPEAT:-3}
 SCENARIOS=${SCENARIOS:-"c1 paced relay"}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-cargo build --release -q -p sluice-gateway -p sluice-mock -p sluice-bench
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release -q -p sluice-gateway -p sluice-mock -p sluice-bench
 BIN=target/release
 ulimit -n 20000
 

@@ -110,9 +110,13 @@ impl AgentMetrics {
         self.heartbeat(&conn.info.id);
     }
 
-    /// An agent's connection ended.
-    pub fn left(&self, conn: &crate::agents::backend::AgentConn) {
+    /// An agent's connection ended; `replaced` when a newer connection of the same
+    /// agent took over (its figures stay).
+    pub fn left(&self, conn: &crate::agents::backend::AgentConn, replaced: bool) {
         self.connected.dec();
+        if replaced {
+            return;
+        }
         let l = Self::labels(&conn.info.id);
         self.slots.remove(&l);
         self.jobs_in_flight.remove(&l);

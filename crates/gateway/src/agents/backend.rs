@@ -67,6 +67,7 @@ pub struct AgentConn {
     /// Set once the agent announced it is draining.
     pub draining: AtomicBool,
     jobs_gauge: Gauge,
+    close_reason: Mutex<Option<String>>,
 }
 
 impl AgentConn {
@@ -85,7 +86,19 @@ impl AgentConn {
             last_heartbeat: Mutex::new(SystemTime::now()),
             draining: AtomicBool::new(false),
             jobs_gauge,
+            close_reason: Mutex::new(None),
         }
+    }
+
+    /// Asks the session to end the connection, for `reason` (the first reason wins).
+    pub fn close(&self, reason: impl Into<String>) {
+        self.close_reason.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| reason.into());
+        self.closed.cancel();
+    }
+
+    /// Why [`AgentConn::close`] was called, if it was.
+    pub fn close_reason(&self) -> Option<String> {
+        self.close_reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Jobs pushed and not yet finished.

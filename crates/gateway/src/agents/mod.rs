@@ -99,17 +99,24 @@ impl AgentHub {
             old
         };
         if let Some((old, _)) = old {
-            old.closed.cancel();
+            old.close("replaced by a newer connection of the same agent");
         }
     }
 
-    /// Forgets `conn` unless a newer connection of the same agent replaced it.
-    pub fn leave(&self, conn: &Arc<AgentConn>) {
+    /// Forgets `conn` unless a newer connection of the same agent replaced it; returns
+    /// true when it was replaced (the agent is still connected).
+    pub fn leave(&self, conn: &Arc<AgentConn>) -> bool {
         let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
-        if conns.get(&conn.info.id).is_some_and(|(c, _)| Arc::ptr_eq(c, conn)) {
-            conns.remove(&conn.info.id);
-        }
+        let replaced = match conns.get(&conn.info.id) {
+            Some((c, _)) if Arc::ptr_eq(c, conn) => {
+                conns.remove(&conn.info.id);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        };
         self.count.send_replace(conns.len());
+        replaced
     }
 
     /// Every connected agent, sorted by id.
@@ -130,7 +137,7 @@ impl AgentHub {
         let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
         let hit: Vec<_> = conns.values().filter(|(c, _)| c.info.token_id == token_id).collect();
         for (c, _) in &hit {
-            c.closed.cancel();
+            c.close("its token was revoked");
         }
         hit.len()
     }

@@ -141,11 +141,15 @@ async fn run(state: AppState, socket: WebSocket, addr: Option<SocketAddr>) {
 
     let ending = read_frames(&state, &conn, &slot, &mut source).await;
     state.registry.remove(&slot);
-    state.agents.leave(&conn);
+    let replaced = state.agents.leave(&conn);
     let jobs = conn.jobs_in_flight();
     conn.fail_all(&ending.reason);
-    state.metrics.agents.left(&conn);
-    tracing::warn!(agent = %conn.info.id, peer = %peer, reason = %ending.reason, jobs_failed = jobs, "agent disconnected");
+    state.metrics.agents.left(&conn, replaced);
+    if ending.code == close_code::NORMAL && jobs == 0 {
+        tracing::info!(agent = %conn.info.id, peer = %peer, reason = %ending.reason, "agent disconnected");
+    } else {
+        tracing::warn!(agent = %conn.info.id, peer = %peer, reason = %ending.reason, jobs_failed = jobs, "agent disconnected");
+    }
     if let Ok(Some(mut sink)) = writer.await {
         close_with(&mut sink, ending).await;
     }
@@ -265,7 +269,8 @@ async fn read_frames(
                 dead.as_mut().reset(deadline);
             }
             () = conn.closed.cancelled() => {
-                return Ending::new(close_code::POLICY, "replaced by a newer connection or token revoked");
+                let why = conn.close_reason().unwrap_or_else(|| "closed by the gateway".to_owned());
+                return Ending::new(close_code::POLICY, why);
             }
             () = state.shutdown.cancelled(), if draining_since.is_none() => {
                 // No new jobs; the running ones may finish within the grace period.
@@ -352,8 +357,7 @@ async fn write_frames(
             () = conn.closed.cancelled() => return None,
         };
         if let Err(e) = written {
-            tracing::debug!(agent = %conn.info.id, error = %e, "write to agent failed");
-            conn.closed.cancel();
+            conn.close(format!("connection lost (write failed: {e})"));
             return None;
         }
     }

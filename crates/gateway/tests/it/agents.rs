@@ -299,7 +299,7 @@ async fn agents_reconnect_after_losing_the_connection() {
     agent.connected().await;
     agents_connected(&gw, 1).await;
     let (first, _) = gw.state.agents.list().remove(0);
-    first.closed.cancel(); // the gateway drops the connection
+    first.close("test"); // the gateway drops the connection
     eventually("the agent came back on a new connection", || {
         gw.state.agents.list().first().is_some_and(|(c, _)| !Arc::ptr_eq(c, &first))
     })
@@ -400,6 +400,22 @@ async fn a_draining_agent_finishes_its_jobs_then_leaves() {
     assert_eq!(rest.last().map(String::as_str), Some("[DONE]"), "the running job finished: {rest:?}");
     agent.result().await.unwrap();
     agents_connected(&gw, 0).await;
+}
+
+#[tokio::test]
+async fn a_reconnecting_agent_replaces_its_old_connection() {
+    let gw = gateway("").await;
+    let t = token(&gw).await;
+    let (mut old, _) = raw_agent(&gw, hello(&t, "same")).await;
+    agents_connected(&gw, 1).await;
+    let (_new, welcome) = raw_agent(&gw, hello(&t, "same")).await;
+    assert!(matches!(welcome, ToAgent::Welcome { .. }), "{welcome:?}");
+    assert!(close_reason(&mut old).await.contains("replaced by a newer connection"));
+    let list = admin_agents(&gw).await;
+    assert_eq!(list["agents"].as_array().unwrap().len(), 1, "{list}");
+    let metrics = client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("sluice_agents_connected 1"), "{metrics}");
+    assert!(metrics.contains("sluice_agent_slots{backend=\"agent:same\"} 1"), "{metrics}");
 }
 
 // ---- raw protocol clients ----
