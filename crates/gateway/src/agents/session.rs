@@ -218,7 +218,7 @@ async fn read_frames(
     state: &AppState,
     conn: &Arc<AgentConn>,
     slot: &Arc<BackendSlot>,
-    source: &mut Source,
+    source: &mut (impl futures_util::Stream<Item = Result<Message, axum::Error>> + Unpin),
 ) -> Ending {
     let cfg = &state.config.agents;
     let mut ping = tokio::time::interval_at(Instant::now() + cfg.heartbeat, cfg.heartbeat);
@@ -382,4 +382,84 @@ async fn close_with(sink: &mut Sink, ending: Ending) {
     let frame = CloseFrame { code: ending.code, reason: reason.into() };
     let _ =
         tokio::time::timeout(std::time::Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
+    use futures_util::stream;
+
+    use super::*;
+    use crate::config::{Config, Overrides};
+
+    fn connection(state: &AppState) -> (Arc<AgentConn>, Arc<BackendSlot>, mpsc::UnboundedReceiver<ToAgent>) {
+        let info = AgentInfo {
+            id: "a".into(),
+            addr: None,
+            version: "t".into(),
+            models: vec!["m".into()],
+            slots: 1,
+            token_id: "t".into(),
+            connected_at: SystemTime::now(),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let conn = Arc::new(AgentConn::new(info, tx, Default::default()));
+        let backend = Arc::new(AgentBackend::new(conn.clone()));
+        let slot = Arc::new(BackendSlot::with_models(backend, state.config.agents.timeouts, vec![]));
+        (conn, slot, rx)
+    }
+
+    fn pings(rx: &mut mpsc::UnboundedReceiver<ToAgent>) -> usize {
+        std::iter::from_fn(|| rx.try_recv().ok()).filter(|f| matches!(f, ToAgent::Ping { .. })).count()
+    }
+
+    /// With the default settings, a silent agent is pinged every 3 s and declared dead
+    /// after 9 s: within the 10 s the issue allows.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_agent_is_dead_within_ten_seconds() {
+        let state = AppState::with_slots(Config::from_toml("", &Overrides::default()).unwrap(), vec![]);
+        let (conn, slot, mut rx) = connection(&state);
+        let started = Instant::now();
+        let ending = read_frames(&state, &conn, &slot, &mut stream::pending()).await;
+        let took = started.elapsed();
+        assert!(ending.reason.contains("presumed dead"), "{}", ending.reason);
+        assert!(took >= Duration::from_secs(9) && took < Duration::from_secs(10), "{took:?}");
+        // At 3 s and 6 s; the one due at 9 s races the verdict.
+        assert!((2..=3).contains(&pings(&mut rx)));
+    }
+
+    /// Any frame is a sign of life: pongs every 2 s keep the agent, and only the
+    /// silence after the last one counts.
+    #[tokio::test(start_paused = true)]
+    async fn frames_keep_an_agent_alive() {
+        let state = AppState::with_slots(Config::from_toml("", &Overrides::default()).unwrap(), vec![]);
+        let (conn, slot, _rx) = connection(&state);
+        let pongs = stream::unfold(0u64, |n| async move {
+            if n == 10 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let pong = serde_json::to_string(&ToGateway::Pong { nonce: n }).unwrap();
+            Some((Ok(Message::Text(pong.into())), n + 1))
+        })
+        .chain(stream::pending());
+        let started = Instant::now();
+        let ending = read_frames(&state, &conn, &slot, &mut Box::pin(pongs)).await;
+        assert!(ending.reason.contains("presumed dead"), "{}", ending.reason);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(29) && took < Duration::from_secs(30), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_malformed_frame_ends_the_connection_with_the_reason() {
+        let state = AppState::with_slots(Config::from_toml("", &Overrides::default()).unwrap(), vec![]);
+        let (conn, slot, _rx) = connection(&state);
+        let mut frames =
+            stream::iter([Ok(Message::Text(r#"{"type":"chunk"}"#.into()))]).chain(stream::pending());
+        let ending = read_frames(&state, &conn, &slot, &mut frames).await;
+        assert_eq!(ending.code, close_code::PROTOCOL);
+        assert!(ending.reason.starts_with("malformed frame: missing field"), "{}", ending.reason);
+    }
 }

@@ -197,6 +197,29 @@ async fn work_is_spread_across_agents_and_never_exceeds_slots() {
     assert_eq!(mock.stats().snapshot().streams_completed, 6);
 }
 
+/// The connection's reader hands chunks over without waiting for clients, so a client
+/// that reads nothing holds up no other job on the same agent.
+#[tokio::test]
+async fn a_client_that_reads_nothing_never_stalls_other_jobs() {
+    let mock = mock(MockConfig::default()).await;
+    let gw = gateway("").await;
+    let mut agent = TestAgent::start(&gw, &token(&gw).await, "a", 2, &mock).await;
+    agent.connected().await;
+    agents_connected(&gw, 1).await;
+    // About 2.4 MB of text, never read by its client.
+    let stalled = stream_chat(&gw, "[mock tokens=300000]").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), mock.stats().wait_completed(1))
+        .await
+        .expect("the agent relayed the whole answer");
+    let r = client().post(gw.url("/v1/chat/completions")).json(&chat_body("y", true)).send().await.unwrap();
+    let frames = Frames::sse(r).rest().await;
+    assert_eq!(frames.last().map(String::as_str), Some("[DONE]"), "{frames:?}");
+    assert!(frames.iter().any(|f| f.contains("t7 ")), "{frames:?}");
+    // The stalled client still gets every token when it finally reads.
+    let text = tokio::time::timeout(Duration::from_secs(60), stalled.text()).await.unwrap().unwrap();
+    assert!(text.contains("t299999 ") && text.trim_end().ends_with("[DONE]"));
+}
+
 #[tokio::test]
 async fn a_client_that_leaves_cancels_the_job_on_the_agent() {
     let (pace, gate) = Pace::manual();
