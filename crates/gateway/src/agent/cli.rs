@@ -122,10 +122,14 @@ pub async fn agent_token(args: AgentTokenArgs) -> anyhow::Result<()> {
         }
         AgentTokenAction::List => {
             let tokens = store.list_agent_tokens().await?;
-            println!("{:<18} {:<24} {:<12} revoked", "id", "name", "created");
+            let time = |t: i64| {
+                let at = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0));
+                humantime::format_rfc3339_seconds(at).to_string()
+            };
+            println!("{:<18} {:<24} {:<22} revoked", "id", "name", "created");
             for t in tokens {
-                let revoked = t.revoked_at.map_or_else(|| "-".to_owned(), |r| r.to_string());
-                println!("{:<18} {:<24} {:<12} {revoked}", t.id, t.name, t.created_at);
+                let revoked = t.revoked_at.map_or_else(|| "-".to_owned(), time);
+                println!("{:<18} {:<24} {:<22} {revoked}", t.id, t.name, time(t.created_at));
             }
         }
         AgentTokenAction::Revoke { id } => {

@@ -197,6 +197,34 @@ async fn work_is_spread_across_agents_and_never_exceeds_slots() {
     assert_eq!(mock.stats().snapshot().streams_completed, 6);
 }
 
+/// Agents and local backends share a model by outstanding work relative to slots (a
+/// backend without a slot limit counts as one slot); a full agent gets nothing more.
+#[tokio::test]
+async fn agents_and_local_backends_share_by_load_per_slot() {
+    let (pace, gate) = Pace::manual();
+    let mock = mock(MockConfig { tokens: 2, pace, ..Default::default() }).await;
+    let gw = gateway(&backend_toml("local", "openai", &mock, "")).await;
+    let mut agent = TestAgent::start(&gw, &token(&gw).await, "a", 2, &mock).await;
+    agent.connected().await;
+    agents_connected(&gw, 1).await;
+    let slots = gw.state.registry.slots();
+    let load =
+        || slots.iter().map(|s| s.outstanding.load(std::sync::atomic::Ordering::Relaxed)).collect::<Vec<_>>();
+    let mut requests = Vec::new();
+    // local 0/1 = agent 0/2 → local (first); then agent (0 < 1); agent (1/2 < 1); agent
+    // full → local.
+    for (i, expected) in [[1, 0], [1, 1], [1, 2], [2, 2]].into_iter().enumerate() {
+        requests.push(tokio::spawn(stream_chat(&gw, &format!("q{i}"))));
+        eventually("request routed", || load().iter().sum::<u64>() == i as u64 + 1).await;
+        assert_eq!(load(), expected, "after request {i}");
+    }
+    gate.close();
+    for r in requests {
+        let resp = tokio::time::timeout(SOON, r).await.unwrap().unwrap().unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+}
+
 /// The connection's reader hands chunks over without waiting for clients, so a client
 /// that reads nothing holds up no other job on the same agent.
 #[tokio::test]
