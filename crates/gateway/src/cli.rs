@@ -26,6 +26,10 @@ pub enum Command {
     /// Chat with a model in the terminal (through a running gateway, or one started
     /// in this process when none is running).
     Chat(crate::chat_cli::ChatArgs),
+    /// Serve this machine's models through a gateway (dials out; works behind NAT).
+    Agent(crate::agent::cli::AgentArgs),
+    /// Manage agent tokens (`create --name N`, `list`, `revoke ID`).
+    AgentToken(crate::agent::cli::AgentTokenArgs),
     /// Manage client API keys.
     Key {
         /// What to do with keys.

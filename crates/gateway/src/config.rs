@@ -48,6 +48,10 @@ pub struct Config {
     pub models: Vec<crate::scheduler::ModelPolicy>,
     /// Response cache and single-flight.
     pub cache: crate::cache::config::CacheConfig,
+    /// Remote agents.
+    pub agents: crate::agents::AgentsConfig,
+    /// Persistent storage.
+    pub store: crate::store::StoreConfig,
 }
 
 /// Listener and request limits.
@@ -64,6 +68,12 @@ pub struct ServerConfig {
     /// Interval of SSE keep-alive comments on idle streams.
     #[serde(with = "humantime_serde")]
     pub sse_keepalive: Duration,
+    /// PEM certificate chain: with `tls_key`, serve https and wss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for `tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +83,8 @@ impl Default for ServerConfig {
             body_limit_bytes: 4 << 20,
             shutdown_grace: Duration::from_secs(30),
             sse_keepalive: Duration::from_secs(15),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -364,6 +376,9 @@ impl Config {
             ));
         }
         problems.extend(self.cache.problems());
+        self.agents.check(&mut problems);
+        self.store.check(&mut problems);
+        self.server.check_tls(&mut problems);
         if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(problems)) }
     }
 }

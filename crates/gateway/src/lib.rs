@@ -11,8 +11,12 @@
 //!   to one (balancing, breakers, retries, hedging, fallbacks, admission).
 //! - [`backends`]: the `Backend` trait and its HTTP implementations.
 //! - [`chat_cli`]: `sluice chat`, the terminal client.
+//! - [`agents`]: remote agents as backends (gateway side); [`agent`]: `sluice agent`.
+//! - [`store`]: SQLite/Postgres storage (agent tokens).
 //! - [`auth`], [`metrics`], [`state`], [`error`]: cross-cutting pieces.
 
+pub mod agent;
+pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod backends;
@@ -29,4 +33,6 @@ pub mod registry;
 pub mod scheduler;
 pub mod server;
 pub mod state;
+pub mod store;
 pub mod telemetry;
+pub mod tls;

@@ -26,6 +26,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => runtime.block_on(async { sluice_bench::run(args).await.map(|_| ()) }),
         Command::Chat(args) => runtime.block_on(sluice_gateway::chat_cli::run(args)),
         Command::Key { action } => key(action),
+        Command::Agent(args) => runtime.block_on(sluice_gateway::agent::cli::agent(args)),
+        Command::AgentToken(args) => runtime.block_on(sluice_gateway::agent::cli::agent_token(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -41,6 +43,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     telemetry::init(&config.log);
     let listen = config.server.listen;
     let state = AppState::new(config)?;
+    state.store.open().await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;

@@ -114,6 +114,105 @@ impl CacheMetrics {
     }
 }
 
+/// Labels of the refused-agent counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// Refusal code (`unauthorized`, `version_mismatch`, `bad_hello`, `unavailable`).
+    pub code: String,
+}
+
+/// Metrics of connected agents (`sluice_agent*`), labelled by agent id.
+#[derive(Default)]
+pub struct AgentMetrics {
+    /// `sluice_agents_connected`.
+    pub connected: Gauge,
+    /// `sluice_agent_slots{backend}`.
+    pub slots: Family<BackendLabels, Gauge>,
+    /// `sluice_agent_jobs_in_flight{backend}`.
+    pub jobs_in_flight: Family<BackendLabels, Gauge>,
+    /// `sluice_agent_tokens_served_total{backend}`.
+    pub tokens_served: Family<BackendLabels, Counter>,
+    /// `sluice_agent_last_heartbeat_timestamp_seconds{backend}` (Unix time).
+    pub last_heartbeat: Family<BackendLabels, Gauge>,
+    /// `sluice_agent_refused_total{code}`.
+    pub refused_total: Family<RefusedLabels, Counter>,
+}
+
+impl AgentMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register("agents_connected", "Agents connected now", self.connected.clone());
+        registry.register("agent_slots", "Parallel slots each agent advertised", self.slots.clone());
+        registry.register(
+            "agent_jobs_in_flight",
+            "Jobs pushed to each agent and not finished",
+            self.jobs_in_flight.clone(),
+        );
+        registry.register(
+            "agent_tokens_served",
+            "Tokens relayed from each agent",
+            self.tokens_served.clone(),
+        );
+        registry.register(
+            "agent_last_heartbeat_timestamp_seconds",
+            "Unix time of each agent's last heartbeat answer",
+            self.last_heartbeat.clone(),
+        );
+        registry.register(
+            "agent_refused",
+            "Agent connections refused, by reason",
+            self.refused_total.clone(),
+        );
+    }
+
+    fn labels(id: &str) -> BackendLabels {
+        BackendLabels { backend: format!("agent:{id}") }
+    }
+
+    /// An agent connected.
+    pub fn joined(&self, conn: &crate::agents::backend::AgentConn) {
+        self.connected.inc();
+        let l = Self::labels(&conn.info.id);
+        self.slots.get_or_create(&l).set(i64::from(conn.info.slots));
+        self.heartbeat(&conn.info.id);
+    }
+
+    /// An agent's connection ended; `replaced` when a newer connection of the same
+    /// agent took over (its figures stay).
+    pub fn left(&self, conn: &crate::agents::backend::AgentConn, replaced: bool) {
+        self.connected.dec();
+        if replaced {
+            return;
+        }
+        let l = Self::labels(&conn.info.id);
+        self.slots.remove(&l);
+        self.jobs_in_flight.remove(&l);
+        self.last_heartbeat.remove(&l);
+    }
+
+    /// The jobs in flight on an agent changed.
+    pub fn jobs(&self, id: &str, n: usize) {
+        self.jobs_in_flight.get_or_create(&Self::labels(id)).set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Tokens were relayed from an agent.
+    pub fn tokens(&self, id: &str, n: u64) {
+        self.tokens_served.get_or_create(&Self::labels(id)).inc_by(n);
+    }
+
+    /// An agent answered a ping.
+    pub fn heartbeat(&self, id: &str) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        self.last_heartbeat.get_or_create(&Self::labels(id)).set(i64::try_from(now.as_secs()).unwrap_or(0));
+    }
+
+    /// A connection was refused.
+    pub fn refused(&self, code: sluice_protocol::agent::RefuseCode) {
+        let code =
+            serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        self.refused_total.get_or_create(&RefusedLabels { code }).inc();
+    }
+}
+
 type HistFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -153,6 +252,8 @@ pub struct Metrics {
     pub routing: RoutingMetrics,
     /// Response cache and single-flight.
     pub cache: CacheMetrics,
+    /// Connected agents.
+    pub agents: AgentMetrics,
 }
 
 impl Default for Metrics {
@@ -214,8 +315,11 @@ impl Metrics {
         );
         let routing = RoutingMetrics::register(&mut registry);
         let cache = CacheMetrics::register(&mut registry);
+        let agents = AgentMetrics::default();
+        agents.register(&mut registry);
         Metrics {
             routing,
+            agents,
             registry,
             requests,
             time_to_first_token,

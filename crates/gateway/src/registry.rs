@@ -4,6 +4,9 @@
 //! from asking the backend (`/v1/models`, `/api/tags`). Discovery runs at start and again
 //! when a client asks for a model nobody is known to serve (at most every few seconds),
 //! so a backend that was down at start is picked up without any polling loop.
+//!
+//! Backends can also join and leave at runtime ([`Registry::add`], [`Registry::remove`]):
+//! connected agents do. The list is copy-on-write, so readers never wait for a change.
 
 use std::{
     collections::HashMap,
@@ -45,19 +48,23 @@ pub struct BackendSlot {
 impl BackendSlot {
     /// A slot for `backend` configured by `cfg`.
     pub fn new(backend: Arc<dyn Backend>, cfg: &BackendConfig) -> Self {
-        BackendSlot {
-            backend,
-            timeouts: cfg.timeouts,
-            configured: cfg.models.iter().map(|m| (m.names().0.to_owned(), m.names().1.to_owned())).collect(),
-            discovered: RwLock::new(Vec::new()),
-            outstanding: AtomicU64::new(0),
-            healthy: AtomicBool::new(true),
-            routing: crate::scheduler::BackendState::new(cfg),
-        }
+        let models = cfg.models.iter().map(|m| (m.names().0.to_owned(), m.names().1.to_owned())).collect();
+        Self::with_state(backend, cfg.timeouts, models, crate::scheduler::BackendState::new(cfg))
     }
 
-    /// A slot serving `models` (public name, backend's name) under `timeouts`.
+    /// A slot for a backend without a `[[backends]]` entry (embedded engines, agents)
+    /// serving `models` (public name, backend's name; empty means discover), with the
+    /// default weight, breaker and probe.
     pub fn with_models(backend: Arc<dyn Backend>, timeouts: Timeouts, models: Vec<(String, String)>) -> Self {
+        Self::with_state(backend, timeouts, models, crate::scheduler::BackendState::with_defaults())
+    }
+
+    fn with_state(
+        backend: Arc<dyn Backend>,
+        timeouts: Timeouts,
+        models: Vec<(String, String)>,
+        routing: crate::scheduler::BackendState,
+    ) -> Self {
         BackendSlot {
             backend,
             timeouts,
@@ -65,7 +72,7 @@ impl BackendSlot {
             discovered: RwLock::new(Vec::new()),
             outstanding: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
-            routing: crate::scheduler::BackendState::with_defaults(),
+            routing,
         }
     }
 
@@ -123,7 +130,7 @@ impl ModelTable {
 
 /// All backends and the model table built from them.
 pub struct Registry {
-    slots: Vec<Arc<BackendSlot>>,
+    slots: RwLock<Arc<Vec<Arc<BackendSlot>>>>,
     table: RwLock<Arc<ModelTable>>,
     last_discovery: Mutex<Option<Instant>>,
 }
@@ -131,14 +138,40 @@ pub struct Registry {
 impl Registry {
     /// A registry over `slots`; call [`Registry::discover`] to fill discovered models.
     pub fn new(slots: Vec<Arc<BackendSlot>>) -> Self {
-        let r = Registry { slots, table: RwLock::new(Arc::default()), last_discovery: Mutex::new(None) };
+        let r = Registry {
+            slots: RwLock::new(Arc::new(slots)),
+            table: RwLock::new(Arc::default()),
+            last_discovery: Mutex::new(None),
+        };
         r.rebuild();
         r
     }
 
-    /// Every backend.
-    pub fn slots(&self) -> &[Arc<BackendSlot>] {
-        &self.slots
+    /// Every backend, as of now.
+    pub fn slots(&self) -> Arc<Vec<Arc<BackendSlot>>> {
+        self.slots.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Adds a backend that joined at runtime (an agent) and rebuilds the model table.
+    pub fn add(&self, slot: Arc<BackendSlot>) {
+        {
+            let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
+            let mut next = Vec::clone(&slots);
+            next.push(slot);
+            *slots = Arc::new(next);
+        }
+        self.rebuild();
+    }
+
+    /// Removes `slot` (by identity) and rebuilds the model table; requests already
+    /// running on it keep their own reference.
+    pub fn remove(&self, slot: &Arc<BackendSlot>) {
+        {
+            let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
+            let next: Vec<_> = slots.iter().filter(|s| !Arc::ptr_eq(s, slot)).cloned().collect();
+            *slots = Arc::new(next);
+        }
+        self.rebuild();
     }
 
     /// The current model table.
@@ -147,8 +180,12 @@ impl Registry {
     }
 
     fn rebuild(&self) {
+        // Held from reading the slots to publishing the table, so that of two concurrent
+        // rebuilds the last to publish has seen the latest list.
+        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
         let mut routes: HashMap<String, Vec<Route>> = HashMap::new();
-        for slot in &self.slots {
+        let slots = self.slots();
+        for slot in slots.iter() {
             let entries: Vec<(String, String)> = if slot.discovers() {
                 let d = slot.discovered.read().unwrap_or_else(|p| p.into_inner());
                 d.iter().map(|m| (m.name.clone(), m.name.clone())).collect()
@@ -164,14 +201,15 @@ impl Registry {
         }
         let mut names: Vec<String> = routes.keys().cloned().collect();
         names.sort();
-        *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ModelTable { routes, names });
+        *table = Arc::new(ModelTable { routes, names });
     }
 
     /// Asks every backend for its models (all at once, each bounded by its connect
     /// deadline plus a few seconds), records health, and rebuilds the table.
     pub async fn discover(&self) {
         *self.last_discovery.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-        let probes = self.slots.iter().map(|slot| async move {
+        let slots = self.slots();
+        let probes = slots.iter().map(|slot| async move {
             let limit = slot.timeouts.connect + Duration::from_secs(5);
             let res = tokio::time::timeout(limit, slot.backend.models()).await;
             match res {
@@ -196,7 +234,7 @@ impl Registry {
     /// Runs discovery again if a backend discovers its models and the last run is
     /// old enough; returns whether it ran.
     pub async fn rediscover_if_stale(&self) -> bool {
-        if !self.slots.iter().any(|s| s.discovers()) {
+        if !self.slots().iter().any(|s| s.discovers()) {
             return false;
         }
         {
@@ -228,8 +266,8 @@ impl Registry {
     /// The error for a model no route serves: 503 when a backend that discovers its
     /// models could not be asked (the model may well be there), else 404.
     pub fn unknown_model(&self, model: &str) -> crate::error::GatewayError {
-        let unreachable: Vec<&str> = self
-            .slots
+        let slots = self.slots();
+        let unreachable: Vec<&str> = slots
             .iter()
             .filter(|s| s.discovers() && !s.healthy.load(Ordering::Relaxed))
             .map(|s| s.name())
@@ -246,7 +284,7 @@ impl Registry {
 
     /// True when at least one backend answered its last probe.
     pub fn any_healthy(&self) -> bool {
-        self.slots.iter().any(|s| s.healthy.load(Ordering::Relaxed))
+        self.slots().iter().any(|s| s.healthy.load(Ordering::Relaxed))
     }
 }
 

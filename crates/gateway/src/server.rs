@@ -11,15 +11,16 @@ use crate::{api, state::AppState};
 /// Probes every backend, then logs the address, the backends and the models.
 pub async fn announce(state: &AppState, addr: std::net::SocketAddr) {
     state.registry.discover().await;
-    tracing::info!(address = %format!("http://{addr}"), "Sluice listening");
+    let scheme = if state.config.server.tls_cert.is_some() { "https" } else { "http" };
+    tracing::info!(address = %format!("{scheme}://{addr}"), "Sluice listening");
     let slots = state.registry.slots();
     if slots.is_empty() {
         tracing::warn!(
             "no backend configured: add one with `sluice serve --backend openai=http://127.0.0.1:8000/v1` \
-             (or `ollama=http://127.0.0.1:11434`), or a [[backends]] entry in the config file"
+             (or `ollama=http://127.0.0.1:11434`), or a [[backends]] entry in the config file, or connect agents (`sluice agent`)"
         );
     }
-    for s in slots {
+    for s in slots.iter() {
         tracing::info!(
             backend = s.name(),
             kind = s.backend.kind(),
@@ -46,13 +47,24 @@ pub async fn run(listener: TcpListener, state: AppState) -> io::Result<()> {
     let shutdown = state.shutdown.clone();
     let grace = state.config.server.shutdown_grace;
     crate::scheduler::health::spawn_probes(&state);
-    // Tokens are small writes: never let Nagle hold one back.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let serve = axum::serve(listener, api::router(state.clone()))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
+    let app = api::router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let stop = shutdown.clone().cancelled_owned();
+    let serve: std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<()>> + Send>> =
+        match (&state.config.server.tls_cert, &state.config.server.tls_key) {
+            (Some(cert), Some(key)) => {
+                let config = crate::tls::server_config(cert, key).map_err(io::Error::other)?;
+                // The TLS listener sets TCP_NODELAY itself.
+                let listener = crate::tls::TlsListener::new(listener, config)?.tap_io(|_| {});
+                Box::pin(axum::serve(listener, app).with_graceful_shutdown(stop).into_future())
+            }
+            _ => {
+                // Tokens are small writes: never let Nagle hold one back.
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                Box::pin(axum::serve(listener, app).with_graceful_shutdown(stop).into_future())
+            }
+        };
     let deadline = async {
         shutdown.cancelled().await;
         tracing::info!(grace = ?grace, "shutting down: no new connections, finishing in-flight requests");

@@ -43,6 +43,10 @@ pub struct Inner {
     pub shutdown: CancellationToken,
     /// Process start.
     pub started: Instant,
+    /// Connected agents.
+    pub agents: crate::agents::AgentHub,
+    /// Persistent storage (opened on first use).
+    pub store: crate::store::Store,
 }
 
 impl std::ops::Deref for AppState {
@@ -96,6 +100,8 @@ impl AppState {
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
                 started: Instant::now(),
+                agents: crate::agents::AgentHub::default(),
+                store: crate::store::Store::new(&config.store),
                 config,
             }),
         }
@@ -112,9 +118,10 @@ impl AppState {
             .filter(|m| m.load == crate::backends::engine::config::LoadPolicy::Start)
             .map(|m| m.name)
             .collect();
+        let slots = self.registry.slots();
         let loads = start.iter().filter_map(|model| {
             let backend = format!("engine:{model}");
-            let slot = self.registry.slots().iter().find(|s| s.name() == backend)?;
+            let slot = slots.iter().find(|s| s.name() == backend)?;
             let load = slot.backend.load(model);
             let started = std::time::Instant::now();
             Some(async move {

@@ -6,8 +6,10 @@
 //! # Layout
 //! - [`openai`]: OpenAI `/v1` requests, responses, stream chunks and errors.
 //! - [`ollama`]: Ollama `/api` requests, responses, NDJSON lines and errors.
+//! - [`agent`]: frames between `sluice agent` and the gateway (versioned).
 //! - [`common`]: shapes both dialects share (stop sequences, string-or-list inputs).
 
+pub mod agent;
 pub mod common;
 pub mod ollama;
 pub mod openai;

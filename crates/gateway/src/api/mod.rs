@@ -10,8 +10,10 @@
 //! - [`ollama`]: the `/api/*` routes.
 //! - [`ops`]: health, readiness, metrics.
 //! - [`admin_backends`]: `GET /admin/backends` (breakers, load, latency).
+//! - [`admin_agents`]: connected agents and agent tokens.
 //! - [`stream_body`]: the streamed response body and the [`stream_body::Encoder`] trait.
 
+pub mod admin_agents;
 pub mod admin_backends;
 pub mod ollama;
 pub mod openai;
@@ -40,7 +42,9 @@ use tower_http::{
 use crate::{error::GatewayError, generation::Served, metrics::RequestLabels, state::AppState};
 
 /// Paths served without an API key.
-pub const UNAUTHENTICATED_ROUTES: &[&str] = &["/", "/healthz", "/readyz"];
+/// Agents authenticate with their own token inside the protocol.
+pub const UNAUTHENTICATED_ROUTES: &[&str] =
+    &["/", "/healthz", "/readyz", sluice_protocol::agent::CONNECT_PATH];
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -66,6 +70,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/", get(ops::root))
+        .route(sluice_protocol::agent::CONNECT_PATH, get(crate::agents::session::connect))
+        .route("/admin/agents", get(admin_agents::list_agents))
+        .route("/admin/agent-tokens", get(admin_agents::list_tokens).post(admin_agents::create_token))
+        .route("/admin/agent-tokens/{id}", axum::routing::delete(admin_agents::revoke_token))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))

@@ -193,6 +193,12 @@ pub trait Backend: Send + Sync + 'static {
     /// The kind (`openai`, `ollama`, ...), for logs and metrics.
     fn kind(&self) -> &'static str;
 
+    /// Jobs it runs at once, when it has a hard limit (agents do); the scheduler spreads
+    /// work against it.
+    fn slots(&self) -> Option<u32> {
+        None
+    }
+
     /// Starts a generation. `req.model` is already the backend's own model name.
     /// Resolves once the upstream accepted the request; tokens follow on the stream.
     fn chat(&self, req: ChatRequest) -> BoxFuture<'static, Result<EventStream, BackendError>>;

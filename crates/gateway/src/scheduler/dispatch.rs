@@ -210,12 +210,14 @@ fn choose(
     if cands.iter().any(healthy) {
         cands.retain(healthy);
     }
+    // An agent never gets more jobs than its slots while another backend has room.
+    if cands.iter().any(|&i| super::has_free_slot(&routes[i])) {
+        cands.retain(|&i| super::has_free_slot(&routes[i]));
+    }
     let outstanding = |i: usize| routes[i].slot.outstanding.load(Ordering::Relaxed);
     while !cands.is_empty() {
-        let costs: Vec<f64> = cands
-            .iter()
-            .map(|&i| routes[i].slot.routing.candidate_cost(outstanding(i), now).unwrap_or(f64::INFINITY))
-            .collect();
+        let costs: Vec<f64> =
+            cands.iter().map(|&i| super::route_cost(&routes[i], now).unwrap_or(f64::INFINITY)).collect();
         let mut k = balance::p2c(&costs, rand::random::<u64>());
         if let Some(key) = sticky
             && let Some(s) = balance::rendezvous(key, cands.iter().map(|&i| routes[i].slot.name()))

@@ -15,7 +15,7 @@ use crate::{metrics::BackendLabels, registry::BackendSlot, state::AppState};
 
 /// Starts the probe task of every backend that has probing enabled.
 pub fn spawn_probes(state: &AppState) {
-    for slot in state.registry.slots() {
+    for slot in state.registry.slots().iter() {
         let cfg = slot.routing.health;
         if !cfg.enabled {
             continue;

@@ -274,17 +274,34 @@ pub fn publish_breaker(metrics: &Metrics, slot: &BackendSlot, now: Instant) {
     metrics.routing.breaker_state(slot.name(), slot.routing.breaker_state(now));
 }
 
-/// The route a request for these routes would take now (no permit taken): available
-/// and healthy first, then the cheapest; `None` when there are no routes.
+/// The cost of one more request on `r` now (see [`balance::cost`]), spread over the
+/// backend's slots when it has a hard limit (agents); `None` when it is not available.
+pub fn route_cost(r: &Route, now: Instant) -> Option<f64> {
+    let s = &r.slot;
+    let slots = s.backend.slots().map_or(1.0, |n| f64::from(n.max(1)));
+    s.routing.candidate_cost(s.outstanding.load(Ordering::Relaxed), now).map(|c| c / slots)
+}
+
+/// Whether `r` can start one more request without waiting for a slot.
+pub fn has_free_slot(r: &Route) -> bool {
+    r.slot.backend.slots().is_none_or(|n| r.slot.outstanding.load(Ordering::Relaxed) < u64::from(n))
+}
+
+/// The route a request for these routes would take now (no permit taken): available,
+/// healthy and with a free slot first, then the cheapest; `None` when there are no routes.
 pub fn pick(routes: &[Route]) -> Option<&Route> {
     let now = Instant::now();
     let key = |r: &Route| {
-        let s = &r.slot;
-        let cost = s.routing.candidate_cost(s.outstanding.load(Ordering::Relaxed), now);
-        (cost.is_none(), !s.healthy.load(Ordering::Relaxed), cost.unwrap_or(f64::INFINITY))
+        let cost = route_cost(r, now);
+        (
+            cost.is_none(),
+            !r.slot.healthy.load(Ordering::Relaxed),
+            !has_free_slot(r),
+            cost.unwrap_or(f64::INFINITY),
+        )
     };
     routes.iter().min_by(|a, b| {
         let (ka, kb) = (key(a), key(b));
-        (ka.0, ka.1).cmp(&(kb.0, kb.1)).then(ka.2.total_cmp(&kb.2))
+        (ka.0, ka.1, ka.2).cmp(&(kb.0, kb.1, kb.2)).then(ka.3.total_cmp(&kb.3))
     })
 }

@@ -5,6 +5,8 @@
 
 mod util;
 
+mod agents;
+mod agents_tls;
 mod cache;
 mod chat_cli;
 mod deadlines;
@@ -14,4 +16,5 @@ mod errors;
 mod ops;
 mod python_sdk;
 mod routing;
+mod store;
 mod streaming;

@@ -173,7 +173,7 @@ pub async fn ps(State(state): State<AppState>) -> Response {
     let forever = std::time::UNIX_EPOCH + std::time::Duration::from_secs(10_000_000_000);
     let table = state.registry.table();
     let mut models = Vec::new();
-    for slot in state.registry.slots() {
+    for slot in state.registry.slots().iter() {
         for running in slot.backend.running() {
             let served_as = |name: &&String| {
                 table

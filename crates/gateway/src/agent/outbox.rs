@@ -1,0 +1,179 @@
+//! What the agent has to send, waiting for the socket.
+//!
+//! Jobs put their text here and the connection's writer takes everything at once. A
+//! delta goes out in its own frame as soon as the writer is free; only while a write
+//! is in progress do further deltas of the same job merge into one pending frame.
+//! No timer decides when to flush: the socket's own pace does (adaptive coalescing).
+//! Frames of one job keep their order (chunks, then done or error).
+
+use std::{collections::HashMap, sync::Mutex};
+
+use sluice_protocol::agent::ToGateway;
+use tokio::sync::Notify;
+
+/// Frames waiting for the writer.
+#[derive(Default)]
+pub struct Outbox {
+    state: Mutex<State>,
+    ready: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    control: Vec<ToGateway>,
+    order: Vec<u64>,
+    pending: HashMap<u64, Pending>,
+    load: Option<ToGateway>,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Pending {
+    delta: String,
+    end: Option<ToGateway>,
+}
+
+impl Outbox {
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let r = f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
+        self.ready.notify_one();
+        r
+    }
+
+    /// Queues generated text of `job`.
+    pub fn delta(&self, job: u64, text: String) {
+        self.with(|s| {
+            let p = s.pending_mut(job);
+            if p.end.is_none() {
+                if p.delta.is_empty() { p.delta = text } else { p.delta.push_str(&text) }
+            }
+        });
+    }
+
+    /// Queues the last frame of `job` (done or error).
+    pub fn end(&self, job: u64, frame: ToGateway) {
+        self.with(|s| {
+            let p = s.pending_mut(job);
+            p.end.get_or_insert(frame);
+        });
+    }
+
+    /// Queues a frame that belongs to no job (pong).
+    pub fn control(&self, frame: ToGateway) {
+        self.with(|s| s.control.push(frame));
+    }
+
+    /// Sets the load report to send; a newer report replaces one not yet sent.
+    pub fn load(&self, frame: ToGateway) {
+        self.with(|s| s.load = Some(frame));
+    }
+
+    /// No more frames: the writer sends what is queued, then stops.
+    pub fn close(&self) {
+        self.with(|s| s.closed = true);
+    }
+
+    /// Moves every queued frame into `out`, waiting until there is one; false once the
+    /// outbox is closed and empty.
+    pub async fn next_batch(&self, out: &mut Vec<ToGateway>) -> bool {
+        loop {
+            {
+                let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                if s.take_into(out) {
+                    return true;
+                }
+                if s.closed {
+                    return false;
+                }
+            }
+            // notify_one keeps a permit when nobody waits, so nothing queued between the
+            // check above and this await is missed.
+            self.ready.notified().await;
+        }
+    }
+}
+
+impl State {
+    fn pending_mut(&mut self, job: u64) -> &mut Pending {
+        self.pending.entry(job).or_insert_with(|| {
+            self.order.push(job);
+            Pending::default()
+        })
+    }
+
+    fn take_into(&mut self, out: &mut Vec<ToGateway>) -> bool {
+        let before = out.len();
+        out.append(&mut self.control);
+        for job in self.order.drain(..) {
+            let Some(p) = self.pending.remove(&job) else { continue };
+            if !p.delta.is_empty() {
+                out.push(ToGateway::Chunk { job, delta: p.delta });
+            }
+            out.extend(p.end);
+        }
+        out.extend(self.load.take());
+        out.len() > before
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn chunk(job: u64, d: &str) -> ToGateway {
+        ToGateway::Chunk { job, delta: d.into() }
+    }
+
+    #[tokio::test]
+    async fn deltas_merge_only_while_the_writer_is_busy() {
+        let o = Outbox::default();
+        let mut out = Vec::new();
+        o.delta(1, "a".into());
+        assert!(o.next_batch(&mut out).await);
+        assert_eq!(out, [chunk(1, "a")]);
+        out.clear();
+        // The writer is "busy" now: everything queued meanwhile leaves as one frame per job,
+        // each job's frames in order.
+        o.delta(1, "b".into());
+        o.delta(2, "x".into());
+        o.delta(1, "c".into());
+        o.end(1, ToGateway::Done { job: 1, finish_reason: "stop".into(), usage: None });
+        o.control(ToGateway::Pong { nonce: 3 });
+        assert!(o.next_batch(&mut out).await);
+        assert_eq!(
+            out,
+            [
+                ToGateway::Pong { nonce: 3 },
+                chunk(1, "bc"),
+                ToGateway::Done { job: 1, finish_reason: "stop".into(), usage: None },
+                chunk(2, "x"),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn close_drains_then_ends() {
+        let o = Outbox::default();
+        o.delta(1, "a".into());
+        o.close();
+        let mut out = Vec::new();
+        assert!(o.next_batch(&mut out).await);
+        assert!(!o.next_batch(&mut out).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_writer_wakes_on_the_first_delta() {
+        let o = std::sync::Arc::new(Outbox::default());
+        let o2 = o.clone();
+        let writer = tokio::spawn(async move {
+            let mut out = Vec::new();
+            o2.next_batch(&mut out).await;
+            out
+        });
+        tokio::task::yield_now().await;
+        o.delta(4, "t".into());
+        let out = tokio::time::timeout(std::time::Duration::from_secs(1), writer).await.unwrap().unwrap();
+        assert_eq!(out, [chunk(4, "t")]);
+    }
+}

@@ -1,0 +1,141 @@
+//! Persistent storage: SQLite (WAL, one file, the default) or Postgres (for several
+//! gateway replicas), through sqlx's `Any` driver so both run the same migrations and
+//! the same queries.
+//!
+//! The pool is opened, and migrations run, on first use: a gateway that never touches
+//! stored data never creates a database file. `sluice serve` calls [`Store::open`]
+//! at start so a broken store is reported before the port is bound.
+//!
+//! # Layout
+//! - [`agent_tokens`]: per-agent tokens (hashed at rest).
+//! - `migrations`: the embedded migration list.
+
+pub mod agent_tokens;
+mod migrations;
+
+use std::{path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyPool, Executor as _, any::AnyPoolOptions};
+use tokio::sync::OnceCell;
+
+pub use agent_tokens::AgentToken;
+
+/// `[store]`: where persistent data lives.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://PATH`, `sqlite::memory:` or `postgres://…`; unset means a SQLite file
+    /// in the user's data directory (`~/.local/share/sluice/sluice.db` on Linux).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl StoreConfig {
+    /// The database URL to use.
+    pub fn resolved_url(&self) -> String {
+        match &self.url {
+            Some(u) => u.clone(),
+            None => format!("sqlite://{}", default_path().display()),
+        }
+    }
+
+    /// Adds what is wrong with these settings to `problems`.
+    pub fn check(&self, problems: &mut Vec<String>) {
+        let url = self.resolved_url();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            problems.push(format!("store.url: '{url}' is neither sqlite: nor postgres://"));
+        }
+    }
+}
+
+fn default_path() -> PathBuf {
+    dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("sluice").join("sluice.db")
+}
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened or migrated.
+    #[error("cannot open the store at {url}: {cause}")]
+    Open {
+        /// The URL (never with a password: passwords go in PGPASSWORD).
+        url: String,
+        /// What went wrong.
+        cause: String,
+    },
+    /// A query failed.
+    #[error("store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+/// The database, opened on first use.
+pub struct Store {
+    url: String,
+    pool: OnceCell<AnyPool>,
+}
+
+impl Store {
+    /// A store for `cfg`; nothing is opened yet.
+    pub fn new(cfg: &StoreConfig) -> Store {
+        Store { url: cfg.resolved_url(), pool: OnceCell::new() }
+    }
+
+    /// The database URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Opens the database and runs pending migrations (once).
+    pub async fn open(&self) -> Result<&AnyPool, StoreError> {
+        self.pool.get_or_try_init(|| connect(&self.url)).await
+    }
+}
+
+async fn connect(url: &str) -> Result<AnyPool, StoreError> {
+    sqlx::any::install_default_drivers();
+    let fail = |cause: String| StoreError::Open { url: redact(url), cause };
+    let sqlite = url.starts_with("sqlite:");
+    let memory = sqlite && url.contains(":memory:");
+    let mut url = url.to_owned();
+    if sqlite && !memory {
+        let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+        let path = PathBuf::from(path.split('?').next().unwrap_or(path));
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        if !url.contains('?') {
+            url.push_str("?mode=rwc");
+        }
+    }
+    let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
+    if memory {
+        // Every connection to :memory: is its own database: keep exactly one, forever.
+        options = options.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
+    } else if sqlite {
+        options = options.max_connections(4).after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;").await?;
+                Ok(())
+            })
+        });
+    } else {
+        options = options.max_connections(8);
+    }
+    let pool = options.connect(&url).await.map_err(|e| fail(e.to_string()))?;
+    migrations::run(&pool).await.map_err(|e| fail(format!("migrations failed: {e}")))?;
+    Ok(pool)
+}
+
+/// The URL without a password.
+fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,308 @@
+//! The agent protocol: frames exchanged between `sluice agent` and the gateway over one
+//! WebSocket the agent dials out (see `docs/agent-protocol.md`).
+//!
+//! Every frame is one JSON text message tagged by `"type"`. The agent opens with
+//! [`ToGateway::Hello`] (protocol version, token, id, models, slots); the gateway answers
+//! [`ToAgent::Welcome`] or [`ToAgent::Refused`]. After that the gateway pushes
+//! [`ToAgent::Job`]s and [`ToAgent::Cancel`]s, the agent streams
+//! [`ToGateway::Chunk`]s and ends each job with [`ToGateway::Done`] or
+//! [`ToGateway::Error`]. Both sides send [`ToAgent::Ping`] / [`ToGateway::Pong`]
+//! heartbeats; the agent reports its load with [`ToGateway::Load`].
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this build speaks. Both ends must speak the same one.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Path of the WebSocket endpoint on the gateway.
+pub const CONNECT_PATH: &str = "/agent/v1/connect";
+
+/// Frames the agent sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToGateway {
+    /// First frame of every connection.
+    Hello(Hello),
+    /// Generated text of a job (one or more tokens).
+    Chunk {
+        /// Job id.
+        job: u64,
+        /// The text.
+        delta: String,
+    },
+    /// A job finished normally.
+    Done {
+        /// Job id.
+        job: u64,
+        /// `stop`, `length` or `content_filter`.
+        finish_reason: String,
+        /// Token counts, when the backend reported them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<Usage>,
+    },
+    /// A job failed.
+    Error {
+        /// Job id.
+        job: u64,
+        /// What went wrong.
+        error: JobError,
+    },
+    /// Current load; sent when it changes (a job starts or ends, draining begins).
+    Load {
+        /// Jobs running.
+        jobs: u32,
+        /// Parallel slots.
+        slots: u32,
+        /// True once the agent takes no more jobs (it is shutting down).
+        #[serde(default)]
+        draining: bool,
+    },
+    /// Answer to a [`ToAgent::Ping`].
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
+    },
+}
+
+/// The agent's opening frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`PROTOCOL_VERSION`] of the agent.
+    pub protocol: u32,
+    /// The agent token (`sluice agent-token create`).
+    pub token: String,
+    /// Agent id, unique per gateway (defaults to the host name).
+    pub agent_id: String,
+    /// Agent software version.
+    pub version: String,
+    /// Models the agent serves.
+    pub models: Vec<String>,
+    /// Jobs it runs at once.
+    pub slots: u32,
+}
+
+/// Just the version of a Hello, to tell a version mismatch from a malformed frame.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct HelloVersion {
+    /// The agent's protocol version.
+    pub protocol: u32,
+}
+
+/// Frames the gateway sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToAgent {
+    /// The Hello was accepted.
+    Welcome {
+        /// The gateway's [`PROTOCOL_VERSION`].
+        protocol: u32,
+        /// How often the gateway pings, in milliseconds; the agent may treat a silence
+        /// of three intervals as a dead connection.
+        heartbeat_ms: u64,
+    },
+    /// The Hello was refused; the gateway closes the connection after this frame.
+    Refused {
+        /// Machine-readable reason.
+        code: RefuseCode,
+        /// Human-readable reason.
+        reason: String,
+    },
+    /// Run a generation.
+    Job {
+        /// Job id, unique on this connection.
+        job: u64,
+        /// What to generate.
+        request: JobRequest,
+    },
+    /// Stop a job (the client went away); no further frames are expected for it.
+    Cancel {
+        /// Job id.
+        job: u64,
+    },
+    /// Heartbeat; answer with [`ToGateway::Pong`].
+    Ping {
+        /// Echoed in the pong.
+        nonce: u64,
+    },
+}
+
+/// Why a Hello was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefuseCode {
+    /// Wrong, unknown or revoked token. Retrying will not help.
+    Unauthorized,
+    /// The protocol versions differ. Retrying will not help.
+    VersionMismatch,
+    /// The Hello was malformed or invalid.
+    BadHello,
+    /// The gateway is shutting down; try again later.
+    Unavailable,
+}
+
+impl RefuseCode {
+    /// True when reconnecting with the same settings cannot succeed.
+    pub fn is_permanent(self) -> bool {
+        matches!(self, RefuseCode::Unauthorized | RefuseCode::VersionMismatch | RefuseCode::BadHello)
+    }
+}
+
+/// A generation request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRequest {
+    /// Model name as the agent advertised it.
+    pub model: String,
+    /// What to continue.
+    pub input: JobInput,
+    /// Sampling parameters.
+    #[serde(default)]
+    pub sampling: Sampling,
+    /// Whether the client streams (the agent may ask its upstream for one answer if not).
+    #[serde(default)]
+    pub stream: bool,
+    /// End-user id supplied by the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// The text to continue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobInput {
+    /// A conversation.
+    Chat {
+        /// Messages, oldest first.
+        messages: Vec<Message>,
+    },
+    /// A raw prompt.
+    Text {
+        /// The prompt.
+        prompt: String,
+        /// Optional system prompt.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        system: Option<String>,
+        /// Skip the chat template.
+        #[serde(default)]
+        raw: bool,
+    },
+}
+
+/// A chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// `system`, `user`, `assistant` or `tool`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+/// Sampling parameters; absent means the backend's default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct Sampling {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_p: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_penalty: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+}
+
+/// Token counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub prompt_tokens: u32,
+    /// Generated tokens.
+    pub completion_tokens: u32,
+}
+
+/// Why a job failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobError {
+    /// Kind of failure.
+    pub kind: JobErrorKind,
+    /// Human-readable message (no internals).
+    pub message: String,
+    /// Upstream HTTP status, for [`JobErrorKind::Status`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Prompt length, for [`JobErrorKind::ContextOverflow`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<u32>,
+    /// Context length, for [`JobErrorKind::ContextOverflow`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<u32>,
+}
+
+/// Kinds of job failure, mirroring the gateway's backend errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobErrorKind {
+    /// The agent's backend could not be reached.
+    Connect,
+    /// A deadline passed at the agent.
+    Timeout,
+    /// The agent's backend answered with an error status.
+    Status,
+    /// The agent's backend broke its protocol.
+    Protocol,
+    /// The agent's backend failed mid-answer.
+    Interrupted,
+    /// The prompt does not fit the model.
+    ContextOverflow,
+    /// The request asks for something the backend cannot do.
+    Unsupported,
+    /// The agent has no free slot or is draining.
+    Overloaded,
+    /// The agent does not serve the model.
+    ModelNotFound,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn frames_are_tagged_json() {
+        let f = ToGateway::Chunk { job: 7, delta: "hi".into() };
+        assert_eq!(serde_json::to_string(&f).unwrap(), r#"{"type":"chunk","job":7,"delta":"hi"}"#);
+        let j = ToAgent::Job {
+            job: 1,
+            request: JobRequest {
+                model: "m".into(),
+                input: JobInput::Chat {
+                    messages: vec![Message { role: "user".into(), content: "x".into() }],
+                },
+                sampling: Sampling { max_tokens: Some(3), ..Default::default() },
+                stream: true,
+                user: None,
+            },
+        };
+        let text = serde_json::to_string(&j).unwrap();
+        assert_eq!(serde_json::from_str::<ToAgent>(&text).unwrap(), j);
+        assert!(text.contains(r#""input":{"kind":"chat","#), "{text}");
+    }
+
+    #[test]
+    fn a_newer_hello_still_shows_its_version() {
+        let text = r#"{"type":"hello","protocol":9,"something_new":true}"#;
+        assert!(serde_json::from_str::<ToGateway>(text).is_err());
+        assert_eq!(serde_json::from_str::<HelloVersion>(text).unwrap().protocol, 9);
+    }
+}
