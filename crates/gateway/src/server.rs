@@ -17,7 +17,7 @@ pub async fn announce(state: &AppState, addr: std::net::SocketAddr) {
     if slots.is_empty() {
         tracing::warn!(
             "no backend configured: add one with `sluice serve --backend openai=http://127.0.0.1:8000/v1` \
-             (or `ollama=http://127.0.0.1:11434`), or a [[backends]] entry in the config file, or connect agents (`sluice agent`)"
+             (or `ollama=http://127.0.0.1:11434`), a GGUF file with `--model PATH`, a [[backends]] entry in the config file, or connect agents (`sluice agent`)"
         );
     }
     for s in slots.iter() {
