@@ -19,7 +19,10 @@ PORT="${PORT:-18090}"
 mkdir -p "$OUT"
 python3 -c "import llama_cpp" 2>/dev/null || { echo "bench-engine: pip install llama-cpp-python first" >&2; exit 1; }
 [[ -f "$MODEL" ]] || { echo "bench-engine: no model at $MODEL (scripts/fetch-model.sh)" >&2; exit 1; }
-[[ "${SKIP_BUILD:-}" == 1 ]] || cargo build --release --locked -q -p sluice-engine --example throughput -p sluice-gateway
+if [[ "${SKIP_BUILD:-}" != 1 ]]; then
+    cargo build --release --locked -q -p sluice-engine --example throughput
+    cargo build --release --locked -q -p sluice-gateway --bin sluice
+fi
 BIN=target/release
 
 # Memory bandwidth (one-thread copy, read + write), for the per-token bound.
@@ -61,7 +64,7 @@ for r in $(seq "$REPEAT"); do
     gw=$!
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
     "$BIN/sluice" bench "${common[@]}" --concurrency 1 --requests 50 --warmup 5 --stream \
-        --max-tokens 2 --prompt "Say hello." --json "$OUT/gw-ttft-$r.json"
+        --max-tokens 2 --prompt "Say hello." --unique-prompts --json "$OUT/gw-ttft-$r.json"
     if [[ "$r" == "$REPEAT" ]]; then
         # Memory over many finished requests (once: it takes minutes).
         "$BIN/sluice" bench "${common[@]}" --concurrency 4 --requests 10 --no-stream --unique-prompts \
@@ -79,12 +82,13 @@ python3 - "$OUT" "$REPEAT" "$MODEL" <<'PY'
 import json, os, re, statistics, sys
 out, repeat, model = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 med = statistics.median
-eng = {"pp": [], "single": [], "agg": []}
+eng = {"pp": [], "single": [], "agg": [], "steady": []}
 for r in range(1, repeat + 1):
     t = open(f"{out}/engine-{r}.txt").read()
     eng["pp"].append(float(re.search(r"prompt processing: .* = (\d+) tok/s", t).group(1)))
     eng["single"].append(float(re.search(r"single stream: .* = ([\d.]+) tok/s", t).group(1)))
     eng["agg"].append(float(re.search(r"streams: .* = ([\d.]+) tok/s aggregate", t).group(1)))
+    eng["steady"].append(float(re.search(r"([\d.]+) tok/s after the last first token", t).group(1)))
 ref = [json.load(open(f"{out}/ref-{r}.json")) for r in range(1, repeat + 1)]
 gw = [json.load(open(f"{out}/gw-ttft-{r}.json")) for r in range(1, repeat + 1)]
 rss = [json.load(open(f"{out}/gw-rss.json"))]
@@ -97,7 +101,8 @@ rows = [
 ]
 for name, e, rf in rows:
     print(f"{name}: engine {e:.1f}, llama-cpp-python {rf:.1f}, ratio {e / rf:.3f}")
-print(f"8 streams aggregate tok/s: {med(eng['agg']):.1f} = {med(eng['agg']) / single:.2f}x single")
+print(f"8 streams generation tok/s (after the last first token, as single excludes its prompt): {med(eng['steady']):.1f} = {med(eng['steady']) / single:.2f}x single")
+print(f"8 streams aggregate incl. their prompts: {med(eng['agg']):.1f} = {med(eng['agg']) / single:.2f}x single")
 g = med(x["ttft_ms"]["p50"] for x in gw)
 rf = med(x["ttft"]["p50_ms"] for x in ref)
 print(f"TTFT short prompt p50: gateway+engine {g:.2f} ms, llama-cpp-python in-process {rf:.2f} ms, +{g - rf:.2f} ms")

@@ -45,13 +45,15 @@ for chunk in llm.create_chat_completion(
 gen_tokens = len(stamps)
 gen = {"tokens": gen_tokens, "tok_per_s": (gen_tokens - 1) / (stamps[-1] - stamps[0]) if gen_tokens > 1 else 0.0}
 
-# Time to first token of a short chat prompt; the binding reuses the previous prompt's
-# KV prefix as the engine does, so both are measured warm.
+# Time to first token of a short chat prompt made unique the way `sluice bench
+# --unique-prompts` does ("Say hello. N"): both reuse the shared KV prefix and evaluate
+# the few tokens after it. (An identical repeated prompt would let the binding sample
+# from logits it kept, with no evaluation at all.)
 ttfts = []
 for i in range(ttft_runs):
     t0 = time.perf_counter()
     for chunk in llm.create_chat_completion(
-        messages=[{"role": "user", "content": "Say hello."}], max_tokens=2, temperature=0, stream=True,
+        messages=[{"role": "user", "content": f"Say hello. {1000 + i}"}], max_tokens=2, temperature=0, stream=True,
     ):
         if chunk["choices"][0]["delta"].get("content"):
             ttfts.append(time.perf_counter() - t0)
