@@ -290,3 +290,63 @@ async fn sticky_routing_keeps_a_conversation_on_one_backend() {
     let counts: Vec<u64> = mocks.iter().map(requests).collect();
     assert!(counts.contains(&8), "all turns on one backend: {counts:?}");
 }
+
+/// Waits (within [`SOON`]) until `/metrics`, read with API key `key`, shows `needle`.
+async fn metrics_show(gw: &Gateway, key: &str, needle: &str) {
+    let read = || async {
+        let r = client().get(gw.url("/metrics")).bearer_auth(key).send().await.unwrap();
+        r.text().await.unwrap()
+    };
+    let wait = async {
+        while !read().await.contains(needle) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(SOON, wait).await.unwrap_or_else(|_| panic!("metrics never showed {needle}"));
+}
+
+#[tokio::test]
+async fn an_interactive_key_overtakes_a_batch_key_in_the_queue() {
+    let (interactive, batch) = ("key-interactive", "key-batch");
+    let hash = sluice_gateway::auth::hash_key;
+    let (pace, gate) = Pace::manual();
+    let m = mock(MockConfig { pace, ..Default::default() }).await;
+    let toml = [
+        format!(
+            "[auth]\napi_key_sha256 = [\"{}\", \"{}\"]\n[routing.priority]\nclasses = [\"interactive\", \"batch\"]\ndefault_class = \"interactive\"\nkeys = {{ \"{}\" = \"batch\" }}\n",
+            hash(interactive),
+            hash(batch),
+            hash(batch)
+        ),
+        "[[models]]\nname = \"mock-model\"\nmax_concurrency = 1\nmax_queue = 8\nmax_queue_wait = \"30s\"\n"
+            .to_owned(),
+        entry("paced", &m, &["mock-model"], ""),
+    ]
+    .concat();
+    let gw = Gateway::start(&toml).await;
+    let send = |key: &'static str, content: &'static str| {
+        let url = gw.url("/v1/chat/completions");
+        tokio::spawn(async move {
+            let r =
+                client().post(url).bearer_auth(key).json(&chat_body(content, false)).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    let running = send(interactive, "first");
+    tokio::time::timeout(SOON, m.stats().wait_started(1)).await.expect("the first request holds the slot");
+    let queued_batch = send(batch, "batch");
+    metrics_show(&gw, interactive, "sluice_queue_depth{model=\"mock-model\"} 1").await;
+    let queued_interactive = send(interactive, "interactive");
+    metrics_show(&gw, interactive, "sluice_queue_depth{model=\"mock-model\"} 2").await;
+
+    // One slot: whoever gets it next reaches the upstream next, so the batch request,
+    // queued first, must be the last request the upstream sees.
+    gate.close();
+    for task in [running, queued_interactive, queued_batch] {
+        let (status, body) = tokio::time::timeout(SOON, task).await.expect("answered").unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let last = m.stats().last().expect("the mock saw requests").body;
+    assert_eq!(last["messages"][0]["content"], "batch", "the batch request went last: {last}");
+    assert_eq!(requests(&m), 3);
+}
