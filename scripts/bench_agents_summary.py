@@ -1,23 +1,12 @@
 #!/usr/bin/env python3
 """Summarises scripts/bench-agents.sh results: medians over repeats of what going
 through an agent adds compared with calling the agent's backend directly."""
-import glob, json, os, statistics, sys
+import os, sys
+
+from bench_common import load, med
 
 out = sys.argv[1]
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
-
-
-def load(pattern):
-    runs = []
-    for path in sorted(glob.glob(os.path.join(out, pattern))):
-        with open(path) as f:
-            runs.append((path, json.load(f)))
-    return runs
-
-
-def med(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else float("nan")
 
 
 def get(r, *keys):
@@ -32,7 +21,7 @@ def errors(runs):
 
 lines = ["| scenario | metric | direct | via agent | added / ratio | target |", "|---|---|---|---|---|---|"]
 
-d, a = load("c1-direct-*.json"), load("c1-agent-*.json")
+d, a = load(out, "c1-direct-*.json"), load(out, "c1-agent-*.json")
 if d and a:
     dv, av = med([get(r, "ttft_ms", "p50") for _, r in d]), med([get(r, "ttft_ms", "p50") for _, r in a])
     lines.append(f"| c=1, 64 tok | TTFT p50 (ms) | {dv:.3f} | {av:.3f} | +{av - dv:.3f} ms | ≤ +1 ms |")
@@ -44,13 +33,13 @@ if d and a:
     lines.append(f"| c=1, 64 tok | added per token, from e2e (µs) | | | {med(per_tok):.2f} µs | ≤ 50 µs |")
     lines.append(f"| c=1, 64 tok | errors | {errors(d)} | {errors(a)} | | 0 |")
 
-d, a = load("paced-direct-*.json"), load("paced-agent-*.json")
+d, a = load(out, "paced-direct-*.json"), load(out, "paced-agent-*.json")
 if d and a:
     dv, av = med([get(r, "inter_token_ms", "p99") for _, r in d]), med([get(r, "inter_token_ms", "p99") for _, r in a])
     lines.append(f"| 1,000 tok/s per stream | gap p99 (ms) | {dv:.3f} | {av:.3f} | +{av - dv:.3f} ms | ≤ +1 ms |")
     lines.append(f"| 1,000 tok/s per stream | errors | {errors(d)} | {errors(a)} | | 0 |")
 
-d, a = load("relay-direct-*.json"), load("relay-agent-*.json")
+d, a = load(out, "relay-direct-*.json"), load(out, "relay-agent-*.json")
 if d and a:
     dv = med([get(r, "throughput", "output_tokens_per_s") for _, r in d])
     av = med([get(r, "throughput", "output_tokens_per_s") for _, r in a])

@@ -1,23 +1,12 @@
 #!/usr/bin/env python3
 """Summarises scripts/bench-gateway.sh results: medians over repeats, and what the
 gateway adds compared with going straight to the upstream in the same run."""
-import glob, json, os, re, statistics, sys
+import os, re, sys
+
+from bench_common import load, med
 
 out = sys.argv[1]
 TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
-
-
-def load(pattern):
-    runs = []
-    for path in sorted(glob.glob(os.path.join(out, pattern))):
-        with open(path) as f:
-            runs.append((path, json.load(f)))
-    return runs
-
-
-def med(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else float("nan")
 
 
 def pick(runs, *keys):
@@ -36,7 +25,7 @@ def errors(runs):
 
 lines = ["| scenario | metric | direct | sluice | added / ratio |", "|---|---|---|---|---|"]
 
-d, s = load("c1-direct-*.json"), load("c1-sluice-*.json")
+d, s = load(out, "c1-direct-*.json"), load(out, "c1-sluice-*.json")
 if d and s:
     for q in ("p50", "p99"):
         dv, sv = med(pick(d, "ttft_ms", q)), med(pick(s, "ttft_ms", q))
@@ -55,7 +44,7 @@ if d and s:
     lines.append(f"| c=1 stream 64 tok | e2e mean (ms) | {dv:.3f} | {sv:.3f} | +{sv - dv:.3f} ms |")
 
 for sc, label in (("c64", "c=64 stream 64 tok"), ("nostream", "c=64 non-stream")):
-    d, s = load(f"{sc}-direct-*.json"), load(f"{sc}-sluice-*.json")
+    d, s = load(out, f"{sc}-direct-*.json"), load(out, f"{sc}-sluice-*.json")
     if not (d and s):
         continue
     dv, sv = med(pick(d, "throughput", "requests_per_s")), med(pick(s, "throughput", "requests_per_s"))
@@ -73,7 +62,7 @@ for sc, label in (("c64", "c=64 stream 64 tok"), ("nostream", "c=64 non-stream")
         lines.append(f"| {label} | gateway CPU per request (µs) | | {med(cpu):.1f} | |")
     lines.append(f"| {label} | errors (all runs) | {errors(d)} | {errors(s)} | |")
 
-s = load("slow-sluice-*.json")
+s = load(out, "slow-sluice-*.json")
 if s:
     _, r = s[0]
     rss = open(os.path.join(out, "slow-sluice-1.rss")).read()
