@@ -4,7 +4,9 @@
 //! buffer and hands hyper one frame: a token is written the moment it exists, and tokens
 //! that arrived together are written together (one syscall, not one per token). The
 //! first token is the exception: it leaves alone, at once, because it is what the user
-//! is waiting for. No timers decide when to flush. Idle streams get keep-alive
+//! is waiting for. hyper asks for the next frame before it flushes, so after the first
+//! frame the body yields once (waking itself): hyper writes the first token, then comes
+//! back for the rest. No timers decide when to flush. Idle streams get keep-alive
 //! comments when the encoder has them (SSE). A failure becomes the dialect's error event, then the end.
 
 use std::{
@@ -42,8 +44,10 @@ pub struct EventBody<E, S = Generation> {
     generation: S,
     encoder: E,
     ended: bool,
-    /// Whether the first frame was written (it carries the first token only).
+    /// Whether the first frame was handed over (it carries the first token only).
     sent_first: bool,
+    /// Whether the body yielded once after the first frame, so hyper flushed it.
+    flushed_first: bool,
     keepalive: Option<(Duration, Pin<Box<Sleep>>)>,
     last_write: Instant,
 }
@@ -55,7 +59,15 @@ impl<E: Encoder, S: Stream<Item = Result<Event, BackendError>> + Unpin> EventBod
         let now = Instant::now();
         let keepalive =
             encoder.keepalive().map(|_| (keepalive, Box::pin(tokio::time::sleep_until(now + keepalive))));
-        EventBody { generation, encoder, ended: false, sent_first: false, keepalive, last_write: now }
+        EventBody {
+            generation,
+            encoder,
+            ended: false,
+            sent_first: false,
+            flushed_first: false,
+            keepalive,
+            last_write: now,
+        }
     }
 
     fn poll_keepalive(&mut self, cx: &mut Context<'_>) -> Option<Bytes> {
@@ -88,6 +100,13 @@ impl<E: Encoder, S: Stream<Item = Result<Event, BackendError>> + Unpin> Body for
         let this = self.get_mut();
         if this.ended {
             return Poll::Ready(None);
+        }
+        if this.sent_first && !this.flushed_first {
+            // hyper flushes what it holds when the body is pending: the first token
+            // leaves now, and this wake brings hyper back for the rest at once.
+            this.flushed_first = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
         let mut buf = BytesMut::new();
         loop {

@@ -216,15 +216,20 @@ impl OllamaNdjson {
 }
 
 impl StreamFormat for OllamaNdjson {
-    fn feed(&mut self, chunk: &[u8], out: &mut EventQueue) {
+    fn push(&mut self, chunk: &[u8]) {
         self.decoder.push(chunk);
-        while !self.finished {
-            match self.decoder.next_line() {
-                Some(LineItem::Line(l)) => self.line(&l, out),
-                Some(LineItem::TooLarge) => self.fail(BackendError::Protocol("oversized line".into()), out),
-                None => break,
-            }
+    }
+
+    fn decode_one(&mut self, out: &mut EventQueue) -> bool {
+        if self.finished {
+            return false;
         }
+        match self.decoder.next_line() {
+            Some(LineItem::Line(l)) => self.line(&l, out),
+            Some(LineItem::TooLarge) => self.fail(BackendError::Protocol("oversized line".into()), out),
+            None => return false,
+        }
+        true
     }
 
     fn end(&mut self, out: &mut EventQueue) {

@@ -263,15 +263,20 @@ impl OpenAiSse {
 }
 
 impl StreamFormat for OpenAiSse {
-    fn feed(&mut self, chunk: &[u8], out: &mut EventQueue) {
+    fn push(&mut self, chunk: &[u8]) {
         self.decoder.push(chunk);
-        while !self.finished {
-            match self.decoder.next_event() {
-                Some(SseItem::Data(d)) => self.event(&d, out),
-                Some(SseItem::TooLarge) => self.fail(BackendError::Protocol("oversized event".into()), out),
-                None => break,
-            }
+    }
+
+    fn decode_one(&mut self, out: &mut EventQueue) -> bool {
+        if self.finished {
+            return false;
         }
+        match self.decoder.next_event() {
+            Some(SseItem::Data(d)) => self.event(&d, out),
+            Some(SseItem::TooLarge) => self.fail(BackendError::Protocol("oversized event".into()), out),
+            None => return false,
+        }
+        true
     }
 
     fn end(&mut self, out: &mut EventQueue) {

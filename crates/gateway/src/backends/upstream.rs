@@ -1,6 +1,8 @@
 //! Turns an upstream HTTP body into a stream of [`Event`]s with a dialect-specific
-//! [`StreamFormat`]. Everything a single read holds is decoded at once, so the encoder
-//! downstream sees all the events that are already there and can write them together.
+//! [`StreamFormat`]. Bytes are decoded one event at a time, when the next event is
+//! asked for: the first token of a read that holds the whole answer leaves before the
+//! other 63 are parsed, and the encoder downstream still sees every event that is
+//! already there (decoding the next one never waits) and can write them together.
 
 use std::{
     collections::VecDeque,
@@ -18,8 +20,17 @@ pub type EventQueue = VecDeque<Result<Event, BackendError>>;
 
 /// A dialect's stream decoding: bytes in, events out.
 pub trait StreamFormat: Send + Unpin + 'static {
-    /// Decodes one body frame, pushing the events it completes.
-    fn feed(&mut self, chunk: &[u8], out: &mut EventQueue);
+    /// Buffers one body frame.
+    fn push(&mut self, chunk: &[u8]);
+    /// Decodes the next complete unit of the buffered input (an SSE event, an NDJSON
+    /// line), pushing the events it holds (possibly none); false when no complete unit
+    /// is buffered or the terminal event was already pushed.
+    fn decode_one(&mut self, out: &mut EventQueue) -> bool;
+    /// Buffers `chunk` and decodes everything complete in it (for whole answers and tests).
+    fn feed(&mut self, chunk: &[u8], out: &mut EventQueue) {
+        self.push(chunk);
+        while self.decode_one(out) {}
+    }
     /// The body ended: push a final `Done` or an error if the answer was cut short.
     fn end(&mut self, out: &mut EventQueue);
     /// True once the terminal event (done or error) has been pushed.
@@ -63,13 +74,14 @@ impl<F: StreamFormat> Stream for UpstreamEvents<F> {
             if this.ended {
                 return Poll::Ready(None);
             }
-            match this.body.poll_next_unpin(cx) {
-                Poll::Ready(Some(Ok(chunk))) => {
-                    this.format.feed(&chunk, &mut this.queue);
-                    if this.format.finished() {
-                        this.drain(cx);
-                    }
+            if this.format.decode_one(&mut this.queue) {
+                if this.format.finished() {
+                    this.drain(cx);
                 }
+                continue;
+            }
+            match this.body.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(chunk))) => this.format.push(&chunk),
                 Poll::Ready(Some(Err(e))) => {
                     tracing::warn!(error = %e, cause = ?e, "upstream body failed");
                     this.queue.push_back(Err(e));

@@ -40,7 +40,7 @@ use std::{
 
 use axum::response::Response;
 use futures_util::{Stream, StreamExt};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 use tokio::time::Instant;
 
 use self::{
@@ -197,13 +197,17 @@ impl Stream for Reply {
 }
 
 /// Answers `req` from the cache, a flight in progress, or a new generation, following
-/// the client's `Cache-Control` in `headers`. Returns once the first event is ready, so
+/// the client's `Cache-Control` `directives`. Returns once the first event is ready, so
 /// a failure before it still gets its status code.
-pub async fn start(state: &AppState, req: ChatRequest, headers: &HeaderMap) -> Result<Reply, GatewayError> {
+pub async fn start(
+    state: &AppState,
+    req: ChatRequest,
+    directives: Directives,
+) -> Result<Reply, GatewayError> {
     let started = Instant::now();
     let cache = &state.cache;
     let m = &state.metrics.cache;
-    let plan = if cache.enabled { policy::plan(&req, Directives::from_headers(headers)) } else { None };
+    let plan = if cache.enabled { policy::plan(&req, directives) } else { None };
     let Some(plan) = plan else {
         m.bypass.inc();
         let g = generation::start(state, req).await?;

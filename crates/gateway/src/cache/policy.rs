@@ -28,6 +28,16 @@ pub struct Directives {
     pub max_age: Option<Duration>,
 }
 
+/// Handlers extract just the directives: no clone of the request's whole header map
+/// per request, and nothing of the request head held while the answer streams.
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Directives {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Directives::from_headers(&parts.headers))
+    }
+}
+
 impl Directives {
     /// Reads every `Cache-Control` header; unknown or malformed directives are ignored,
     /// as HTTP caches do.

@@ -11,7 +11,6 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
-use http::HeaderMap;
 use sha2::{Digest, Sha256};
 use sluice_protocol::ollama as ol;
 
@@ -23,7 +22,7 @@ use crate::{
         served_response,
         stream_body::{EventBody, collect},
     },
-    cache,
+    cache::{self, policy::Directives},
     chat::{ChatRequest, EmbedRequest, FinishReason, Input, KeepAlive},
     embeddings,
     error::GatewayError,
@@ -33,14 +32,14 @@ use crate::{
 /// `POST /api/chat`.
 pub async fn chat(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    directives: Directives,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     match body_or_error(&state, body).and_then(|b| parse_json::<ol::ChatRequest>(&b)).and_then(|mut r| {
         let keep_alive = keep_alive(r.keep_alive.take())?;
         Ok((convert::chat_request(r)?, keep_alive))
     }) {
-        Ok((req, keep_alive)) => run(state, req, keep_alive, &headers, Kind::Chat).await,
+        Ok((req, keep_alive)) => run(state, req, keep_alive, directives, Kind::Chat).await,
         Err(e) => error_response(&e),
     }
 }
@@ -48,14 +47,14 @@ pub async fn chat(
 /// `POST /api/generate`.
 pub async fn generate(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    directives: Directives,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     match body_or_error(&state, body).and_then(|b| parse_json::<ol::GenerateRequest>(&b)).and_then(|mut r| {
         let keep_alive = keep_alive(r.keep_alive.take())?;
         Ok((convert::generate_request(r)?, keep_alive))
     }) {
-        Ok((req, keep_alive)) => run(state, req, keep_alive, &headers, Kind::Generate).await,
+        Ok((req, keep_alive)) => run(state, req, keep_alive, directives, Kind::Generate).await,
         Err(e) => error_response(&e),
     }
 }
@@ -78,7 +77,7 @@ async fn run(
     state: AppState,
     req: ChatRequest,
     keep_alive: Option<KeepAlive>,
-    headers: &HeaderMap,
+    directives: Directives,
     kind: Kind,
 ) -> Response {
     let model = req.model.clone();
@@ -98,7 +97,7 @@ async fn run(
     state.registry.set_keep_alive(&model, keep_alive);
     let stream = req.stream;
     let prompt_estimate = u32::try_from(req.input.char_len() / 4).unwrap_or(u32::MAX);
-    let generation = match cache::start(&state, req, headers).await {
+    let generation = match cache::start(&state, req, directives).await {
         Ok(g) => g,
         Err(e) => return error_response(&e),
     };

@@ -11,7 +11,6 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
-use http::HeaderMap;
 use sluice_protocol::openai as oa;
 
 use self::encode::{Kind, OpenAiSse, error_response};
@@ -20,7 +19,7 @@ use crate::{
         body_or_error, model_known, served_response, sse_response,
         stream_body::{EventBody, collect},
     },
-    cache,
+    cache::{self, policy::Directives},
     chat::EmbedRequest,
     embeddings,
     error::GatewayError,
@@ -30,14 +29,14 @@ use crate::{
 /// `POST /v1/chat/completions`.
 pub async fn chat_completions(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    directives: Directives,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let parsed = body_or_error(&state, body)
         .and_then(|b| convert::parse_json::<oa::ChatCompletionRequest>(&b))
         .and_then(convert::chat_request);
     match parsed {
-        Ok((req, include_usage)) => run(state, req, &headers, Kind::Chat, include_usage).await,
+        Ok((req, include_usage)) => run(state, req, directives, Kind::Chat, include_usage).await,
         Err(e) => error_response(&e),
     }
 }
@@ -45,14 +44,14 @@ pub async fn chat_completions(
 /// `POST /v1/completions`.
 pub async fn completions(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    directives: Directives,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let parsed = body_or_error(&state, body)
         .and_then(|b| convert::parse_json::<oa::CompletionRequest>(&b))
         .and_then(convert::completion_request);
     match parsed {
-        Ok((req, include_usage)) => run(state, req, &headers, Kind::Completion, include_usage).await,
+        Ok((req, include_usage)) => run(state, req, directives, Kind::Completion, include_usage).await,
         Err(e) => error_response(&e),
     }
 }
@@ -60,14 +59,14 @@ pub async fn completions(
 async fn run(
     state: AppState,
     req: crate::chat::ChatRequest,
-    headers: &HeaderMap,
+    directives: Directives,
     kind: Kind,
     include_usage: bool,
 ) -> Response {
     let stream = req.stream;
     let model = req.model.clone();
     let prompt_estimate = u32::try_from(req.input.char_len() / 4).unwrap_or(u32::MAX);
-    let generation = match cache::start(&state, req, headers).await {
+    let generation = match cache::start(&state, req, directives).await {
         Ok(g) => g,
         Err(e) => return error_response(&e),
     };
