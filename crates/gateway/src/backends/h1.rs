@@ -1,56 +1,61 @@
-//! A keep-alive HTTP/1.1 client for plain-`http://` upstreams whose connection is driven
-//! inside the request's own task.
+//! A lean keep-alive HTTP/1.1 client for plain-`http://` upstreams, driven inside the
+//! request's own task.
 //!
-//! hyper's pooled client runs each connection as a separate task that hands the body
-//! over one chunk per scheduler turn, so tokens that arrived in one read leave the
-//! gateway one write at a time. Polling the connection from the body's own `poll_next`
-//! decodes everything already read in one go, and the encoder writes it together. TLS
-//! upstreams keep using reqwest (ALPN, HTTP/2), where this matters less than the network.
+//! Two things a gateway holding thousands of streams needs, and hyper's client does not
+//! give: (1) hyper's pooled client runs each connection as a separate task that hands
+//! the body over one chunk per scheduler turn, so tokens that arrived in one read would
+//! leave the gateway one write at a time; here the body's own `poll_next` reads the
+//! socket and decodes everything already read in one go. (2) A hyper client connection
+//! keeps an 8 KB header buffer, an 8 KB read buffer and a ~9 KB dispatch-channel block
+//! for as long as a stream lasts; here the request is written from a buffer freed at
+//! once, and responses are read into one buffer that starts at 4 KB and grows only
+//! while reads fill it. Response heads are parsed by `httparse` (hyper's own parser);
+//! bodies may be `Content-Length`, chunked, or delimited by the connection's close.
+//! TLS upstreams keep using reqwest (ALPN, HTTP/2), where this matters less than the
+//! network.
 //!
-//! Connections are reused: a finished response returns its connection to a small
-//! per-backend idle list; a connection the server closed is noticed at checkout, and a
-//! request that fails on a reused connection before any response is retried once on a
-//! fresh one.
+//! Connections are reused: a response read to its end returns its socket (without
+//! buffers) to a small per-backend idle list; a socket the server closed is noticed at
+//! checkout, and a request that fails on a reused socket before any response byte is
+//! retried once on a fresh one.
 
 use std::{
-    future::Future,
     pin::Pin,
     sync::{Arc, Mutex},
-    task::{Context, Poll, Waker},
+    task::{Context, Poll},
     time::Duration,
 };
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::Stream;
-use http::{HeaderMap, HeaderValue, Method, Request, header};
-use http_body::Body as _;
-use http_body_util::Full;
-use hyper::{
-    body::Incoming,
-    client::conn::http1::{self, Connection, SendRequest},
-};
-use hyper_util::rt::TokioIo;
-use tokio::{net::TcpStream, time::Instant};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use tokio::{io::AsyncWriteExt, net::TcpStream, time::Instant};
+use tokio_util::io::poll_read_buf;
 
 use super::{BackendError, Stage};
-
-type Conn = Connection<TokioIo<TcpStream>, Full<Bytes>>;
 
 /// Idle connections kept per upstream.
 const MAX_IDLE: usize = 1024;
 /// Idle connections older than this are not reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest response head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+/// Most response headers accepted.
+const MAX_HEADERS: usize = 64;
+/// Longest chunk-size or trailer line accepted.
+const MAX_LINE: usize = 4096;
+/// First read size; doubled while reads fill the buffer, up to [`MAX_READ`].
+const MIN_READ: usize = 4096;
+const MAX_READ: usize = 256 * 1024;
 
 struct Idle {
-    tx: SendRequest<Full<Bytes>>,
-    conn: Conn,
+    tcp: TcpStream,
     since: Instant,
 }
 
 /// A pool of HTTP/1.1 connections to one `host:port`.
 pub struct H1Client {
     authority: String,
-    host: HeaderValue,
     connect_timeout: Duration,
     idle: Mutex<Vec<Idle>>,
 }
@@ -58,7 +63,7 @@ pub struct H1Client {
 /// Status, headers and the streamed body of a response.
 pub struct H1Response {
     /// Status code.
-    pub status: http::StatusCode,
+    pub status: StatusCode,
     /// Response headers.
     pub headers: HeaderMap,
     /// The body; dropping it before the end closes the connection.
@@ -68,40 +73,40 @@ pub struct H1Response {
 impl H1Client {
     /// A client for `authority` (`host:port`).
     pub fn new(authority: &str, connect_timeout: Duration) -> Result<Arc<H1Client>, BackendError> {
-        let host = HeaderValue::from_str(authority)
+        HeaderValue::from_str(authority)
             .map_err(|_| BackendError::Connect(format!("bad authority {authority}")))?;
         Ok(Arc::new(H1Client {
             authority: authority.to_owned(),
-            host,
             connect_timeout,
             idle: Mutex::new(Vec::new()),
         }))
     }
 
-    fn checkout(&self) -> Option<Idle> {
+    fn checkout(&self) -> Option<TcpStream> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(mut c) = idle.pop() {
-            if c.since.elapsed() > IDLE_TIMEOUT || c.tx.is_closed() {
+        while let Some(c) = idle.pop() {
+            if c.since.elapsed() > IDLE_TIMEOUT {
                 continue;
             }
-            // Let the connection notice a close that happened while it sat idle.
-            let mut cx = Context::from_waker(Waker::noop());
-            if Pin::new(&mut c.conn).poll(&mut cx).is_ready() || !c.tx.is_ready() {
-                continue;
+            // An idle socket must have nothing to read: EOF means the server closed it,
+            // and bytes nobody asked for mean it is out of step. No syscall unless the
+            // reactor saw it become readable.
+            match c.tcp.try_read(&mut [0u8; 1]) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(c.tcp),
+                _ => continue,
             }
-            return Some(c);
         }
         None
     }
 
-    fn checkin(&self, tx: SendRequest<Full<Bytes>>, conn: Conn) {
+    fn checkin(&self, tcp: TcpStream) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
-            idle.push(Idle { tx, conn, since: Instant::now() });
+            idle.push(Idle { tcp, since: Instant::now() });
         }
     }
 
-    async fn connect(&self) -> Result<(SendRequest<Full<Bytes>>, Conn), BackendError> {
+    async fn connect(&self) -> Result<TcpStream, BackendError> {
         let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.authority)).await
         {
             Ok(Ok(s)) => s,
@@ -109,7 +114,7 @@ impl H1Client {
             Err(_) => return Err(BackendError::Timeout(Stage::Connect)),
         };
         let _ = tcp.set_nodelay(true);
-        http1::handshake(TokioIo::new(tcp)).await.map_err(|e| BackendError::Connect(e.to_string()))
+        Ok(tcp)
     }
 
     /// Sends one request; resolves at the response head.
@@ -117,21 +122,12 @@ impl H1Client {
         self: &Arc<Self>,
         method: Method,
         path: &str,
-        headers: &[(header::HeaderName, HeaderValue)],
+        headers: &[(HeaderName, HeaderValue)],
         body: Bytes,
     ) -> Result<H1Response, BackendError> {
-        let build = || {
-            let mut req = Request::builder().method(method.clone()).uri(path);
-            if let Some(h) = req.headers_mut() {
-                h.insert(header::HOST, self.host.clone());
-                for (k, v) in headers {
-                    h.insert(k.clone(), v.clone());
-                }
-            }
-            req.body(Full::new(body.clone())).map_err(|e| BackendError::Protocol(e.to_string()))
-        };
-        if let Some(idle) = self.checkout() {
-            match self.exchange(idle.tx, idle.conn, build()?).await {
+        let request = self.encode(&method, path, headers, &body);
+        if let Some(tcp) = self.checkout() {
+            match self.exchange(tcp, &method, &request).await {
                 Ok(r) => return Ok(r),
                 // The server may have closed the idle connection just as we used it.
                 Err(Attempt::Retryable(e)) => {
@@ -140,34 +136,90 @@ impl H1Client {
                 Err(Attempt::Failed(e)) => return Err(e),
             }
         }
-        let (tx, conn) = self.connect().await?;
-        self.exchange(tx, conn, build()?).await.map_err(Attempt::into_error)
+        let tcp = self.connect().await?;
+        self.exchange(tcp, &method, &request).await.map_err(Attempt::into_error)
+    }
+
+    /// The request's bytes, head and body, for one write.
+    fn encode(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: &[u8],
+    ) -> Vec<u8> {
+        let head: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+        let mut out = Vec::with_capacity(64 + path.len() + self.authority.len() + head + body.len());
+        for part in [method.as_str(), " ", path, " HTTP/1.1\r\nhost: ", &self.authority, "\r\n"] {
+            out.extend_from_slice(part.as_bytes());
+        }
+        for (k, v) in headers {
+            out.extend_from_slice(k.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if !body.is_empty() || matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+            out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body);
+        out
     }
 
     async fn exchange(
         self: &Arc<Self>,
-        mut tx: SendRequest<Full<Bytes>>,
-        conn: Conn,
-        req: Request<Full<Bytes>>,
+        mut tcp: TcpStream,
+        method: &Method,
+        request: &[u8],
     ) -> Result<H1Response, Attempt> {
-        let mut conn = Some(conn);
-        let mut response = std::pin::pin!(tx.send_request(req));
-        let resp = std::future::poll_fn(|cx| {
-            drive(&mut conn, cx);
-            response.as_mut().poll(cx)
-        })
-        .await;
-        match resp {
-            Ok(resp) => {
-                let (parts, incoming) = resp.into_parts();
-                let body = H1Body { incoming, conn, tx: Some(tx), pool: self.clone(), finished: false };
-                Ok(H1Response { status: parts.status, headers: parts.headers, body })
+        // Nothing reached the server if the write failed: safe to retry.
+        tcp.write_all(request).await.map_err(|e| Attempt::Retryable(BackendError::Connect(e.to_string())))?;
+        let mut buf = BytesMut::with_capacity(MIN_READ);
+        let (status, headers) = loop {
+            match parse_head(&mut buf)? {
+                Some((status, _))
+                    if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS => {}
+                Some(head) => break head,
+                None => {
+                    if buf.len() >= MAX_HEAD {
+                        return Err(Attempt::Failed(BackendError::Protocol(
+                            "response head too large".into(),
+                        )));
+                    }
+                    buf.reserve(MIN_READ);
+                    let n = std::future::poll_fn(|cx| poll_read_buf(Pin::new(&mut tcp), cx, &mut buf)).await;
+                    match n {
+                        Ok(0) | Err(_) if buf.is_empty() => {
+                            let why =
+                                n.err().map_or_else(|| "connection closed".to_owned(), |e| e.to_string());
+                            return Err(Attempt::Retryable(BackendError::Connect(why)));
+                        }
+                        Ok(0) => {
+                            return Err(Attempt::Failed(BackendError::Connect(
+                                "connection closed inside the response head".into(),
+                            )));
+                        }
+                        Err(e) => return Err(Attempt::Failed(BackendError::Connect(e.to_string()))),
+                        Ok(_) => {}
+                    }
+                }
             }
-            Err(e) if e.is_canceled() || e.is_incomplete_message() => {
-                Err(Attempt::Retryable(BackendError::Connect(e.to_string())))
-            }
-            Err(e) => Err(Attempt::Failed(BackendError::Connect(e.to_string()))),
-        }
+        };
+        let framing = framing(method, status, &headers).map_err(Attempt::Failed)?;
+        let keep_alive = !matches!(framing, Framing::UntilClose)
+            && !headers.get_all(header::CONNECTION).iter().any(|v| has_token(v.as_bytes(), b"close"));
+        let body = H1Body {
+            tcp: Some(tcp),
+            buf,
+            framing,
+            keep_alive,
+            next_read: MIN_READ,
+            pool: self.clone(),
+            done: false,
+        };
+        let body = if body.framing.is_empty() { body.finish() } else { body };
+        Ok(H1Response { status, headers, body })
     }
 }
 
@@ -184,22 +236,197 @@ impl Attempt {
     }
 }
 
-/// Polls the connection once; forgets it when it ended (the body then reports why).
-fn drive(conn: &mut Option<Conn>, cx: &mut Context<'_>) {
-    if let Some(c) = conn.as_mut()
-        && Pin::new(c).poll(cx).is_ready()
-    {
-        *conn = None;
+/// Parses a complete response head off the front of `buf`; `None` while incomplete.
+fn parse_head(buf: &mut BytesMut) -> Result<Option<(StatusCode, HeaderMap)>, Attempt> {
+    let malformed =
+        |why: String| Attempt::Failed(BackendError::Protocol(format!("malformed response head: {why}")));
+    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut raw);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(malformed(e.to_string())),
+    };
+    let status =
+        resp.code.and_then(|c| StatusCode::from_u16(c).ok()).ok_or_else(|| malformed("status".into()))?;
+    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    for h in resp.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|e| malformed(e.to_string()))?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|e| malformed(e.to_string()))?;
+        headers.append(name, value);
+    }
+    buf.advance(len);
+    Ok(Some((status, headers)))
+}
+
+/// True when the comma-separated header `value` lists `token` (case-insensitively).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// How the body's end is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// This many bytes remain.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked(Chunk),
+    /// Everything until the server closes the connection.
+    UntilClose,
+}
+
+impl Framing {
+    fn is_empty(&self) -> bool {
+        matches!(self, Framing::Length(0) | Framing::Chunked(Chunk::Done))
     }
 }
 
-/// A response body that drives its own connection.
+/// Where a chunked body's decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk's data, this many bytes left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer lines until an empty one.
+    Trailers,
+    /// The body is complete.
+    Done,
+}
+
+fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<Framing, BackendError> {
+    if *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(Framing::Length(0));
+    }
+    if let Some(te) = headers.get(header::TRANSFER_ENCODING) {
+        // Chunked must be the last coding; any other coding runs until the close.
+        let last = te.as_bytes().rsplit(|&b| b == b',').next().unwrap_or_default();
+        return Ok(if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+            Framing::Chunked(Chunk::Size)
+        } else {
+            Framing::UntilClose
+        });
+    }
+    match headers.get(header::CONTENT_LENGTH) {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Framing::Length)
+            .ok_or_else(|| BackendError::Protocol("malformed content-length".into())),
+        None => Ok(Framing::UntilClose),
+    }
+}
+
+/// A response body that reads its own connection.
 pub struct H1Body {
-    incoming: Incoming,
-    conn: Option<Conn>,
-    tx: Option<SendRequest<Full<Bytes>>>,
+    tcp: Option<TcpStream>,
+    buf: BytesMut,
+    framing: Framing,
+    keep_alive: bool,
+    next_read: usize,
     pool: Arc<H1Client>,
-    finished: bool,
+    done: bool,
+}
+
+impl H1Body {
+    /// The body is complete: pool the connection if it can carry another request.
+    fn finish(mut self) -> Self {
+        self.release();
+        self
+    }
+
+    fn release(&mut self) {
+        self.done = true;
+        if let Some(tcp) = self.tcp.take()
+            && self.keep_alive
+            && self.buf.is_empty()
+        {
+            self.pool.checkin(tcp);
+        }
+        self.buf = BytesMut::new();
+    }
+
+    fn fail(&mut self, why: String) -> Poll<Option<Result<Bytes, BackendError>>> {
+        self.done = true;
+        self.tcp = None;
+        Poll::Ready(Some(Err(BackendError::Interrupted(why))))
+    }
+
+    /// The next piece of body data already buffered; `Ok(None)` when more bytes are
+    /// needed (or the body is complete: see `framing`).
+    fn decode(&mut self) -> Result<Option<Bytes>, String> {
+        loop {
+            match &mut self.framing {
+                Framing::Length(0) | Framing::Chunked(Chunk::Done) => return Ok(None),
+                Framing::Length(left) => {
+                    if self.buf.is_empty() {
+                        return Ok(None);
+                    }
+                    let n = self.buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    *left -= n as u64;
+                    return Ok(Some(self.buf.split_to(n).freeze()));
+                }
+                Framing::UntilClose => {
+                    return Ok((!self.buf.is_empty()).then(|| self.buf.split().freeze()));
+                }
+                Framing::Chunked(state) => match *state {
+                    Chunk::Size => {
+                        let Some(line) = take_line(&mut self.buf)? else { return Ok(None) };
+                        let digits = line[..].split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+                        let size = std::str::from_utf8(digits)
+                            .ok()
+                            .filter(|d| !d.is_empty())
+                            .and_then(|d| u64::from_str_radix(d, 16).ok())
+                            .ok_or_else(|| "malformed chunk size".to_owned())?;
+                        *state = if size == 0 { Chunk::Trailers } else { Chunk::Data(size) };
+                    }
+                    Chunk::Data(left) => {
+                        if self.buf.is_empty() {
+                            return Ok(None);
+                        }
+                        let n = self.buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                        let left = left - n as u64;
+                        *state = if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) };
+                        return Ok(Some(self.buf.split_to(n).freeze()));
+                    }
+                    Chunk::DataEnd => {
+                        let Some(line) = take_line(&mut self.buf)? else { return Ok(None) };
+                        if !line.is_empty() {
+                            return Err("chunk data longer than its size".into());
+                        }
+                        *state = Chunk::Size;
+                    }
+                    Chunk::Trailers => {
+                        let Some(line) = take_line(&mut self.buf)? else { return Ok(None) };
+                        if line.is_empty() {
+                            *state = Chunk::Done;
+                        }
+                    }
+                    Chunk::Done => return Ok(None),
+                },
+            }
+        }
+    }
+}
+
+/// Takes one CRLF- (or LF-) terminated line off the front of `buf`, without its end.
+fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, String> {
+    let Some(nl) = memchr::memchr(b'\n', buf) else {
+        return if buf.len() > MAX_LINE { Err("chunk line too long".into()) } else { Ok(None) };
+    };
+    let mut line = buf.split_to(nl + 1);
+    line.truncate(nl);
+    if line.last() == Some(&b'\r') {
+        line.truncate(nl - 1);
+    }
+    Ok(Some(line))
 }
 
 impl Stream for H1Body {
@@ -207,34 +434,196 @@ impl Stream for H1Body {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if this.finished {
-            return Poll::Ready(None);
-        }
         loop {
-            drive(&mut this.conn, cx);
-            match Pin::new(&mut this.incoming).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        return Poll::Ready(Some(Ok(data)));
-                    }
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    this.finished = true;
-                    return Poll::Ready(Some(Err(BackendError::Interrupted(e.to_string()))));
-                }
-                Poll::Ready(None) => {
-                    this.finished = true;
-                    // Let the connection finish the message, then pool it.
-                    drive(&mut this.conn, cx);
-                    if let (Some(tx), Some(conn)) = (this.tx.take(), this.conn.take())
-                        && tx.is_ready()
-                    {
-                        this.pool.checkin(tx, conn);
-                    }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match this.decode() {
+                Ok(Some(data)) => return Poll::Ready(Some(Ok(data))),
+                Ok(None) if this.framing.is_empty() => {
+                    this.release();
                     return Poll::Ready(None);
                 }
+                Ok(None) => {}
+                Err(why) => return this.fail(why),
+            }
+            let Some(tcp) = this.tcp.as_mut() else { return this.fail("connection gone".into()) };
+            // Start small; grow only while reads fill the buffer (a burst of tokens).
+            this.buf.reserve(this.next_read);
+            let room = this.buf.capacity() - this.buf.len();
+            match poll_read_buf(Pin::new(tcp), cx, &mut this.buf) {
+                Poll::Ready(Ok(0)) if this.framing == Framing::UntilClose => {
+                    this.keep_alive = false;
+                    this.release();
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Ok(0)) => return this.fail("upstream closed the connection mid-answer".into()),
+                Poll::Ready(Ok(n)) => {
+                    if n >= room {
+                        this.next_read = (this.next_read * 2).min(MAX_READ);
+                    } else if n < this.next_read / 4 {
+                        this.next_read = (this.next_read / 2).max(MIN_READ);
+                    }
+                }
+                Poll::Ready(Err(e)) => return this.fail(e.to_string()),
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+    };
+
+    use super::*;
+
+    /// A server that answers each connection's first request with `replies[i]`,
+    /// written in the given pieces, and reports the requests it read.
+    async fn server(
+        replies: Vec<Vec<&'static [u8]>>,
+    ) -> (String, tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) {
+        let (addr, rx, _done) = server_task(replies).await;
+        (addr, rx)
+    }
+
+    /// [`server`], plus the task: once it has ended, the listener and the connection
+    /// are closed.
+    async fn server_task(
+        replies: Vec<Vec<&'static [u8]>>,
+    ) -> (String, tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            for pieces in replies {
+                let mut req = vec![0u8; 4096];
+                let n = s.read(&mut req).await.unwrap();
+                req.truncate(n);
+                tx.send(req).unwrap();
+                for p in pieces {
+                    s.write_all(p).await.unwrap();
+                    s.flush().await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        (addr, rx, task)
+    }
+
+    async fn body_of(resp: H1Response) -> Result<Vec<u8>, BackendError> {
+        let mut body = resp.body;
+        let mut out = Vec::new();
+        while let Some(chunk) = body.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+
+    fn client(addr: &str) -> Arc<H1Client> {
+        H1Client::new(addr, Duration::from_secs(5)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn request_is_one_well_formed_message() {
+        let (addr, mut reqs) = server(vec![vec![b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"]]).await;
+        let c = client(&addr);
+        let h = [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+        let resp = c.send(Method::POST, "/v1/chat", &h, Bytes::from_static(b"{}")).await.unwrap();
+        assert_eq!(resp.status, StatusCode::OK);
+        assert_eq!(body_of(resp).await.unwrap(), b"ok");
+        let req = String::from_utf8(reqs.recv().await.unwrap()).unwrap();
+        assert_eq!(
+            req,
+            format!(
+                "POST /v1/chat HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{{}}"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn chunked_body_split_anywhere_is_decoded_and_the_connection_reused() {
+        let (addr, mut reqs) = server(vec![
+            vec![
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhel",
+                b"lo\r\n",
+                b"6\r\n wor",
+                b"ld\r\n0\r\nx-trailer: 1\r\n\r\n",
+            ],
+            vec![b"HTTP/1.1 204 No Content\r\n\r\n"],
+        ])
+        .await;
+        let c = client(&addr);
+        let resp = c.send(Method::GET, "/a", &[], Bytes::new()).await.unwrap();
+        assert_eq!(body_of(resp).await.unwrap(), b"hello world");
+        assert_eq!(c.idle.lock().unwrap().len(), 1, "a finished response pools its connection");
+        let resp = c.send(Method::GET, "/b", &[], Bytes::new()).await.unwrap();
+        assert_eq!(resp.status, StatusCode::NO_CONTENT);
+        assert_eq!(body_of(resp).await.unwrap(), b"");
+        // Both requests arrived on the one connection the server accepted.
+        assert!(reqs.recv().await.unwrap().starts_with(b"GET /a "));
+        assert!(reqs.recv().await.unwrap().starts_with(b"GET /b "));
+    }
+
+    #[tokio::test]
+    async fn informational_heads_are_skipped_and_close_delimited_bodies_end_at_eof() {
+        let (addr, _reqs) =
+            server(vec![vec![b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\nuntil", b" close"]]).await;
+        let c = client(&addr);
+        let resp = c.send(Method::GET, "/", &[], Bytes::new()).await.unwrap();
+        assert_eq!(resp.status, StatusCode::OK);
+        assert_eq!(body_of(resp).await.unwrap(), b"until close");
+        assert!(c.idle.lock().unwrap().is_empty(), "a close-delimited connection is not reused");
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_is_an_error_not_an_end() {
+        let (addr, _reqs) =
+            server(vec![vec![b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nab"]]).await;
+        let c = client(&addr);
+        let resp = c.send(Method::GET, "/", &[], Bytes::new()).await.unwrap();
+        assert!(matches!(body_of(resp).await, Err(BackendError::Interrupted(_))));
+        let (addr, _reqs) = server(vec![vec![b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nabc"]]).await;
+        let resp = client(&addr).send(Method::GET, "/", &[], Bytes::new()).await.unwrap();
+        assert!(matches!(body_of(resp).await, Err(BackendError::Interrupted(_))));
+    }
+
+    #[tokio::test]
+    async fn malformed_heads_and_chunks_are_protocol_errors() {
+        let (addr, _reqs) = server(vec![vec![b"HTTP/1.1 2x0 OK\r\n\r\n"]]).await;
+        let r = client(&addr).send(Method::GET, "/", &[], Bytes::new()).await;
+        assert!(matches!(r, Err(BackendError::Protocol(_))), "{:?}", r.err());
+        let (addr, _reqs) =
+            server(vec![vec![b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"]]).await;
+        let resp = client(&addr).send(Method::GET, "/", &[], Bytes::new()).await.unwrap();
+        assert!(matches!(body_of(resp).await, Err(BackendError::Interrupted(m)) if m.contains("chunk size")));
+    }
+
+    #[tokio::test]
+    async fn a_closed_idle_connection_is_not_used() {
+        let (addr, _reqs, server) =
+            server_task(vec![vec![b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na"]]).await;
+        let c = client(&addr);
+        let resp = c.send(Method::GET, "/", &[], Bytes::new()).await.unwrap();
+        assert_eq!(body_of(resp).await.unwrap(), b"a");
+        assert_eq!(c.idle.lock().unwrap().len(), 1);
+        // The server closes the pooled socket and stops listening. Whether the close is
+        // noticed at checkout or by the retry on a fresh connection, the request must
+        // end in a connection error: never hang, never read a stale answer.
+        server.await.unwrap();
+        let r =
+            tokio::time::timeout(Duration::from_secs(5), c.send(Method::GET, "/", &[], Bytes::new())).await;
+        assert!(matches!(r, Ok(Err(BackendError::Connect(_)))), "{:?}", r.map(|r| r.err()));
+    }
+
+    #[test]
+    fn connection_tokens() {
+        assert!(has_token(b"keep-alive, Close", b"close"));
+        assert!(!has_token(b"closed", b"close"));
     }
 }
