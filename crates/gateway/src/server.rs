@@ -47,7 +47,9 @@ pub async fn run(listener: TcpListener, state: AppState) -> io::Result<()> {
     let shutdown = state.shutdown.clone();
     let grace = state.config.server.shutdown_grace;
     crate::scheduler::health::spawn_probes(&state);
-    let app = api::router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+        std::net::SocketAddr,
+    >(api::app(state.clone()));
     let stop = shutdown.clone().cancelled_owned();
     let serve: std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<()>> + Send>> =
         match (&state.config.server.tls_cert, &state.config.server.tls_key) {

@@ -20,12 +20,13 @@ pub mod openai;
 pub mod ops;
 pub mod stream_body;
 
+use std::convert::Infallible;
+
 use axum::{
     Router,
     body::Body,
-    extract::{DefaultBodyLimit, MatchedPath, Request, State, rejection::BytesRejection},
-    middleware::{self, Next},
-    response::Response,
+    extract::{DefaultBodyLimit, Request, rejection::BytesRejection},
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
 use bytes::Bytes;
@@ -48,10 +49,8 @@ pub const UNAUTHENTICATED_ROUTES: &[&str] =
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The whole HTTP application.
+/// The route table (paths only; the middleware is in [`app`]).
 pub fn router(state: AppState) -> Router {
-    let limit = state.config.server.body_limit_bytes;
-    let compression = DefaultPredicate::new().and(NotForContentType::const_new("application/x-ndjson"));
     Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
@@ -75,19 +74,39 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/agent-tokens", get(admin_agents::list_tokens).post(admin_agents::create_token))
         .route("/admin/agent-tokens/{id}", axum::routing::delete(admin_agents::revoke_token))
         .fallback(fallback)
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .layer(middleware::from_fn_with_state(state.clone(), count_request))
-        .layer(CompressionLayer::new().compress_when(compression))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .with_state(state)
+}
+
+/// The whole HTTP application: the [`router`] inside one middleware stack (request id,
+/// trace span, compression, request counting, authentication, body limit).
+///
+/// The stack wraps the router from outside instead of through `Router::layer`: axum
+/// boxes every route again for each layer added that way and clones those boxes on
+/// every request (dozens of allocations per request); here a request costs one clone
+/// of the router (an `Arc`) and one boxed future.
+pub fn app(
+    state: AppState,
+) -> impl tower::Service<Request, Response = Response, Error = Infallible, Future: Send>
++ Clone
++ Send
++ Sync
++ 'static {
+    let limit = state.config.server.body_limit_bytes;
+    let compression = DefaultPredicate::new().and(NotForContentType::const_new("application/x-ndjson"));
+    let gate_state = state.clone();
+    tower::ServiceBuilder::new()
+        .map_response(IntoResponse::into_response)
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
-        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
-        .with_state(state)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(CompressionLayer::new().compress_when(compression))
+        .layer(tower::layer::layer_fn(move |inner| Gate { inner, state: gate_state.clone() }))
+        .layer(DefaultBodyLimit::max(limit))
+        .service(router(state))
 }
-
 /// True for paths answered in Ollama's error shape.
 fn is_ollama_path(path: &str) -> bool {
     path.starts_with("/api/")
@@ -102,36 +121,100 @@ pub fn error_for_path(path: &str, err: &GatewayError) -> Response {
     }
 }
 
-async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    if UNAUTHENTICATED_ROUTES.contains(&path) {
-        return next.run(req).await;
+/// Counts every request (`sluice_requests_total`) and checks its API key, except on
+/// [`UNAUTHENTICATED_ROUTES`]; a refusal is a 401 in the path's dialect. The key's
+/// priority class rides along for admission queues.
+#[derive(Clone)]
+struct Gate<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> tower::Service<Request> for Gate<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = futures_util::future::BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
     }
-    match state.keys.check(req.headers()) {
-        Ok(()) => {
-            // The key's priority class rides along for admission queues.
-            let class = state.routing.class_of(crate::auth::presented_key(req.headers()));
-            crate::scheduler::admission::with_class(class, next.run(req)).await
-        }
-        Err(why) => {
-            tracing::info!(reason = why, "request refused");
-            error_for_path(path, &GatewayError::Unauthorized(why.to_owned()))
-        }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        // The clone is ready only once polled; keep the one that is.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let state = self.state.clone();
+        let path = req.uri().path();
+        let route = route_label(path);
+        let refusal = if UNAUTHENTICATED_ROUTES.contains(&path) {
+            Ok(None)
+        } else {
+            match state.keys.check(req.headers()) {
+                Ok(()) => Ok(Some(state.routing.class_of(crate::auth::presented_key(req.headers())))),
+                Err(why) => {
+                    tracing::info!(reason = why, "request refused");
+                    Err(error_for_path(path, &GatewayError::Unauthorized(why.to_owned())))
+                }
+            }
+        };
+        Box::pin(async move {
+            let resp = match refusal {
+                Ok(None) => inner.call(req).await?,
+                Ok(Some(class)) => crate::scheduler::admission::with_class(class, inner.call(req)).await?,
+                Err(resp) => resp,
+            };
+            let served = resp.extensions().get::<Served>();
+            let labels = RequestLabels {
+                route: route.to_owned(),
+                model: served.map(|s| s.model.clone()).unwrap_or_default(),
+                backend: served.map(|s| s.backend.clone()).unwrap_or_default(),
+                status: resp.status().as_u16(),
+            };
+            state.metrics.requests.get_or_create(&labels).inc();
+            Ok(resp)
+        })
     }
 }
 
-async fn count_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
-    let resp = next.run(req).await;
-    let served = resp.extensions().get::<Served>();
-    let labels = RequestLabels {
-        route,
-        model: served.map(|s| s.model.clone()).unwrap_or_default(),
-        backend: served.map(|s| s.backend.clone()).unwrap_or_default(),
-        status: resp.status().as_u16(),
-    };
-    state.metrics.requests.get_or_create(&labels).inc();
-    resp
+/// The route-table path that `path` matches, for the `route` metric label (bounded:
+/// ids are not labels).
+fn route_label(path: &str) -> &'static str {
+    const EXACT: &[&str] = &[
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/models",
+        "/v1/embeddings",
+        "/api/chat",
+        "/api/generate",
+        "/api/tags",
+        "/api/ps",
+        "/api/show",
+        "/api/embed",
+        "/api/version",
+        "/admin/backends",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+        "/",
+        sluice_protocol::agent::CONNECT_PATH,
+        "/admin/agents",
+        "/admin/agent-tokens",
+    ];
+    let with_id =
+        |prefix: &str| path.strip_prefix(prefix).is_some_and(|id| !id.is_empty() && !id.contains('/'));
+    if let Some(p) = EXACT.iter().find(|p| **p == path) {
+        p
+    } else if with_id("/v1/models/") {
+        "/v1/models/{id}"
+    } else if with_id("/admin/agent-tokens/") {
+        "/admin/agent-tokens/{id}"
+    } else {
+        "unmatched"
+    }
 }
 
 async fn fallback(req: Request) -> Response {
@@ -185,4 +268,21 @@ pub fn ndjson_response(
     body: impl http_body::Body<Data = Bytes, Error = std::convert::Infallible> + Send + 'static,
 ) -> Response {
     streaming_response(body, "application/x-ndjson")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_label;
+
+    #[test]
+    fn route_labels_are_the_route_table_paths() {
+        assert_eq!(route_label("/v1/chat/completions"), "/v1/chat/completions");
+        assert_eq!(route_label("/v1/models/llama3"), "/v1/models/{id}");
+        assert_eq!(route_label("/admin/agent-tokens/42"), "/admin/agent-tokens/{id}");
+        assert_eq!(route_label("/"), "/");
+        // Unknown paths and ids with slashes never become labels of their own.
+        assert_eq!(route_label("/v1/models/a/b"), "unmatched");
+        assert_eq!(route_label("/v1/models/"), "unmatched");
+        assert_eq!(route_label("/nope"), "unmatched");
+    }
 }
