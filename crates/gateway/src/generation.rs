@@ -17,14 +17,13 @@ use std::{
 };
 
 use futures_util::{Stream, StreamExt};
-use prometheus_client::metrics::histogram::Histogram;
 use tokio::time::{Instant, Sleep};
 
 use crate::{
     backends::{BackendError, EventStream, Stage},
     chat::{ChatRequest, Event, Usage},
     error::GatewayError,
-    metrics::ModelLabels,
+    metrics::ModelMetrics,
     registry::BackendSlot,
     scheduler::{
         self,
@@ -58,7 +57,7 @@ pub struct Generation {
     idle: Duration,
     idle_timer: Pin<Box<Sleep>>,
     total_timer: Pin<Box<Sleep>>,
-    inter_token: Histogram,
+    metrics: Arc<ModelMetrics>,
     tokens_out: u64,
     finished: bool,
 }
@@ -68,15 +67,14 @@ pub struct Generation {
 pub async fn start(state: &AppState, req: ChatRequest) -> Result<Generation, GatewayError> {
     let started = Instant::now();
     let admission = admit(state, &req.model).await?;
-    let Opened { stream: inner, first, served, outstanding } = dispatch::open(state, &req, started).await?;
+    let Opened { stream: inner, first, served, outstanding, metrics } =
+        dispatch::open(state, &req, started).await?;
     let t = outstanding.slot().timeouts;
 
     let now = Instant::now();
-    let labels = ModelLabels { model: served.model.clone(), backend: served.backend.clone() };
     let ttft = now - started;
-    state.metrics.time_to_first_token.get_or_create(&labels).observe(ttft.as_secs_f64());
+    metrics.ttft.observe(ttft.as_secs_f64());
     state.metrics.active_streams.inc();
-    let inter_token = state.metrics.inter_token.get_or_create(&labels).clone();
     let tokens_out = u64::from(matches!(first, Event::Delta(_)));
     Ok(Generation {
         first: Some(first),
@@ -91,7 +89,7 @@ pub async fn start(state: &AppState, req: ChatRequest) -> Result<Generation, Gat
         idle: t.idle,
         idle_timer: Box::pin(tokio::time::sleep_until(now + t.idle)),
         total_timer: Box::pin(tokio::time::sleep_until(started + t.total)),
-        inter_token,
+        metrics,
         tokens_out,
         finished: false,
     })
@@ -130,7 +128,7 @@ impl Outstanding {
     /// Counts one more request on `slot`.
     pub fn new(state: &AppState, slot: &Arc<BackendSlot>) -> Self {
         let n = slot.outstanding.fetch_add(1, Ordering::Relaxed) + 1;
-        state.backend_gauge(slot.name(), n);
+        slot.gauges(&state.metrics).outstanding.set(i64::try_from(n).unwrap_or(i64::MAX));
         Outstanding { state: state.clone(), slot: slot.clone() }
     }
 
@@ -143,7 +141,7 @@ impl Outstanding {
 impl Drop for Outstanding {
     fn drop(&mut self) {
         let n = self.slot.outstanding.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
-        self.state.backend_gauge(self.slot.name(), n);
+        self.slot.gauges(&self.state.metrics).outstanding.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 }
 
@@ -164,13 +162,12 @@ impl Generation {
     }
 
     fn on_done(&mut self, usage: Option<Usage>) {
-        let labels = ModelLabels { model: self.served.model.clone(), backend: self.served.backend.clone() };
-        let m = &self.state.metrics;
-        m.request_duration.get_or_create(&labels).observe(self.started.elapsed().as_secs_f64());
+        let m = &self.metrics;
+        m.duration.observe(self.started.elapsed().as_secs_f64());
         let completion = usage.map_or(self.tokens_out, |u| u64::from(u.completion_tokens));
-        m.completion_tokens.get_or_create(&labels).inc_by(completion);
+        m.completion_tokens.inc_by(completion);
         if let Some(u) = usage {
-            m.prompt_tokens.get_or_create(&labels).inc_by(u64::from(u.prompt_tokens));
+            m.prompt_tokens.inc_by(u64::from(u.prompt_tokens));
         }
     }
 
@@ -187,7 +184,7 @@ impl Generation {
     fn observe(&mut self, ev: &Event) {
         let now = Instant::now();
         if let Event::Delta(_) = ev {
-            self.inter_token.observe((now - self.last_event).as_secs_f64());
+            self.metrics.inter_token.observe((now - self.last_event).as_secs_f64());
             self.tokens_out += 1;
         }
         self.last_event = now;

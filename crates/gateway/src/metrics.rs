@@ -225,6 +225,21 @@ fn gap_histogram() -> Histogram {
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.00001, 2.0, 21))
 }
 
+/// The metrics of generations of one model on one backend: handles into the families
+/// of [`Metrics`], looked up once (per route) instead of by label on every request.
+pub struct ModelMetrics {
+    /// `sluice_time_to_first_token_seconds`.
+    pub ttft: Histogram,
+    /// `sluice_inter_token_latency_seconds`.
+    pub inter_token: Histogram,
+    /// `sluice_request_duration_seconds`.
+    pub duration: Histogram,
+    /// `sluice_prompt_tokens_total`.
+    pub prompt_tokens: Counter,
+    /// `sluice_completion_tokens_total`.
+    pub completion_tokens: Counter,
+}
+
 /// The gateway's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -263,6 +278,18 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The generation metrics of `model` served by `backend`.
+    pub fn model(&self, model: &str, backend: &str) -> ModelMetrics {
+        let l = ModelLabels { model: model.to_owned(), backend: backend.to_owned() };
+        ModelMetrics {
+            ttft: self.time_to_first_token.get_or_create(&l).clone(),
+            inter_token: self.inter_token.get_or_create(&l).clone(),
+            duration: self.request_duration.get_or_create(&l).clone(),
+            prompt_tokens: self.prompt_tokens.get_or_create(&l).clone(),
+            completion_tokens: self.completion_tokens.get_or_create(&l).clone(),
+        }
+    }
+
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("sluice");
@@ -435,11 +462,6 @@ impl RoutingMetrics {
             m.rejections.clone(),
         );
         m
-    }
-
-    /// Publishes a backend's breaker state.
-    pub fn breaker_state(&self, backend: &str, state: crate::scheduler::breaker::BreakerState) {
-        self.breaker.get_or_create(&BackendLabels { backend: backend.to_owned() }).set(state.gauge());
     }
 
     /// Counts a retry of `model` after a failure of class `reason`.

@@ -11,17 +11,19 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex, RwLock,
+        Arc, Mutex, OnceLock, RwLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Instant;
 
 use crate::{
     backends::{Backend, ModelInfo},
     config::{BackendConfig, Timeouts},
+    metrics::{BackendLabels, Metrics, ModelMetrics},
 };
 
 /// Least time between two on-demand discoveries.
@@ -43,6 +45,16 @@ pub struct BackendSlot {
     pub healthy: AtomicBool,
     /// Weight, circuit breaker, latency estimates.
     pub routing: crate::scheduler::BackendState,
+    /// This backend's gauges, looked up once instead of by label on every request.
+    gauges: OnceLock<SlotGauges>,
+}
+
+/// The per-backend gauges updated on the request path.
+pub struct SlotGauges {
+    /// `sluice_backend_outstanding_requests`.
+    pub outstanding: Gauge,
+    /// `sluice_breaker_state`.
+    pub breaker: Gauge,
 }
 
 impl BackendSlot {
@@ -73,7 +85,19 @@ impl BackendSlot {
             outstanding: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
             routing,
+            gauges: OnceLock::new(),
         }
+    }
+
+    /// This backend's gauges in `metrics` (the application's one registry).
+    pub fn gauges(&self, metrics: &Metrics) -> &SlotGauges {
+        self.gauges.get_or_init(|| {
+            let labels = BackendLabels { backend: self.name().to_owned() };
+            SlotGauges {
+                outstanding: metrics.backend_outstanding.get_or_create(&labels).clone(),
+                breaker: metrics.routing.breaker.get_or_create(&labels).clone(),
+            }
+        })
     }
 
     /// The backend's name.
@@ -99,6 +123,20 @@ pub struct Route {
     pub slot: Arc<BackendSlot>,
     /// The model name at that backend.
     pub upstream_model: String,
+    /// The generation metrics of this route, shared by its clones.
+    metrics: Arc<OnceLock<Arc<ModelMetrics>>>,
+}
+
+impl Route {
+    /// A route to `upstream_model` on `slot`.
+    pub fn new(slot: Arc<BackendSlot>, upstream_model: String) -> Route {
+        Route { slot, upstream_model, metrics: Arc::default() }
+    }
+
+    /// The generation metrics of `model` (this route's public name) on this backend.
+    pub fn metrics(&self, metrics: &Metrics, model: &str) -> Arc<ModelMetrics> {
+        self.metrics.get_or_init(|| Arc::new(metrics.model(model, self.slot.name()))).clone()
+    }
 }
 
 /// Public model name → routes, in configuration order.
@@ -193,10 +231,7 @@ impl Registry {
                 slot.configured.clone()
             };
             for (public, upstream) in entries {
-                routes
-                    .entry(public)
-                    .or_default()
-                    .push(Route { slot: slot.clone(), upstream_model: upstream });
+                routes.entry(public).or_default().push(Route::new(slot.clone(), upstream));
             }
         }
         let mut names: Vec<String> = routes.keys().cloned().collect();

@@ -13,7 +13,7 @@ use crate::{
     },
     cache::Cache,
     config::{BackendKind, Config, Timeouts},
-    metrics::{BackendLabels, Metrics},
+    metrics::Metrics,
     registry::{BackendSlot, Registry},
 };
 
@@ -132,13 +132,5 @@ impl AppState {
             })
         });
         futures_util::future::join_all(loads).await;
-    }
-
-    /// Publishes a backend's outstanding count.
-    pub fn backend_gauge(&self, backend: &str, n: u64) {
-        self.metrics
-            .backend_outstanding
-            .get_or_create(&BackendLabels { backend: backend.to_owned() })
-            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 }

@@ -102,6 +102,9 @@ pub fn app(
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        // The compression body holds the encoders' state inline (kilobytes): box it at
+        // once, or every layer above moves it with the response.
+        .map_response(IntoResponse::into_response)
         .layer(CompressionLayer::new().compress_when(compression))
         .layer(tower::layer::layer_fn(move |inner| Gate { inner, state: gate_state.clone() }))
         .layer(DefaultBodyLimit::max(limit))

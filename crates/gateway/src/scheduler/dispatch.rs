@@ -39,6 +39,8 @@ pub struct Opened {
     pub served: Served,
     /// Counts the request against its backend.
     pub outstanding: Outstanding,
+    /// The generation metrics of the model on that backend.
+    pub metrics: std::sync::Arc<crate::metrics::ModelMetrics>,
 }
 
 /// Sends `req` until a backend produces its first event, or every option is spent.
@@ -298,7 +300,8 @@ async fn attempt(
             slot.routing.on_success(permit, now - sent, state.routing.config.ewma_decay, now);
             publish_breaker(&state.metrics, slot, now);
             let served = Served { model: model.to_owned(), backend: slot.name().to_owned() };
-            return Ok(Opened { stream, first, served, outstanding });
+            let metrics = route.metrics(&state.metrics, model);
+            return Ok(Opened { stream, first, served, outstanding, metrics });
         }
         Ok((_, Some(Err(e)))) | Err(e) => e,
         Ok((_, None)) => BackendError::Interrupted("stream ended without any event".into()),

@@ -271,7 +271,7 @@ impl BackendState {
 
 /// Publishes `slot`'s breaker state to the metrics.
 pub fn publish_breaker(metrics: &Metrics, slot: &BackendSlot, now: Instant) {
-    metrics.routing.breaker_state(slot.name(), slot.routing.breaker_state(now));
+    slot.gauges(metrics).breaker.set(slot.routing.breaker_state(now).gauge());
 }
 
 /// The cost of one more request on `r` now (see [`balance::cost`]), spread over the
