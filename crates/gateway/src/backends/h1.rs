@@ -41,7 +41,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 /// Most response headers accepted.
-const MAX_HEADERS: usize = 64;
+const MAX_HEADERS: usize = 100;
 /// Longest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 4096;
 /// First read size; doubled while reads fill the buffer, up to [`MAX_READ`].
@@ -176,10 +176,9 @@ impl H1Client {
         // Nothing reached the server if the write failed: safe to retry.
         tcp.write_all(request).await.map_err(|e| Attempt::Retryable(BackendError::Connect(e.to_string())))?;
         let mut buf = BytesMut::with_capacity(MIN_READ);
-        let (status, headers) = loop {
+        let Head { status, headers, http10 } = loop {
             match parse_head(&mut buf)? {
-                Some((status, _))
-                    if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS => {}
+                Some(h) if h.status.is_informational() && h.status != StatusCode::SWITCHING_PROTOCOLS => {}
                 Some(head) => break head,
                 None => {
                     if buf.len() >= MAX_HEAD {
@@ -207,8 +206,10 @@ impl H1Client {
             }
         };
         let framing = framing(method, status, &headers).map_err(Attempt::Failed)?;
-        let keep_alive = !matches!(framing, Framing::UntilClose)
-            && !headers.get_all(header::CONNECTION).iter().any(|v| has_token(v.as_bytes(), b"close"));
+        let says =
+            |token: &[u8]| headers.get_all(header::CONNECTION).iter().any(|v| has_token(v.as_bytes(), token));
+        let keep_alive =
+            !matches!(framing, Framing::UntilClose) && !says(b"close") && (!http10 || says(b"keep-alive"));
         let body = H1Body {
             tcp: Some(tcp),
             buf,
@@ -237,7 +238,7 @@ impl Attempt {
 }
 
 /// Parses a complete response head off the front of `buf`; `None` while incomplete.
-fn parse_head(buf: &mut BytesMut) -> Result<Option<(StatusCode, HeaderMap)>, Attempt> {
+fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Attempt> {
     let malformed =
         |why: String| Attempt::Failed(BackendError::Protocol(format!("malformed response head: {why}")));
     let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -255,8 +256,17 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<(StatusCode, HeaderMap)>, Att
         let value = HeaderValue::from_bytes(h.value).map_err(|e| malformed(e.to_string()))?;
         headers.append(name, value);
     }
+    let http10 = resp.version == Some(0);
     buf.advance(len);
-    Ok(Some((status, headers)))
+    Ok(Some(Head { status, headers, http10 }))
+}
+
+/// A parsed response head.
+struct Head {
+    status: StatusCode,
+    headers: HeaderMap,
+    /// An HTTP/1.0 answer: its connection closes unless it says `keep-alive`.
+    http10: bool,
 }
 
 /// True when the comma-separated header `value` lists `token` (case-insensitively).
@@ -619,6 +629,27 @@ mod tests {
         let r =
             tokio::time::timeout(Duration::from_secs(5), c.send(Method::GET, "/", &[], Bytes::new())).await;
         assert!(matches!(r, Ok(Err(BackendError::Connect(_)))), "{:?}", r.map(|r| r.err()));
+    }
+
+    #[tokio::test]
+    async fn connections_that_say_they_close_are_not_reused() {
+        for head in [
+            &b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\na"[..],
+            b"HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\na",
+        ] {
+            let (addr, _reqs) = server(vec![vec![head]]).await;
+            let c = client(&addr);
+            let resp = c.send(Method::GET, "/", &[], Bytes::new()).await.unwrap();
+            assert_eq!(body_of(resp).await.unwrap(), b"a");
+            assert!(c.idle.lock().unwrap().is_empty());
+        }
+        let (addr, _reqs) =
+            server(vec![vec![b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 1\r\n\r\na"]])
+                .await;
+        let c = client(&addr);
+        let resp = c.send(Method::GET, "/", &[], Bytes::new()).await.unwrap();
+        assert_eq!(body_of(resp).await.unwrap(), b"a");
+        assert_eq!(c.idle.lock().unwrap().len(), 1);
     }
 
     #[test]

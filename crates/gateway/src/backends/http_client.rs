@@ -145,17 +145,28 @@ impl Response {
         (200..300).contains(&self.status)
     }
 
-    /// Reads the whole body (bounded).
+    /// Reads the whole body (bounded). A body that arrived in one piece is returned as
+    /// it is, without a copy.
     pub async fn bytes(mut self) -> Result<Bytes, BackendError> {
+        let mut first: Option<Bytes> = None;
         let mut out = bytes::BytesMut::new();
         while let Some(chunk) = self.body.next().await {
             let chunk = chunk?;
-            if out.len() + chunk.len() > MAX_WHOLE_BODY {
+            let held = first.as_ref().map_or(0, Bytes::len);
+            if held + out.len() + chunk.len() > MAX_WHOLE_BODY {
                 return Err(BackendError::Protocol("upstream answer too large".into()));
             }
-            out.extend_from_slice(&chunk);
+            match first.take() {
+                None if out.is_empty() => first = Some(chunk),
+                earlier => {
+                    if let Some(earlier) = earlier {
+                        out.extend_from_slice(&earlier);
+                    }
+                    out.extend_from_slice(&chunk);
+                }
+            }
         }
-        Ok(out.freeze())
+        Ok(first.unwrap_or_else(|| out.freeze()))
     }
 
     /// Turns an error response into [`BackendError::Status`], with the upstream's own
@@ -232,6 +243,19 @@ mod tests {
         assert_eq!(error_message(br#"{"error":{"message":"bad model"}}"#).as_deref(), Some("bad model"));
         assert_eq!(error_message(br#"{"error":"oops"}"#).as_deref(), Some("oops"));
         assert_eq!(error_message(b"<html>"), None);
+    }
+
+    fn response(chunks: &[&'static [u8]]) -> Response {
+        let body =
+            futures_util::stream::iter(chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect::<Vec<_>>());
+        Response { status: 200, headers: HeaderMap::new(), body: Box::pin(body) }
+    }
+
+    #[tokio::test]
+    async fn whole_bodies_in_one_piece_or_many() {
+        assert_eq!(response(&[b"{\"a\":1}"]).bytes().await.unwrap(), &b"{\"a\":1}"[..]);
+        assert_eq!(response(&[b"ab", b"", b"cd", b"e"]).bytes().await.unwrap(), &b"abcde"[..]);
+        assert_eq!(response(&[]).bytes().await.unwrap(), &b""[..]);
     }
 
     #[test]
