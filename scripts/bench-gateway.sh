@@ -2,8 +2,11 @@
 # Gateway vs direct-to-upstream, measured in the same run on this machine.
 #
 # The gateway is pinned to CPU 0; the mock upstream and the load generator share CPU 1.
-# Every scenario runs direct (bench -> mock) and through Sluice (bench -> sluice -> mock),
-# REPEAT times, alternating; scripts/bench_summary.py prints medians and ratios.
+# Every scenario runs direct (bench -> mock), through a plain hyper proxy that parses and
+# re-encodes every JSON body and SSE event (crates/bench/examples/plain_proxy.rs, also on
+# CPU 0: the reference for what any proxy costs on this machine) and through Sluice
+# (bench -> sluice -> mock), REPEAT times, alternating; scripts/bench_summary.py prints
+# medians and ratios.
 # All traffic stays on 127.0.0.1, and every load loop is capped in count and time.
 #
 # Usage: scripts/bench-gateway.sh [OUT_DIR]   (env: REPEAT=3, SCENARIOS="c1 c64 nostream slow")
@@ -14,11 +17,13 @@ REPEAT=${REPEAT:-3}
 SCENARIOS=${SCENARIOS:-"c1 c64 nostream slow"}
 mkdir -p "$OUT"
 cargo build --release -q -p sluice-gateway -p sluice-mock -p sluice-bench
+cargo build --release -q -p sluice-bench --example plain_proxy
 BIN=target/release
 ulimit -n 20000
 
 MOCK=127.0.0.1:18001
 GW=127.0.0.1:18080
+PLAIN=127.0.0.1:18081
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -33,6 +38,11 @@ start_gw() {
     pids+=($!); GW_PID=$!
     wait_port "$GW"
 }
+start_plain() {
+    taskset -c 0 "$BIN/examples/plain_proxy" "$PLAIN" "http://$MOCK" >/dev/null 2>&1 &
+    pids+=($!); PLAIN_PID=$!
+    wait_port "$PLAIN"
+}
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 wait_port() {
     for _ in $(seq 200); do
@@ -46,32 +56,34 @@ bench() { # name target extra-args...
     local name=$1 target=$2; shift 2
     taskset -c 1 "$BIN/sluice-bench" --url "http://$target" --quiet --no-progress --json "$OUT/$name.json" "$@"
 }
+# Runs one scenario direct, through the plain proxy and through Sluice, recording the
+# proxies' CPU ticks. args: scenario bench-args...
+three_ways() {
+    local sc=$1; shift
+    bench "$sc-direct-$r" "$MOCK" "$@"
+    local t0; t0=$(cpu_ticks "$PLAIN_PID")
+    bench "$sc-plain-$r" "$PLAIN" "$@"
+    echo $(( $(cpu_ticks "$PLAIN_PID") - t0 )) >"$OUT/$sc-plain-$r.cputicks"
+    t0=$(cpu_ticks "$GW_PID")
+    bench "$sc-sluice-$r" "$GW" "$@"
+    echo $(( $(cpu_ticks "$GW_PID") - t0 )) >"$OUT/$sc-sluice-$r.cputicks"
+}
 
 for r in $(seq "$REPEAT"); do
     for sc in $SCENARIOS; do
         case $sc in
         c1)  # time to first token and per-token cost, one stream at a time, 64 tokens
-            start_mock --tokens 64; start_gw
-            args=(--concurrency 1 --requests 3000 --duration 30s --stream --warmup 200)
-            bench "c1-direct-$r" "$MOCK" "${args[@]}"
-            bench "c1-sluice-$r" "$GW" "${args[@]}"
-            stop "$GW_PID"; stop "$MOCK_PID" ;;
+            start_mock --tokens 64; start_gw; start_plain
+            three_ways c1 --concurrency 1 --requests 3000 --duration 30s --stream --warmup 200
+            stop "$PLAIN_PID"; stop "$GW_PID"; stop "$MOCK_PID" ;;
         c64) # streamed throughput at concurrency 64, 64 tokens each
-            start_mock --tokens 64; start_gw
-            args=(--concurrency 64 --requests 40000 --duration 20s --stream --warmup 500)
-            bench "c64-direct-$r" "$MOCK" "${args[@]}"
-            t0=$(cpu_ticks "$GW_PID")
-            bench "c64-sluice-$r" "$GW" "${args[@]}"
-            echo $(( $(cpu_ticks "$GW_PID") - t0 )) >"$OUT/c64-sluice-$r.cputicks"
-            stop "$GW_PID"; stop "$MOCK_PID" ;;
+            start_mock --tokens 64; start_gw; start_plain
+            three_ways c64 --concurrency 64 --requests 40000 --duration 20s --stream --warmup 500
+            stop "$PLAIN_PID"; stop "$GW_PID"; stop "$MOCK_PID" ;;
         nostream) # non-streamed throughput and gateway CPU per request
-            start_mock --tokens 64; start_gw
-            args=(--concurrency 64 --requests 200000 --duration 20s --no-stream --warmup 1000)
-            bench "nostream-direct-$r" "$MOCK" "${args[@]}"
-            t0=$(cpu_ticks "$GW_PID")
-            bench "nostream-sluice-$r" "$GW" "${args[@]}"
-            echo $(( $(cpu_ticks "$GW_PID") - t0 )) >"$OUT/nostream-sluice-$r.cputicks"
-            stop "$GW_PID"; stop "$MOCK_PID" ;;
+            start_mock --tokens 64; start_gw; start_plain
+            three_ways nostream --concurrency 64 --requests 200000 --duration 20s --no-stream --warmup 1000
+            stop "$PLAIN_PID"; stop "$GW_PID"; stop "$MOCK_PID" ;;
         slow) # 8,000 concurrent slow streams (1 token/s, 20 tokens), gateway RSS
             [ "$r" -eq 1 ] || continue
             start_mock --tokens 20 --delay-ms 1000; start_gw
