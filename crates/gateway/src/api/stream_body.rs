@@ -183,3 +183,72 @@ pub fn push_json_str(buf: &mut BytesMut, s: &str) {
     // Writing JSON into a BytesMut cannot fail.
     let _ = serde_json::to_writer((&mut *buf).writer(), s);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::{
+            Arc,
+            atomic::{AtomicUsize, Ordering},
+        },
+        task::Wake,
+    };
+
+    use super::*;
+    use crate::chat::FinishReason;
+
+    /// Writes `text|` per token and `.` at the end.
+    struct Plain;
+
+    impl Encoder for Plain {
+        fn event(&mut self, ev: &Event, buf: &mut BytesMut) {
+            match ev {
+                Event::Delta(t) => {
+                    buf.extend_from_slice(t.as_bytes());
+                    buf.extend_from_slice(b"|");
+                }
+                Event::Done { .. } => buf.extend_from_slice(b"."),
+            }
+        }
+        fn error(&mut self, _: &GatewayError, buf: &mut BytesMut) {
+            buf.extend_from_slice(b"!");
+        }
+    }
+
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn data(p: Poll<Option<Result<Frame<Bytes>, Infallible>>>) -> Option<Bytes> {
+        match p {
+            Poll::Ready(Some(Ok(f))) => f.into_data().ok(),
+            _ => None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn first_token_leaves_alone_then_everything_ready_leaves_together() {
+        let mut events: Vec<Result<Event, BackendError>> =
+            (0..4).map(|i| Ok(Event::Delta(format!("t{i}")))).collect();
+        events.push(Ok(Event::Done { finish_reason: FinishReason::Stop, usage: None, timings: None }));
+        let mut body = EventBody::new(futures_util::stream::iter(events), Plain, Duration::from_secs(15));
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+
+        let first = data(Pin::new(&mut body).poll_frame(&mut cx));
+        assert_eq!(first.as_deref(), Some(&b"t0|"[..]), "the first frame holds the first token only");
+        // The body is pending once so hyper flushes the first token, and asks to be
+        // polled again at once: nothing waits for a timer or for more input.
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        let rest = data(Pin::new(&mut body).poll_frame(&mut cx));
+        assert_eq!(rest.as_deref(), Some(&b"t1|t2|t3|."[..]), "the events already there leave in one frame");
+        assert!(matches!(Pin::new(&mut body).poll_frame(&mut cx), Poll::Ready(None)));
+        assert!(body.is_end_stream());
+    }
+}

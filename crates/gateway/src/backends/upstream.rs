@@ -96,3 +96,50 @@ impl<F: StreamFormat> Stream for UpstreamEvents<F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One `Delta` per `\n`-terminated line; counts the lines it decoded.
+    #[derive(Default)]
+    struct Lines {
+        buf: Vec<u8>,
+        decoded: usize,
+        done: bool,
+    }
+
+    impl StreamFormat for Lines {
+        fn push(&mut self, chunk: &[u8]) {
+            self.buf.extend_from_slice(chunk);
+        }
+        fn decode_one(&mut self, out: &mut EventQueue) -> bool {
+            let Some(nl) = self.buf.iter().position(|&b| b == b'\n') else { return false };
+            let line: Vec<u8> = self.buf.drain(..=nl).collect();
+            self.decoded += 1;
+            out.push_back(Ok(Event::Delta(String::from_utf8_lossy(&line[..nl]).into_owned())));
+            true
+        }
+        fn end(&mut self, _: &mut EventQueue) {
+            self.done = true;
+        }
+        fn finished(&self) -> bool {
+            self.done
+        }
+    }
+
+    #[tokio::test]
+    async fn events_are_decoded_when_asked_for_not_a_whole_read_at_once() {
+        let body: BodyStream =
+            Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from_static(b"a\nb\nc\n"))]));
+        let mut events =
+            UpstreamEvents { body, format: Lines::default(), queue: VecDeque::new(), ended: false };
+        assert!(matches!(events.next().await, Some(Ok(Event::Delta(t))) if t == "a"));
+        // The first event is out before the rest of the read is parsed.
+        assert_eq!(events.format.decoded, 1);
+        assert!(matches!(events.next().await, Some(Ok(Event::Delta(t))) if t == "b"));
+        assert!(matches!(events.next().await, Some(Ok(Event::Delta(t))) if t == "c"));
+        assert_eq!(events.format.decoded, 3);
+        assert!(events.next().await.is_none());
+    }
+}
