@@ -49,7 +49,8 @@ pub const UNAUTHENTICATED_ROUTES: &[&str] =
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The route table (paths only; the middleware is in [`app`]).
+/// The route table (paths only; the middleware is in [`app`]). A new path also goes
+/// into `route_label`, or its requests are counted as `unmatched`.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
