@@ -20,14 +20,14 @@ pub mod openai;
 pub mod ops;
 pub mod stream_body;
 
-use std::convert::Infallible;
+use std::{convert::Infallible, sync::LazyLock};
 
 use axum::{
     Router,
     body::Body,
     extract::{DefaultBodyLimit, Request, rejection::BytesRejection},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{MethodRouter, get, post},
 };
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode, header};
@@ -49,31 +49,39 @@ pub const UNAUTHENTICATED_ROUTES: &[&str] =
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The route table (paths only; the middleware is in [`app`]). A new path also goes
-/// into `route_label`, or its requests are counted as `unmatched`.
+/// The route table: every path the gateway serves and its handlers. The router and
+/// the `route` metric label (`route_label`) both come from it.
+fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/v1/chat/completions", post(openai::chat_completions)),
+        ("/v1/completions", post(openai::completions)),
+        ("/v1/models", get(openai::list_models)),
+        ("/v1/models/{id}", get(openai::get_model)),
+        ("/v1/embeddings", post(openai::embeddings)),
+        ("/api/chat", post(ollama::chat)),
+        ("/api/generate", post(ollama::generate)),
+        ("/api/tags", get(ollama::tags)),
+        ("/api/ps", get(ollama::ps)),
+        ("/api/show", post(ollama::show)),
+        ("/api/embed", post(ollama::embed)),
+        ("/api/version", get(ollama::version)),
+        ("/admin/backends", get(admin_backends::list)),
+        ("/metrics", get(ops::metrics)),
+        ("/healthz", get(ops::healthz)),
+        ("/readyz", get(ops::readyz)),
+        ("/", get(ops::root)),
+        (sluice_protocol::agent::CONNECT_PATH, get(crate::agents::session::connect)),
+        ("/admin/agents", get(admin_agents::list_agents)),
+        ("/admin/agent-tokens", get(admin_agents::list_tokens).post(admin_agents::create_token)),
+        ("/admin/agent-tokens/{id}", axum::routing::delete(admin_agents::revoke_token)),
+    ]
+}
+
+/// The router over the route table (the middleware is in [`app`]).
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/v1/completions", post(openai::completions))
-        .route("/v1/models", get(openai::list_models))
-        .route("/v1/models/{id}", get(openai::get_model))
-        .route("/v1/embeddings", post(openai::embeddings))
-        .route("/api/chat", post(ollama::chat))
-        .route("/api/generate", post(ollama::generate))
-        .route("/api/tags", get(ollama::tags))
-        .route("/api/ps", get(ollama::ps))
-        .route("/api/show", post(ollama::show))
-        .route("/api/embed", post(ollama::embed))
-        .route("/api/version", get(ollama::version))
-        .route("/admin/backends", get(admin_backends::list))
-        .route("/metrics", get(ops::metrics))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/", get(ops::root))
-        .route(sluice_protocol::agent::CONNECT_PATH, get(crate::agents::session::connect))
-        .route("/admin/agents", get(admin_agents::list_agents))
-        .route("/admin/agent-tokens", get(admin_agents::list_tokens).post(admin_agents::create_token))
-        .route("/admin/agent-tokens/{id}", axum::routing::delete(admin_agents::revoke_token))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |r, (path, handler)| r.route(path, handler))
         .fallback(fallback)
         .with_state(state)
 }
@@ -185,40 +193,23 @@ where
 }
 
 /// The route-table path that `path` matches, for the `route` metric label (bounded:
-/// ids are not labels).
+/// ids are not labels). A `{…}` segment matches any one non-empty segment.
 fn route_label(path: &str) -> &'static str {
-    const EXACT: &[&str] = &[
-        "/v1/chat/completions",
-        "/v1/completions",
-        "/v1/models",
-        "/v1/embeddings",
-        "/api/chat",
-        "/api/generate",
-        "/api/tags",
-        "/api/ps",
-        "/api/show",
-        "/api/embed",
-        "/api/version",
-        "/admin/backends",
-        "/metrics",
-        "/healthz",
-        "/readyz",
-        "/",
-        sluice_protocol::agent::CONNECT_PATH,
-        "/admin/agents",
-        "/admin/agent-tokens",
-    ];
-    let with_id =
-        |prefix: &str| path.strip_prefix(prefix).is_some_and(|id| !id.is_empty() && !id.contains('/'));
-    if let Some(p) = EXACT.iter().find(|p| **p == path) {
-        p
-    } else if with_id("/v1/models/") {
-        "/v1/models/{id}"
-    } else if with_id("/admin/agent-tokens/") {
-        "/admin/agent-tokens/{id}"
-    } else {
-        "unmatched"
-    }
+    static PATTERNS: LazyLock<Vec<&'static str>> =
+        LazyLock::new(|| routes().into_iter().map(|(p, _)| p).collect());
+    let matches = |pattern: &str| {
+        let (mut want, mut got) = (pattern.split('/'), path.split('/'));
+        loop {
+            match (want.next(), got.next()) {
+                (None, None) => return true,
+                (Some(w), Some(g)) if w == g || (w.starts_with('{') && !g.is_empty()) => {}
+                _ => return false,
+            }
+        }
+    };
+    // Most requests hit a path without ids: compare whole strings first.
+    let exact = PATTERNS.iter().copied().find(|p| *p == path);
+    exact.or_else(|| PATTERNS.iter().copied().find(|p| p.contains('{') && matches(p))).unwrap_or("unmatched")
 }
 
 async fn fallback(req: Request) -> Response {
