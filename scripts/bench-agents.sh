@@ -20,7 +20,7 @@ REPEAT=${REPEAT:-3}
 SCENARIOS=${SCENARIOS:-"c1 paced relay"}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-[ -n "${SKIP_BUILD:-}" ] || cargo build --release -q -p sluice-gateway -p sluice-mock -p sluice-bench
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release -q -p sluice -p sluice-mock -p sluice-bench
 BIN=target/release
 ulimit -n 20000
 

@@ -18,7 +18,7 @@ OUT=${1:-bench-results/cache-$(date +%Y%m%d-%H%M%S)}
 REPEAT=${REPEAT:-3}
 SCENARIOS=${SCENARIOS:-"hit fanout"}
 mkdir -p "$OUT"
-cargo build --release -q -p sluice-gateway -p sluice-mock -p sluice-bench
+cargo build --release -q -p sluice -p sluice-mock -p sluice-bench
 BIN=target/release
 ulimit -n 20000
 

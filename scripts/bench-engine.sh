@@ -21,7 +21,7 @@ python3 -c "import llama_cpp" 2>/dev/null || { echo "bench-engine: pip install l
 [[ -f "$MODEL" ]] || { echo "bench-engine: no model at $MODEL (scripts/fetch-model.sh)" >&2; exit 1; }
 if [[ "${SKIP_BUILD:-}" != 1 ]]; then
     cargo build --release --locked -q -p sluice-engine --example throughput
-    cargo build --release --locked -q -p sluice-gateway --bin sluice
+    cargo build --release --locked -q -p sluice --bin sluice
 fi
 BIN=target/release
 

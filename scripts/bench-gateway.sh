@@ -16,7 +16,7 @@ OUT=${1:-bench-results/gateway-$(date +%Y%m%d-%H%M%S)}
 REPEAT=${REPEAT:-3}
 SCENARIOS=${SCENARIOS:-"c1 c64 nostream slow"}
 mkdir -p "$OUT"
-cargo build --release -q -p sluice-gateway -p sluice-mock -p sluice-bench
+cargo build --release -q -p sluice -p sluice-mock -p sluice-bench
 cargo build --release -q -p sluice-bench --example plain_proxy
 BIN=target/release
 ulimit -n 20000

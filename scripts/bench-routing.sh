@@ -19,7 +19,7 @@ DURATION=${DURATION:-60s}
 FIRST_MS=${FIRST_MS:-20}
 TOKENS=${TOKENS:-16}
 mkdir -p "$OUT"
-cargo build --release -q -p sluice-gateway -p sluice-mock -p sluice-bench
+cargo build --release -q -p sluice -p sluice-mock -p sluice-bench
 BIN=target/release
 ulimit -n 20000
 

@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec cargo run --release --locked -p sluice-gateway -- serve "$@"
+exec cargo run --release --locked -p sluice -- serve "$@"

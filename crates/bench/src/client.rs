@@ -23,9 +23,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
+use crate::budget::Shared;
 use crate::parse::{self, StreamEvent, StreamParser, Usage, WholeReplyError};
 use crate::request::Plan;
-use crate::runner::Shared;
 use crate::stats::{ErrorKind, Stats, Success, micros};
 
 /// Largest whole reply (or error body) read; bigger ones count as malformed.

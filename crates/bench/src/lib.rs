@@ -11,10 +11,12 @@
 //! - [`parse`]: incremental SSE / NDJSON parsing and whole-reply parsing.
 //! - `client`: one worker = one connection, its request loop and measurements.
 //! - [`stats`]: per-thread histograms and counters, merged at the end.
+//! - `budget`: the shared request budget and progress counters.
 //! - `runner`: threads, caps, progress bar, Ctrl-C; [`run`] is the entry point.
 //! - [`report`]: the [`Report`] struct, its text tables and JSON.
 
 pub mod args;
+mod budget;
 mod client;
 pub mod parse;
 pub mod report;

@@ -4,8 +4,8 @@
 
 use std::io::IsTerminal;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -14,68 +14,11 @@ use tokio::sync::oneshot;
 use tokio::task::LocalSet;
 
 use crate::args::BenchArgs;
+use crate::budget::Shared;
 use crate::client::{ThreadCtx, worker};
 use crate::report::{Report, StopReason};
 use crate::request::Plan;
 use crate::stats::Stats;
-
-/// The request budget and progress counters shared by all threads.
-#[derive(Debug)]
-pub struct Shared {
-    next: AtomicU64,
-    warmup: u64,
-    total: u64,
-    stopped: AtomicBool,
-    completed: AtomicU64,
-    failed: AtomicU64,
-    measure_start: OnceLock<Instant>,
-}
-
-/// The right to send one request.
-#[derive(Debug, Clone, Copy)]
-pub struct Ticket {
-    /// Global request index (warmup requests come first).
-    pub index: u64,
-    /// Whether the request is recorded (not warmup).
-    pub measured: bool,
-}
-
-impl Shared {
-    fn new(warmup: u64, requests: u64) -> Shared {
-        Shared {
-            next: AtomicU64::new(0),
-            warmup,
-            total: warmup.saturating_add(requests),
-            stopped: AtomicBool::new(false),
-            completed: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            measure_start: OnceLock::new(),
-        }
-    }
-
-    /// Takes the next request of the budget, if any is left and the run goes on.
-    pub fn claim(&self) -> Option<Ticket> {
-        if self.stopped.load(Ordering::Relaxed) {
-            return None;
-        }
-        let index = self.next.fetch_add(1, Ordering::Relaxed);
-        if index >= self.total {
-            return None;
-        }
-        if index == self.warmup {
-            let _ = self.measure_start.set(Instant::now());
-        }
-        Some(Ticket { index, measured: index >= self.warmup })
-    }
-
-    /// Counts a finished recorded request for the progress bar.
-    pub fn record_done(&self, ok: bool) {
-        self.completed.fetch_add(1, Ordering::Relaxed);
-        if !ok {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
 
 /// What one thread hands back.
 struct ThreadOutcome {

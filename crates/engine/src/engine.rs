@@ -10,8 +10,8 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::{mpsc as tokio_mpsc, oneshot};
 
-use crate::config::Resolved;
 use crate::embed::embed_window;
+use crate::shared::Shared;
 use crate::slot::Pending;
 use crate::stats::{Counters, LoadGauge};
 use crate::template::{CHATML, ChatTemplate};
@@ -32,21 +32,6 @@ pub(crate) type EmbedReply = oneshot::Receiver<Result<Vec<Vec<f32>>, EngineError
 pub struct Engine {
     commands: mpsc::Sender<Command>,
     shared: Arc<Shared>,
-}
-
-/// State shared by the handles and the engine thread.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub model: LlamaModel,
-    pub resolved: Resolved,
-    pub counters: Arc<Counters>,
-    pub load: LoadGauge,
-    /// Set when the engine thread has exited (all handles dropped, or a panic).
-    pub closed: AtomicBool,
-    template: ChatTemplate,
-    info: ModelInfo,
-    max_queue: usize,
-    embeddings: bool,
 }
 
 impl Engine {
@@ -224,10 +209,4 @@ fn chat_template(model: &LlamaModel) -> Result<ChatTemplate, EngineError> {
     let piece = |token| String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned();
     ChatTemplate::new(source, piece(vocab.bos()), piece(vocab.eos()))
         .map_err(|err| EngineError::Load(err.to_string()))
-}
-
-impl Shared {
-    pub(crate) fn info(&self) -> &ModelInfo {
-        &self.info
-    }
 }

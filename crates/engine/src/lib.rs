@@ -33,6 +33,7 @@
 //! - `sampling`, `template`, `stop`, `utf8`: the pieces a sequence is made of.
 //! - `embed`: the lazily created embedding context.
 //! - [`managed`](ManagedEngine): load on demand, unload after `keep_alive`.
+//! - `shared`: the state the handles and the engine thread share.
 //! - `config`, `info`, `stats`, `error`, `backend`: plumbing.
 
 mod backend;
@@ -45,6 +46,7 @@ mod managed;
 mod request;
 mod sampling;
 mod scheduler;
+mod shared;
 mod slot;
 mod stats;
 mod stop;

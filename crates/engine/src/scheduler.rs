@@ -14,7 +14,7 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 
-use crate::engine::Shared;
+use crate::shared::Shared;
 use crate::slot::{Outcome, Pending, Sequence, Slot};
 use crate::stats::Counters;
 use crate::{EngineError, sampling};

@@ -16,8 +16,8 @@ use tokio::sync::oneshot;
 use crate::EngineError;
 use crate::config::Resolved;
 use crate::embed::Embedder;
-use crate::engine::Shared;
 use crate::scheduler::Scheduler;
+use crate::shared::Shared;
 use crate::slot::Pending;
 use crate::stats::{Counters, Load};
 

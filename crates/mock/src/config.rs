@@ -1,6 +1,6 @@
 //! Server-wide configuration of the mock: how many tokens, how fast, and which fault to
 //! inject. A `[mock ...]` directive in a request can override most of it per request
-//! (see [`crate::directive`]).
+//! (see the `directive` module).
 
 use std::sync::Arc;
 use std::time::Duration;

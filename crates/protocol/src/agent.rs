@@ -112,7 +112,7 @@ pub enum ToAgent {
         /// Job id, unique on this connection.
         job: u64,
         /// What to generate.
-        request: JobRequest,
+        request: Box<JobRequest>,
     },
     /// Stop a job (the client went away); no further frames are expected for it.
     Cancel {
@@ -163,6 +163,9 @@ pub struct JobRequest {
     /// End-user id supplied by the client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The gateway's request id, so both ends log the job under one id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// The text to continue.
@@ -284,7 +287,7 @@ mod tests {
         assert_eq!(serde_json::to_string(&f).unwrap(), r#"{"type":"chunk","job":7,"delta":"hi"}"#);
         let j = ToAgent::Job {
             job: 1,
-            request: JobRequest {
+            request: Box::new(JobRequest {
                 model: "m".into(),
                 input: JobInput::Chat {
                     messages: vec![Message { role: "user".into(), content: "x".into() }],
@@ -292,7 +295,8 @@ mod tests {
                 sampling: Sampling { max_tokens: Some(3), ..Default::default() },
                 stream: true,
                 user: None,
-            },
+                request_id: None,
+            }),
         };
         let text = serde_json::to_string(&j).unwrap();
         assert_eq!(serde_json::from_str::<ToAgent>(&text).unwrap(), j);

@@ -1,0 +1,267 @@
+//! The embedded llama.cpp engine as a backend: one [`EngineBackend`] per model, over a
+//! [`ManagedEngine`] that loads the model at start or on first use and unloads it after
+//! its keep-alive. Tokens come straight from the engine thread's channel; dropping the
+//! stream frees the sequence at the engine's next step.
+
+pub mod config;
+
+use std::time::{Duration, SystemTime};
+
+use futures_util::{StreamExt, future::BoxFuture};
+use sluice_engine::{
+    ChatMessage, EngineError, GenEvent, GenerateRequest, ManagedEngine, Prompt, Sampling as EngineSampling,
+};
+use sluice_protocol::ollama::ModelDetails;
+use tokio::time::Instant;
+
+use self::config::ResolvedModel;
+use super::{Backend, BackendError, EventStream, ModelInfo, RunningModel};
+use sluice_core::chat::{
+    ChatRequest, EmbedRequest, Embeddings, Event, FinishReason, Input, KeepAlive, Sampling, Timings, Usage,
+};
+
+/// One GGUF model served in-process.
+pub struct EngineBackend {
+    name: String,
+    model: String,
+    engine: ManagedEngine,
+    default_keep_alive: KeepAlive,
+}
+
+impl EngineBackend {
+    /// A backend for `model`; nothing is loaded yet.
+    pub fn new(model: &ResolvedModel) -> EngineBackend {
+        EngineBackend {
+            name: format!("engine:{}", model.name),
+            model: model.name.clone(),
+            engine: ManagedEngine::new(model.engine.clone(), engine_keep_alive(model.keep_alive)),
+            default_keep_alive: model.keep_alive,
+        }
+    }
+
+    /// The managed engine, for stats and tests.
+    pub fn engine(&self) -> &ManagedEngine {
+        &self.engine
+    }
+
+    fn details(&self) -> Option<ModelDetails> {
+        let info = self.engine.info()?;
+        Some(ModelDetails {
+            parent_model: String::new(),
+            format: "gguf".into(),
+            family: info.architecture.clone(),
+            families: Some(vec![info.architecture.clone()]),
+            parameter_size: parameter_size(info.parameters),
+            quantization_level: info.quantization.clone(),
+        })
+    }
+}
+
+fn engine_keep_alive(k: KeepAlive) -> sluice_engine::KeepAlive {
+    match k {
+        KeepAlive::Forever => sluice_engine::KeepAlive::Forever,
+        KeepAlive::For(d) => sluice_engine::KeepAlive::For(d),
+    }
+}
+
+/// `135M`, `1.5B`: Ollama's way of writing a parameter count.
+fn parameter_size(n: u64) -> String {
+    #[allow(clippy::cast_precision_loss)] // display only
+    let n = n as f64;
+    if n >= 1e9 { format!("{:.1}B", n / 1e9) } else { format!("{:.0}M", n / 1e6) }
+}
+
+impl Backend for EngineBackend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "engine"
+    }
+
+    fn chat(
+        &self,
+        _ctx: &sluice_core::context::RequestContext,
+        req: ChatRequest,
+    ) -> BoxFuture<'static, Result<EventStream, BackendError>> {
+        let engine = self.engine.clone();
+        Box::pin(async move {
+            let request = generate_request(req);
+            let was_loaded = engine.is_loaded();
+            let asked = Instant::now();
+            let generation = engine.generate(request).await.map_err(backend_error)?;
+            let load = if was_loaded { Duration::ZERO } else { asked.elapsed() };
+            let events = generation.map(move |ev| match ev {
+                GenEvent::Token(text) => Ok(Event::Delta(text)),
+                GenEvent::Done(s) => Ok(Event::Done {
+                    finish_reason: match s.finish_reason {
+                        sluice_engine::FinishReason::Stop => FinishReason::Stop,
+                        sluice_engine::FinishReason::Length => FinishReason::Length,
+                    },
+                    usage: Some(Usage {
+                        prompt_tokens: u32::try_from(s.prompt_tokens).unwrap_or(u32::MAX),
+                        completion_tokens: u32::try_from(s.completion_tokens).unwrap_or(u32::MAX),
+                    }),
+                    timings: Some(Timings { load, prompt_eval: s.prompt_eval, eval: s.eval }),
+                }),
+                GenEvent::Error(e) => Err(backend_error(e)),
+            });
+            Ok(Box::pin(events) as EventStream)
+        })
+    }
+
+    fn embed(&self, req: EmbedRequest) -> BoxFuture<'static, Result<Embeddings, BackendError>> {
+        let engine = self.engine.clone();
+        Box::pin(async move {
+            let vectors = engine.embed(req.input.clone()).await.map_err(backend_error)?;
+            let prompt_tokens: usize =
+                req.input.into_iter().map(|text| engine.count_tokens(&Prompt::Text(text)).unwrap_or(0)).sum();
+            Ok(Embeddings { vectors, prompt_tokens: u32::try_from(prompt_tokens).unwrap_or(u32::MAX) })
+        })
+    }
+
+    fn models(&self) -> BoxFuture<'static, Result<Vec<ModelInfo>, BackendError>> {
+        let path = self.engine.config().model_path.clone();
+        let info = ModelInfo { name: self.model.clone(), size: None, details: self.details() };
+        Box::pin(async move {
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => Ok(vec![ModelInfo { size: Some(m.len()), ..info }]),
+                _ => Err(BackendError::Connect(format!("model file {} is missing", path.display()))),
+            }
+        })
+    }
+
+    fn running(&self) -> Vec<RunningModel> {
+        let Some(info) = self.engine.info() else { return Vec::new() };
+        let unloads_at = self
+            .engine
+            .unloads_at()
+            .map(|at| SystemTime::now() + at.saturating_duration_since(Instant::now()));
+        vec![RunningModel {
+            name: self.model.clone(),
+            size: info.memory_bytes,
+            unloads_at,
+            details: self.details(),
+        }]
+    }
+
+    fn set_keep_alive(&self, model: &str, keep_alive: Option<KeepAlive>) {
+        if model == self.model {
+            self.engine.set_keep_alive(engine_keep_alive(keep_alive.unwrap_or(self.default_keep_alive)));
+        }
+    }
+
+    fn load(&self, _model: &str) -> BoxFuture<'static, Result<(), BackendError>> {
+        let engine = self.engine.clone();
+        Box::pin(async move { engine.preload().await.map_err(backend_error) })
+    }
+}
+
+/// The engine's request for a canonical one. Ollama's `generate` without `raw` goes
+/// through the chat template, as Ollama does; legacy completions and `raw` do not.
+fn generate_request(req: ChatRequest) -> GenerateRequest {
+    let prompt = match req.input {
+        Input::Chat(messages) => {
+            Prompt::Chat(messages.into_iter().map(|m| ChatMessage::new(m.role.as_str(), m.content)).collect())
+        }
+        Input::Text { prompt, raw: true, .. } => Prompt::Text(prompt),
+        Input::Text { prompt, system, raw: false } => {
+            let mut messages: Vec<ChatMessage> = system.into_iter().map(ChatMessage::system).collect();
+            messages.push(ChatMessage::user(prompt));
+            Prompt::Chat(messages)
+        }
+    };
+    GenerateRequest { prompt, sampling: sampling(&req.sampling) }
+}
+
+fn sampling(s: &Sampling) -> EngineSampling {
+    let d = EngineSampling::default();
+    EngineSampling {
+        temperature: s.temperature.unwrap_or(d.temperature),
+        top_p: s.top_p.unwrap_or(d.top_p),
+        top_k: s.top_k.unwrap_or(d.top_k),
+        min_p: s.min_p.unwrap_or(d.min_p),
+        repeat_penalty: s.repeat_penalty.unwrap_or(d.repeat_penalty),
+        // Ollama's `seed: -1` means "random".
+        seed: s.seed.and_then(|v| u64::try_from(v).ok()),
+        max_tokens: s.max_tokens,
+        stop: s.stop.clone(),
+    }
+}
+
+/// The backend error for an engine error; the cause of a server-side failure is logged.
+fn backend_error(e: EngineError) -> BackendError {
+    match e {
+        EngineError::ContextOverflow { prompt_tokens, context } => BackendError::ContextOverflow {
+            prompt_tokens: u32::try_from(prompt_tokens).unwrap_or(u32::MAX),
+            context: u32::try_from(context).unwrap_or(u32::MAX),
+        },
+        EngineError::InvalidRequest(message) | EngineError::Template(message) => {
+            BackendError::Status { status: 400, message, retry_after: None }
+        }
+        EngineError::QueueFull(_) => BackendError::Overloaded,
+        EngineError::EmbeddingsDisabled => {
+            BackendError::Unsupported("embeddings are not enabled for this model".into())
+        }
+        EngineError::Load(cause) => {
+            tracing::error!(%cause, "model failed to load");
+            BackendError::Status {
+                status: 503,
+                message: "the model could not be loaded".into(),
+                retry_after: None,
+            }
+        }
+        EngineError::Decode(cause) => BackendError::Interrupted(cause),
+        EngineError::Closed => BackendError::Interrupted("the engine stopped".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::chat::{Message, Role};
+
+    #[test]
+    fn generate_templates_unless_raw() {
+        let text = |raw| ChatRequest {
+            input: Input::Text { prompt: "hi".into(), system: Some("be brief".into()), raw },
+            ..ChatRequest::default()
+        };
+        match generate_request(text(false)).prompt {
+            Prompt::Chat(m) => assert_eq!(m, vec![ChatMessage::system("be brief"), ChatMessage::user("hi")]),
+            Prompt::Text(_) => panic!("non-raw generate must use the chat template"),
+        }
+        assert!(matches!(generate_request(text(true)).prompt, Prompt::Text(p) if p == "hi"));
+        let chat = ChatRequest {
+            input: Input::Chat(vec![Message { role: Role::Tool, content: "42".into() }]),
+            ..ChatRequest::default()
+        };
+        assert!(matches!(generate_request(chat).prompt, Prompt::Chat(m) if m[0].role == "tool"));
+    }
+
+    #[test]
+    fn sampling_keeps_engine_defaults_and_maps_seeds() {
+        let s = sampling(&Sampling { temperature: Some(0.0), seed: Some(-1), ..Sampling::default() });
+        assert_eq!(s.temperature, 0.0);
+        assert_eq!(s.top_k, EngineSampling::default().top_k);
+        assert_eq!(s.seed, None, "a negative seed means random");
+        assert_eq!(sampling(&Sampling { seed: Some(7), ..Sampling::default() }).seed, Some(7));
+    }
+
+    #[test]
+    fn errors_map_to_statuses() {
+        let overflow = backend_error(EngineError::ContextOverflow { prompt_tokens: 5000, context: 4096 });
+        assert_eq!(overflow.status_code(), http::StatusCode::BAD_REQUEST);
+        let msg = overflow.to_string();
+        assert!(msg.contains("5000") && msg.contains("4096"), "{msg}");
+        assert_eq!(
+            backend_error(EngineError::QueueFull(3)).status_code(),
+            http::StatusCode::SERVICE_UNAVAILABLE
+        );
+        let load = backend_error(EngineError::Load("/secret/path: bad magic".into()));
+        assert!(!load.to_string().contains("secret"), "load causes stay in the log");
+        assert_eq!(parameter_size(134_515_008), "135M");
+        assert_eq!(parameter_size(1_543_714_304), "1.5B");
+    }
+}

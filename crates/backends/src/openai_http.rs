@@ -1,0 +1,368 @@
+//! OpenAI-compatible HTTP backend: vLLM, llama.cpp's server, LM Studio, hosted APIs.
+//!
+//! Chat requests go to `/chat/completions`; raw prompts to `/completions`. Streams are
+//! always requested with `include_usage` so token counts survive translation.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::{HeaderName, HeaderValue, Method};
+use sluice_protocol::openai as oa;
+
+use super::{
+    Backend, BackendError, EventStream, ModelInfo,
+    http_client::{Response, Transport, bearer, json_content_type},
+    sse::{SseDecoder, SseItem},
+    upstream::{EventQueue, StreamFormat, UpstreamEvents},
+};
+use sluice_core::chat::{ChatRequest, EmbedRequest, Embeddings, Event, FinishReason, Input, Role, Usage};
+
+/// An OpenAI-compatible upstream.
+pub struct OpenAiHttp {
+    name: String,
+    transport: Arc<Transport>,
+    post_headers: Arc<[(HeaderName, HeaderValue)]>,
+    get_headers: Arc<[(HeaderName, HeaderValue)]>,
+}
+
+impl OpenAiHttp {
+    /// A backend reached through `transport` (base URL e.g. `http://127.0.0.1:8000/v1`),
+    /// sending `api_key` as a bearer token when given.
+    pub fn new(name: &str, transport: Transport, api_key: Option<&str>) -> Self {
+        let auth = api_key.and_then(bearer);
+        OpenAiHttp {
+            name: name.to_owned(),
+            transport: Arc::new(transport),
+            post_headers: std::iter::once(json_content_type()).chain(auth.clone()).collect(),
+            get_headers: auth.into_iter().collect(),
+        }
+    }
+
+    /// POSTs `body` to `path`; the future owns everything it needs.
+    fn post(
+        &self,
+        path: &'static str,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<Response, BackendError>> + Send + 'static {
+        let (t, h) = (self.transport.clone(), self.post_headers.clone());
+        async move { t.request(Method::POST, path, &h, Bytes::from(body)).await }
+    }
+}
+
+fn to_wire_messages(req: &ChatRequest) -> Vec<oa::ChatMessage> {
+    let msg = |role: Role, text: &str| oa::ChatMessage {
+        role: role.as_str().to_owned(),
+        content: Some(oa::MessageContent::Text(text.to_owned())),
+        name: None,
+    };
+    match &req.input {
+        Input::Chat(messages) => messages.iter().map(|m| msg(m.role, &m.content)).collect(),
+        Input::Text { prompt, system, .. } => system
+            .iter()
+            .map(|s| msg(Role::System, s))
+            .chain(std::iter::once(msg(Role::User, prompt)))
+            .collect(),
+    }
+}
+
+/// Serializes the request for the upstream; returns the path and the body.
+fn encode_request(req: &ChatRequest) -> Result<(&'static str, Vec<u8>), BackendError> {
+    let s = &req.sampling;
+    let stop = (!s.stop.is_empty()).then(|| sluice_protocol::common::OneOrMany::Many(s.stop.clone()));
+    let stream_options = req.stream.then_some(oa::StreamOptions { include_usage: Some(true) });
+    let body = match &req.input {
+        Input::Text { prompt, raw: true, .. } => serde_json::to_vec(&oa::CompletionRequest {
+            model: req.model.clone(),
+            prompt: Some(sluice_protocol::common::OneOrMany::One(prompt.clone())),
+            stream: Some(req.stream),
+            stream_options,
+            max_tokens: s.max_tokens,
+            temperature: s.temperature,
+            top_p: s.top_p,
+            seed: s.seed,
+            stop,
+            user: req.user.clone(),
+            suffix: None,
+        })
+        .map(|b| ("/completions", b)),
+        _ => serde_json::to_vec(&oa::ChatCompletionRequest {
+            model: req.model.clone(),
+            messages: to_wire_messages(req),
+            stream: Some(req.stream),
+            stream_options,
+            max_tokens: s.max_tokens,
+            temperature: s.temperature,
+            top_p: s.top_p,
+            seed: s.seed,
+            stop,
+            user: req.user.clone(),
+            presence_penalty: s.presence_penalty,
+            frequency_penalty: s.frequency_penalty,
+            ..Default::default()
+        })
+        .map(|b| ("/chat/completions", b)),
+    };
+    body.map_err(|e| BackendError::Protocol(format!("encoding request: {e}")))
+}
+
+/// Decodes the events of a whole (non-streamed) answer.
+fn decode_whole(path: &str, body: &Bytes) -> Result<Vec<Result<Event, BackendError>>, BackendError> {
+    let malformed = |e: serde_json::Error| BackendError::Protocol(format!("malformed answer: {e}"));
+    let (text, finish, usage) = if path == "/completions" {
+        let c: oa::Completion = serde_json::from_slice(body).map_err(malformed)?;
+        let choice = c.choices.into_iter().next();
+        let finish = choice.as_ref().and_then(|c| c.finish_reason.clone());
+        (choice.map(|c| c.text).unwrap_or_default(), finish, c.usage)
+    } else {
+        let c: oa::ChatCompletion = serde_json::from_slice(body).map_err(malformed)?;
+        let choice = c.choices.into_iter().next();
+        let finish = choice.as_ref().and_then(|c| c.finish_reason.clone());
+        (choice.and_then(|c| c.message.content).unwrap_or_default(), finish, c.usage)
+    };
+    let mut events = Vec::with_capacity(2);
+    if !text.is_empty() {
+        events.push(Ok(Event::Delta(text)));
+    }
+    events.push(Ok(Event::Done {
+        finish_reason: finish.as_deref().map_or(FinishReason::Stop, FinishReason::parse),
+        usage: usage
+            .map(|u| Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }),
+        timings: None,
+    }));
+    Ok(events)
+}
+
+impl Backend for OpenAiHttp {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "openai"
+    }
+
+    fn chat(
+        &self,
+        _ctx: &sluice_core::context::RequestContext,
+        req: ChatRequest,
+    ) -> BoxFuture<'static, Result<EventStream, BackendError>> {
+        let encoded = encode_request(&req);
+        let this = encoded.map(|(path, body)| (path, self.post(path, body)));
+        Box::pin(async move {
+            let (path, sent) = this?;
+            let resp = sent.await?;
+            if !resp.is_success() {
+                return Err(resp.into_error().await);
+            }
+            if req.stream {
+                return Ok(UpstreamEvents::boxed(resp.body, OpenAiSse::default()));
+            }
+            let body = resp.bytes().await?;
+            let events = decode_whole(path, &body)?;
+            Ok(Box::pin(futures_util::stream::iter(events)) as EventStream)
+        })
+    }
+
+    fn embed(&self, req: EmbedRequest) -> BoxFuture<'static, Result<Embeddings, BackendError>> {
+        let body = serde_json::to_vec(&oa::EmbeddingRequest {
+            model: req.model,
+            input: sluice_protocol::common::OneOrMany::Many(req.input),
+            encoding_format: None,
+            user: None,
+        });
+        let rb = body.map(|b| self.post("/embeddings", b));
+        Box::pin(async move {
+            let resp = rb.map_err(|e| BackendError::Protocol(e.to_string()))?.await?;
+            if !resp.is_success() {
+                return Err(resp.into_error().await);
+            }
+            let body = resp.bytes().await?;
+            let mut r: oa::EmbeddingResponse = serde_json::from_slice(&body)
+                .map_err(|e| BackendError::Protocol(format!("malformed embeddings: {e}")))?;
+            r.data.sort_by_key(|d| d.index);
+            Ok(Embeddings {
+                vectors: r
+                    .data
+                    .into_iter()
+                    .map(|d| match d.embedding {
+                        oa::EmbeddingVector::Float(v) => Ok(v),
+                        oa::EmbeddingVector::Base64(_) => {
+                            Err(BackendError::Protocol("unrequested base64 embedding".into()))
+                        }
+                    })
+                    .collect::<Result<_, _>>()?,
+                prompt_tokens: r.usage.prompt_tokens,
+            })
+        })
+    }
+
+    fn models(&self) -> BoxFuture<'static, Result<Vec<ModelInfo>, BackendError>> {
+        let (t, h) = (self.transport.clone(), self.get_headers.clone());
+        Box::pin(async move {
+            let resp = t.request(Method::GET, "/models", &h, Bytes::new()).await?;
+            if !resp.is_success() {
+                return Err(resp.into_error().await);
+            }
+            let body = resp.bytes().await?;
+            let list: oa::ModelList = serde_json::from_slice(&body)
+                .map_err(|e| BackendError::Protocol(format!("malformed model list: {e}")))?;
+            Ok(list.data.into_iter().map(|m| ModelInfo { name: m.id, ..Default::default() }).collect())
+        })
+    }
+}
+
+/// Decoder for OpenAI's SSE stream (chat and legacy completions chunks alike).
+#[derive(Default)]
+pub struct OpenAiSse {
+    decoder: SseDecoder,
+    finish: Option<FinishReason>,
+    usage: Option<Usage>,
+    finished: bool,
+}
+
+impl OpenAiSse {
+    fn event(&mut self, data: &[u8], out: &mut EventQueue) {
+        if data == b"[DONE]" {
+            self.finish_ok(out);
+            return;
+        }
+        let chunk: oa::StreamChunkView<'_> = match serde_json::from_slice(data) {
+            Ok(c) => c,
+            Err(e) => return self.fail(BackendError::Protocol(format!("malformed chunk: {e}")), out),
+        };
+        if let Some(err) = chunk.error {
+            let message = if err.message.is_empty() { "upstream error".to_owned() } else { err.message };
+            return self.fail(BackendError::Status { status: 500, message, retry_after: None }, out);
+        }
+        for choice in chunk.choices {
+            let text = choice.delta.and_then(|d| d.content).or(choice.text);
+            if let Some(text) = text.filter(|t| !t.is_empty()) {
+                out.push_back(Ok(Event::Delta(text.0.into_owned())));
+            }
+            if let Some(reason) = choice.finish_reason {
+                self.finish = Some(FinishReason::parse(&reason));
+            }
+        }
+        if let Some(u) = chunk.usage {
+            self.usage =
+                Some(Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens });
+        }
+    }
+
+    fn finish_ok(&mut self, out: &mut EventQueue) {
+        out.push_back(Ok(Event::Done {
+            finish_reason: self.finish.unwrap_or_default(),
+            usage: self.usage,
+            timings: None,
+        }));
+        self.finished = true;
+    }
+
+    fn fail(&mut self, err: BackendError, out: &mut EventQueue) {
+        tracing::warn!(error = ?err, "upstream stream failed");
+        out.push_back(Err(err));
+        self.finished = true;
+    }
+}
+
+impl StreamFormat for OpenAiSse {
+    fn push(&mut self, chunk: &[u8]) {
+        self.decoder.push(chunk);
+    }
+
+    fn decode_one(&mut self, out: &mut EventQueue) -> bool {
+        if self.finished {
+            return false;
+        }
+        match self.decoder.next_event() {
+            Some(SseItem::Data(d)) => self.event(&d, out),
+            Some(SseItem::TooLarge) => self.fail(BackendError::Protocol("oversized event".into()), out),
+            None => return false,
+        }
+        true
+    }
+
+    fn end(&mut self, out: &mut EventQueue) {
+        if self.finished {
+            return;
+        }
+        if let Some(d) = self.decoder.finish() {
+            self.event(&d, out);
+        }
+        if self.finished {
+            return;
+        }
+        if self.finish.is_some() {
+            // Some servers end after the finish_reason chunk without `[DONE]`.
+            self.finish_ok(out);
+        } else {
+            self.fail(BackendError::Interrupted("stream ended before the answer finished".into()), out);
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.finished
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(frames: &[&str], eof: bool) -> Vec<Result<Event, BackendError>> {
+        let mut f = OpenAiSse::default();
+        let mut out = EventQueue::new();
+        for fr in frames {
+            f.feed(fr.as_bytes(), &mut out);
+        }
+        if eof {
+            f.end(&mut out);
+        }
+        out.into_iter().collect()
+    }
+
+    #[test]
+    fn deltas_finish_and_usage() {
+        let ev = run(
+            &[
+                "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n",
+                "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"choices\":[{\"delta\":{},\"finish_reason\":\"length\"}]}\n\n",
+                "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\ndata: [DONE]\n\n",
+            ],
+            false,
+        );
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[0].as_ref().unwrap(), &Event::Delta("Hi".into()));
+        assert_eq!(
+            ev[1].as_ref().unwrap(),
+            &Event::Done {
+                finish_reason: FinishReason::Length,
+                usage: Some(Usage { prompt_tokens: 3, completion_tokens: 1 }),
+                timings: None
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_chunk_is_an_error_and_ends() {
+        let ev = run(
+            &["data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {nope\n\ndata: [DONE]\n\n"],
+            true,
+        );
+        assert_eq!(ev.len(), 2);
+        assert!(matches!(ev[1], Err(BackendError::Protocol(_))));
+    }
+
+    #[test]
+    fn cut_stream_is_interrupted() {
+        let ev = run(&["data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"], true);
+        assert!(matches!(ev.last(), Some(Err(BackendError::Interrupted(_)))));
+    }
+
+    #[test]
+    fn error_object_in_stream_is_reported() {
+        let ev = run(&["data: {\"error\":{\"message\":\"overloaded\"}}\n\n"], false);
+        assert!(matches!(&ev[0], Err(BackendError::Status { message, .. }) if message == "overloaded"));
+    }
+}

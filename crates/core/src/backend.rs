@@ -1,0 +1,220 @@
+//! The token-source contract. Every backend implements [`Backend`]: a stream of
+//! [`Event`]s for a [`ChatRequest`], embeddings, model discovery and a health probe.
+//! The implementations live in the `sluice-backends` crate (HTTP upstreams, the
+//! embedded engine) and the server's agent hub (connected agents).
+//!
+//! Cancellation is dropping the stream: every backend stops its upstream work (closes
+//! the HTTP request, cancels the job) when its stream is dropped.
+
+use std::{pin::Pin, time::Duration};
+
+use futures_util::{Stream, future::BoxFuture};
+use http::StatusCode;
+
+use crate::{
+    chat::{ChatRequest, EmbedRequest, Embeddings, Event, KeepAlive},
+    context::RequestContext,
+};
+
+/// A generation in progress. Dropping it cancels the upstream work.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<Event, BackendError>> + Send>>;
+
+/// The stage of a request a deadline guards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Opening the connection.
+    Connect,
+    /// Waiting for the first token (includes the response head).
+    FirstToken,
+    /// Waiting for the next token.
+    Idle,
+    /// The whole request.
+    Total,
+}
+
+impl Stage {
+    /// Lowercase name, for messages and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Connect => "connect",
+            Stage::FirstToken => "first_token",
+            Stage::Idle => "idle",
+            Stage::Total => "total",
+        }
+    }
+}
+
+/// What went wrong in a backend.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    /// The upstream could not be reached.
+    #[error("upstream unreachable")]
+    Connect(String),
+    /// A deadline passed.
+    #[error("upstream timed out ({} deadline)", .0.as_str())]
+    Timeout(Stage),
+    /// The upstream answered with an error status.
+    #[error("upstream returned {status}: {message}")]
+    Status {
+        /// HTTP status from the upstream.
+        status: u16,
+        /// The upstream's error message (already stripped of internals).
+        message: String,
+        /// The upstream's `Retry-After`, if any.
+        retry_after: Option<Duration>,
+    },
+    /// The upstream sent something that is not its protocol.
+    #[error("upstream sent a malformed response")]
+    Protocol(String),
+    /// The upstream connection broke mid-answer.
+    #[error("upstream connection lost mid-stream")]
+    Interrupted(String),
+    /// The prompt does not fit the model's context.
+    #[error("prompt is {prompt_tokens} tokens but the model's context is {context} tokens")]
+    ContextOverflow {
+        /// Prompt length in tokens.
+        prompt_tokens: u32,
+        /// Context length in tokens.
+        context: u32,
+    },
+    /// The backend cannot do this (e.g. embeddings on a chat-only upstream).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The backend is at capacity.
+    #[error("backend at capacity")]
+    Overloaded,
+}
+
+impl BackendError {
+    /// HTTP status for this error when it happens before the response started.
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            BackendError::Connect(_) | BackendError::Protocol(_) | BackendError::Interrupted(_) => {
+                StatusCode::BAD_GATEWAY
+            }
+            BackendError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            BackendError::Status { status, .. } => match *status {
+                400 | 404 | 413 | 422 | 429 => {
+                    StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+                }
+                401 | 403 => StatusCode::BAD_GATEWAY,
+                503 => StatusCode::SERVICE_UNAVAILABLE,
+                504 => StatusCode::GATEWAY_TIMEOUT,
+                _ => StatusCode::BAD_GATEWAY,
+            },
+            BackendError::ContextOverflow { .. } => StatusCode::BAD_REQUEST,
+            BackendError::Unsupported(_) => StatusCode::BAD_REQUEST,
+            BackendError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Stable error type name.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            BackendError::Connect(_) => "upstream_unreachable",
+            BackendError::Timeout(_) => "upstream_timeout",
+            BackendError::Status { status: 429, .. } => "rate_limit_error",
+            BackendError::Status { status, .. } if *status < 500 => "invalid_request_error",
+            BackendError::Status { .. } => "upstream_error",
+            BackendError::Protocol(_) => "upstream_protocol_error",
+            BackendError::Interrupted(_) => "upstream_interrupted",
+            BackendError::ContextOverflow { .. } => "context_length_exceeded",
+            BackendError::Unsupported(_) => "invalid_request_error",
+            BackendError::Overloaded => "service_unavailable",
+        }
+    }
+
+    /// Short label for the upstream-errors metric.
+    pub fn metric_kind(&self) -> &'static str {
+        match self {
+            BackendError::Connect(_) => "connect",
+            BackendError::Timeout(Stage::Connect) => "timeout_connect",
+            BackendError::Timeout(Stage::FirstToken) => "timeout_first_token",
+            BackendError::Timeout(Stage::Idle) => "timeout_idle",
+            BackendError::Timeout(Stage::Total) => "timeout_total",
+            BackendError::Status { status: 429, .. } => "status_429",
+            BackendError::Status { status, .. } if *status < 500 => "status_4xx",
+            BackendError::Status { .. } => "status_5xx",
+            BackendError::Protocol(_) => "malformed",
+            BackendError::Interrupted(_) => "interrupted",
+            BackendError::ContextOverflow { .. } => "context_overflow",
+            BackendError::Unsupported(_) => "unsupported",
+            BackendError::Overloaded => "overloaded",
+        }
+    }
+}
+
+/// A model a backend offers, as discovered from it.
+#[derive(Debug, Clone, Default)]
+pub struct ModelInfo {
+    /// Model name at the backend.
+    pub name: String,
+    /// Size in bytes, when known.
+    pub size: Option<u64>,
+    /// Family, parameter size, quantization, when known.
+    pub details: Option<sluice_protocol::ollama::ModelDetails>,
+}
+
+/// A model an in-process backend holds in memory, for `/api/ps`.
+#[derive(Debug, Clone)]
+pub struct RunningModel {
+    /// Model name at the backend.
+    pub name: String,
+    /// Bytes it occupies (weights and KV cache).
+    pub size: u64,
+    /// When it unloads if left idle; `None` means never.
+    pub unloads_at: Option<std::time::SystemTime>,
+    /// Family, parameter size, quantization.
+    pub details: Option<sluice_protocol::ollama::ModelDetails>,
+}
+
+/// One token source.
+pub trait Backend: Send + Sync + 'static {
+    /// The configured name, unique in the gateway.
+    fn name(&self) -> &str;
+
+    /// The kind (`openai`, `ollama`, ...), for logs and metrics.
+    fn kind(&self) -> &'static str;
+
+    /// Jobs it runs at once, when it has a hard limit (agents do); the scheduler spreads
+    /// work against it.
+    fn slots(&self) -> Option<u32> {
+        None
+    }
+
+    /// Starts a generation for the request `ctx` describes. `req.model` is already
+    /// the backend's own model name. Resolves once the upstream accepted the request;
+    /// tokens follow on the stream.
+    fn chat(
+        &self,
+        ctx: &RequestContext,
+        req: ChatRequest,
+    ) -> BoxFuture<'static, Result<EventStream, BackendError>>;
+
+    /// Embeds texts.
+    fn embed(&self, req: EmbedRequest) -> BoxFuture<'static, Result<Embeddings, BackendError>>;
+
+    /// Lists the models the upstream serves.
+    fn models(&self) -> BoxFuture<'static, Result<Vec<ModelInfo>, BackendError>>;
+
+    /// Cheap liveness probe.
+    fn health(&self) -> BoxFuture<'static, Result<(), BackendError>> {
+        let models = self.models();
+        Box::pin(async move { models.await.map(|_| ()) })
+    }
+
+    /// Models held in memory by this process (in-process engines); remote backends
+    /// manage their own memory and report none.
+    fn running(&self) -> Vec<RunningModel> {
+        Vec::new()
+    }
+
+    /// Sets how long `model` stays loaded once idle; `None` restores the configured
+    /// default. Only in-process engines hold models; others ignore it.
+    fn set_keep_alive(&self, _model: &str, _keep_alive: Option<KeepAlive>) {}
+
+    /// Loads `model` into memory now (Ollama's empty-prompt request).
+    fn load(&self, _model: &str) -> BoxFuture<'static, Result<(), BackendError>> {
+        Box::pin(async { Ok(()) })
+    }
+}

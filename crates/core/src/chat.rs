@@ -1,0 +1,287 @@
+//! The canonical chat request and token events, shared by every dialect and backend.
+//!
+//! Ingress handlers translate their dialect into a [`ChatRequest`]; backends turn it
+//! into a stream of [`Event`]s; encoders turn events back into the client's dialect.
+//! Nothing here knows about HTTP.
+
+use std::time::Duration;
+
+/// One chat or completion request in Sluice's own terms.
+#[derive(Debug, Clone, Default)]
+pub struct ChatRequest {
+    /// Model name as the client asked for it.
+    pub model: String,
+    /// What to continue.
+    pub input: Input,
+    /// Sampling parameters.
+    pub sampling: Sampling,
+    /// Whether the client wants the answer streamed. A backend may use this to ask its
+    /// upstream for one whole answer instead of a stream.
+    pub stream: bool,
+    /// End-user identifier supplied by the client.
+    pub user: Option<String>,
+}
+
+/// The text to continue: a conversation, or a raw prompt.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A chat conversation.
+    Chat(Vec<Message>),
+    /// A plain prompt (OpenAI legacy completions, Ollama generate).
+    Text {
+        /// The prompt.
+        prompt: String,
+        /// Optional system prompt (Ollama generate).
+        system: Option<String>,
+        /// Send the prompt without any chat template.
+        raw: bool,
+    },
+}
+
+impl Default for Input {
+    fn default() -> Self {
+        Input::Chat(Vec::new())
+    }
+}
+
+impl Input {
+    /// All text of the input, for rough size checks and cache keys.
+    pub fn char_len(&self) -> usize {
+        match self {
+            Input::Chat(m) => m.iter().map(|m| m.content.len()).sum(),
+            Input::Text { prompt, system, .. } => prompt.len() + system.as_ref().map_or(0, String::len),
+        }
+    }
+}
+
+/// A chat message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Who speaks.
+    pub role: Role,
+    /// What they said.
+    pub content: String,
+}
+
+/// Speaker of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Instructions.
+    System,
+    /// The human.
+    User,
+    /// The model.
+    Assistant,
+    /// A tool result.
+    Tool,
+}
+
+impl Role {
+    /// Parses a role name from either dialect (`developer` is OpenAI's new `system`).
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "system" | "developer" => Role::System,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" | "function" => Role::Tool,
+            _ => return None,
+        })
+    }
+
+    /// The wire name, the same in both dialects.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
+/// Sampling parameters; `None` leaves the backend's default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sampling {
+    /// Output token cap.
+    pub max_tokens: Option<u32>,
+    /// Temperature.
+    pub temperature: Option<f32>,
+    /// Nucleus mass.
+    pub top_p: Option<f32>,
+    /// Top-k.
+    pub top_k: Option<u32>,
+    /// Min-p.
+    pub min_p: Option<f32>,
+    /// Repeat penalty.
+    pub repeat_penalty: Option<f32>,
+    /// Presence penalty.
+    pub presence_penalty: Option<f32>,
+    /// Frequency penalty.
+    pub frequency_penalty: Option<f32>,
+    /// Seed.
+    pub seed: Option<i64>,
+    /// Stop sequences.
+    pub stop: Vec<String>,
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FinishReason {
+    /// Natural end or a stop sequence.
+    #[default]
+    Stop,
+    /// The token cap was reached.
+    Length,
+    /// The backend filtered the content.
+    ContentFilter,
+}
+
+impl FinishReason {
+    /// The name both dialects use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::ContentFilter => "content_filter",
+        }
+    }
+
+    /// Reads a finish reason from an upstream; unknown ones count as `stop`.
+    pub fn parse(s: &str) -> FinishReason {
+        match s {
+            "length" | "max_tokens" => FinishReason::Length,
+            "content_filter" => FinishReason::ContentFilter,
+            _ => FinishReason::Stop,
+        }
+    }
+}
+
+/// Token counts of one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub prompt_tokens: u32,
+    /// Generated tokens.
+    pub completion_tokens: u32,
+}
+
+/// Backend-reported timings, when it has them (Ollama and the embedded engine do).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// Model load time.
+    pub load: Duration,
+    /// Prompt evaluation time.
+    pub prompt_eval: Duration,
+    /// Generation time.
+    pub eval: Duration,
+}
+
+/// One event of a generation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// New text.
+    Delta(String),
+    /// The end, with why and how much.
+    Done {
+        /// Why it ended.
+        finish_reason: FinishReason,
+        /// Token counts, when the backend reported them.
+        usage: Option<Usage>,
+        /// Timings, when the backend reported them.
+        timings: Option<Timings>,
+    },
+}
+
+/// An embeddings request.
+#[derive(Debug, Clone)]
+pub struct EmbedRequest {
+    /// Model name.
+    pub model: String,
+    /// Texts to embed.
+    pub input: Vec<String>,
+}
+
+/// An embeddings answer.
+#[derive(Debug, Clone, Default)]
+pub struct Embeddings {
+    /// One vector per input, in order.
+    pub vectors: Vec<Vec<f32>>,
+    /// Tokens read.
+    pub prompt_tokens: u32,
+}
+
+/// How long a model stays in memory once idle (Ollama's `keep_alive`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepAlive {
+    /// Never unload.
+    Forever,
+    /// Unload after this long idle; zero unloads as soon as idle.
+    For(Duration),
+}
+
+impl KeepAlive {
+    /// Reads Ollama's forms: seconds as a number, a duration string (`"5m"`, `"1h30m"`,
+    /// `"0"`), and any negative value or `"forever"` for never.
+    pub fn parse_value(v: &serde_json::Value) -> Result<KeepAlive, String> {
+        match v {
+            serde_json::Value::Number(n) => match n.as_f64() {
+                Some(s) if s < 0.0 => Ok(KeepAlive::Forever),
+                Some(s) if s.is_finite() && s < 1e12 => Ok(KeepAlive::For(Duration::from_secs_f64(s))),
+                _ => Err(format!("keep_alive: {n} is not a number of seconds")),
+            },
+            serde_json::Value::String(s) => KeepAlive::parse_str(s),
+            other => Err(format!("keep_alive: expected a duration like \"5m\" or seconds, got {other}")),
+        }
+    }
+
+    /// Parses a duration string; a bare number is seconds, a leading `-` means forever.
+    pub fn parse_str(s: &str) -> Result<KeepAlive, String> {
+        let t = s.trim();
+        if t.starts_with('-') || t.eq_ignore_ascii_case("forever") {
+            return Ok(KeepAlive::Forever);
+        }
+        if let Ok(secs) = t.parse::<f64>() {
+            return KeepAlive::parse_value(&serde_json::json!(secs));
+        }
+        humantime::parse_duration(t)
+            .map(KeepAlive::For)
+            .map_err(|e| format!("keep_alive: '{s}' is not a duration ({e})"))
+    }
+}
+
+impl serde::Serialize for KeepAlive {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            KeepAlive::Forever => s.serialize_str("forever"),
+            KeepAlive::For(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KeepAlive {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        KeepAlive::parse_value(&v).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_alive_reads_every_ollama_form() {
+        let secs = |n| KeepAlive::For(Duration::from_secs(n));
+        assert_eq!(KeepAlive::parse_value(&serde_json::json!(0)), Ok(secs(0)));
+        assert_eq!(KeepAlive::parse_value(&serde_json::json!(300)), Ok(secs(300)));
+        assert_eq!(KeepAlive::parse_value(&serde_json::json!(-1)), Ok(KeepAlive::Forever));
+        assert_eq!(KeepAlive::parse_str("5m"), Ok(secs(300)));
+        assert_eq!(KeepAlive::parse_str("0"), Ok(secs(0)));
+        assert_eq!(KeepAlive::parse_str("-1m"), Ok(KeepAlive::Forever));
+        assert_eq!(KeepAlive::parse_str("forever"), Ok(KeepAlive::Forever));
+        assert!(KeepAlive::parse_str("soon").is_err());
+        assert!(KeepAlive::parse_value(&serde_json::json!([1])).is_err());
+        let round: KeepAlive = serde_json::from_str(&serde_json::to_string(&secs(90)).unwrap()).unwrap();
+        assert_eq!(round, secs(90));
+    }
+}

@@ -1,0 +1,378 @@
+//! The attempts of one request up to its first event: pick a backend, send, and on a
+//! failure before the first token retry (on another backend when there is one, within
+//! the retry budget), hedge a slow first token if configured, and finally go on to the
+//! model's fallbacks when the failure is one they are configured for. Once the first
+//! event is in, [`open`] returns and nothing is ever retried again.
+//!
+//! The request is counted against the backend that answers ([`Outstanding`]) for as
+//! long as its generation runs.
+
+use std::{
+    hash::{Hash, Hasher},
+    pin::Pin,
+    sync::{Arc, atomic::Ordering},
+};
+
+use futures_util::{StreamExt, stream::FuturesUnordered};
+use tokio::time::{Instant, Sleep};
+
+use crate::{
+    backend::{BackendError, EventStream, Stage},
+    chat::{ChatRequest, Event, Input, Role},
+    config::FallbackOn,
+    context::RequestContext,
+    error::GatewayError,
+    gateway::Gateway,
+    registry::{BackendSlot, Route, Served, has_free_slot, publish_breaker, route_cost},
+    scheduler::{
+        balance,
+        breaker::Permit,
+        retry::{self, Failure},
+    },
+};
+
+/// A request whose first event arrived.
+pub struct Opened {
+    /// The rest of the events.
+    pub stream: EventStream,
+    /// The first event.
+    pub first: Event,
+    /// The model and backend that answered (the model may be a fallback).
+    pub served: Served,
+    /// Counts the request against its backend.
+    pub outstanding: Outstanding,
+    /// The generation metrics of the model on that backend.
+    pub metrics: std::sync::Arc<crate::metrics::ModelMetrics>,
+}
+
+/// Sends `req` until a backend produces its first event, or every option is spent.
+/// No attempt outlives the total deadline of its backend counted from when the
+/// request was received.
+pub async fn open(state: &Gateway, ctx: &RequestContext, req: &ChatRequest) -> Result<Opened, GatewayError> {
+    state.routing.budget.deposit(Instant::now());
+    let sticky = if state.routing.config.sticky { sticky_key(req) } else { None };
+    let primary = req.model.as_str();
+    let mut err = match open_model(state, ctx, req, primary, sticky).await {
+        Ok(o) => return Ok(o),
+        Err(e) => e,
+    };
+    let Some(policy) = state.routing.policy(primary) else { return Err(err) };
+    for fallback in &policy.fallbacks {
+        match fallback_condition(&err) {
+            Some(c) if policy.fallback_on.contains(&c) => {}
+            _ => return Err(err),
+        }
+        tracing::info!(model = primary, fallback = %fallback, error = %err, "falling back");
+        state.metrics.routing.fallback(primary, fallback);
+        match open_model(state, ctx, req, fallback, sticky).await {
+            Ok(o) => return Ok(o),
+            Err(GatewayError::ModelNotFound(_)) => {
+                tracing::warn!(model = primary, fallback = %fallback, "fallback model is served by no backend");
+            }
+            Err(e) => err = e,
+        }
+    }
+    Err(err)
+}
+
+fn fallback_condition(e: &GatewayError) -> Option<FallbackOn> {
+    match e {
+        GatewayError::Backend(b) => Failure::of(b).fallback_condition(),
+        GatewayError::Unavailable(_) => Some(FallbackOn::Error),
+        GatewayError::RateLimited { .. } => Some(FallbackOn::RateLimited),
+        _ => None,
+    }
+}
+
+/// An attempt that failed before its first event.
+struct Failed {
+    error: BackendError,
+    failure: Failure,
+}
+
+/// Tries `model`'s backends: retries, hedges, but no fallbacks.
+async fn open_model(
+    state: &Gateway,
+    ctx: &RequestContext,
+    req: &ChatRequest,
+    model: &str,
+    sticky: Option<u64>,
+) -> Result<Opened, GatewayError> {
+    let routes = state.registry.routes(model).await?;
+    let cfg = &state.routing.config;
+    let max = cfg.retry.max_attempts;
+    let mut tried = vec![false; routes.len()];
+    let mut launched = 0u32;
+    let mut inflight = FuturesUnordered::new();
+    let mut hedge: Option<Pin<Box<Sleep>>> = None;
+    let mut last: Option<Failed> = None;
+    loop {
+        if inflight.is_empty() {
+            if launched >= max {
+                break;
+            }
+            let Some((i, permit)) = next_route(state, &routes, &tried, last.as_ref(), launched, sticky).await
+            else {
+                break;
+            };
+            if let Some(prev) = &last {
+                if !state.routing.budget.try_withdraw(Instant::now()) {
+                    routes[i].slot.routing.on_abandon(permit);
+                    state.metrics.routing.retry_budget_exhausted.inc();
+                    tracing::warn!(model, "retry budget spent: not retrying");
+                    break;
+                }
+                state.metrics.routing.retry(model, prev.failure.as_str());
+            }
+            launched += 1;
+            tried[i] = true;
+            inflight.push(attempt(state, ctx, &routes[i], permit, req, model));
+            hedge = (cfg.hedge.enabled && launched < max && routes.len() > 1)
+                .then(|| Box::pin(tokio::time::sleep(routes[i].slot.routing.hedge_delay(&cfg.hedge))));
+        }
+        tokio::select! {
+            Some(result) = inflight.next() => match result {
+                Ok(opened) => return Ok(opened),
+                Err(failed) if !failed.failure.retryable() => return Err(failed.error.into()),
+                Err(failed) => last = Some(failed),
+            },
+            () = fire(&mut hedge) => {
+                hedge = None;
+                // A second backend, never one already asked, within the same budget.
+                if let Some((i, permit)) = choose(state, &routes, |i| !tried[i], None) {
+                    if state.routing.budget.try_withdraw(Instant::now()) {
+                        tracing::debug!(model, backend = routes[i].slot.name(), "hedging a slow first token");
+                        state.metrics.routing.hedge(model);
+                        launched += 1;
+                        tried[i] = true;
+                        inflight.push(attempt(state, ctx, &routes[i], permit, req, model));
+                    } else {
+                        routes[i].slot.routing.on_abandon(permit);
+                        state.metrics.routing.retry_budget_exhausted.inc();
+                    }
+                }
+            }
+        }
+    }
+    match last {
+        Some(f) => Err(f.error.into()),
+        None => Err(no_backend(state, model, &routes)),
+    }
+}
+
+async fn fire(timer: &mut Option<Pin<Box<Sleep>>>) {
+    match timer {
+        Some(t) => t.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next backend to try. A backend not tried yet if one is available; else, when
+/// the last failure allows the same backend again, one already tried after a backoff
+/// (or after its `Retry-After`, if that is short enough); else none.
+async fn next_route(
+    state: &Gateway,
+    routes: &[Route],
+    tried: &[bool],
+    last: Option<&Failed>,
+    launched: u32,
+    sticky: Option<u64>,
+) -> Option<(usize, Permit)> {
+    if let Some(pick) = choose(state, routes, |i| !tried[i], sticky) {
+        return Some(pick);
+    }
+    let cfg = &state.routing.config.retry;
+    let last = last?;
+    if !last.failure.same_backend_ok(cfg.max_retry_after) {
+        return None;
+    }
+    tokio::time::sleep(retry::backoff(cfg, launched, rand::random::<f64>())).await;
+    if let Some(pick) = choose(state, routes, |_| true, sticky) {
+        return Some(pick);
+    }
+    let now = Instant::now();
+    let until = routes.iter().filter_map(|r| r.slot.routing.throttled_until(now)).min()?;
+    if until - now > cfg.max_retry_after {
+        return None;
+    }
+    tokio::time::sleep_until(until).await;
+    choose(state, routes, |_| true, sticky)
+}
+
+/// Picks among the eligible available routes, healthy ones first: the sticky choice
+/// unless it is much busier than the least busy, else power of two choices. Takes a
+/// breaker permit; `None` when no route can be used.
+fn choose(
+    state: &Gateway,
+    routes: &[Route],
+    eligible: impl Fn(usize) -> bool,
+    sticky: Option<u64>,
+) -> Option<(usize, Permit)> {
+    let now = Instant::now();
+    let mut cands: Vec<usize> =
+        (0..routes.len()).filter(|&i| eligible(i) && routes[i].slot.routing.available(now)).collect();
+    let healthy = |i: &usize| routes[*i].slot.healthy.load(Ordering::Relaxed);
+    if cands.iter().any(healthy) {
+        cands.retain(healthy);
+    }
+    // An agent never gets more jobs than its slots while another backend has room.
+    if cands.iter().any(|&i| has_free_slot(&routes[i])) {
+        cands.retain(|&i| has_free_slot(&routes[i]));
+    }
+    let outstanding = |i: usize| routes[i].slot.outstanding.load(Ordering::Relaxed);
+    while !cands.is_empty() {
+        let costs: Vec<f64> =
+            cands.iter().map(|&i| route_cost(&routes[i], now).unwrap_or(f64::INFINITY)).collect();
+        let mut k = balance::p2c(&costs, rand::random::<u64>());
+        if let Some(key) = sticky
+            && let Some(s) = balance::rendezvous(key, cands.iter().map(|&i| routes[i].slot.name()))
+        {
+            let least = cands.iter().map(|&i| outstanding(i)).min().unwrap_or(0);
+            // Keep the conversation where its prefix is cached unless that backend is
+            // clearly the busiest.
+            if outstanding(cands[s]) <= 2 * least + 2 {
+                k = s;
+            }
+        }
+        let i = cands[k];
+        if let Some(permit) = routes[i].slot.routing.try_acquire(now) {
+            publish_breaker(&state.metrics, &routes[i].slot, now);
+            return Some((i, permit));
+        }
+        // Another request took the half-open probe meanwhile.
+        cands.swap_remove(k);
+    }
+    None
+}
+
+/// Gives the breaker permit back if the attempt is dropped before an outcome.
+struct Trial<'a> {
+    slot: &'a BackendSlot,
+    permit: Permit,
+    armed: bool,
+}
+
+impl Trial<'_> {
+    /// The outcome is in: the caller reports it.
+    fn disarm(mut self) -> Permit {
+        self.armed = false;
+        self.permit
+    }
+}
+
+impl Drop for Trial<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.slot.routing.on_abandon(self.permit);
+        }
+    }
+}
+
+/// One attempt on one backend, up to its first event or its first-token deadline.
+async fn attempt(
+    state: &Gateway,
+    ctx: &RequestContext,
+    route: &Route,
+    permit: Permit,
+    req: &ChatRequest,
+    model: &str,
+) -> Result<Opened, Failed> {
+    let slot = &route.slot;
+    let trial = Trial { slot, permit, armed: true };
+    let mut req = req.clone();
+    req.model.clone_from(&route.upstream_model);
+    let outstanding = Outstanding::new(state, slot);
+    let t = slot.timeouts;
+    let sent = Instant::now();
+    let opening = async {
+        let mut stream = slot.backend.chat(ctx, req).await?;
+        let first = stream.next().await;
+        Ok::<_, BackendError>((stream, first))
+    };
+    let (first_by, total_by) = (sent + t.first_token, ctx.received + t.total);
+    let outcome = match tokio::time::timeout_at(first_by.min(total_by), opening).await {
+        Ok(r) => r,
+        Err(_) => {
+            Err(BackendError::Timeout(if first_by <= total_by { Stage::FirstToken } else { Stage::Total }))
+        }
+    };
+    let now = Instant::now();
+    let permit = trial.disarm();
+    let error = match outcome {
+        Ok((stream, Some(Ok(first)))) => {
+            slot.routing.on_success(permit, now - sent, state.routing.config.ewma_decay, now);
+            publish_breaker(&state.metrics, slot, now);
+            let served = Served { model: model.to_owned(), backend: slot.name().to_owned() };
+            let metrics = route.metrics(&state.metrics, model);
+            return Ok(Opened { stream, first, served, outstanding, metrics });
+        }
+        Ok((_, Some(Err(e)))) | Err(e) => e,
+        Ok((_, None)) => BackendError::Interrupted("stream ended without any event".into()),
+    };
+    let failure = Failure::of(&error);
+    slot.routing.on_failure(permit, failure, now - sent, now);
+    publish_breaker(&state.metrics, slot, now);
+    state.metrics.upstream_error(slot.name(), error.metric_kind());
+    tracing::warn!(backend = slot.name(), model, error = %error, cause = ?error, "attempt failed before the first token");
+    Err(Failed { error, failure })
+}
+
+/// The error when no backend of `model` can be asked: 429 when every one is rate
+/// limited, else 503.
+fn no_backend(state: &Gateway, model: &str, routes: &[Route]) -> GatewayError {
+    let now = Instant::now();
+    let throttled: Vec<Instant> = routes.iter().filter_map(|r| r.slot.routing.throttled_until(now)).collect();
+    if !routes.is_empty() && throttled.len() == routes.len() {
+        state.metrics.routing.rejection(model, "rate_limited");
+        let wait = throttled.iter().min().map_or(std::time::Duration::from_secs(1), |t| *t - now);
+        return GatewayError::RateLimited {
+            message: format!("every backend of model '{model}' is rate limited"),
+            retry_after: Some(wait.max(std::time::Duration::from_secs(1))),
+        };
+    }
+    state.metrics.routing.rejection(model, "no_backend");
+    GatewayError::Unavailable(format!(
+        "no backend of model '{model}' can take requests now (circuit breakers open)"
+    ))
+}
+
+/// Identifies a conversation by everything up to its first user message, which stays
+/// the same on every turn.
+fn sticky_key(req: &ChatRequest) -> Option<u64> {
+    let Input::Chat(messages) = &req.input else { return None };
+    let first_user = messages.iter().position(|m| m.role == Role::User)?;
+    let mut h = std::hash::DefaultHasher::new();
+    req.model.hash(&mut h);
+    for m in &messages[..=first_user] {
+        m.role.as_str().hash(&mut h);
+        m.content.hash(&mut h);
+    }
+    Some(h.finish())
+}
+
+/// Counts a request against its backend until dropped.
+pub struct Outstanding {
+    state: Gateway,
+    slot: Arc<BackendSlot>,
+}
+
+impl Outstanding {
+    /// Counts one more request on `slot`.
+    pub fn new(state: &Gateway, slot: &Arc<BackendSlot>) -> Self {
+        let n = slot.outstanding.fetch_add(1, Ordering::Relaxed) + 1;
+        slot.gauges(&state.metrics).outstanding.set(i64::try_from(n).unwrap_or(i64::MAX));
+        Outstanding { state: state.clone(), slot: slot.clone() }
+    }
+
+    /// The backend counted.
+    pub fn slot(&self) -> &Arc<BackendSlot> {
+        &self.slot
+    }
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        let n = self.slot.outstanding.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+        self.slot.gauges(&self.state.metrics).outstanding.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+}

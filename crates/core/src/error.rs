@@ -1,0 +1,146 @@
+//! The gateway's error type: one enum for everything that can end a request, with a
+//! status code and a stable type name. Each API dialect renders it in its own shape.
+//!
+//! Messages shown to clients never carry internals (no upstream URLs, no socket
+//! errors); the full cause is logged where the error is created.
+
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::backend::BackendError;
+
+/// Why a request failed, as the client will be told.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatewayError {
+    /// Malformed or invalid input.
+    #[error("{message}")]
+    BadRequest {
+        /// What is wrong, naming the field.
+        message: String,
+        /// The offending parameter, when one is to blame.
+        param: Option<String>,
+    },
+    /// Missing or wrong credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The model is served by no backend.
+    #[error("model '{0}' not found")]
+    ModelNotFound(String),
+    /// The route does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request body exceeds the limit.
+    #[error("request body too large (limit {limit} bytes)")]
+    PayloadTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// Too many requests; retry later.
+    #[error("{message}")]
+    RateLimited {
+        /// What was exceeded.
+        message: String,
+        /// When to retry.
+        retry_after: Option<Duration>,
+    },
+    /// No backend can take the request now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+impl GatewayError {
+    /// A 400 naming the offending field.
+    pub fn bad_request(message: impl Into<String>, param: Option<&str>) -> Self {
+        GatewayError::BadRequest { message: message.into(), param: param.map(str::to_owned) }
+    }
+
+    /// The HTTP status the client gets.
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            GatewayError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::ModelNotFound(_) | GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
+            GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Backend(e) => e.status_code(),
+        }
+    }
+
+    /// A stable, machine-readable name for the kind of error.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            GatewayError::BadRequest { .. } => "invalid_request_error",
+            GatewayError::Unauthorized(_) => "authentication_error",
+            GatewayError::ModelNotFound(_) => "model_not_found",
+            GatewayError::NotFound(_) => "not_found",
+            GatewayError::PayloadTooLarge { .. } => "request_too_large",
+            GatewayError::RateLimited { .. } => "rate_limit_error",
+            GatewayError::Unavailable(_) => "service_unavailable",
+            GatewayError::Backend(e) => e.error_type(),
+        }
+    }
+
+    /// The parameter to blame, if any.
+    pub fn param(&self) -> Option<&str> {
+        match self {
+            GatewayError::BadRequest { param, .. } => param.as_deref(),
+            GatewayError::ModelNotFound(_) => Some("model"),
+            GatewayError::Backend(BackendError::ContextOverflow { .. }) => Some("messages"),
+            _ => None,
+        }
+    }
+
+    /// Seconds the client should wait before retrying, for `Retry-After`.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            GatewayError::RateLimited { retry_after, .. } => *retry_after,
+            // An upstream refusal without its own hint still tells the client to wait a bit.
+            GatewayError::Backend(BackendError::Status { status: 429 | 503, retry_after, .. }) => {
+                Some(retry_after.unwrap_or(Duration::from_secs(1)))
+            }
+            GatewayError::Backend(BackendError::Overloaded) => Some(Duration::from_secs(1)),
+            GatewayError::Unavailable(_) => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+
+    /// The message the client sees.
+    pub fn client_message(&self) -> String {
+        self.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Stage;
+
+    #[test]
+    fn statuses_follow_the_contract() {
+        let cases = [
+            (GatewayError::bad_request("x", Some("model")), 400),
+            (GatewayError::Unauthorized("no".into()), 401),
+            (GatewayError::ModelNotFound("m".into()), 404),
+            (GatewayError::PayloadTooLarge { limit: 1 }, 413),
+            (GatewayError::RateLimited { message: "x".into(), retry_after: None }, 429),
+            (GatewayError::Backend(BackendError::Connect("refused".into())), 502),
+            (GatewayError::Unavailable("busy".into()), 503),
+            (GatewayError::Backend(BackendError::Timeout(Stage::FirstToken)), 504),
+        ];
+        for (err, code) in cases {
+            assert_eq!(err.status_code().as_u16(), code, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn model_not_found_names_the_model() {
+        let e = GatewayError::ModelNotFound("llama-9000".into());
+        assert!(e.client_message().contains("llama-9000"));
+        assert_eq!(e.param(), Some("model"));
+    }
+}

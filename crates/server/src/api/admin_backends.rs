@@ -1,0 +1,67 @@
+//! `GET /admin/backends`: every backend's routing state (breaker, load, latency,
+//! health), for operators. Behind the normal API-key check like every admin route.
+
+use std::sync::atomic::Ordering;
+
+use axum::{Json, extract::State};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::state::AppState;
+
+/// The answer: one entry per backend, in configuration order.
+#[derive(Debug, Serialize)]
+pub struct BackendList {
+    /// The backends.
+    pub backends: Vec<BackendStatus>,
+}
+
+/// One backend's routing state.
+#[derive(Debug, Serialize)]
+pub struct BackendStatus {
+    /// Configured name.
+    pub name: String,
+    /// `openai`, `ollama`, ...
+    pub kind: &'static str,
+    /// `closed`, `half_open` or `open`.
+    pub breaker: &'static str,
+    /// Requests in flight.
+    pub outstanding: u64,
+    /// Peak-EWMA of time to first token, in milliseconds.
+    pub ewma_ttft_ms: f64,
+    /// 95th percentile of recent times to first token, in milliseconds.
+    pub p95_ttft_ms: Option<f64>,
+    /// Last health probe (or discovery) succeeded.
+    pub healthy: bool,
+    /// Relative capacity.
+    pub weight: f64,
+    /// Milliseconds a 429 still keeps requests away.
+    pub throttled_ms: Option<f64>,
+}
+
+/// `GET /admin/backends`.
+pub async fn list(State(state): State<AppState>) -> Json<BackendList> {
+    let now = Instant::now();
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    let backends = state
+        .core
+        .registry
+        .slots()
+        .iter()
+        .map(|s| {
+            let snap = s.routing.snapshot(now);
+            BackendStatus {
+                name: s.name().to_owned(),
+                kind: s.backend.kind(),
+                breaker: snap.breaker.as_str(),
+                outstanding: s.outstanding.load(Ordering::Relaxed),
+                ewma_ttft_ms: ms(snap.ewma_ttft),
+                p95_ttft_ms: snap.p95_ttft.map(ms),
+                healthy: s.healthy.load(Ordering::Relaxed),
+                weight: s.routing.weight,
+                throttled_ms: snap.throttled_for.map(ms),
+            }
+        })
+        .collect();
+    Json(BackendList { backends })
+}

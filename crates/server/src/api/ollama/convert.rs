@@ -1,0 +1,128 @@
+//! Ollama requests → the canonical [`ChatRequest`], with validation that names the
+//! offending field.
+
+use sluice_protocol::ollama as ol;
+
+use sluice_core::{
+    chat::{ChatRequest, Input, Message, Sampling},
+    error::GatewayError,
+};
+
+fn sampling(o: Option<ol::Options>) -> Result<Sampling, GatewayError> {
+    let Some(o) = o else { return Ok(Sampling::default()) };
+    if o.temperature.is_some_and(|t| !(0.0..=100.0).contains(&t)) {
+        return Err(GatewayError::bad_request(
+            "options.temperature must not be negative",
+            Some("options.temperature"),
+        ));
+    }
+    if o.top_p.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
+        return Err(GatewayError::bad_request(
+            "options.top_p must be between 0 and 1",
+            Some("options.top_p"),
+        ));
+    }
+    Ok(Sampling {
+        // Ollama: -1 is unlimited, -2 fills the context; both mean "no cap" here.
+        max_tokens: o.num_predict.filter(|n| *n > 0).map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        temperature: o.temperature,
+        top_p: o.top_p,
+        top_k: o.top_k,
+        min_p: o.min_p,
+        repeat_penalty: o.repeat_penalty,
+        seed: o.seed,
+        stop: o
+            .stop
+            .map(|s| s.into_vec())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect(),
+        ..Default::default()
+    })
+}
+
+fn check_format(format: &Option<serde_json::Value>) -> Result<(), GatewayError> {
+    match format {
+        None | Some(serde_json::Value::Null) => Ok(()),
+        Some(serde_json::Value::String(s)) if s.is_empty() => Ok(()),
+        Some(_) => Err(GatewayError::bad_request(
+            "'format' (structured output) is not supported yet",
+            Some("format"),
+        )),
+    }
+}
+
+fn check_model(model: &str) -> Result<(), GatewayError> {
+    if model.is_empty() {
+        return Err(GatewayError::bad_request("model is required", Some("model")));
+    }
+    Ok(())
+}
+
+/// Validates an `/api/chat` request and converts it.
+pub fn chat_request(r: ol::ChatRequest) -> Result<ChatRequest, GatewayError> {
+    check_model(&r.model)?;
+    check_format(&r.format)?;
+    let mut messages = Vec::with_capacity(r.messages.len());
+    for (i, m) in r.messages.into_iter().enumerate() {
+        let role = crate::api::role_at(&m.role, i)?;
+        if m.images.as_ref().is_some_and(|v| !v.is_empty()) {
+            return Err(GatewayError::bad_request(
+                format!("messages[{i}].images: images are not supported"),
+                Some(&format!("messages[{i}].images")),
+            ));
+        }
+        messages.push(Message { role, content: m.content });
+    }
+    Ok(ChatRequest {
+        model: r.model,
+        input: Input::Chat(messages),
+        sampling: sampling(r.options)?,
+        stream: r.stream.unwrap_or(true),
+        user: None,
+    })
+}
+
+/// Validates an `/api/generate` request and converts it.
+pub fn generate_request(r: ol::GenerateRequest) -> Result<ChatRequest, GatewayError> {
+    check_model(&r.model)?;
+    check_format(&r.format)?;
+    Ok(ChatRequest {
+        model: r.model,
+        input: Input::Text { prompt: r.prompt, system: r.system, raw: r.raw.unwrap_or(false) },
+        sampling: sampling(r.options)?,
+        stream: r.stream.unwrap_or(true),
+        user: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::parse_json;
+
+    #[test]
+    fn chat_defaults_to_streaming_and_maps_options() {
+        let r: ol::ChatRequest = parse_json(
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"options":{"num_predict":-1,"seed":4,"stop":["a"]}}"#,
+        )
+        .unwrap();
+        let r = chat_request(r).unwrap();
+        assert!(r.stream);
+        assert_eq!(r.sampling.max_tokens, None);
+        assert_eq!(r.sampling.seed, Some(4));
+        assert_eq!(r.sampling.stop, vec!["a"]);
+    }
+
+    #[test]
+    fn invalid_fields_are_named() {
+        let r: ol::ChatRequest =
+            parse_json(br#"{"model":"m","messages":[{"role":"robot","content":"x"}]}"#).unwrap();
+        assert_eq!(chat_request(r).unwrap_err().param(), Some("messages[0].role"));
+        let r: ol::GenerateRequest = parse_json(br#"{"model":"m","prompt":"x","format":"json"}"#).unwrap();
+        assert_eq!(generate_request(r).unwrap_err().param(), Some("format"));
+        let r: ol::GenerateRequest = parse_json(br#"{"model":"","prompt":"x"}"#).unwrap();
+        assert_eq!(generate_request(r).unwrap_err().param(), Some("model"));
+    }
+}

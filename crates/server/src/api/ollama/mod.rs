@@ -1,0 +1,271 @@
+//! The Ollama dialect: `/api/chat`, `/api/generate`, `/api/tags`, `/api/ps`,
+//! `/api/show`, `/api/embed`, `/api/version`. Same shape as the OpenAI module: parse,
+//! validate, run, encode in Ollama's format (NDJSON streams, `{"error": "..."}`).
+
+pub mod convert;
+pub mod encode;
+
+use axum::{
+    Json,
+    extract::{State, rejection::BytesRejection},
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use sluice_protocol::ollama as ol;
+
+use self::encode::{Clock, Kind, OllamaNdjson, error_response};
+use sluice_core::{
+    chat::{ChatRequest, EmbedRequest, Event, FinishReason, Input, KeepAlive},
+    context::RequestContext,
+    embeddings,
+    error::GatewayError,
+    reply::Reply,
+};
+
+use crate::{
+    api::{
+        Ctx, body_or_error, model_known, parse_json,
+        respond::{Dialect, prompt_estimate, respond},
+        served_response,
+    },
+    state::AppState,
+};
+
+/// `POST /api/chat`.
+pub async fn chat(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match body_or_error(&state, body).and_then(|b| parse_json::<ol::ChatRequest>(&b)).and_then(|mut r| {
+        let keep_alive = keep_alive(r.keep_alive.take())?;
+        Ok((convert::chat_request(r)?, keep_alive))
+    }) {
+        Ok((req, keep_alive)) => run(state, ctx, req, keep_alive, Kind::Chat).await,
+        Err(e) => error_response(&e),
+    }
+}
+
+/// `POST /api/generate`.
+pub async fn generate(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match body_or_error(&state, body).and_then(|b| parse_json::<ol::GenerateRequest>(&b)).and_then(|mut r| {
+        let keep_alive = keep_alive(r.keep_alive.take())?;
+        Ok((convert::generate_request(r)?, keep_alive))
+    }) {
+        Ok((req, keep_alive)) => run(state, ctx, req, keep_alive, Kind::Generate).await,
+        Err(e) => error_response(&e),
+    }
+}
+
+/// Reads Ollama's `keep_alive` field.
+fn keep_alive(v: Option<serde_json::Value>) -> Result<Option<KeepAlive>, GatewayError> {
+    v.map(|v| KeepAlive::parse_value(&v).map_err(|m| GatewayError::bad_request(m, Some("keep_alive"))))
+        .transpose()
+}
+
+fn is_load_only(req: &ChatRequest) -> bool {
+    match &req.input {
+        Input::Chat(m) => m.is_empty(),
+        Input::Text { prompt, .. } => prompt.is_empty(),
+    }
+}
+
+/// Every request sets the model's keep-alive (its own, or the default), as in Ollama;
+/// an empty prompt only loads (or, with `keep_alive: 0`, unloads) the model.
+async fn run(
+    state: AppState,
+    ctx: RequestContext,
+    req: ChatRequest,
+    keep_alive: Option<KeepAlive>,
+    kind: Kind,
+) -> Response {
+    let model = req.model.clone();
+    let registry = &state.core.registry;
+    if is_load_only(&req) {
+        if !model_known(&state, &model).await {
+            return error_response(&GatewayError::ModelNotFound(model));
+        }
+        registry.set_keep_alive(&model, keep_alive);
+        if keep_alive == Some(KeepAlive::For(std::time::Duration::ZERO)) {
+            return load_reply(kind, &model, "unload");
+        }
+        if let Err(e) = registry.load(&model).await {
+            return error_response(&e);
+        }
+        return load_reply(kind, &model, "load");
+    }
+    registry.set_keep_alive(&model, keep_alive);
+    let dialect = Ollama { kind, prompt_estimate: prompt_estimate(&req), model };
+    respond(&state, ctx, req, dialect).await
+}
+
+/// How an Ollama answer is rendered.
+struct Ollama {
+    kind: Kind,
+    model: String,
+    prompt_estimate: u32,
+}
+
+impl Ollama {
+    fn clock(&self, reply: &Reply) -> Clock {
+        Clock { started: reply.started(), ttft: reply.ttft(), prompt_estimate: self.prompt_estimate }
+    }
+}
+
+impl Dialect for Ollama {
+    type Stream = OllamaNdjson;
+    const CONTENT_TYPE: &'static str = "application/x-ndjson";
+
+    fn stream(self, reply: &Reply) -> OllamaNdjson {
+        OllamaNdjson::new(self.kind, &self.model, self.clock(reply))
+    }
+
+    fn whole(self, reply: &Reply, text: String, done: &Event) -> Response {
+        encode::whole(self.kind, &self.model, text, done, self.clock(reply))
+    }
+
+    fn error(err: &GatewayError) -> Response {
+        error_response(err)
+    }
+}
+
+/// Ollama answers an empty prompt by loading the model (`done_reason` "load") or, with
+/// `keep_alive: 0`, by unloading it ("unload"); no stats.
+fn load_reply(kind: Kind, model: &str, reason: &str) -> Response {
+    let mut chat = encode::chat_response(model, String::new(), FinishReason::Stop, ol::FinalStats::default());
+    chat.done_reason = Some(reason.into());
+    chat.stats = None;
+    match kind {
+        Kind::Chat => Json(chat).into_response(),
+        Kind::Generate => Json(ol::GenerateResponse {
+            model: chat.model,
+            created_at: chat.created_at,
+            response: String::new(),
+            done: true,
+            done_reason: chat.done_reason,
+            stats: None,
+        })
+        .into_response(),
+    }
+}
+
+fn digest(name: &str) -> String {
+    hex::encode(Sha256::digest(name.as_bytes()))
+}
+
+fn tag(state: &AppState, name: &str) -> ol::ModelTag {
+    let table = state.core.registry.table();
+    let info = table.routes(name).and_then(|r| r.first()).and_then(|r| r.slot.model_info(&r.upstream_model));
+    ol::ModelTag {
+        name: name.to_owned(),
+        model: name.to_owned(),
+        modified_at: Some(encode::timestamp()),
+        size: info.as_ref().and_then(|i| i.size).unwrap_or(0),
+        digest: digest(name),
+        details: info.and_then(|i| i.details).unwrap_or_default(),
+        expires_at: None,
+        size_vram: None,
+    }
+}
+
+/// `GET /api/tags`.
+pub async fn tags(State(state): State<AppState>) -> Response {
+    let table = state.core.registry.table();
+    let models = table.names().iter().map(|n| tag(&state, n)).collect();
+    Json(ol::TagList { models }).into_response()
+}
+
+/// `GET /api/ps`: models loaded in memory. HTTP backends manage their own memory, so
+/// only in-process engines appear here.
+pub async fn ps(State(state): State<AppState>) -> Response {
+    // Ollama shows a model kept forever as expiring centuries from now.
+    let forever = std::time::UNIX_EPOCH + std::time::Duration::from_secs(10_000_000_000);
+    let table = state.core.registry.table();
+    let mut models = Vec::new();
+    for slot in state.core.registry.slots().iter() {
+        for running in slot.backend.running() {
+            let served_as = |name: &&String| {
+                table
+                    .routes(name)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|r| std::sync::Arc::ptr_eq(&r.slot, slot) && r.upstream_model == running.name)
+            };
+            let name = table.names().iter().find(served_as).cloned().unwrap_or_else(|| running.name.clone());
+            let expires = running.unloads_at.unwrap_or(forever);
+            models.push(ol::ModelTag {
+                model: name.clone(),
+                digest: digest(&name),
+                name,
+                modified_at: None,
+                size: running.size,
+                details: running.details.unwrap_or_default(),
+                expires_at: Some(humantime::format_rfc3339_seconds(expires).to_string()),
+                size_vram: Some(0),
+            });
+        }
+    }
+    Json(ol::PsList { models }).into_response()
+}
+
+/// `POST /api/show`.
+pub async fn show(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let req = match body_or_error(&state, body).and_then(|b| parse_json::<ol::ShowRequest>(&b)) {
+        Ok(r) => r,
+        Err(e) => return error_response(&e),
+    };
+    let Some(name) = req.model.or(req.name).filter(|n| !n.is_empty()) else {
+        return error_response(&GatewayError::bad_request("model is required", Some("model")));
+    };
+    if !model_known(&state, &name).await {
+        return error_response(&GatewayError::ModelNotFound(name));
+    }
+    let t = tag(&state, &name);
+    Json(ol::ShowResponse {
+        details: t.details,
+        capabilities: vec!["completion".into()],
+        ..Default::default()
+    })
+    .into_response()
+}
+
+/// `POST /api/embed`.
+pub async fn embed(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let req = match body_or_error(&state, body).and_then(|b| parse_json::<ol::EmbedRequest>(&b)) {
+        Ok(r) => r,
+        Err(e) => return error_response(&e),
+    };
+    let input = req.input.into_vec();
+    if input.is_empty() {
+        return error_response(&GatewayError::bad_request("input must not be empty", Some("input")));
+    }
+    match keep_alive(req.keep_alive) {
+        Ok(k) => state.core.registry.set_keep_alive(&req.model, k),
+        Err(e) => return error_response(&e),
+    }
+    let started = tokio::time::Instant::now();
+    let model = req.model.clone();
+    match embeddings::embed(&state.core, EmbedRequest { model: req.model, input }).await {
+        Ok((e, served)) => {
+            let resp = ol::EmbedResponse {
+                model,
+                embeddings: e.vectors,
+                total_duration: started.elapsed().as_nanos() as u64,
+                load_duration: 0,
+                prompt_eval_count: e.prompt_tokens,
+            };
+            served_response(Json(resp).into_response(), served)
+        }
+        Err(e) => error_response(&e),
+    }
+}
+
+/// `GET /api/version`: Sluice's own version.
+pub async fn version() -> Response {
+    Json(ol::VersionResponse { version: env!("CARGO_PKG_VERSION").to_owned() }).into_response()
+}

@@ -1,0 +1,171 @@
+//! The OpenAI dialect: `/v1/chat/completions`, `/v1/completions`, `/v1/models`,
+//! `/v1/models/{id}`, `/v1/embeddings`. Handlers are thin: parse and validate into the
+//! canonical request, run it, encode the answer or the error in OpenAI's shape.
+
+pub mod convert;
+pub mod encode;
+
+use axum::{
+    Json,
+    extract::{Path, State, rejection::BytesRejection},
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use sluice_protocol::openai as oa;
+
+use sluice_core::{
+    chat::{ChatRequest, EmbedRequest, Event},
+    embeddings,
+    error::GatewayError,
+    reply::Reply,
+};
+
+use self::encode::{Kind, OpenAiSse, error_response};
+use crate::{
+    api::{
+        Ctx, body_or_error, model_known, parse_json,
+        respond::{Dialect, prompt_estimate, respond},
+        served_response,
+    },
+    state::AppState,
+};
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let parsed = body_or_error(&state, body)
+        .and_then(|b| parse_json::<oa::ChatCompletionRequest>(&b))
+        .and_then(convert::chat_request);
+    match parsed {
+        Ok((req, include_usage)) => {
+            let dialect = OpenAi::new(Kind::Chat, &req, include_usage);
+            respond(&state, ctx, req, dialect).await
+        }
+        Err(e) => error_response(&e),
+    }
+}
+
+/// `POST /v1/completions`.
+pub async fn completions(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let parsed = body_or_error(&state, body)
+        .and_then(|b| parse_json::<oa::CompletionRequest>(&b))
+        .and_then(convert::completion_request);
+    match parsed {
+        Ok((req, include_usage)) => {
+            let dialect = OpenAi::new(Kind::Completion, &req, include_usage);
+            respond(&state, ctx, req, dialect).await
+        }
+        Err(e) => error_response(&e),
+    }
+}
+
+/// How an OpenAI answer is rendered.
+struct OpenAi {
+    kind: Kind,
+    model: String,
+    include_usage: bool,
+    prompt_estimate: u32,
+}
+
+impl OpenAi {
+    fn new(kind: Kind, req: &ChatRequest, include_usage: bool) -> OpenAi {
+        OpenAi { kind, model: req.model.clone(), include_usage, prompt_estimate: prompt_estimate(req) }
+    }
+}
+
+impl Dialect for OpenAi {
+    type Stream = OpenAiSse;
+    const CONTENT_TYPE: &'static str = "text/event-stream";
+
+    fn stream(self, _: &Reply) -> OpenAiSse {
+        OpenAiSse::new(self.kind, &self.model, self.include_usage, self.prompt_estimate)
+    }
+
+    fn whole(self, _: &Reply, text: String, done: &Event) -> Response {
+        match self.kind {
+            Kind::Chat => {
+                Json(encode::chat_completion(&self.model, text, done, self.prompt_estimate)).into_response()
+            }
+            Kind::Completion => {
+                Json(encode::completion(&self.model, text, done, self.prompt_estimate)).into_response()
+            }
+        }
+    }
+
+    fn error(err: &GatewayError) -> Response {
+        error_response(err)
+    }
+}
+
+/// `GET /v1/models`.
+pub async fn list_models(State(state): State<AppState>) -> Response {
+    let table = state.core.registry.table();
+    let created = encode::unix_now().saturating_sub(state.started.elapsed().as_secs());
+    let data = table.names().iter().map(|name| model_entry(name, &table, created)).collect();
+    Json(oa::ModelList { object: "list".into(), data }).into_response()
+}
+
+fn model_entry(name: &str, table: &sluice_core::registry::ModelTable, created: u64) -> oa::Model {
+    let owner =
+        table.routes(name).and_then(|r| r.first()).map(|r| r.slot.name().to_owned()).unwrap_or_default();
+    oa::Model { id: name.to_owned(), object: "model".into(), created, owned_by: owner }
+}
+
+/// `GET /v1/models/{id}`.
+pub async fn get_model(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    if !model_known(&state, &id).await {
+        return error_response(&GatewayError::ModelNotFound(id));
+    }
+    let table = state.core.registry.table();
+    let created = encode::unix_now().saturating_sub(state.started.elapsed().as_secs());
+    Json(model_entry(&id, &table, created)).into_response()
+}
+
+/// `POST /v1/embeddings`.
+pub async fn embeddings(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let req = match body_or_error(&state, body).and_then(|b| parse_json::<oa::EmbeddingRequest>(&b)) {
+        Ok(r) => r,
+        Err(e) => return error_response(&e),
+    };
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            let msg = format!("encoding_format must be 'float' or 'base64', got '{other}'");
+            return error_response(&GatewayError::bad_request(msg, Some("encoding_format")));
+        }
+    };
+    let input = req.input.into_vec();
+    if input.is_empty() {
+        return error_response(&GatewayError::bad_request("'input' must not be empty", Some("input")));
+    }
+    let model = req.model.clone();
+    match embeddings::embed(&state.core, EmbedRequest { model: req.model, input }).await {
+        Ok((emb, served)) => {
+            let data = emb
+                .vectors
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| oa::Embedding {
+                    object: "embedding".into(),
+                    index: i as u32,
+                    embedding: if base64 { encode::base64_vector(&v) } else { oa::EmbeddingVector::Float(v) },
+                })
+                .collect();
+            let usage =
+                oa::EmbeddingUsage { prompt_tokens: emb.prompt_tokens, total_tokens: emb.prompt_tokens };
+            served_response(
+                Json(oa::EmbeddingResponse { object: "list".into(), data, model, usage }).into_response(),
+                served,
+            )
+        }
+        Err(e) => error_response(&e),
+    }
+}

@@ -1,0 +1,84 @@
+//! The one request-to-response path every generating route takes: run a canonical
+//! request through the cache and the scheduler, then render the answer — streamed or
+//! whole — through the client's [`Dialect`]. The dialect modules keep only parsing and
+//! encoding.
+
+use axum::response::Response;
+use http::{HeaderName, HeaderValue};
+use sluice_core::{
+    cache::{self, CacheStatus},
+    chat::{ChatRequest, Event},
+    context::RequestContext,
+    error::GatewayError,
+    reply::{self, Reply},
+};
+
+use super::{
+    served_response,
+    stream_body::{Encoder, EventBody, collect},
+    streaming_response,
+};
+use crate::state::AppState;
+
+/// Says the token counts of an answer are estimated (characters / 4), because the
+/// backend reported none.
+pub static USAGE_HEADER: HeaderName = HeaderName::from_static("x-sluice-usage");
+
+/// How one API dialect renders an answer.
+pub trait Dialect: Sized + Send + 'static {
+    /// The streamed answer's encoder.
+    type Stream: Encoder;
+    /// The streamed answer's content type.
+    const CONTENT_TYPE: &'static str;
+    /// The encoder for a streamed `reply`.
+    fn stream(self, reply: &Reply) -> Self::Stream;
+    /// A whole answer: `text`, ended by `done`.
+    fn whole(self, reply: &Reply, text: String, done: &Event) -> Response;
+    /// An error, in the dialect's shape.
+    fn error(err: &GatewayError) -> Response;
+}
+
+/// Answers `req` for `ctx` in dialect `D`.
+pub async fn respond<D: Dialect>(
+    state: &AppState,
+    ctx: RequestContext,
+    req: ChatRequest,
+    dialect: D,
+) -> Response {
+    let stream = req.stream;
+    let mut reply = match reply::start(&state.core, &ctx, req).await {
+        Ok(r) => r,
+        Err(e) => return D::error(&e),
+    };
+    let (served, status) = (reply.served().clone(), reply.status());
+    let resp = if stream {
+        let encoder = dialect.stream(&reply);
+        let body = EventBody::new(reply, encoder, state.config.server.sse_keepalive);
+        streaming_response(body, D::CONTENT_TYPE)
+    } else {
+        match collect(&mut reply).await {
+            Ok((text, done)) => {
+                let estimated = matches!(done, Event::Done { usage: None, .. });
+                let mut resp = dialect.whole(&reply, text, &done);
+                if estimated {
+                    resp.headers_mut().insert(USAGE_HEADER.clone(), HeaderValue::from_static("estimated"));
+                }
+                resp
+            }
+            Err(e) => D::error(&e),
+        }
+    };
+    served_response(tag(resp, status), served)
+}
+
+/// Adds `x-sluice-cache` to a response.
+pub fn tag(mut resp: Response, status: CacheStatus) -> Response {
+    resp.headers_mut().insert(cache::CACHE_HEADER.clone(), HeaderValue::from_static(status.as_str()));
+    resp
+}
+
+/// A prompt's size in tokens, estimated from its characters, for backends that report
+/// no usage.
+pub fn prompt_estimate(req: &ChatRequest) -> u32 {
+    u32::try_from(req.input.char_len() / 4).unwrap_or(u32::MAX)
+}

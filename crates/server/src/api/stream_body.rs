@@ -1,0 +1,254 @@
+//! The HTTP body of a streamed answer.
+//!
+//! Each poll takes every event the generation already has, encodes them all into one
+//! buffer and hands hyper one frame: a token is written the moment it exists, and tokens
+//! that arrived together are written together (one syscall, not one per token). The
+//! first token is the exception: it leaves alone, at once, because it is what the user
+//! is waiting for. hyper asks for the next frame before it flushes, so after the first
+//! frame the body yields once (waking itself): hyper writes the first token, then comes
+//! back for the rest. No timers decide when to flush. Idle streams get keep-alive
+//! comments when the encoder has them (SSE). A failure becomes the dialect's error event, then the end.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+use sluice_core::{backend::BackendError, chat::Event, error::GatewayError, generation::Generation};
+
+/// Stop batching once a frame holds this much.
+const MAX_FRAME: usize = 64 * 1024;
+
+/// Turns events into a dialect's bytes.
+pub trait Encoder: Send + Unpin + 'static {
+    /// Appends the encoding of one event.
+    fn event(&mut self, ev: &Event, buf: &mut BytesMut);
+    /// Appends the dialect's in-stream error event.
+    fn error(&mut self, err: &GatewayError, buf: &mut BytesMut);
+    /// A keep-alive line, if the framing has one.
+    fn keepalive(&self) -> Option<&'static [u8]> {
+        None
+    }
+}
+
+/// A streamed response body over a generation (or a replay of one).
+pub struct EventBody<E, S = Generation> {
+    generation: S,
+    encoder: E,
+    ended: bool,
+    /// Whether the first frame was handed over (it carries the first token only).
+    sent_first: bool,
+    /// Whether the body yielded once after the first frame, so hyper flushed it.
+    flushed_first: bool,
+    keepalive: Option<(Duration, Pin<Box<Sleep>>)>,
+    last_write: Instant,
+}
+
+impl<E: Encoder, S: Stream<Item = Result<Event, BackendError>> + Unpin> EventBody<E, S> {
+    /// A body streaming `generation` through `encoder`, with keep-alives every
+    /// `keepalive` of silence (when the encoder has them).
+    pub fn new(generation: S, encoder: E, keepalive: Duration) -> Self {
+        let now = Instant::now();
+        let keepalive =
+            encoder.keepalive().map(|_| (keepalive, Box::pin(tokio::time::sleep_until(now + keepalive))));
+        EventBody {
+            generation,
+            encoder,
+            ended: false,
+            sent_first: false,
+            flushed_first: false,
+            keepalive,
+            last_write: now,
+        }
+    }
+
+    fn poll_keepalive(&mut self, cx: &mut Context<'_>) -> Option<Bytes> {
+        let line = self.encoder.keepalive()?;
+        let (every, timer) = self.keepalive.as_mut()?;
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return None;
+            }
+            let due = self.last_write + *every;
+            let now = Instant::now();
+            if now >= due {
+                self.last_write = now;
+                timer.as_mut().reset(now + *every);
+                return Some(Bytes::from_static(line));
+            }
+            timer.as_mut().reset(due);
+        }
+    }
+}
+
+impl<E: Encoder, S: Stream<Item = Result<Event, BackendError>> + Unpin> Body for EventBody<E, S> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if this.sent_first && !this.flushed_first {
+            // hyper flushes what it holds when the body is pending: the first token
+            // leaves now, and this wake brings hyper back for the rest at once.
+            this.flushed_first = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let mut buf = BytesMut::new();
+        loop {
+            match this.generation.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(ev))) => {
+                    this.encoder.event(&ev, &mut buf);
+                    if matches!(ev, Event::Done { .. }) {
+                        this.ended = true;
+                        break;
+                    }
+                    // The first token goes out alone: it is what the user waits for.
+                    if !this.sent_first {
+                        break;
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.encoder.error(&GatewayError::Backend(e), &mut buf);
+                    this.ended = true;
+                    break;
+                }
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    break;
+                }
+                Poll::Pending => break,
+            }
+            if buf.len() >= MAX_FRAME {
+                break;
+            }
+        }
+        if !buf.is_empty() {
+            if this.keepalive.is_some() {
+                this.last_write = Instant::now();
+            }
+            this.sent_first = true;
+            return Poll::Ready(Some(Ok(Frame::data(buf.freeze()))));
+        }
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        match this.poll_keepalive(cx) {
+            Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+            None => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+/// Drains a generation into its text, finish event and whether it failed, for
+/// non-streamed answers.
+pub async fn collect(
+    mut generation: impl Stream<Item = Result<Event, BackendError>> + Unpin,
+) -> Result<(String, Event), GatewayError> {
+    let mut text = String::new();
+    while let Some(ev) = generation.next().await {
+        match ev? {
+            Event::Delta(t) => text.push_str(&t),
+            done @ Event::Done { .. } => return Ok((text, done)),
+        }
+    }
+    Err(GatewayError::Backend(sluice_core::backend::BackendError::Interrupted("no end event".into())))
+}
+
+/// Appends `s` as a JSON string literal (quotes included).
+pub fn push_json_str(buf: &mut BytesMut, s: &str) {
+    use bytes::BufMut;
+    // Writing JSON into a BytesMut cannot fail.
+    let _ = serde_json::to_writer((&mut *buf).writer(), s);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::{
+            Arc,
+            atomic::{AtomicUsize, Ordering},
+        },
+        task::Wake,
+    };
+
+    use super::*;
+    use sluice_core::chat::FinishReason;
+
+    /// Writes `text|` per token and `.` at the end.
+    struct Plain;
+
+    impl Encoder for Plain {
+        fn event(&mut self, ev: &Event, buf: &mut BytesMut) {
+            match ev {
+                Event::Delta(t) => {
+                    buf.extend_from_slice(t.as_bytes());
+                    buf.extend_from_slice(b"|");
+                }
+                Event::Done { .. } => buf.extend_from_slice(b"."),
+            }
+        }
+        fn error(&mut self, _: &GatewayError, buf: &mut BytesMut) {
+            buf.extend_from_slice(b"!");
+        }
+    }
+
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn data(p: Poll<Option<Result<Frame<Bytes>, Infallible>>>) -> Option<Bytes> {
+        match p {
+            Poll::Ready(Some(Ok(f))) => f.into_data().ok(),
+            _ => None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn first_token_leaves_alone_then_everything_ready_leaves_together() {
+        let mut events: Vec<Result<Event, BackendError>> =
+            (0..4).map(|i| Ok(Event::Delta(format!("t{i}")))).collect();
+        events.push(Ok(Event::Done { finish_reason: FinishReason::Stop, usage: None, timings: None }));
+        let mut body = EventBody::new(futures_util::stream::iter(events), Plain, Duration::from_secs(15));
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+
+        let first = data(Pin::new(&mut body).poll_frame(&mut cx));
+        assert_eq!(first.as_deref(), Some(&b"t0|"[..]), "the first frame holds the first token only");
+        // The body is pending once so hyper flushes the first token, and asks to be
+        // polled again at once: nothing waits for a timer or for more input.
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        let rest = data(Pin::new(&mut body).poll_frame(&mut cx));
+        assert_eq!(rest.as_deref(), Some(&b"t1|t2|t3|."[..]), "the events already there leave in one frame");
+        assert!(matches!(Pin::new(&mut body).poll_frame(&mut cx), Poll::Ready(None)));
+        assert!(body.is_end_stream());
+    }
+}

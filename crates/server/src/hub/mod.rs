@@ -1,0 +1,114 @@
+//! The gateway's side of the agent network: agents dial in over a WebSocket
+//! ([`sluice_protocol::agent::CONNECT_PATH`]), authenticate with their token, and each
+//! becomes a backend in the registry for as long as it stays connected.
+//!
+//! # Layout
+//! - [`session`]: one agent connection: handshake, reader, writer, heartbeats.
+//! - [`backend`]: [`backend::AgentBackend`], the `Backend` a connected agent is, and
+//!   the per-job inbox the reader fills.
+//!
+//! Wire conversions are shared with the agent: [`sluice_link::convert`].
+
+pub mod backend;
+pub mod session;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::sync::watch;
+
+use sluice_config::AgentsConfig;
+use sluice_core::gateway::Gateway;
+use sluice_store::Store;
+
+use self::backend::AgentConn;
+use sluice_core::registry::BackendSlot;
+
+/// What an agent session needs from the gateway: the core it joins as a backend, the
+/// store that knows its token, the hub of connected agents and the `[agents]` settings.
+#[derive(Clone)]
+pub struct Link {
+    /// The domain the agent serves as a backend.
+    pub core: Gateway,
+    /// Where agent tokens are kept.
+    pub store: Arc<Store>,
+    /// The connected agents.
+    pub agents: Arc<AgentHub>,
+    /// `[agents]`.
+    pub config: AgentsConfig,
+    /// How long a draining gateway waits for an agent's jobs (`server.shutdown_grace`).
+    pub grace: Duration,
+}
+
+/// A connected agent: its connection and its backend slot.
+pub type Connected = (Arc<AgentConn>, Arc<BackendSlot>);
+
+/// The connected agents, by id.
+pub struct AgentHub {
+    conns: Mutex<HashMap<String, Connected>>,
+    count: watch::Sender<usize>,
+}
+
+impl Default for AgentHub {
+    fn default() -> Self {
+        AgentHub { conns: Mutex::new(HashMap::new()), count: watch::Sender::new(0) }
+    }
+}
+
+impl AgentHub {
+    /// Records a new connection; an older connection with the same id (an agent that
+    /// reconnected before its old connection was found dead) is told to close.
+    pub fn join(&self, conn: Arc<AgentConn>, slot: Arc<BackendSlot>) {
+        let old = {
+            let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+            let old = conns.insert(conn.info.id.clone(), (conn, slot));
+            self.count.send_replace(conns.len());
+            old
+        };
+        if let Some((old, _)) = old {
+            old.close("replaced by a newer connection of the same agent");
+        }
+    }
+
+    /// Forgets `conn` unless a newer connection of the same agent replaced it; returns
+    /// true when it was replaced (the agent is still connected).
+    pub fn leave(&self, conn: &Arc<AgentConn>) -> bool {
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let replaced = match conns.get(&conn.info.id) {
+            Some((c, _)) if Arc::ptr_eq(c, conn) => {
+                conns.remove(&conn.info.id);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        };
+        self.count.send_replace(conns.len());
+        replaced
+    }
+
+    /// Every connected agent, sorted by id.
+    pub fn list(&self) -> Vec<Connected> {
+        let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = conns.values().cloned().collect();
+        v.sort_by(|a, b| a.0.info.id.cmp(&b.0.info.id));
+        v
+    }
+
+    /// The number of connected agents, to wait on.
+    pub fn watch(&self) -> watch::Receiver<usize> {
+        self.count.subscribe()
+    }
+
+    /// Closes every connection that authenticated with `token_id` (it was revoked).
+    pub fn disconnect_token(&self, token_id: &str) -> usize {
+        let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let hit: Vec<_> = conns.values().filter(|(c, _)| c.info.token_id == token_id).collect();
+        for (c, _) in &hit {
+            c.close("its token was revoked");
+        }
+        hit.len()
+    }
+}

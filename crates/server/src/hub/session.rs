@@ -1,0 +1,454 @@
+//! One agent connection, from the WebSocket upgrade to its end.
+//!
+//! Handshake: the first frame must be a Hello with our protocol version and a valid,
+//! unrevoked token, within `agents.hello_timeout`; otherwise the agent gets a Refused
+//! frame with the reason and the connection closes (logged on both sides). Then a
+//! writer task sends queued frames (several per flush when they queue up) and the
+//! reader dispatches the agent's frames to job inboxes without ever waiting on a
+//! client. Pings go out every `agents.heartbeat`; a connection silent for
+//! `agents.dead_after` is dead. Whatever ends the connection, only this connection
+//! ends, its backend leaves the registry, and its jobs are failed (see
+//! [`AgentConn::fail_all`]).
+
+use std::{net::SocketAddr, sync::Arc, time::SystemTime};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use futures_util::{
+    SinkExt, StreamExt,
+    stream::{SplitSink, SplitStream},
+};
+use sluice_protocol::agent::{Hello, HelloVersion, PROTOCOL_VERSION, RefuseCode, ToAgent, ToGateway};
+use tokio::{sync::mpsc, time::Instant};
+
+use super::Link;
+use super::backend::{AgentBackend, AgentConn, AgentInfo};
+use sluice_core::registry::BackendSlot;
+use sluice_link::convert;
+
+/// Serves one upgraded agent socket until it ends, as a task tracked by the gateway.
+pub fn serve(link: Link, socket: WebSocket, addr: Option<SocketAddr>) -> impl Future<Output = ()> + Send {
+    let tasks = link.core.tasks.clone();
+    tasks.track_future(run(link, socket, addr))
+}
+
+/// A refused handshake.
+struct Refusal {
+    code: RefuseCode,
+    reason: String,
+}
+
+impl Refusal {
+    fn new(code: RefuseCode, reason: impl Into<String>) -> Self {
+        Refusal { code, reason: reason.into() }
+    }
+}
+
+/// Why a connection ended: a reason for the log and the close frame.
+struct Ending {
+    code: u16,
+    reason: String,
+}
+
+impl Ending {
+    fn new(code: u16, reason: impl Into<String>) -> Self {
+        Ending { code, reason: reason.into() }
+    }
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+type Source = SplitStream<WebSocket>;
+
+async fn run(state: Link, socket: WebSocket, addr: Option<SocketAddr>) {
+    let (mut sink, mut source) = socket.split();
+    let peer = addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+    let (hello, token_id) = match handshake(&state, &mut source).await {
+        Ok(h) => h,
+        Err(r) => {
+            tracing::warn!(peer = %peer, code = ?r.code, reason = %r.reason, "agent refused");
+            state.core.metrics.agents.refused(r.code);
+            let frame = ToAgent::Refused { code: r.code, reason: r.reason.clone() };
+            let close = match r.code {
+                RefuseCode::Unauthorized => close_code::POLICY,
+                RefuseCode::Unavailable => close_code::AGAIN,
+                _ => close_code::PROTOCOL,
+            };
+            let _ = send_now(&mut sink, &frame).await;
+            close_with(&mut sink, Ending::new(close, r.reason)).await;
+            return;
+        }
+    };
+    let cfg = &state.config;
+    let info = AgentInfo {
+        id: hello.agent_id,
+        addr,
+        version: hello.version,
+        models: hello.models,
+        slots: hello.slots,
+        token_id,
+        connected_at: SystemTime::now(),
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let jobs_gauge = state
+        .core
+        .metrics
+        .agents
+        .jobs_in_flight
+        .get_or_create(&sluice_core::metrics::BackendLabels { backend: format!("agent:{}", info.id) })
+        .clone();
+    let conn = Arc::new(AgentConn::new(info, tx, jobs_gauge));
+    let heartbeat_ms = u64::try_from(cfg.heartbeat.as_millis()).unwrap_or(u64::MAX);
+    conn.send(ToAgent::Welcome { protocol: PROTOCOL_VERSION, heartbeat_ms });
+    let writer = state.core.tasks.spawn(write_frames(sink, rx, conn.clone()));
+    let models = conn.info.models.iter().map(|m| (m.clone(), m.clone())).collect();
+    let backend = Arc::new(AgentBackend::new(conn.clone()));
+    let slot = Arc::new(BackendSlot::with_models(backend, cfg.timeouts, models));
+    // Routable before it is counted as connected, so a caller that waits for the count
+    // can use the agent at once.
+    state.core.registry.add(slot.clone());
+    state.agents.join(conn.clone(), slot.clone());
+    state.core.metrics.agents.joined(&conn.info.id, conn.info.slots);
+    tracing::info!(agent = %conn.info.id, peer = %peer, version = %conn.info.version, models = ?conn.info.models, slots = conn.info.slots, "agent connected");
+
+    let ending = read_frames(&state, &conn, &slot, &mut source).await;
+    state.core.registry.remove(&slot);
+    let replaced = state.agents.leave(&conn);
+    let jobs = conn.jobs_in_flight();
+    conn.fail_all(&ending.reason);
+    state.core.metrics.agents.left(&conn.info.id, replaced);
+    if ending.code == close_code::NORMAL && jobs == 0 {
+        tracing::info!(agent = %conn.info.id, peer = %peer, reason = %ending.reason, "agent disconnected");
+    } else {
+        tracing::warn!(agent = %conn.info.id, peer = %peer, reason = %ending.reason, jobs_failed = jobs, "agent disconnected");
+    }
+    if let Ok(Some(mut sink)) = writer.await {
+        close_with(&mut sink, ending).await;
+    }
+}
+
+/// Reads and checks the Hello; returns it with the id of the token it presented.
+async fn handshake(state: &Link, source: &mut Source) -> Result<(Hello, String), Refusal> {
+    let first = tokio::time::timeout(state.config.hello_timeout, source.next()).await;
+    let text = match first {
+        Err(_) => return Err(Refusal::new(RefuseCode::BadHello, "no hello within the hello timeout")),
+        Ok(Some(Ok(Message::Text(t)))) => t,
+        Ok(Some(Ok(_))) => {
+            return Err(Refusal::new(RefuseCode::BadHello, "the first frame must be a text hello"));
+        }
+        Ok(Some(Err(_)) | None) => {
+            return Err(Refusal::new(RefuseCode::BadHello, "connection closed before hello"));
+        }
+    };
+    let hello = match serde_json::from_str::<ToGateway>(&text) {
+        Ok(ToGateway::Hello(h)) => h,
+        Ok(_) => return Err(Refusal::new(RefuseCode::BadHello, "the first frame must be a hello")),
+        Err(e) => {
+            return Err(match serde_json::from_str::<HelloVersion>(&text) {
+                Ok(v) if v.protocol != PROTOCOL_VERSION => version_mismatch(v.protocol),
+                _ => Refusal::new(RefuseCode::BadHello, format!("malformed hello: {e}")),
+            });
+        }
+    };
+    if hello.protocol != PROTOCOL_VERSION {
+        return Err(version_mismatch(hello.protocol));
+    }
+    let id_ok = !hello.agent_id.is_empty()
+        && hello.agent_id.len() <= 128
+        && hello.agent_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:@".contains(c));
+    if !id_ok {
+        return Err(Refusal::new(
+            RefuseCode::BadHello,
+            "agent_id must be 1-128 characters of letters, digits and -_.:@",
+        ));
+    }
+    if hello.slots == 0 || hello.slots > 4096 {
+        return Err(Refusal::new(RefuseCode::BadHello, "slots must be between 1 and 4096"));
+    }
+    if hello.models.is_empty() {
+        return Err(Refusal::new(RefuseCode::BadHello, "the agent serves no model"));
+    }
+    match state.store.verify_agent_token(&hello.token).await {
+        Ok(Some(token)) => Ok((hello, token.id)),
+        Ok(None) => Err(Refusal::new(RefuseCode::Unauthorized, "unknown or revoked agent token")),
+        Err(e) => {
+            tracing::error!(error = %e, "agent token check failed");
+            Err(Refusal::new(RefuseCode::Unavailable, "the gateway cannot check tokens right now"))
+        }
+    }
+}
+
+fn version_mismatch(theirs: u32) -> Refusal {
+    Refusal::new(
+        RefuseCode::VersionMismatch,
+        format!("protocol version mismatch: the gateway speaks {PROTOCOL_VERSION}, the agent {theirs}"),
+    )
+}
+
+/// Dispatches the agent's frames until the connection ends; returns why it ended.
+async fn read_frames(
+    state: &Link,
+    conn: &Arc<AgentConn>,
+    slot: &Arc<BackendSlot>,
+    source: &mut (impl futures_util::Stream<Item = Result<Message, axum::Error>> + Unpin),
+) -> Ending {
+    let cfg = &state.config;
+    let mut ping = tokio::time::interval_at(Instant::now() + cfg.heartbeat, cfg.heartbeat);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_frame = Instant::now();
+    let dead = tokio::time::sleep_until(last_frame + cfg.dead_after);
+    tokio::pin!(dead);
+    let mut nonce = 0u64;
+    let mut draining_since: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            msg = source.next() => {
+                last_frame = Instant::now();
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Binary(_))) => {
+                        return Ending::new(close_code::UNSUPPORTED, "malformed frame: binary frames are not part of the protocol");
+                    }
+                    Some(Ok(Message::Close(c))) => {
+                        let why = c.map(|c| c.reason.to_string()).filter(|r| !r.is_empty());
+                        return Ending::new(close_code::NORMAL, format!("closed by the agent ({})", why.as_deref().unwrap_or("no reason")));
+                    }
+                    Some(Err(e)) => return Ending::new(close_code::ERROR, format!("connection lost ({e})")),
+                    None => return Ending::new(close_code::ERROR, "connection lost"),
+                };
+                match serde_json::from_str::<ToGateway>(&text) {
+                    Ok(frame) => {
+                        if let Err(e) = dispatch(state, conn, slot, frame) {
+                            return e;
+                        }
+                    }
+                    Err(e) => return Ending::new(close_code::PROTOCOL, format!("malformed frame: {e}")),
+                }
+                if draining_since.is_some() && conn.jobs_in_flight() == 0 {
+                    return Ending::new(close_code::AWAY, "gateway shutting down");
+                }
+            }
+            _ = ping.tick() => {
+                nonce += 1;
+                conn.send(ToAgent::Ping { nonce });
+            }
+            () = &mut dead => {
+                let deadline = last_frame + cfg.dead_after;
+                if Instant::now() >= deadline {
+                    return Ending::new(close_code::AWAY, format!("no frame for {:?}: agent presumed dead", cfg.dead_after));
+                }
+                dead.as_mut().reset(deadline);
+            }
+            () = conn.closed.cancelled() => {
+                let why = conn.close_reason().unwrap_or_else(|| "closed by the gateway".to_owned());
+                return Ending::new(close_code::POLICY, why);
+            }
+            () = state.core.shutdown.cancelled(), if draining_since.is_none() => {
+                // No new jobs; the running ones may finish within the grace period.
+                state.core.registry.remove(slot);
+                draining_since = Some(Instant::now());
+                if conn.jobs_in_flight() == 0 {
+                    return Ending::new(close_code::AWAY, "gateway shutting down");
+                }
+            }
+            () = tokio::time::sleep_until(draining_since.map_or_else(Instant::now, |t| t + state.grace)), if draining_since.is_some() => {
+                return Ending::new(close_code::AWAY, "gateway shutting down");
+            }
+        }
+    }
+}
+
+/// Handles one frame; an error ends the connection.
+fn dispatch(
+    state: &Link,
+    conn: &Arc<AgentConn>,
+    slot: &Arc<BackendSlot>,
+    frame: ToGateway,
+) -> Result<(), Ending> {
+    match frame {
+        ToGateway::Chunk { job, delta } => {
+            if let Some(inbox) = conn.inbox(job) {
+                inbox.push(delta);
+            }
+        }
+        ToGateway::Done { job, finish_reason, usage } => {
+            if let Some(inbox) = conn.finish(job) {
+                let tokens = usage.map_or(inbox.chunks(), |u| u64::from(u.completion_tokens));
+                conn.tokens_served.fetch_add(tokens, std::sync::atomic::Ordering::Relaxed);
+                state.core.metrics.agents.tokens(&conn.info.id, tokens);
+                inbox.end(Ok(convert::done_event(&finish_reason, usage)));
+            }
+        }
+        ToGateway::Error { job, error } => {
+            if let Some(inbox) = conn.finish(job) {
+                let streaming = inbox.delivered();
+                inbox.end(Err(convert::backend_error(&conn.info.id, error, streaming)));
+            }
+        }
+        ToGateway::Load { draining, .. } => {
+            if draining && !conn.draining.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::info!(agent = %conn.info.id, "agent draining: no new jobs");
+                state.core.registry.remove(slot);
+            }
+        }
+        ToGateway::Pong { .. } => {
+            *conn.last_heartbeat.lock().unwrap_or_else(|p| p.into_inner()) = SystemTime::now();
+            state.core.metrics.agents.heartbeat(&conn.info.id);
+        }
+        ToGateway::Hello(_) => {
+            return Err(Ending::new(close_code::PROTOCOL, "malformed frame: hello sent twice"));
+        }
+    }
+    Ok(())
+}
+
+/// Sends queued frames until the connection closes; every frame already queued when
+/// a write starts goes out in the same flush. Returns the sink to close it, unless a
+/// write failed.
+async fn write_frames(
+    mut sink: Sink,
+    mut rx: mpsc::UnboundedReceiver<ToAgent>,
+    conn: Arc<AgentConn>,
+) -> Option<Sink> {
+    loop {
+        let first = tokio::select! {
+            f = rx.recv() => f,
+            () = conn.closed.cancelled() => return Some(sink),
+        };
+        let Some(first) = first else { return Some(sink) };
+        let write = async {
+            sink.feed(encode(&first)).await?;
+            while let Ok(f) = rx.try_recv() {
+                sink.feed(encode(&f)).await?;
+            }
+            sink.flush().await
+        };
+        let written = tokio::select! {
+            r = write => r,
+            () = conn.closed.cancelled() => return None,
+        };
+        if let Err(e) = written {
+            conn.close(format!("connection lost (write failed: {e})"));
+            return None;
+        }
+    }
+}
+
+fn encode(frame: &ToAgent) -> Message {
+    // Serializing these plain structs cannot fail.
+    Message::Text(serde_json::to_string(frame).unwrap_or_default().into())
+}
+
+async fn send_now(sink: &mut Sink, frame: &ToAgent) -> Result<(), axum::Error> {
+    sink.send(encode(frame)).await
+}
+
+/// Sends a close frame with the reason, giving up after a second (the peer may be gone).
+async fn close_with(sink: &mut Sink, ending: Ending) {
+    // Close reasons are limited to 123 bytes by the WebSocket spec.
+    let mut reason = ending.reason;
+    while reason.len() > 123 {
+        reason.pop();
+    }
+    let frame = CloseFrame { code: ending.code, reason: reason.into() };
+    let _ =
+        tokio::time::timeout(std::time::Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
+    use futures_util::stream;
+
+    use super::*;
+    use sluice_config::AgentsConfig;
+    use sluice_core::{
+        cache::config::CacheConfig,
+        config::RoutingConfig,
+        gateway::{Gateway, Settings},
+    };
+    use sluice_store::StoreConfig;
+
+    fn link() -> Link {
+        let (routing, cache) = (RoutingConfig::default(), CacheConfig::default());
+        let core = Gateway::new(Settings { routing: &routing, models: &[], cache: &cache }, vec![]);
+        let store = Arc::new(sluice_store::Store::new(&StoreConfig::default()));
+        Link {
+            core,
+            store,
+            agents: Arc::default(),
+            config: AgentsConfig::default(),
+            grace: Duration::from_secs(30),
+        }
+    }
+
+    fn connection(state: &Link) -> (Arc<AgentConn>, Arc<BackendSlot>, mpsc::UnboundedReceiver<ToAgent>) {
+        let info = AgentInfo {
+            id: "a".into(),
+            addr: None,
+            version: "t".into(),
+            models: vec!["m".into()],
+            slots: 1,
+            token_id: "t".into(),
+            connected_at: SystemTime::now(),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let conn = Arc::new(AgentConn::new(info, tx, Default::default()));
+        let backend = Arc::new(AgentBackend::new(conn.clone()));
+        let slot = Arc::new(BackendSlot::with_models(backend, state.config.timeouts, vec![]));
+        (conn, slot, rx)
+    }
+
+    fn pings(rx: &mut mpsc::UnboundedReceiver<ToAgent>) -> usize {
+        std::iter::from_fn(|| rx.try_recv().ok()).filter(|f| matches!(f, ToAgent::Ping { .. })).count()
+    }
+
+    /// With the default settings, a silent agent is pinged every 3 s and declared dead
+    /// after 9 s: within the 10 s the issue allows.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_agent_is_dead_within_ten_seconds() {
+        let state = link();
+        let (conn, slot, mut rx) = connection(&state);
+        let started = Instant::now();
+        let ending = read_frames(&state, &conn, &slot, &mut stream::pending()).await;
+        let took = started.elapsed();
+        assert!(ending.reason.contains("presumed dead"), "{}", ending.reason);
+        assert!(took >= Duration::from_secs(9) && took < Duration::from_secs(10), "{took:?}");
+        // At 3 s and 6 s; the one due at 9 s races the verdict.
+        assert!((2..=3).contains(&pings(&mut rx)));
+    }
+
+    /// Any frame is a sign of life: pongs every 2 s keep the agent, and only the
+    /// silence after the last one counts.
+    #[tokio::test(start_paused = true)]
+    async fn frames_keep_an_agent_alive() {
+        let state = link();
+        let (conn, slot, _rx) = connection(&state);
+        let pongs = stream::unfold(0u64, |n| async move {
+            if n == 10 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let pong = serde_json::to_string(&ToGateway::Pong { nonce: n }).unwrap();
+            Some((Ok(Message::Text(pong.into())), n + 1))
+        })
+        .chain(stream::pending());
+        let started = Instant::now();
+        let ending = read_frames(&state, &conn, &slot, &mut Box::pin(pongs)).await;
+        assert!(ending.reason.contains("presumed dead"), "{}", ending.reason);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(29) && took < Duration::from_secs(30), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_malformed_frame_ends_the_connection_with_the_reason() {
+        let state = link();
+        let (conn, slot, _rx) = connection(&state);
+        let mut frames =
+            stream::iter([Ok(Message::Text(r#"{"type":"chunk"}"#.into()))]).chain(stream::pending());
+        let ending = read_frames(&state, &conn, &slot, &mut frames).await;
+        assert_eq!(ending.code, close_code::PROTOCOL);
+        assert!(ending.reason.starts_with("malformed frame: missing field"), "{}", ending.reason);
+    }
+}

@@ -1,0 +1,19 @@
+//! The Sluice HTTP server: what a client, a browser or an agent talks to. The domain
+//! (routing, cache, generation) is `sluice-core`; this crate turns HTTP into calls on
+//! it and back.
+//!
+//! # Layout
+//! - [`serve`]: startup announcement, the serve loop, graceful shutdown.
+//! - [`state`]: [`state::AppState`], the core plus what only the server holds
+//!   (configuration, keys, agent hub, store).
+//! - [`api`]: the route table, middleware, one module per dialect, the streaming body.
+//! - [`auth`]: API keys.
+//! - [`hub`]: connected agents as backends (the gateway's side of the agent link).
+//! - [`tls`]: the HTTPS listener.
+
+pub mod api;
+pub mod auth;
+pub mod hub;
+pub mod serve;
+pub mod state;
+pub mod tls;

@@ -1,0 +1,86 @@
+//! Startup and the serve loop: discover backends, log what is served, accept
+//! connections until shutdown, then give in-flight requests a grace period.
+
+use std::{io, sync::atomic::Ordering};
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+
+use crate::{api, state::AppState};
+
+/// Probes every backend, then logs the address, the backends and the models.
+pub async fn announce(state: &AppState, addr: std::net::SocketAddr) {
+    state.core.registry.discover().await;
+    let scheme = if state.config.server.tls_cert.is_some() { "https" } else { "http" };
+    tracing::info!(address = %format!("{scheme}://{addr}"), "Sluice listening");
+    let slots = state.core.registry.slots();
+    if slots.is_empty() {
+        tracing::warn!(
+            "no backend configured: add one with `sluice serve --backend openai=http://127.0.0.1:8000/v1` \
+             (or `ollama=http://127.0.0.1:11434`), a GGUF file with `--model PATH`, a [[backends]] entry in the config file, or connect agents (`sluice agent`)"
+        );
+    }
+    for s in slots.iter() {
+        tracing::info!(
+            backend = s.name(),
+            kind = s.backend.kind(),
+            healthy = s.healthy.load(Ordering::Relaxed),
+            "backend"
+        );
+        state
+            .core
+            .metrics
+            .backend_up
+            .get_or_create(&sluice_core::metrics::BackendLabels { backend: s.name().to_owned() })
+            .set(i64::from(s.healthy.load(Ordering::Relaxed)));
+    }
+    let table = state.core.registry.table();
+    for name in table.names() {
+        let backends: Vec<&str> =
+            table.routes(name).unwrap_or_default().iter().map(|r| r.slot.name()).collect();
+        tracing::info!(model = %name, backends = ?backends, "model");
+    }
+}
+
+/// Serves `state` on `listener` until `state.core.shutdown` is cancelled, then lets
+/// in-flight requests finish for up to the configured grace period.
+pub async fn run(listener: TcpListener, state: AppState) -> io::Result<()> {
+    let shutdown = state.core.shutdown.clone();
+    let grace = state.config.server.shutdown_grace;
+    sluice_core::health::spawn_probes(&state.core);
+    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+        std::net::SocketAddr,
+    >(api::app(state.clone()));
+    let stop = shutdown.clone().cancelled_owned();
+    let serve: std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<()>> + Send>> =
+        match (&state.config.server.tls_cert, &state.config.server.tls_key) {
+            (Some(cert), Some(key)) => {
+                let config = crate::tls::server_config(cert, key).map_err(io::Error::other)?;
+                // The TLS listener sets TCP_NODELAY itself.
+                let listener = crate::tls::TlsListener::new(listener, config)?.tap_io(|_| {});
+                Box::pin(axum::serve(listener, app).with_graceful_shutdown(stop).into_future())
+            }
+            _ => {
+                // Tokens are small writes: never let Nagle hold one back.
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                Box::pin(axum::serve(listener, app).with_graceful_shutdown(stop).into_future())
+            }
+        };
+    let deadline = async {
+        shutdown.cancelled().await;
+        tracing::info!(grace = ?grace, "shutting down: no new connections, finishing in-flight requests");
+        tokio::time::sleep(grace).await;
+    };
+    let result = tokio::select! {
+        r = serve => r,
+        () = deadline => {
+            tracing::warn!(active = state.core.metrics.active_streams.get(), "grace period over; closing remaining streams");
+            Ok(())
+        }
+    };
+    state.core.tasks.close();
+    state.core.tasks.wait().await;
+    result
+}

@@ -1,0 +1,89 @@
+//! The server's state: the domain [`Gateway`] plus what only the HTTP server holds
+//! (configuration, accepted keys, the agent hub, the store).
+
+use std::{sync::Arc, time::Instant};
+
+use sluice_backends::engine::config::EngineSection;
+use sluice_config::Config;
+use sluice_core::{
+    backend::BackendError,
+    gateway::{Gateway, Settings},
+    registry::BackendSlot,
+};
+
+use crate::{
+    auth::ApiKeys,
+    hub::{AgentHub, Link},
+};
+
+/// Everything a request handler needs, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+/// The state's contents.
+pub struct Inner {
+    /// The domain: registry, routing, cache, metrics, tasks.
+    pub core: Gateway,
+    /// The validated configuration.
+    pub config: Config,
+    /// Accepted API keys.
+    pub keys: ApiKeys,
+    /// Process start.
+    pub started: Instant,
+    /// Connected agents.
+    pub agents: Arc<AgentHub>,
+    /// Persistent storage (opened on first use).
+    pub store: Arc<sluice_store::Store>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl AppState {
+    /// Builds the state from a validated configuration: one backend per entry, all on
+    /// the shared HTTP client. Does not touch the network.
+    pub fn new(config: Config) -> Result<AppState, BackendError> {
+        let slots = sluice_backends::build(&config.backends, &config.engine)?;
+        Ok(Self::with_slots(config, slots))
+    }
+
+    /// Builds the state over ready-made backend slots (embedded engines, agents, tests).
+    pub fn with_slots(config: Config, slots: Vec<Arc<BackendSlot>>) -> AppState {
+        let settings = Settings { routing: &config.routing, models: &config.models, cache: &config.cache };
+        AppState {
+            inner: Arc::new(Inner {
+                core: Gateway::new(settings, slots),
+                keys: ApiKeys::from_hashes(&config.auth.api_key_sha256),
+                started: Instant::now(),
+                agents: Arc::default(),
+                store: Arc::new(sluice_store::Store::new(&config.store)),
+                config,
+            }),
+        }
+    }
+
+    /// What an agent session needs from this state.
+    pub fn link(&self) -> Link {
+        Link {
+            core: self.core.clone(),
+            store: self.store.clone(),
+            agents: self.agents.clone(),
+            config: self.config.agents.clone(),
+            grace: self.config.server.shutdown_grace,
+        }
+    }
+
+    /// Loads the engine models configured to load at start, all at once; a model that
+    /// fails is logged and retried on first use.
+    pub async fn load_models_at_start(&self) {
+        let engine: &EngineSection = &self.config.engine;
+        let slots = self.core.registry.slots();
+        sluice_backends::load_at_start(&slots, engine, !self.config.backends.is_empty()).await;
+    }
+}

@@ -1,0 +1,146 @@
+//! Command-line interface of the `sluice` binary.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+use sluice_config::{BackendKind, LogFormat, Overrides, parse_backend_flag};
+
+/// Sluice: one binary that turns local models, GPU boxes and hosted LLM APIs into one
+/// fast, reliable, OpenAI- and Ollama-compatible chat service.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Load-test any OpenAI- or Ollama-compatible endpoint (Sluice or not).
+    Bench(sluice_bench::BenchArgs),
+    /// Chat with a model in the terminal (through a running gateway, or one started
+    /// in this process when none is running).
+    Chat(sluice_chat::ChatArgs),
+    /// Serve this machine's models through a gateway (dials out; works behind NAT).
+    Agent(AgentArgs),
+    /// Manage agent tokens (`create --name N`, `list`, `revoke ID`).
+    AgentToken(AgentTokenArgs),
+    /// Manage client API keys.
+    Key {
+        /// What to do with keys.
+        #[command(subcommand)]
+        action: KeyAction,
+    },
+}
+
+/// `sluice key ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeyAction {
+    /// Print a new random key and the hash to put in `auth.api_key_sha256`.
+    Generate,
+    /// Print the hash of a key read from standard input.
+    Hash,
+}
+
+/// `sluice serve` flags.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, short, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (overrides `server.listen`).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// A backend as KIND=URL, e.g. `openai=http://127.0.0.1:8000/v1` or
+    /// `ollama=http://127.0.0.1:11434`; its models are discovered. Repeatable.
+    #[arg(long = "backend", value_parser = parse_backend_flag)]
+    pub backends: Vec<(BackendKind, String)>,
+    /// A GGUF model file to serve with the embedded engine, named after the file.
+    /// Repeatable.
+    #[arg(long = "model", value_name = "PATH")]
+    pub models: Vec<PathBuf>,
+    /// Log format (overrides `log.format`).
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl ServeArgs {
+    /// The values that override the file and environment.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen,
+            backends: self.backends.clone(),
+            log_format: self.log_format,
+            models: self.models.clone(),
+        }
+    }
+}
+
+/// `sluice agent` flags.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The gateway, e.g. `https://gateway.example:8080` (or a full `wss://` URL).
+    #[arg(long, env = "SLUICE_GATEWAY")]
+    pub gateway: String,
+    /// The agent token (`sluice agent-token create` on the gateway prints one).
+    #[arg(long, env = "SLUICE_AGENT_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Agent id, unique per gateway (default: the host name).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Jobs to run at once.
+    #[arg(long, default_value_t = 4)]
+    pub slots: u32,
+    /// Extra CA certificate (PEM) to trust for the gateway's TLS certificate.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// TOML configuration with the local `[[backends]]` (same format as `sluice serve`).
+    #[arg(long, short, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// A local backend as KIND=URL, e.g. `ollama=http://127.0.0.1:11434`. Repeatable.
+    #[arg(long = "backend", value_parser = parse_backend_flag)]
+    pub backends: Vec<(BackendKind, String)>,
+    /// A GGUF file to serve with the embedded engine, named after the file. Repeatable.
+    /// With no backend and no model, the agent serves the default model (SmolLM2).
+    #[arg(long = "model", value_name = "PATH")]
+    pub models: Vec<PathBuf>,
+    /// How long running jobs may take to finish after SIGTERM.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub drain_timeout: Duration,
+    /// Log format (overrides `log.format`).
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// `sluice agent-token` flags.
+#[derive(Debug, Args)]
+pub struct AgentTokenArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: AgentTokenAction,
+    /// The gateway's configuration file (for `[store] url`).
+    #[arg(long, short, env = "SLUICE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+/// `sluice agent-token ...`.
+#[derive(Debug, Subcommand)]
+pub enum AgentTokenAction {
+    /// Create a token and print it (it is shown only this once).
+    Create {
+        /// What the token is for, e.g. the machine's name.
+        #[arg(long)]
+        name: String,
+    },
+    /// List tokens (never the secrets).
+    List,
+    /// Revoke a token by id; agents using it are refused from their next connection.
+    Revoke {
+        /// The token's id (see `list`).
+        id: String,
+    },
+}

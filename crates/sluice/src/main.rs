@@ -1,0 +1,37 @@
+//! The `sluice` binary: parse the command line, then hand each subcommand to the crate
+//! that does the work (`sluice-server`, `sluice-agent`, `sluice-chat`, `sluice-bench`).
+
+mod cli;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => runtime.block_on(commands::serve(args)),
+        Command::Bench(args) => runtime.block_on(async { sluice_bench::run(args).await.map(|_| ()) }),
+        Command::Chat(args) => runtime.block_on(sluice_chat::run(args)),
+        Command::Key { action } => commands::key(action),
+        Command::Agent(args) => runtime.block_on(commands::agent(args)),
+        Command::AgentToken(args) => runtime.block_on(commands::agent_token(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,516 @@
+//! Agents: a gateway and several in-process agents on loopback, each agent in front of
+//! the mock upstream. Raw WebSocket clients play broken or silent agents.
+
+use std::{sync::Arc, time::Duration};
+
+use futures_util::{SinkExt, StreamExt};
+use sluice_agent::{Agent, AgentError, AgentOptions, AgentStatus, session::SessionError};
+use sluice_config::{Config, Overrides};
+use sluice_mock::{Behavior, MockConfig, MockServer, Pace};
+use sluice_protocol::agent::{Hello, PROTOCOL_VERSION, RefuseCode, ToAgent, ToGateway};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::util::*;
+
+/// Gateway settings for agent tests: in-memory store, fast heartbeats.
+const GATEWAY: &str =
+    "[store]\nurl = \"sqlite::memory:\"\n[agents]\nheartbeat = \"100ms\"\ndead_after = \"400ms\"\n";
+
+async fn gateway(extra: &str) -> Gateway {
+    Gateway::start(&format!("{GATEWAY}{extra}")).await
+}
+
+async fn token(gw: &Gateway) -> String {
+    gw.state.store.create_agent_token("test").await.unwrap().1
+}
+
+/// An agent running in this process.
+struct TestAgent {
+    task: tokio::task::JoinHandle<Result<(), AgentError>>,
+    shutdown: CancellationToken,
+    status: watch::Receiver<AgentStatus>,
+}
+
+impl TestAgent {
+    /// Starts an agent with `slots` slots in front of `mock`.
+    async fn start(gw: &Gateway, token: &str, id: &str, slots: u32, mock: &MockServer) -> TestAgent {
+        let options = AgentOptions { agent_id: id.into(), slots, ..options(&gw.url(""), token) };
+        TestAgent::with_options(options, mock).await
+    }
+
+    async fn with_options(options: AgentOptions, mock: &MockServer) -> TestAgent {
+        let cfg =
+            Config::from_toml(&backend_toml("local", "openai", mock, ""), &Overrides::default()).unwrap();
+        let agent = Agent::new(options, local_registry(cfg).await).await.unwrap();
+        assert_eq!(agent.models(), ["mock-model"]);
+        let shutdown = CancellationToken::new();
+        let status = agent.status();
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move { agent.run(stop).await });
+        TestAgent { task, shutdown, status }
+    }
+
+    /// Waits until the agent is welcomed.
+    async fn connected(&mut self) {
+        tokio::time::timeout(SOON, self.status.wait_for(|s| *s == AgentStatus::Connected))
+            .await
+            .expect("agent connects")
+            .unwrap();
+    }
+
+    /// Kills the agent: its tasks stop and its socket closes without a goodbye.
+    fn kill(self) {
+        self.task.abort();
+    }
+
+    /// What `run` returned.
+    async fn result(self) -> Result<(), AgentError> {
+        tokio::time::timeout(SOON, self.task).await.expect("agent stops").unwrap()
+    }
+}
+
+fn options(gateway: &str, token: &str) -> AgentOptions {
+    AgentOptions {
+        backoff_min: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(200),
+        ..AgentOptions::new(gateway, token).unwrap()
+    }
+}
+
+/// Waits until `n` agents are connected to `gw`.
+async fn agents_connected(gw: &Gateway, n: usize) {
+    let mut w = gw.state.agents.watch();
+    tokio::time::timeout(SOON, w.wait_for(|c| *c == n)).await.expect("agent count reached").unwrap();
+}
+
+/// Waits, without sleeping, until `cond` holds (bounded by SOON).
+async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    tokio::time::timeout(SOON, async {
+        while !cond() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}"));
+}
+
+async fn admin_agents(gw: &Gateway) -> serde_json::Value {
+    client().get(gw.url("/admin/agents")).send().await.unwrap().json().await.unwrap()
+}
+
+fn stream_chat(
+    gw: &Gateway,
+    content: &str,
+) -> impl Future<Output = reqwest::Result<reqwest::Response>> + use<> {
+    client().post(gw.url("/v1/chat/completions")).json(&chat_body(content, true)).send()
+}
+
+#[tokio::test]
+async fn tokens_are_pushed_and_streamed_through_an_agent() {
+    let (pace, gate) = Pace::manual();
+    let mock = mock(MockConfig { tokens: 4, pace, ..Default::default() }).await;
+    let gw = gateway("").await;
+    let mut agent = TestAgent::start(&gw, &token(&gw).await, "gpu-1", 2, &mock).await;
+    agent.connected().await;
+    agents_connected(&gw, 1).await;
+
+    let req = stream_chat(&gw, "x");
+    gate.add_permits(1);
+    let mut frames = Frames::sse(tokio::time::timeout(SOON, req).await.unwrap().unwrap());
+    // Token k reaches the client before the upstream may even produce token k+1.
+    for k in 0..4 {
+        let f = frames.next_soon().await.expect("a token");
+        assert!(f.contains(&format!("t{k} ")), "expected token {k}, got {f}");
+        gate.add_permits(1);
+    }
+    let rest = frames.rest().await;
+    assert_eq!(rest.last().map(String::as_str), Some("[DONE]"), "{rest:?}");
+
+    // Other dialects and non-streamed answers take the same path.
+    gate.close();
+    let r = client().post(gw.url("/api/chat")).json(&ollama_chat_body("y", false)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["message"]["content"], "t0 t1 t2 t3 ");
+
+    let a = admin_agents(&gw).await;
+    let a = &a["agents"][0];
+    assert_eq!(
+        (a["id"].as_str(), a["slots"].as_u64(), a["jobs_in_flight"].as_u64()),
+        (Some("gpu-1"), Some(2), Some(0))
+    );
+    assert_eq!(a["models"], serde_json::json!(["mock-model"]));
+    assert_eq!(a["tokens_served"], 8);
+    assert!(a["address"].as_str().unwrap().starts_with("127.0.0.1:"), "{a}");
+    let metrics = client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for needle in [
+        "sluice_agents_connected 1",
+        "sluice_agent_slots{backend=\"agent:gpu-1\"} 2",
+        "sluice_agent_tokens_served_total{backend=\"agent:gpu-1\"} 8",
+        "sluice_agent_last_heartbeat_timestamp_seconds{backend=\"agent:gpu-1\"}",
+    ] {
+        assert!(metrics.contains(needle), "{needle} not in metrics");
+    }
+}
+
+#[tokio::test]
+async fn work_is_spread_across_agents_and_never_exceeds_slots() {
+    let (pace, gate) = Pace::manual();
+    let mock = mock(MockConfig { tokens: 2, pace, ..Default::default() }).await;
+    let gw = gateway("").await;
+    let t = token(&gw).await;
+    let mut a = TestAgent::start(&gw, &t, "a", 2, &mock).await;
+    let mut b = TestAgent::start(&gw, &t, "b", 2, &mock).await;
+    a.connected().await;
+    b.connected().await;
+    agents_connected(&gw, 2).await;
+
+    let requests: Vec<_> = (0..6).map(|i| tokio::spawn(stream_chat(&gw, &format!("q{i}")))).collect();
+    // Four reach the upstream (two per agent); the other two wait at the gateway.
+    tokio::time::timeout(SOON, mock.stats().wait_started(4)).await.expect("four jobs run");
+    let agents = gw.state.agents.list();
+    eventually("six requests outstanding", || {
+        agents.iter().map(|(_, s)| s.outstanding.load(std::sync::atomic::Ordering::Relaxed)).sum::<u64>() == 6
+    })
+    .await;
+    for (conn, slot) in &agents {
+        assert_eq!(conn.jobs_in_flight(), 2, "{}: jobs beyond its slots", conn.info.id);
+        assert_eq!(
+            slot.outstanding.load(std::sync::atomic::Ordering::Relaxed),
+            3,
+            "{}: unfair",
+            conn.info.id
+        );
+    }
+    assert_eq!(mock.stats().snapshot().requests, 4);
+
+    gate.close();
+    for r in requests {
+        let resp = tokio::time::timeout(SOON, r).await.unwrap().unwrap().unwrap();
+        let frames = Frames::sse(resp).rest().await;
+        assert_eq!(frames.last().map(String::as_str), Some("[DONE]"));
+    }
+    assert_eq!(mock.stats().snapshot().streams_completed, 6);
+}
+
+/// Agents and local backends share a model by outstanding work relative to slots (a
+/// backend without a slot limit counts as one slot); a full agent gets nothing more.
+#[tokio::test]
+async fn agents_and_local_backends_share_by_load_per_slot() {
+    let (pace, gate) = Pace::manual();
+    let mock = mock(MockConfig { tokens: 2, pace, ..Default::default() }).await;
+    let gw = gateway(&backend_toml("local", "openai", &mock, "")).await;
+    let mut agent = TestAgent::start(&gw, &token(&gw).await, "a", 2, &mock).await;
+    agent.connected().await;
+    agents_connected(&gw, 1).await;
+    let slots = gw.state.core.registry.slots();
+    let load =
+        || slots.iter().map(|s| s.outstanding.load(std::sync::atomic::Ordering::Relaxed)).collect::<Vec<_>>();
+    let mut requests = Vec::new();
+    // The cost of one more job is (outstanding + 1) / slots: local 1/1 > agent 1/2 →
+    // agent; local 1/1 = agent 2/2 → local (the earlier); local 2/1 > agent 2/2 → agent;
+    // agent full → local.
+    for (i, expected) in [[0, 1], [1, 1], [1, 2], [2, 2]].into_iter().enumerate() {
+        requests.push(tokio::spawn(stream_chat(&gw, &format!("q{i}"))));
+        eventually("request routed", || load().iter().sum::<u64>() == i as u64 + 1).await;
+        assert_eq!(load(), expected, "after request {i}");
+    }
+    gate.close();
+    for r in requests {
+        let resp = tokio::time::timeout(SOON, r).await.unwrap().unwrap().unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+}
+
+/// The connection's reader hands chunks over without waiting for clients, so a client
+/// that reads nothing holds up no other job on the same agent.
+#[tokio::test]
+async fn a_client_that_reads_nothing_never_stalls_other_jobs() {
+    let mock = mock(MockConfig::default()).await;
+    let gw = gateway("").await;
+    let mut agent = TestAgent::start(&gw, &token(&gw).await, "a", 2, &mock).await;
+    agent.connected().await;
+    agents_connected(&gw, 1).await;
+    // About 2.4 MB of text, never read by its client.
+    let stalled = stream_chat(&gw, "[mock tokens=300000]").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), mock.stats().wait_completed(1))
+        .await
+        .expect("the agent relayed the whole answer");
+    let r = client().post(gw.url("/v1/chat/completions")).json(&chat_body("y", true)).send().await.unwrap();
+    let frames = Frames::sse(r).rest().await;
+    assert_eq!(frames.last().map(String::as_str), Some("[DONE]"), "{frames:?}");
+    assert!(frames.iter().any(|f| f.contains("t7 ")), "{frames:?}");
+    // The stalled client still gets every token when it finally reads.
+    let text = tokio::time::timeout(Duration::from_secs(60), stalled.text()).await.unwrap().unwrap();
+    assert!(text.contains("t299999 ") && text.trim_end().ends_with("[DONE]"));
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_cancels_the_job_on_the_agent() {
+    let (pace, gate) = Pace::manual();
+    let mock = mock(MockConfig { tokens: 100, pace, ..Default::default() }).await;
+    let gw = gateway("").await;
+    let mut agent = TestAgent::start(&gw, &token(&gw).await, "a", 1, &mock).await;
+    agent.connected().await;
+    agents_connected(&gw, 1).await;
+    gate.add_permits(2);
+    let mut frames = Frames::sse(stream_chat(&gw, "x").await.unwrap());
+    frames.next_soon().await.unwrap();
+    let left = std::time::Instant::now();
+    drop(frames);
+    tokio::time::timeout(SOON, mock.stats().wait_cancelled(1)).await.expect("agent dropped the upstream");
+    let took = left.elapsed();
+    // Event-driven all the way (no timer involved); generous bound for a noisy machine.
+    assert!(took < Duration::from_secs(1), "cancel took {took:?}");
+    let (conn, _) = &gw.state.agents.list()[0];
+    eventually("job released at the gateway", || conn.jobs_in_flight() == 0).await;
+    // The freed slot takes the next job.
+    gate.close();
+    let r = client().post(gw.url("/v1/chat/completions")).json(&chat_body("y", false)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn an_agent_killed_mid_stream_ends_its_stream_with_an_error_event() {
+    let (pace, gate) = Pace::manual();
+    let mock = mock(MockConfig { tokens: 10, pace, ..Default::default() }).await;
+    let gw = gateway("").await;
+    let mut agent = TestAgent::start(&gw, &token(&gw).await, "a", 1, &mock).await;
+    agent.connected().await;
+    agents_connected(&gw, 1).await;
+    gate.add_permits(2);
+    let mut frames = Frames::sse(stream_chat(&gw, "x").await.unwrap());
+    frames.next_soon().await.unwrap();
+    agent.kill();
+    let rest = frames.rest().await;
+    let last = json(rest.last().expect("an error event"));
+    assert!(last["error"]["message"].as_str().unwrap().contains("lost"), "{rest:?}");
+    assert!(!rest.iter().any(|f| f == "[DONE]"), "{rest:?}");
+    agents_connected(&gw, 0).await;
+    // The model is gone with its only agent.
+    let r = client().post(gw.url("/v1/chat/completions")).json(&chat_body("y", false)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn a_job_without_tokens_on_a_dead_agent_runs_elsewhere() {
+    let stuck = mock(MockConfig { behavior: Behavior::Hang, ..Default::default() }).await;
+    let healthy = mock(MockConfig::default()).await;
+    let gw = gateway("").await;
+    let t = token(&gw).await;
+    let mut a = TestAgent::start(&gw, &t, "a-stuck", 1, &stuck).await;
+    a.connected().await;
+    agents_connected(&gw, 1).await;
+    let mut b = TestAgent::start(&gw, &t, "b-healthy", 1, &healthy).await;
+    b.connected().await;
+    agents_connected(&gw, 2).await;
+    // Both idle: the first route (agent a) gets it, and it hangs before any token.
+    let req = tokio::spawn(client().post(gw.url("/v1/chat/completions")).json(&chat_body("x", false)).send());
+    tokio::time::timeout(SOON, stuck.stats().wait_requests(1)).await.unwrap();
+    a.kill();
+    let resp = tokio::time::timeout(SOON, req).await.unwrap().unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(healthy.stats().snapshot().streams_completed, 1);
+}
+
+#[tokio::test]
+async fn a_silent_agent_is_declared_dead_and_its_waiting_job_fails_over_or_errors() {
+    let gw = gateway("").await;
+    let (mut ws, welcome) = raw_agent(&gw, hello(&token(&gw).await, "silent")).await;
+    assert!(matches!(welcome, ToAgent::Welcome { protocol: PROTOCOL_VERSION, .. }), "{welcome:?}");
+    agents_connected(&gw, 1).await;
+    // It answers pings until a job is pushed to it, then goes silent (a frozen machine).
+    let req = tokio::spawn(client().post(gw.url("/v1/chat/completions")).json(&chat_body("x", true)).send());
+    loop {
+        match next_frame(&mut ws).await {
+            ToAgent::Ping { nonce } => {
+                let pong = serde_json::to_string(&ToGateway::Pong { nonce }).unwrap();
+                ws.send(Message::Text(pong.into())).await.unwrap();
+            }
+            ToAgent::Job { .. } => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    agents_connected(&gw, 0).await;
+    let resp = tokio::time::timeout(SOON, req).await.unwrap().unwrap().unwrap();
+    assert_eq!(resp.status(), 502, "no token yet and no other backend: a retryable 502");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("unreachable"), "{body}");
+}
+
+#[tokio::test]
+async fn agents_reconnect_after_losing_the_connection() {
+    let mock = mock(MockConfig::default()).await;
+    let gw = gateway("").await;
+    let mut agent = TestAgent::start(&gw, &token(&gw).await, "a", 1, &mock).await;
+    agent.connected().await;
+    agents_connected(&gw, 1).await;
+    let (first, _) = gw.state.agents.list().remove(0);
+    first.close("test"); // the gateway drops the connection
+    eventually("the agent came back on a new connection", || {
+        gw.state.agents.list().first().is_some_and(|(c, _)| !Arc::ptr_eq(c, &first))
+    })
+    .await;
+    let r = client().post(gw.url("/v1/chat/completions")).json(&chat_body("y", false)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn bad_and_revoked_tokens_are_refused_with_a_reason() {
+    let mock = mock(MockConfig::default()).await;
+    let gw = gateway("").await;
+    let bad = TestAgent::start(&gw, "sat-wrong", "a", 1, &mock).await;
+    let err = bad.result().await.unwrap_err();
+    let AgentError::Refused(SessionError::Refused { code, reason }) = err else { panic!("{err:?}") };
+    assert_eq!(code, RefuseCode::Unauthorized);
+    assert!(reason.contains("unknown or revoked"), "{reason}");
+
+    // Revoked through the admin API: the connected agent is dropped and refused on return.
+    let created: serde_json::Value = client()
+        .post(gw.url("/admin/agent-tokens"))
+        .json(&serde_json::json!({"name": "box"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = created["token"].as_str().unwrap();
+    let mut good = TestAgent::start(&gw, secret, "b", 1, &mock).await;
+    good.connected().await;
+    let list: serde_json::Value =
+        client().get(gw.url("/admin/agent-tokens")).send().await.unwrap().json().await.unwrap();
+    assert!(!list.to_string().contains(secret), "secrets are never listed");
+    let id = created["id"].as_str().unwrap();
+    let r = client().delete(gw.url(&format!("/admin/agent-tokens/{id}"))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let err = good.result().await.unwrap_err();
+    assert!(
+        matches!(err, AgentError::Refused(SessionError::Refused { code: RefuseCode::Unauthorized, .. })),
+        "{err:?}"
+    );
+    let r = client().delete(gw.url(&format!("/admin/agent-tokens/{id}"))).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let metrics = client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("sluice_agent_refused_total{code=\"unauthorized\"} 2"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_malformed_frame_closes_only_that_connection() {
+    let mock = mock(MockConfig::default()).await;
+    let gw = gateway("").await;
+    let t = token(&gw).await;
+    let mut good = TestAgent::start(&gw, &t, "good", 1, &mock).await;
+    good.connected().await;
+    let (mut ws, _) = raw_agent(&gw, hello(&t, "broken")).await;
+    agents_connected(&gw, 2).await;
+    ws.send(Message::Text(r#"{"type":"chunk","job":"#.into())).await.unwrap();
+    let reason = close_reason(&mut ws).await;
+    assert!(reason.contains("malformed frame"), "{reason}");
+    agents_connected(&gw, 1).await;
+    let r = client().post(gw.url("/v1/chat/completions")).json(&chat_body("y", false)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_protocol_version_mismatch_is_refused() {
+    let gw = gateway("").await;
+    let mut h = hello(&token(&gw).await, "future");
+    h.protocol = PROTOCOL_VERSION + 1;
+    let (mut ws, answer) = raw_agent(&gw, h).await;
+    let ToAgent::Refused { code, reason } = answer else { panic!("{answer:?}") };
+    assert_eq!(code, RefuseCode::VersionMismatch);
+    assert!(reason.contains(&format!("agent {}", PROTOCOL_VERSION + 1)), "{reason}");
+    assert!(close_reason(&mut ws).await.contains("version mismatch"));
+    // A Hello of another shape, from a newer agent, gets the same clear answer.
+    let (mut ws, _) = raw_socket(&gw).await;
+    ws.send(Message::Text(r#"{"type":"hello","protocol":99,"capabilities":[]}"#.into())).await.unwrap();
+    let answer = next_frame(&mut ws).await;
+    assert!(matches!(answer, ToAgent::Refused { code: RefuseCode::VersionMismatch, .. }), "{answer:?}");
+}
+
+#[tokio::test]
+async fn a_draining_agent_finishes_its_jobs_then_leaves() {
+    let (pace, gate) = Pace::manual();
+    let mock = mock(MockConfig { tokens: 3, pace, ..Default::default() }).await;
+    let gw = gateway("").await;
+    let mut agent = TestAgent::start(&gw, &token(&gw).await, "a", 1, &mock).await;
+    agent.connected().await;
+    agents_connected(&gw, 1).await;
+    gate.add_permits(1);
+    let mut frames = Frames::sse(stream_chat(&gw, "x").await.unwrap());
+    frames.next_soon().await.unwrap();
+    agent.shutdown.cancel(); // SIGTERM
+    eventually("agent marked draining", || gw.state.core.registry.table().routes("mock-model").is_none())
+        .await;
+    gate.close();
+    let rest = frames.rest().await;
+    assert_eq!(rest.last().map(String::as_str), Some("[DONE]"), "the running job finished: {rest:?}");
+    agent.result().await.unwrap();
+    agents_connected(&gw, 0).await;
+}
+
+#[tokio::test]
+async fn a_reconnecting_agent_replaces_its_old_connection() {
+    let gw = gateway("").await;
+    let t = token(&gw).await;
+    let (mut old, _) = raw_agent(&gw, hello(&t, "same")).await;
+    agents_connected(&gw, 1).await;
+    let (_new, welcome) = raw_agent(&gw, hello(&t, "same")).await;
+    assert!(matches!(welcome, ToAgent::Welcome { .. }), "{welcome:?}");
+    assert!(close_reason(&mut old).await.contains("replaced by a newer connection"));
+    let list = admin_agents(&gw).await;
+    assert_eq!(list["agents"].as_array().unwrap().len(), 1, "{list}");
+    let metrics = client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("sluice_agents_connected 1"), "{metrics}");
+    assert!(metrics.contains("sluice_agent_slots{backend=\"agent:same\"} 1"), "{metrics}");
+}
+
+// ---- raw protocol clients ----
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn hello(token: &str, id: &str) -> Hello {
+    Hello {
+        protocol: PROTOCOL_VERSION,
+        token: token.into(),
+        agent_id: id.into(),
+        version: "test".into(),
+        models: vec!["mock-model".into()],
+        slots: 1,
+    }
+}
+
+async fn raw_socket(gw: &Gateway) -> (Ws, ()) {
+    let url = format!("ws://{}{}", gw.addr, sluice_protocol::agent::CONNECT_PATH);
+    let (ws, _) = tokio::time::timeout(SOON, tokio_tungstenite::connect_async(url)).await.unwrap().unwrap();
+    (ws, ())
+}
+
+/// Connects, sends `hello`, returns the socket and the gateway's answer.
+async fn raw_agent(gw: &Gateway, hello: Hello) -> (Ws, ToAgent) {
+    let (mut ws, ()) = raw_socket(gw).await;
+    ws.send(Message::Text(serde_json::to_string(&ToGateway::Hello(hello)).unwrap().into())).await.unwrap();
+    let answer = next_frame(&mut ws).await;
+    (ws, answer)
+}
+
+async fn next_frame(ws: &mut Ws) -> ToAgent {
+    match tokio::time::timeout(SOON, ws.next()).await.expect("a frame").expect("open").unwrap() {
+        Message::Text(t) => serde_json::from_str(&t).unwrap(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Reads until the close frame; returns its reason.
+async fn close_reason(ws: &mut Ws) -> String {
+    loop {
+        match tokio::time::timeout(SOON, ws.next()).await.expect("a close frame") {
+            Some(Ok(Message::Close(Some(c)))) => return c.reason.to_string(),
+            Some(Ok(Message::Close(None))) | None => return String::new(),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("socket failed: {e}"),
+        }
+    }
+}
