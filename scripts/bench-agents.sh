@@ -22,13 +22,15 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release -q -p sluice -p sluice-mock -p sluice-bench
 BIN=target/release
+# SLUICE_BIN measures another build of sluice against the same mock and load generator.
+SLUICE_BIN=${SLUICE_BIN:-$BIN/sluice}
 ulimit -n 20000
 
 MOCK=127.0.0.1:18101
 GW=127.0.0.1:18180
 CONF="$OUT/gateway.toml"
 printf '[store]\nurl = "sqlite://%s/sluice.db"\n[agents]\ntimeouts = { first_token = "60s" }\n' "$OUT" >"$CONF"
-TOKEN=$("$BIN/sluice" agent-token create --name bench --config "$CONF" | awk '/^token:/ {print $2}')
+TOKEN=$("$SLUICE_BIN" agent-token create --name bench --config "$CONF" | awk '/^token:/ {print $2}')
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -52,10 +54,10 @@ start() { # mock flags...
     taskset -c 1 "$BIN/sluice-mock" --listen "$MOCK" "$@" >/dev/null &
     pids+=($!); MOCK_PID=$!
     wait_port "$MOCK"
-    taskset -c 0 "$BIN/sluice" serve --config "$CONF" --listen "$GW" >"$OUT/gateway.log" 2>&1 &
+    taskset -c 0 "$SLUICE_BIN" serve --config "$CONF" --listen "$GW" >"$OUT/gateway.log" 2>&1 &
     pids+=($!); GW_PID=$!
     wait_port "$GW"
-    taskset -c 1 "$BIN/sluice" agent --gateway "http://$GW" --token "$TOKEN" --id bench --slots 256 \
+    taskset -c 1 "$SLUICE_BIN" agent --gateway "http://$GW" --token "$TOKEN" --id bench --slots 256 \
         --backend "openai=http://$MOCK/v1" >"$OUT/agent.log" 2>&1 &
     pids+=($!); AGENT_PID=$!
     wait_agent

@@ -9,16 +9,19 @@
 # medians and ratios.
 # All traffic stays on 127.0.0.1, and every load loop is capped in count and time.
 #
-# Usage: scripts/bench-gateway.sh [OUT_DIR]   (env: REPEAT=3, SCENARIOS="c1 c64 nostream slow")
+# Usage: scripts/bench-gateway.sh [OUT_DIR]   (env: REPEAT=3, SCENARIOS="c1 c64 nostream slow",
+#        SLUICE_BIN=path of another sluice build to measure, SKIP_BUILD=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-bench-results/gateway-$(date +%Y%m%d-%H%M%S)}
 REPEAT=${REPEAT:-3}
 SCENARIOS=${SCENARIOS:-"c1 c64 nostream slow"}
 mkdir -p "$OUT"
-cargo build --release -q -p sluice -p sluice-mock -p sluice-bench
-cargo build --release -q -p sluice-bench --example plain_proxy
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release -q -p sluice -p sluice-mock -p sluice-bench
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release -q -p sluice-bench --example plain_proxy
 BIN=target/release
+# SLUICE_BIN measures another build of sluice against the same mock and load generator.
+SLUICE_BIN=${SLUICE_BIN:-$BIN/sluice}
 ulimit -n 20000
 
 MOCK=127.0.0.1:18001
@@ -34,7 +37,7 @@ start_mock() { # args: extra mock flags
     wait_port "$MOCK"
 }
 start_gw() {
-    taskset -c 0 "$BIN/sluice" serve --listen "$GW" --backend "openai=http://$MOCK/v1" >"$OUT/gateway.log" 2>&1 &
+    taskset -c 0 "$SLUICE_BIN" serve --listen "$GW" --backend "openai=http://$MOCK/v1" >"$OUT/gateway.log" 2>&1 &
     pids+=($!); GW_PID=$!
     wait_port "$GW"
 }

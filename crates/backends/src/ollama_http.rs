@@ -68,6 +68,9 @@ fn options(req: &ChatRequest) -> Option<ol::Options> {
     (!empty).then_some(o)
 }
 
+/// Serializes the request for the upstream; returns the path and the body. The
+/// upstream always streams, whatever the client asked: the gateway assembles whole
+/// answers, so the first-token deadline never limits a whole generation.
 fn encode_request(req: &ChatRequest) -> Result<(&'static str, Vec<u8>), BackendError> {
     let encoded = match &req.input {
         Input::Chat(messages) => serde_json::to_vec(&ol::ChatRequest {
@@ -80,7 +83,7 @@ fn encode_request(req: &ChatRequest) -> Result<(&'static str, Vec<u8>), BackendE
                     images: None,
                 })
                 .collect(),
-            stream: Some(req.stream),
+            stream: Some(true),
             options: options(req),
             keep_alive: None,
             format: None,
@@ -91,7 +94,7 @@ fn encode_request(req: &ChatRequest) -> Result<(&'static str, Vec<u8>), BackendE
             prompt: prompt.clone(),
             system: system.clone(),
             raw: raw.then_some(true),
-            stream: Some(req.stream),
+            stream: Some(true),
             options: options(req),
             ..Default::default()
         })
@@ -120,15 +123,7 @@ impl Backend for OllamaHttp {
             if !resp.is_success() {
                 return Err(resp.into_error().await);
             }
-            if req.stream {
-                return Ok(UpstreamEvents::boxed(resp.body, OllamaNdjson::default()));
-            }
-            let body: Bytes = resp.bytes().await?;
-            let mut f = OllamaNdjson::default();
-            let mut out = EventQueue::new();
-            f.feed(&body, &mut out);
-            f.end(&mut out);
-            Ok(Box::pin(futures_util::stream::iter(out)) as EventStream)
+            Ok(UpstreamEvents::boxed(resp.body, OllamaNdjson::default()))
         })
     }
 
@@ -255,6 +250,17 @@ impl StreamFormat for OllamaNdjson {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_upstream_always_streams() {
+        let inputs = [Input::Chat(vec![]), Input::Text { prompt: "p".into(), system: None, raw: false }];
+        for input in inputs {
+            let req = ChatRequest { model: "m".into(), input, stream: false, ..Default::default() };
+            let (_, body) = encode_request(&req).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["stream"], true, "{v}");
+        }
+    }
 
     #[test]
     fn lines_to_events() {

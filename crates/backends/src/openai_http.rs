@@ -66,16 +66,19 @@ fn to_wire_messages(req: &ChatRequest) -> Vec<oa::ChatMessage> {
     }
 }
 
-/// Serializes the request for the upstream; returns the path and the body.
+/// Serializes the request for the upstream; returns the path and the body. The
+/// upstream is always asked to stream (with usage), whatever the client asked: a whole
+/// answer is assembled by the gateway, so the first-token deadline guards only the
+/// first token, never the whole generation.
 fn encode_request(req: &ChatRequest) -> Result<(&'static str, Vec<u8>), BackendError> {
     let s = &req.sampling;
     let stop = (!s.stop.is_empty()).then(|| sluice_protocol::common::OneOrMany::Many(s.stop.clone()));
-    let stream_options = req.stream.then_some(oa::StreamOptions { include_usage: Some(true) });
+    let stream_options = Some(oa::StreamOptions { include_usage: Some(true) });
     let body = match &req.input {
         Input::Text { prompt, raw: true, .. } => serde_json::to_vec(&oa::CompletionRequest {
             model: req.model.clone(),
             prompt: Some(sluice_protocol::common::OneOrMany::One(prompt.clone())),
-            stream: Some(req.stream),
+            stream: Some(true),
             stream_options,
             max_tokens: s.max_tokens,
             temperature: s.temperature,
@@ -89,7 +92,7 @@ fn encode_request(req: &ChatRequest) -> Result<(&'static str, Vec<u8>), BackendE
         _ => serde_json::to_vec(&oa::ChatCompletionRequest {
             model: req.model.clone(),
             messages: to_wire_messages(req),
-            stream: Some(req.stream),
+            stream: Some(true),
             stream_options,
             max_tokens: s.max_tokens,
             temperature: s.temperature,
@@ -106,33 +109,6 @@ fn encode_request(req: &ChatRequest) -> Result<(&'static str, Vec<u8>), BackendE
     body.map_err(|e| BackendError::Protocol(format!("encoding request: {e}")))
 }
 
-/// Decodes the events of a whole (non-streamed) answer.
-fn decode_whole(path: &str, body: &Bytes) -> Result<Vec<Result<Event, BackendError>>, BackendError> {
-    let malformed = |e: serde_json::Error| BackendError::Protocol(format!("malformed answer: {e}"));
-    let (text, finish, usage) = if path == "/completions" {
-        let c: oa::Completion = serde_json::from_slice(body).map_err(malformed)?;
-        let choice = c.choices.into_iter().next();
-        let finish = choice.as_ref().and_then(|c| c.finish_reason.clone());
-        (choice.map(|c| c.text).unwrap_or_default(), finish, c.usage)
-    } else {
-        let c: oa::ChatCompletion = serde_json::from_slice(body).map_err(malformed)?;
-        let choice = c.choices.into_iter().next();
-        let finish = choice.as_ref().and_then(|c| c.finish_reason.clone());
-        (choice.and_then(|c| c.message.content).unwrap_or_default(), finish, c.usage)
-    };
-    let mut events = Vec::with_capacity(2);
-    if !text.is_empty() {
-        events.push(Ok(Event::Delta(text)));
-    }
-    events.push(Ok(Event::Done {
-        finish_reason: finish.as_deref().map_or(FinishReason::Stop, FinishReason::parse),
-        usage: usage
-            .map(|u| Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }),
-        timings: None,
-    }));
-    Ok(events)
-}
-
 impl Backend for OpenAiHttp {
     fn name(&self) -> &str {
         &self.name
@@ -147,20 +123,13 @@ impl Backend for OpenAiHttp {
         _ctx: &sluice_core::context::RequestContext,
         req: ChatRequest,
     ) -> BoxFuture<'static, Result<EventStream, BackendError>> {
-        let encoded = encode_request(&req);
-        let this = encoded.map(|(path, body)| (path, self.post(path, body)));
+        let sent = encode_request(&req).map(|(path, body)| self.post(path, body));
         Box::pin(async move {
-            let (path, sent) = this?;
-            let resp = sent.await?;
+            let resp = sent?.await?;
             if !resp.is_success() {
                 return Err(resp.into_error().await);
             }
-            if req.stream {
-                return Ok(UpstreamEvents::boxed(resp.body, OpenAiSse::default()));
-            }
-            let body = resp.bytes().await?;
-            let events = decode_whole(path, &body)?;
-            Ok(Box::pin(futures_util::stream::iter(events)) as EventStream)
+            Ok(UpstreamEvents::boxed(resp.body, OpenAiSse::default()))
         })
     }
 
@@ -320,6 +289,17 @@ mod tests {
             f.end(&mut out);
         }
         out.into_iter().collect()
+    }
+
+    #[test]
+    fn the_upstream_always_streams_with_usage() {
+        for input in [Input::Chat(vec![]), Input::Text { prompt: "p".into(), system: None, raw: true }] {
+            let req = ChatRequest { model: "m".into(), input, stream: false, ..Default::default() };
+            let (_, body) = encode_request(&req).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["stream"], true, "{v}");
+            assert_eq!(v["stream_options"]["include_usage"], true, "{v}");
+        }
     }
 
     #[test]

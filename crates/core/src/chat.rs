@@ -15,8 +15,9 @@ pub struct ChatRequest {
     pub input: Input,
     /// Sampling parameters.
     pub sampling: Sampling,
-    /// Whether the client wants the answer streamed. A backend may use this to ask its
-    /// upstream for one whole answer instead of a stream.
+    /// Whether the client wants the answer streamed. Backends ignore it: they always
+    /// stream from their upstream, and the gateway assembles a whole answer itself, so
+    /// per-token deadlines and first-token statistics mean the same either way.
     pub stream: bool,
     /// End-user identifier supplied by the client.
     pub user: Option<String>,

@@ -13,37 +13,101 @@ use std::{
     sync::{Arc, atomic::Ordering},
 };
 
-use futures_util::{StreamExt, stream::FuturesUnordered};
+use futures_util::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use tokio::time::{Instant, Sleep};
 
 use crate::{
-    backend::{BackendError, EventStream, Stage},
-    chat::{ChatRequest, Event, Input, Role},
+    backend::{Backend, BackendError, EventStream, Stage},
+    chat::{ChatRequest, EmbedRequest, Embeddings, Event, Input, Role},
     config::FallbackOn,
     context::RequestContext,
     error::GatewayError,
     gateway::Gateway,
+    metrics::ModelMetrics,
     registry::{BackendSlot, Route, Served, has_free_slot, publish_breaker, route_cost},
     scheduler::{
+        admission::{self, Rejection},
         balance,
         breaker::Permit,
         retry::{self, Failure},
     },
 };
 
-/// A request whose first event arrived.
-pub struct Opened {
-    /// The rest of the events.
-    pub stream: EventStream,
-    /// The first event.
-    pub first: Event,
+/// What an attempt asks of one backend, and what it gets back once the backend has
+/// answered: a chat's first event, or a whole embeddings answer.
+trait Ask: Sync {
+    /// The answer.
+    type Out: Send;
+    /// Whether the time to the answer is a time to first token, which balancing and
+    /// hedging learn from (an embeddings answer is not).
+    const FIRST_TOKEN: bool;
+    /// Asks `backend` for `model` (the backend's own name for it).
+    fn ask(
+        &self,
+        ctx: &RequestContext,
+        backend: &dyn Backend,
+        model: &str,
+    ) -> BoxFuture<'static, Result<Self::Out, BackendError>>;
+}
+
+/// A chat request, answered once its first event is in.
+struct Chat<'a>(&'a ChatRequest);
+
+impl Ask for Chat<'_> {
+    type Out = (EventStream, Event);
+    const FIRST_TOKEN: bool = true;
+
+    fn ask(
+        &self,
+        ctx: &RequestContext,
+        backend: &dyn Backend,
+        model: &str,
+    ) -> BoxFuture<'static, Result<Self::Out, BackendError>> {
+        let mut req = self.0.clone();
+        req.model = model.to_owned();
+        let opening = backend.chat(ctx, req);
+        Box::pin(async move {
+            let mut stream = opening.await?;
+            match stream.next().await {
+                Some(Ok(first)) => Ok((stream, first)),
+                Some(Err(e)) => Err(e),
+                None => Err(BackendError::Interrupted("stream ended without any event".into())),
+            }
+        })
+    }
+}
+
+/// An embeddings request, answered whole.
+struct Embed<'a>(&'a EmbedRequest);
+
+impl Ask for Embed<'_> {
+    type Out = Embeddings;
+    const FIRST_TOKEN: bool = false;
+
+    fn ask(
+        &self,
+        _: &RequestContext,
+        backend: &dyn Backend,
+        model: &str,
+    ) -> BoxFuture<'static, Result<Embeddings, BackendError>> {
+        backend.embed(EmbedRequest { model: model.to_owned(), input: self.0.input.clone() })
+    }
+}
+
+/// An attempt that got its answer.
+pub struct Landed<T> {
+    /// The answer.
+    pub out: T,
     /// The model and backend that answered (the model may be a fallback).
     pub served: Served,
     /// Counts the request against its backend.
     pub outstanding: Outstanding,
-    /// The generation metrics of the model on that backend.
-    pub metrics: std::sync::Arc<crate::metrics::ModelMetrics>,
+    /// The metrics of the model on that backend.
+    pub metrics: Arc<ModelMetrics>,
 }
+
+/// A chat request whose first event arrived: the stream and that first event.
+pub type Opened = Landed<(EventStream, Event)>;
 
 /// Sends `req` until a backend produces its first event, or every option is spent.
 /// No attempt outlives the total deadline of its backend counted from when the
@@ -52,7 +116,8 @@ pub async fn open(state: &Gateway, ctx: &RequestContext, req: &ChatRequest) -> R
     state.routing.budget.deposit(Instant::now());
     let sticky = if state.routing.config.sticky { sticky_key(req) } else { None };
     let primary = req.model.as_str();
-    let mut err = match open_model(state, ctx, req, primary, sticky).await {
+    let ask = Chat(req);
+    let mut err = match open_model(state, ctx, &ask, primary, sticky).await {
         Ok(o) => return Ok(o),
         Err(e) => e,
     };
@@ -64,7 +129,7 @@ pub async fn open(state: &Gateway, ctx: &RequestContext, req: &ChatRequest) -> R
         }
         tracing::info!(model = primary, fallback = %fallback, error = %err, "falling back");
         state.metrics.routing.fallback(primary, fallback);
-        match open_model(state, ctx, req, fallback, sticky).await {
+        match open_model(state, ctx, &ask, fallback, sticky).await {
             Ok(o) => return Ok(o),
             Err(GatewayError::ModelNotFound(_)) => {
                 tracing::warn!(model = primary, fallback = %fallback, "fallback model is served by no backend");
@@ -73,6 +138,44 @@ pub async fn open(state: &Gateway, ctx: &RequestContext, req: &ChatRequest) -> R
         }
     }
     Err(err)
+}
+
+/// Waits for a slot of `model` if it has a concurrency cap: 429 when its queue is
+/// full, 503 when the wait runs out.
+pub async fn admit(
+    state: &Gateway,
+    ctx: &RequestContext,
+    model: &str,
+) -> Result<Option<admission::Permit>, GatewayError> {
+    let Some(gate) = state.routing.gate(model) else { return Ok(None) };
+    match gate.admit(ctx.class).await {
+        Ok(permit) => Ok(Some(permit)),
+        Err(why) => {
+            state.metrics.routing.rejection(model, why.as_str());
+            Err(match why {
+                Rejection::QueueFull => GatewayError::RateLimited {
+                    message: format!("model '{model}' is at capacity and its queue is full"),
+                    retry_after: Some(std::time::Duration::from_secs(1)),
+                },
+                Rejection::Timeout => GatewayError::Unavailable(format!(
+                    "model '{model}' stayed at capacity for {}",
+                    humantime::format_duration(gate.max_wait)
+                )),
+            })
+        }
+    }
+}
+
+/// Embeds `req.input` with a backend of `req.model`, through the same attempts as a
+/// chat (breakers, retries within the budget, deadlines, metrics) but never on a
+/// fallback model: another model's vectors live in another space.
+pub async fn embed(
+    state: &Gateway,
+    ctx: &RequestContext,
+    req: &EmbedRequest,
+) -> Result<Landed<Embeddings>, GatewayError> {
+    state.routing.budget.deposit(Instant::now());
+    open_model(state, ctx, &Embed(req), &req.model, None).await
 }
 
 fn fallback_condition(e: &GatewayError) -> Option<FallbackOn> {
@@ -91,13 +194,13 @@ struct Failed {
 }
 
 /// Tries `model`'s backends: retries, hedges, but no fallbacks.
-async fn open_model(
+async fn open_model<A: Ask>(
     state: &Gateway,
     ctx: &RequestContext,
-    req: &ChatRequest,
+    ask: &A,
     model: &str,
     sticky: Option<u64>,
-) -> Result<Opened, GatewayError> {
+) -> Result<Landed<A::Out>, GatewayError> {
     let routes = state.registry.routes(model).await?;
     let cfg = &state.routing.config;
     let max = cfg.retry.max_attempts;
@@ -126,7 +229,7 @@ async fn open_model(
             }
             launched += 1;
             tried[i] = true;
-            inflight.push(attempt(state, ctx, &routes[i], permit, req, model));
+            inflight.push(attempt(state, ctx, &routes[i], permit, ask, model));
             hedge = (cfg.hedge.enabled && launched < max && routes.len() > 1)
                 .then(|| Box::pin(tokio::time::sleep(routes[i].slot.routing.hedge_delay(&cfg.hedge))));
         }
@@ -145,7 +248,7 @@ async fn open_model(
                         state.metrics.routing.hedge(model);
                         launched += 1;
                         tried[i] = true;
-                        inflight.push(attempt(state, ctx, &routes[i], permit, req, model));
+                        inflight.push(attempt(state, ctx, &routes[i], permit, ask, model));
                     } else {
                         routes[i].slot.routing.on_abandon(permit);
                         state.metrics.routing.retry_budget_exhausted.inc();
@@ -268,27 +371,22 @@ impl Drop for Trial<'_> {
     }
 }
 
-/// One attempt on one backend, up to its first event or its first-token deadline.
-async fn attempt(
+/// One attempt on one backend, up to its answer (a chat's first event) or its
+/// first-token deadline.
+async fn attempt<A: Ask>(
     state: &Gateway,
     ctx: &RequestContext,
     route: &Route,
     permit: Permit,
-    req: &ChatRequest,
+    ask: &A,
     model: &str,
-) -> Result<Opened, Failed> {
+) -> Result<Landed<A::Out>, Failed> {
     let slot = &route.slot;
     let trial = Trial { slot, permit, armed: true };
-    let mut req = req.clone();
-    req.model.clone_from(&route.upstream_model);
     let outstanding = Outstanding::new(state, slot);
     let t = slot.timeouts;
     let sent = Instant::now();
-    let opening = async {
-        let mut stream = slot.backend.chat(ctx, req).await?;
-        let first = stream.next().await;
-        Ok::<_, BackendError>((stream, first))
-    };
+    let opening = ask.ask(ctx, slot.backend.as_ref(), &route.upstream_model);
     let (first_by, total_by) = (sent + t.first_token, ctx.received + t.total);
     let outcome = match tokio::time::timeout_at(first_by.min(total_by), opening).await {
         Ok(r) => r,
@@ -299,15 +397,18 @@ async fn attempt(
     let now = Instant::now();
     let permit = trial.disarm();
     let error = match outcome {
-        Ok((stream, Some(Ok(first)))) => {
-            slot.routing.on_success(permit, now - sent, state.routing.config.ewma_decay, now);
+        Ok(out) => {
+            if A::FIRST_TOKEN {
+                slot.routing.on_success(permit, now - sent, state.routing.config.ewma_decay, now);
+            } else {
+                slot.routing.on_answer(permit, now);
+            }
             publish_breaker(&state.metrics, slot, now);
             let served = Served { model: model.to_owned(), backend: slot.name().to_owned() };
             let metrics = route.metrics(&state.metrics, model);
-            return Ok(Opened { stream, first, served, outstanding, metrics });
+            return Ok(Landed { out, served, outstanding, metrics });
         }
-        Ok((_, Some(Err(e)))) | Err(e) => e,
-        Ok((_, None)) => BackendError::Interrupted("stream ended without any event".into()),
+        Err(e) => e,
     };
     let failure = Failure::of(&error);
     slot.routing.on_failure(permit, failure, now - sent, now);

@@ -1,33 +1,26 @@
-//! Routing an embeddings request to a backend, under the backend's total deadline.
+//! Embeddings, through the same admission and attempts as a chat: per-model caps,
+//! breakers, retries within the budget, deadlines and metrics (see
+//! [`dispatch::embed`]).
 
 use crate::{
-    backend::{BackendError, Stage},
     chat::{EmbedRequest, Embeddings},
-    dispatch::Outstanding,
+    context::RequestContext,
+    dispatch::{self, Landed},
     error::GatewayError,
     gateway::Gateway,
     registry::Served,
 };
 
 /// Embeds `req.input` with a backend serving `req.model`.
-pub async fn embed(state: &Gateway, mut req: EmbedRequest) -> Result<(Embeddings, Served), GatewayError> {
-    let route = state.registry.resolve(&req.model).await?;
-    let served = Served { model: std::mem::take(&mut req.model), backend: route.slot.name().to_owned() };
-    req.model = route.upstream_model.clone();
-    let slot = &route.slot;
-    let _outstanding = Outstanding::new(state, slot);
-    let deadline = slot.timeouts.first_token.min(slot.timeouts.total);
-    let res = tokio::time::timeout(deadline, slot.backend.embed(req)).await;
-    match res {
-        Ok(Ok(e)) => Ok((e, served)),
-        Ok(Err(e)) => {
-            state.metrics.upstream_error(&served.backend, e.metric_kind());
-            Err(e.into())
-        }
-        Err(_) => {
-            let e = BackendError::Timeout(Stage::FirstToken);
-            state.metrics.upstream_error(&served.backend, e.metric_kind());
-            Err(e.into())
-        }
-    }
+pub async fn embed(
+    state: &Gateway,
+    ctx: &RequestContext,
+    req: EmbedRequest,
+) -> Result<(Embeddings, Served), GatewayError> {
+    let _admission = dispatch::admit(state, ctx, &req.model).await?;
+    let Landed { out, served, outstanding, metrics } = dispatch::embed(state, ctx, &req).await?;
+    drop(outstanding);
+    metrics.duration.observe(ctx.received.elapsed().as_secs_f64());
+    metrics.prompt_tokens.inc_by(u64::from(out.prompt_tokens));
+    Ok((out, served))
 }

@@ -28,7 +28,7 @@ use crate::{
     gateway::Gateway,
     metrics::ModelMetrics,
     registry::{self, Served},
-    scheduler::admission::{self, Rejection},
+    scheduler::admission,
 };
 
 /// A generation under way: its first event already arrived.
@@ -59,8 +59,8 @@ pub async fn start(
     req: ChatRequest,
 ) -> Result<Generation, GatewayError> {
     let started = ctx.received;
-    let admission = admit(state, ctx, &req.model).await?;
-    let Opened { stream: inner, first, served, outstanding, metrics } =
+    let admission = dispatch::admit(state, ctx, &req.model).await?;
+    let Opened { out: (inner, first), served, outstanding, metrics } =
         dispatch::open(state, ctx, &req).await?;
     let t = outstanding.slot().timeouts;
 
@@ -86,32 +86,6 @@ pub async fn start(
         tokens_out,
         finished: false,
     })
-}
-
-/// Waits for a slot of `model` if it has a concurrency cap: 429 when its queue is
-/// full, 503 when the wait runs out.
-async fn admit(
-    state: &Gateway,
-    ctx: &RequestContext,
-    model: &str,
-) -> Result<Option<admission::Permit>, GatewayError> {
-    let Some(gate) = state.routing.gate(model) else { return Ok(None) };
-    match gate.admit(ctx.class).await {
-        Ok(permit) => Ok(Some(permit)),
-        Err(why) => {
-            state.metrics.routing.rejection(model, why.as_str());
-            Err(match why {
-                Rejection::QueueFull => GatewayError::RateLimited {
-                    message: format!("model '{model}' is at capacity and its queue is full"),
-                    retry_after: Some(Duration::from_secs(1)),
-                },
-                Rejection::Timeout => GatewayError::Unavailable(format!(
-                    "model '{model}' stayed at capacity for {}",
-                    humantime::format_duration(gate.max_wait)
-                )),
-            })
-        }
-    }
 }
 
 impl Generation {

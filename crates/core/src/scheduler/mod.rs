@@ -225,6 +225,12 @@ impl BackendState {
         l.ttfts.push(ttft);
     }
 
+    /// The backend answered, but not with a first token (an embeddings answer): the
+    /// breaker hears of it, the latency estimates do not.
+    pub fn on_answer(&self, permit: Permit, now: Instant) {
+        self.live().breaker.on_success(permit, now);
+    }
+
     /// The attempt failed with `failure` after `elapsed`.
     pub fn on_failure(&self, permit: Permit, failure: retry::Failure, elapsed: Duration, now: Instant) {
         let mut l = self.live();

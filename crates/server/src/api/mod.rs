@@ -320,6 +320,9 @@ pub fn streaming_response(
 }
 
 #[cfg(test)]
+mod router_tests;
+
+#[cfg(test)]
 mod tests {
     use super::route_label;
 

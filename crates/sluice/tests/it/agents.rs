@@ -514,3 +514,37 @@ async fn close_reason(ws: &mut Ws) -> String {
         }
     }
 }
+
+/// The gateway owns the attempt policy: a job the agent's backend refuses is tried
+/// once by the agent and reported, and only the gateway decides whether to try again.
+/// Every upstream request is then one gateway attempt (no agent-side retries that
+/// would multiply them).
+#[tokio::test]
+async fn an_agent_runs_each_job_once_and_the_gateway_counts_the_attempts() {
+    let m = mock(MockConfig::default()).await;
+    let gw = gateway("").await;
+    let t = token(&gw).await;
+    let mut agent = TestAgent::start(&gw, &t, "a1", 2, &m).await;
+    agent.connected().await;
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&chat_body("[mock mode=status:500]", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502, "the upstream's failure, reported through the agent");
+    let text = client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let retries: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("sluice_retries_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    let upstream = m.stats().snapshot().requests;
+    assert_eq!(
+        upstream,
+        1 + retries,
+        "one upstream request per gateway attempt: {upstream} vs 1 + {retries}"
+    );
+    agent.shutdown.cancel();
+    agent.result().await.unwrap();
+}

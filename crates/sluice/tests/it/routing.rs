@@ -63,7 +63,10 @@ async fn a_backend_failing_every_request_costs_clients_nothing() {
     }
 }
 
-#[tokio::test]
+/// On paused time: the breaker's open periods pass in an instant, and the clock only
+/// moves while every task waits (loopback I/O is ready at once, so no deadline fires
+/// early).
+#[tokio::test(start_paused = true)]
 async fn breaker_opens_after_consecutive_failures_and_closes_after_a_good_probe() {
     let m = mock(MockConfig::default()).await;
     let breaker = "breaker = { consecutive_failures = 3, open_base = \"1s\", open_max = \"1s\" }";

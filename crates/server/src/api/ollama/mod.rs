@@ -235,7 +235,11 @@ pub async fn show(State(state): State<AppState>, body: Result<Bytes, BytesReject
 }
 
 /// `POST /api/embed`.
-pub async fn embed(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn embed(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let req = match body_or_error(&state, body).and_then(|b| parse_json::<ol::EmbedRequest>(&b)) {
         Ok(r) => r,
         Err(e) => return error_response(&e),
@@ -250,7 +254,7 @@ pub async fn embed(State(state): State<AppState>, body: Result<Bytes, BytesRejec
     }
     let started = tokio::time::Instant::now();
     let model = req.model.clone();
-    match embeddings::embed(&state.core, EmbedRequest { model: req.model, input }).await {
+    match embeddings::embed(&state.core, &ctx, EmbedRequest { model: req.model, input }).await {
         Ok((e, served)) => {
             let resp = ol::EmbedResponse {
                 model,

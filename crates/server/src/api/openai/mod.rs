@@ -129,7 +129,11 @@ pub async fn get_model(State(state): State<AppState>, Path(id): Path<String>) ->
 }
 
 /// `POST /v1/embeddings`.
-pub async fn embeddings(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn embeddings(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let req = match body_or_error(&state, body).and_then(|b| parse_json::<oa::EmbeddingRequest>(&b)) {
         Ok(r) => r,
         Err(e) => return error_response(&e),
@@ -147,7 +151,7 @@ pub async fn embeddings(State(state): State<AppState>, body: Result<Bytes, Bytes
         return error_response(&GatewayError::bad_request("'input' must not be empty", Some("input")));
     }
     let model = req.model.clone();
-    match embeddings::embed(&state.core, EmbedRequest { model: req.model, input }).await {
+    match embeddings::embed(&state.core, &ctx, EmbedRequest { model: req.model, input }).await {
         Ok((emb, served)) => {
             let data = emb
                 .vectors
