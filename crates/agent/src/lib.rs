@@ -10,9 +10,11 @@
 //! - [`session`]: one connection: handshake, reader, writer, drain.
 //! - [`outbox`]: frames waiting for the socket (adaptive coalescing).
 //! - [`worker`]: runs one job on the local backends.
+//! - [`socket`]: tungstenite's WebSocket adapted to the link's message type.
 
 pub mod outbox;
 pub mod session;
+pub mod socket;
 pub mod worker;
 
 use std::{sync::Arc, time::Duration};

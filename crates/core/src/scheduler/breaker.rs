@@ -14,10 +14,9 @@
 //! Nothing here reads the clock or a random source: callers pass `now` and the jitter,
 //! so the tests drive time by hand.
 
-use std::time::Duration;
-
 use tokio::time::Instant;
 
+use super::window::SlidingWindow;
 use crate::config::BreakerConfig;
 
 /// What the breaker lets through, as shown in metrics and the admin API.
@@ -73,7 +72,8 @@ pub struct CircuitBreaker {
     cfg: BreakerConfig,
     state: State,
     consecutive: u32,
-    window: OutcomeWindow,
+    /// [requests, failures] over the configured window.
+    window: SlidingWindow<2>,
     /// Open periods since the breaker last closed, for the backoff.
     openings: u32,
 }
@@ -85,7 +85,7 @@ impl CircuitBreaker {
             cfg,
             state: State::Closed,
             consecutive: 0,
-            window: OutcomeWindow::new(cfg.window, now),
+            window: SlidingWindow::new(cfg.window, now),
             openings: 0,
         }
     }
@@ -140,11 +140,11 @@ impl CircuitBreaker {
                 self.state = State::Closed;
                 self.consecutive = 0;
                 self.openings = 0;
-                self.window = OutcomeWindow::new(self.cfg.window, now);
+                self.window.clear(now);
             }
             (Permit::Normal, State::Closed) => {
                 self.consecutive = 0;
-                self.window.record(now, false);
+                self.window.add(now, [1, 0]);
             }
             // A request that started before the breaker opened says nothing new.
             _ => {}
@@ -158,8 +158,8 @@ impl CircuitBreaker {
             (Permit::Probe, State::HalfOpen { .. }) => self.open(now, jitter),
             (Permit::Normal, State::Closed) => {
                 self.consecutive += 1;
-                self.window.record(now, true);
-                let (total, failed) = self.window.totals(now);
+                self.window.add(now, [1, 1]);
+                let [total, failed] = self.window.totals(now);
                 let ratio_tripped = total >= self.cfg.min_requests
                     && f64::from(failed) >= self.cfg.error_ratio * f64::from(total);
                 if self.consecutive >= self.cfg.consecutive_failures || ratio_tripped {
@@ -187,50 +187,10 @@ impl CircuitBreaker {
     }
 }
 
-/// Requests and failures over a sliding window, in ten buckets.
-#[derive(Debug)]
-struct OutcomeWindow {
-    origin: Instant,
-    bucket: Duration,
-    /// (bucket number, requests, failures).
-    buckets: [(u64, u32, u32); BUCKETS],
-}
-
-const BUCKETS: usize = 10;
-
-impl OutcomeWindow {
-    fn new(window: Duration, now: Instant) -> Self {
-        let bucket = (window / BUCKETS as u32).max(Duration::from_millis(1));
-        OutcomeWindow { origin: now, bucket, buckets: [(u64::MAX, 0, 0); BUCKETS] }
-    }
-
-    fn index(&self, now: Instant) -> u64 {
-        let n = now.saturating_duration_since(self.origin).as_nanos() / self.bucket.as_nanos();
-        u64::try_from(n).unwrap_or(u64::MAX - 1)
-    }
-
-    fn record(&mut self, now: Instant, failed: bool) {
-        let i = self.index(now);
-        let b = &mut self.buckets[(i % BUCKETS as u64) as usize];
-        if b.0 != i {
-            *b = (i, 0, 0);
-        }
-        b.1 += 1;
-        b.2 += u32::from(failed);
-    }
-
-    /// (requests, failures) in the window ending at `now`.
-    fn totals(&self, now: Instant) -> (u32, u32) {
-        let i = self.index(now);
-        self.buckets
-            .iter()
-            .filter(|b| b.0 != u64::MAX && i.saturating_sub(b.0) < BUCKETS as u64)
-            .fold((0, 0), |(t, f), b| (t + b.1, f + b.2))
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn cfg() -> BreakerConfig {

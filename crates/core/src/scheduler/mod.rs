@@ -16,11 +16,13 @@
 //! - [`breaker`]: the circuit breaker state machine.
 //! - [`retry`]: failure classes, the retry budget, backoff.
 //! - [`admission`]: per-model caps and priority queues.
+//! - [`window`]: counts over a sliding window (for the breaker and the retry budget).
 
 pub mod admission;
 pub mod balance;
 pub mod breaker;
 pub mod retry;
+pub mod window;
 
 use std::{
     collections::HashMap,

@@ -2,10 +2,14 @@
 //! elsewhere, fall back, or give up), the retry budget that keeps retries from
 //! amplifying an outage, and the backoff between attempts.
 
-use std::{sync::Mutex, time::Duration};
+use std::{
+    sync::{Mutex, MutexGuard},
+    time::Duration,
+};
 
 use tokio::time::Instant;
 
+use super::window::SlidingWindow;
 use crate::backend::BackendError;
 use crate::config::{FallbackOn, RetryConfig};
 
@@ -108,70 +112,40 @@ pub fn backoff(cfg: &RetryConfig, retry: u32, jitter: f64) -> Duration {
 pub struct RetryBudget {
     ratio: f64,
     min_retries: u32,
-    inner: Mutex<Window>,
+    /// [requests, retries] over the budget window.
+    inner: Mutex<SlidingWindow<2>>,
 }
-
-#[derive(Debug)]
-struct Window {
-    origin: Instant,
-    bucket: Duration,
-    /// (bucket number, requests, retries).
-    buckets: [(u64, u32, u32); BUCKETS],
-}
-
-const BUCKETS: usize = 10;
 
 impl RetryBudget {
     /// A budget as configured.
     pub fn new(cfg: &RetryConfig, now: Instant) -> Self {
-        let bucket = (cfg.budget_window / BUCKETS as u32).max(Duration::from_millis(1));
         RetryBudget {
             ratio: cfg.budget_ratio,
             min_retries: cfg.budget_min_retries,
-            inner: Mutex::new(Window { origin: now, bucket, buckets: [(u64::MAX, 0, 0); BUCKETS] }),
+            inner: Mutex::new(SlidingWindow::new(cfg.budget_window, now)),
         }
     }
 
     /// Counts one new request.
     pub fn deposit(&self, now: Instant) {
-        self.with(now, |b| b.1 += 1, |_| true);
+        self.window().add(now, [1, 0]);
     }
 
     /// Takes one retry from the budget; false when it is spent.
     pub fn try_withdraw(&self, now: Instant) -> bool {
-        let (ratio, min) = (self.ratio, self.min_retries);
-        self.with(
-            now,
-            |b| b.2 += 1,
-            |(requests, retries)| f64::from(retries) < f64::from(min) + ratio * f64::from(requests),
-        )
-    }
-
-    /// Applies `change` to the current bucket if `allow(requests, retries)` holds for
-    /// the window; returns whether it did.
-    fn with(
-        &self,
-        now: Instant,
-        change: impl FnOnce(&mut (u64, u32, u32)),
-        allow: impl FnOnce((u32, u32)) -> bool,
-    ) -> bool {
-        let mut w = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let n = now.saturating_duration_since(w.origin).as_nanos() / w.bucket.as_nanos();
-        let i = u64::try_from(n).unwrap_or(u64::MAX - 1);
-        let totals = w
-            .buckets
-            .iter()
-            .filter(|b| b.0 != u64::MAX && i.saturating_sub(b.0) < BUCKETS as u64)
-            .fold((0u32, 0u32), |(r, t), b| (r.saturating_add(b.1), t.saturating_add(b.2)));
-        if !allow(totals) {
+        let mut window = self.window();
+        let [requests, retries] = window.totals(now);
+        let allowed = f64::from(self.min_retries) + self.ratio * f64::from(requests);
+        if f64::from(retries) >= allowed {
             return false;
         }
-        let b = &mut w.buckets[(i % BUCKETS as u64) as usize];
-        if b.0 != i {
-            *b = (i, 0, 0);
-        }
-        change(b);
+        window.add(now, [0, 1]);
         true
+    }
+
+    /// The window, even if a panic poisoned its lock (its counts stay consistent).
+    fn window(&self) -> MutexGuard<'_, SlidingWindow<2>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -6,11 +6,14 @@
 //! - [`session`]: one agent connection: handshake, reader, writer, heartbeats.
 //! - [`backend`]: [`backend::AgentBackend`], the `Backend` a connected agent is, and
 //!   the per-job inbox the reader fills.
+//! - [`socket`]: axum's WebSocket adapted to the link's message type.
 //!
-//! Wire conversions are shared with the agent: [`sluice_link::convert`].
+//! The session skeleton (codec, heartbeat, frame reader and writer) and the wire
+//! conversions are shared with the agent: [`sluice_link`].
 
 pub mod backend;
 pub mod session;
+pub mod socket;
 
 use std::{
     collections::HashMap,

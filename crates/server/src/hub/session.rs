@@ -12,18 +12,21 @@
 
 use std::{net::SocketAddr, sync::Arc, time::SystemTime};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
-use futures_util::{
-    SinkExt, StreamExt,
-    stream::{SplitSink, SplitStream},
-};
+use axum::extract::ws::{WebSocket, close_code};
+use futures_util::{Sink, Stream, StreamExt};
 use sluice_protocol::agent::{Hello, HelloVersion, PROTOCOL_VERSION, RefuseCode, ToAgent, ToGateway};
 use tokio::{sync::mpsc, time::Instant};
 
 use super::Link;
 use super::backend::{AgentBackend, AgentConn, AgentInfo};
+use super::socket;
 use sluice_core::registry::BackendSlot;
-use sluice_link::convert;
+use sluice_link::{
+    connection::{FrameReader, FrameWriter, Incoming, ReadEnd},
+    convert,
+    frame::{FrameError, GatewayCodec, LinkMessage},
+    heartbeat::PeerTimer,
+};
 
 /// Serves one upgraded agent socket until it ends, as a task tracked by the gateway.
 pub fn serve(link: Link, socket: WebSocket, addr: Option<SocketAddr>) -> impl Future<Output = ()> + Send {
@@ -55,13 +58,15 @@ impl Ending {
     }
 }
 
-type Sink = SplitSink<WebSocket, Message>;
-type Source = SplitStream<WebSocket>;
+/// The gateway's end of the link: sends [`ToAgent`], receives [`ToGateway`].
+type Writer<S> = FrameWriter<S, ToAgent, ToGateway>;
 
 async fn run(state: Link, socket: WebSocket, addr: Option<SocketAddr>) {
-    let (mut sink, mut source) = socket.split();
+    let (sink, mut source) = socket::split(socket);
+    let codec = GatewayCodec::new(state.config.max_frame_bytes);
+    let mut writer = FrameWriter::new(sink, codec);
     let peer = addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
-    let (hello, token_id) = match handshake(&state, &mut source).await {
+    let (hello, token_id) = match handshake(&state, &codec, &mut source).await {
         Ok(h) => h,
         Err(r) => {
             tracing::warn!(peer = %peer, code = ?r.code, reason = %r.reason, "agent refused");
@@ -72,8 +77,8 @@ async fn run(state: Link, socket: WebSocket, addr: Option<SocketAddr>) {
                 RefuseCode::Unavailable => close_code::AGAIN,
                 _ => close_code::PROTOCOL,
             };
-            let _ = send_now(&mut sink, &frame).await;
-            close_with(&mut sink, Ending::new(close, r.reason)).await;
+            let _ = writer.send(&frame).await;
+            close_with(&mut writer, Ending::new(close, r.reason)).await;
             return;
         }
     };
@@ -98,7 +103,7 @@ async fn run(state: Link, socket: WebSocket, addr: Option<SocketAddr>) {
     let conn = Arc::new(AgentConn::new(info, tx, jobs_gauge));
     let heartbeat_ms = u64::try_from(cfg.heartbeat.as_millis()).unwrap_or(u64::MAX);
     conn.send(ToAgent::Welcome { protocol: PROTOCOL_VERSION, heartbeat_ms });
-    let writer = state.core.tasks.spawn(write_frames(sink, rx, conn.clone()));
+    let writer = state.core.tasks.spawn(write_frames(writer, rx, conn.clone()));
     let models = conn.info.models.iter().map(|m| (m.clone(), m.clone())).collect();
     let backend = Arc::new(AgentBackend::new(conn.clone()));
     let slot = Arc::new(BackendSlot::with_models(backend, cfg.timeouts, models));
@@ -109,7 +114,7 @@ async fn run(state: Link, socket: WebSocket, addr: Option<SocketAddr>) {
     state.core.metrics.agents.joined(&conn.info.id, conn.info.slots);
     tracing::info!(agent = %conn.info.id, peer = %peer, version = %conn.info.version, models = ?conn.info.models, slots = conn.info.slots, "agent connected");
 
-    let ending = read_frames(&state, &conn, &slot, &mut source).await;
+    let ending = read_frames(&state, &conn, &slot, source).await;
     state.core.registry.remove(&slot);
     let replaced = state.agents.leave(&conn);
     let jobs = conn.jobs_in_flight();
@@ -120,17 +125,21 @@ async fn run(state: Link, socket: WebSocket, addr: Option<SocketAddr>) {
     } else {
         tracing::warn!(agent = %conn.info.id, peer = %peer, reason = %ending.reason, jobs_failed = jobs, "agent disconnected");
     }
-    if let Ok(Some(mut sink)) = writer.await {
-        close_with(&mut sink, ending).await;
+    if let Ok(Some(mut writer)) = writer.await {
+        close_with(&mut writer, ending).await;
     }
 }
 
 /// Reads and checks the Hello; returns it with the id of the token it presented.
-async fn handshake(state: &Link, source: &mut Source) -> Result<(Hello, String), Refusal> {
+async fn handshake<E>(
+    state: &Link,
+    codec: &GatewayCodec,
+    source: &mut (impl Stream<Item = Result<LinkMessage, E>> + Unpin),
+) -> Result<(Hello, String), Refusal> {
     let first = tokio::time::timeout(state.config.hello_timeout, source.next()).await;
     let text = match first {
         Err(_) => return Err(Refusal::new(RefuseCode::BadHello, "no hello within the hello timeout")),
-        Ok(Some(Ok(Message::Text(t)))) => t,
+        Ok(Some(Ok(LinkMessage::Text(t)))) => t,
         Ok(Some(Ok(_))) => {
             return Err(Refusal::new(RefuseCode::BadHello, "the first frame must be a text hello"));
         }
@@ -138,7 +147,7 @@ async fn handshake(state: &Link, source: &mut Source) -> Result<(Hello, String),
             return Err(Refusal::new(RefuseCode::BadHello, "connection closed before hello"));
         }
     };
-    let hello = match serde_json::from_str::<ToGateway>(&text) {
+    let hello = match codec.decode(&text) {
         Ok(ToGateway::Hello(h)) => h,
         Ok(_) => return Err(Refusal::new(RefuseCode::BadHello, "the first frame must be a hello")),
         Err(e) => {
@@ -184,59 +193,38 @@ fn version_mismatch(theirs: u32) -> Refusal {
 }
 
 /// Dispatches the agent's frames until the connection ends; returns why it ended.
-async fn read_frames(
+async fn read_frames<E: std::fmt::Display>(
     state: &Link,
     conn: &Arc<AgentConn>,
     slot: &Arc<BackendSlot>,
-    source: &mut (impl futures_util::Stream<Item = Result<Message, axum::Error>> + Unpin),
+    source: impl Stream<Item = Result<LinkMessage, E>> + Unpin,
 ) -> Ending {
     let cfg = &state.config;
-    let mut ping = tokio::time::interval_at(Instant::now() + cfg.heartbeat, cfg.heartbeat);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_frame = Instant::now();
-    let dead = tokio::time::sleep_until(last_frame + cfg.dead_after);
-    tokio::pin!(dead);
+    let timer = PeerTimer::new(Some(cfg.heartbeat), cfg.dead_after);
+    let mut reader = FrameReader::new(source, GatewayCodec::new(cfg.max_frame_bytes), timer);
     let mut nonce = 0u64;
     let mut draining_since: Option<Instant> = None;
     loop {
         tokio::select! {
-            msg = source.next() => {
-                last_frame = Instant::now();
-                let text = match msg {
-                    Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Binary(_))) => {
+            incoming = reader.next() => {
+                let frame = match incoming {
+                    Ok(Incoming::Frame(frame)) => frame,
+                    Ok(Incoming::Ping) => {
+                        nonce += 1;
+                        conn.send(ToAgent::Ping { nonce });
+                        continue;
+                    }
+                    Ok(Incoming::Binary) => {
                         return Ending::new(close_code::UNSUPPORTED, "malformed frame: binary frames are not part of the protocol");
                     }
-                    Some(Ok(Message::Close(c))) => {
-                        let why = c.map(|c| c.reason.to_string()).filter(|r| !r.is_empty());
-                        return Ending::new(close_code::NORMAL, format!("closed by the agent ({})", why.as_deref().unwrap_or("no reason")));
-                    }
-                    Some(Err(e)) => return Ending::new(close_code::ERROR, format!("connection lost ({e})")),
-                    None => return Ending::new(close_code::ERROR, "connection lost"),
+                    Err(end) => return read_ending(end),
                 };
-                match serde_json::from_str::<ToGateway>(&text) {
-                    Ok(frame) => {
-                        if let Err(e) = dispatch(state, conn, slot, frame) {
-                            return e;
-                        }
-                    }
-                    Err(e) => return Ending::new(close_code::PROTOCOL, format!("malformed frame: {e}")),
+                if let Err(e) = dispatch(state, conn, slot, frame) {
+                    return e;
                 }
                 if draining_since.is_some() && conn.jobs_in_flight() == 0 {
                     return Ending::new(close_code::AWAY, "gateway shutting down");
                 }
-            }
-            _ = ping.tick() => {
-                nonce += 1;
-                conn.send(ToAgent::Ping { nonce });
-            }
-            () = &mut dead => {
-                let deadline = last_frame + cfg.dead_after;
-                if Instant::now() >= deadline {
-                    return Ending::new(close_code::AWAY, format!("no frame for {:?}: agent presumed dead", cfg.dead_after));
-                }
-                dead.as_mut().reset(deadline);
             }
             () = conn.closed.cancelled() => {
                 let why = conn.close_reason().unwrap_or_else(|| "closed by the gateway".to_owned());
@@ -253,6 +241,29 @@ async fn read_frames(
             () = tokio::time::sleep_until(draining_since.map_or_else(Instant::now, |t| t + state.grace)), if draining_since.is_some() => {
                 return Ending::new(close_code::AWAY, "gateway shutting down");
             }
+        }
+    }
+}
+
+/// The close code and reason for a connection whose reading ended.
+fn read_ending<E: std::fmt::Display>(end: ReadEnd<E>) -> Ending {
+    match end {
+        ReadEnd::Closed(c) => {
+            let why = c.map(|c| c.reason).filter(|r| !r.is_empty());
+            Ending::new(
+                close_code::NORMAL,
+                format!("closed by the agent ({})", why.as_deref().unwrap_or("no reason")),
+            )
+        }
+        ReadEnd::Failed(e) => Ending::new(close_code::ERROR, format!("connection lost ({e})")),
+        ReadEnd::Ended => Ending::new(close_code::ERROR, "connection lost"),
+        // The socket refuses oversized messages first; this only guards a smaller limit.
+        ReadEnd::BadFrame(e @ FrameError::TooLarge { .. }) => {
+            Ending::new(close_code::SIZE, format!("malformed frame: {e}"))
+        }
+        ReadEnd::BadFrame(e) => Ending::new(close_code::PROTOCOL, format!("malformed frame: {e}")),
+        ReadEnd::Silent(d) => {
+            Ending::new(close_code::AWAY, format!("no frame for {d:?}: agent presumed dead"))
         }
     }
 }
@@ -302,25 +313,28 @@ fn dispatch(
 }
 
 /// Sends queued frames until the connection closes; every frame already queued when
-/// a write starts goes out in the same flush. Returns the sink to close it, unless a
+/// a write starts goes out in the same flush. Returns the writer to close it, unless a
 /// write failed.
-async fn write_frames(
-    mut sink: Sink,
+async fn write_frames<S>(
+    mut writer: Writer<S>,
     mut rx: mpsc::UnboundedReceiver<ToAgent>,
     conn: Arc<AgentConn>,
-) -> Option<Sink> {
+) -> Option<Writer<S>>
+where
+    S: Sink<LinkMessage, Error = axum::Error> + Unpin,
+{
     loop {
         let first = tokio::select! {
             f = rx.recv() => f,
-            () = conn.closed.cancelled() => return Some(sink),
+            () = conn.closed.cancelled() => return Some(writer),
         };
-        let Some(first) = first else { return Some(sink) };
+        let Some(first) = first else { return Some(writer) };
         let write = async {
-            sink.feed(encode(&first)).await?;
+            writer.feed(&first).await?;
             while let Ok(f) = rx.try_recv() {
-                sink.feed(encode(&f)).await?;
+                writer.feed(&f).await?;
             }
-            sink.flush().await
+            writer.flush().await
         };
         let written = tokio::select! {
             r = write => r,
@@ -333,25 +347,10 @@ async fn write_frames(
     }
 }
 
-fn encode(frame: &ToAgent) -> Message {
-    // Serializing these plain structs cannot fail.
-    Message::Text(serde_json::to_string(frame).unwrap_or_default().into())
-}
-
-async fn send_now(sink: &mut Sink, frame: &ToAgent) -> Result<(), axum::Error> {
-    sink.send(encode(frame)).await
-}
-
 /// Sends a close frame with the reason, giving up after a second (the peer may be gone).
-async fn close_with(sink: &mut Sink, ending: Ending) {
-    // Close reasons are limited to 123 bytes by the WebSocket spec.
-    let mut reason = ending.reason;
-    while reason.len() > 123 {
-        reason.pop();
-    }
-    let frame = CloseFrame { code: ending.code, reason: reason.into() };
-    let _ =
-        tokio::time::timeout(std::time::Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
+async fn close_with<S: Sink<LinkMessage> + Unpin>(writer: &mut Writer<S>, ending: Ending) {
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), writer.close(ending.code, ending.reason))
+        .await;
 }
 
 #[cfg(test)]
@@ -411,7 +410,8 @@ mod tests {
         let state = link();
         let (conn, slot, mut rx) = connection(&state);
         let started = Instant::now();
-        let ending = read_frames(&state, &conn, &slot, &mut stream::pending()).await;
+        let ending =
+            read_frames(&state, &conn, &slot, stream::pending::<Result<LinkMessage, axum::Error>>()).await;
         let took = started.elapsed();
         assert!(ending.reason.contains("presumed dead"), "{}", ending.reason);
         assert!(took >= Duration::from_secs(9) && took < Duration::from_secs(10), "{took:?}");
@@ -431,11 +431,11 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
             let pong = serde_json::to_string(&ToGateway::Pong { nonce: n }).unwrap();
-            Some((Ok(Message::Text(pong.into())), n + 1))
+            Some((Ok::<_, axum::Error>(LinkMessage::Text(pong)), n + 1))
         })
         .chain(stream::pending());
         let started = Instant::now();
-        let ending = read_frames(&state, &conn, &slot, &mut Box::pin(pongs)).await;
+        let ending = read_frames(&state, &conn, &slot, Box::pin(pongs)).await;
         assert!(ending.reason.contains("presumed dead"), "{}", ending.reason);
         let took = started.elapsed();
         assert!(took >= Duration::from_secs(29) && took < Duration::from_secs(30), "{took:?}");
@@ -445,9 +445,9 @@ mod tests {
     async fn a_malformed_frame_ends_the_connection_with_the_reason() {
         let state = link();
         let (conn, slot, _rx) = connection(&state);
-        let mut frames =
-            stream::iter([Ok(Message::Text(r#"{"type":"chunk"}"#.into()))]).chain(stream::pending());
-        let ending = read_frames(&state, &conn, &slot, &mut frames).await;
+        let frames = stream::iter([Ok::<_, axum::Error>(LinkMessage::Text(r#"{"type":"chunk"}"#.into()))])
+            .chain(stream::pending());
+        let ending = read_frames(&state, &conn, &slot, frames).await;
         assert_eq!(ending.code, close_code::PROTOCOL);
         assert!(ending.reason.starts_with("malformed frame: missing field"), "{}", ending.reason);
     }
