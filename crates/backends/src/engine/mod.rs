@@ -4,6 +4,7 @@
 //! stream frees the sequence at the engine's next step.
 
 pub mod config;
+pub mod digest;
 
 use std::time::{Duration, SystemTime};
 
