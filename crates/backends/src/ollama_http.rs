@@ -143,7 +143,11 @@ impl Backend for OllamaHttp {
             let body = resp.bytes().await?;
             let r: ol::EmbedResponse = serde_json::from_slice(&body)
                 .map_err(|e| BackendError::Protocol(format!("malformed embeddings: {e}")))?;
-            Ok(Embeddings { vectors: r.embeddings, prompt_tokens: r.prompt_eval_count })
+            Ok(Embeddings {
+                vectors: r.embeddings,
+                prompt_tokens: r.prompt_eval_count,
+                load: Duration::from_nanos(r.load_duration),
+            })
         })
     }
 
@@ -157,12 +161,40 @@ impl Backend for OllamaHttp {
             let body = resp.bytes().await?;
             let tags: ol::TagList = serde_json::from_slice(&body)
                 .map_err(|e| BackendError::Protocol(format!("malformed tag list: {e}")))?;
-            Ok(tags
-                .models
-                .into_iter()
-                .map(|m| ModelInfo { name: m.name, size: Some(m.size), details: Some(m.details) })
-                .collect())
+            let models = tags.models.into_iter().map(|m| {
+                let t = t.clone();
+                async move {
+                    let capabilities = capabilities(&t, &m.name).await;
+                    ModelInfo {
+                        capabilities,
+                        name: m.name,
+                        size: Some(m.size),
+                        details: Some(m.details),
+                        digest: m.digest.filter(|d| !d.is_empty()),
+                        modified_at: m.modified_at.filter(|d| !d.is_empty()),
+                    }
+                }
+            });
+            Ok(futures_util::future::join_all(models).await)
         })
+    }
+}
+
+/// The model's capabilities as the upstream's `/api/show` states them; `None` if it
+/// does not answer or does not say (older Ollama versions).
+async fn capabilities(t: &Transport, model: &str) -> Option<Vec<String>> {
+    let body = serde_json::to_vec(&ol::ShowRequest { model: Some(model.to_owned()), name: None }).ok()?;
+    let resp = t.request(Method::POST, "/api/show", &[json_content_type()], Bytes::from(body)).await.ok()?;
+    if !resp.is_success() {
+        return None;
+    }
+    let body = resp.bytes().await.ok()?;
+    match serde_json::from_slice::<ol::ShowResponse>(&body) {
+        Ok(show) => show.capabilities,
+        Err(e) => {
+            tracing::debug!(model, error = %e, "malformed /api/show answer");
+            None
+        }
     }
 }
 

@@ -162,6 +162,8 @@ impl Backend for OpenAiHttp {
                     })
                     .collect::<Result<_, _>>()?,
                 prompt_tokens: r.usage.prompt_tokens,
+                // OpenAI does not say; a load, if any, hides in the latency.
+                load: std::time::Duration::ZERO,
             })
         })
     }

@@ -153,6 +153,14 @@ pub struct ModelInfo {
     pub size: Option<u64>,
     /// Family, parameter size, quantization, when known.
     pub details: Option<sluice_protocol::ollama::ModelDetails>,
+    /// Hex SHA-256 of the model's content (the GGUF file, or the upstream's own
+    /// digest), when known.
+    pub digest: Option<String>,
+    /// When the model last changed, RFC 3339, when known.
+    pub modified_at: Option<String>,
+    /// What it can do, in Ollama's words (`completion`, `embedding`, `tools`, ...);
+    /// `None` when unknown.
+    pub capabilities: Option<Vec<String>>,
 }
 
 /// A model an in-process backend holds in memory, for `/api/ps`.
@@ -162,6 +170,9 @@ pub struct RunningModel {
     pub name: String,
     /// Bytes it occupies (weights and KV cache).
     pub size: u64,
+    /// Bytes of it in accelerator memory: `Some(0)` for a model run on the CPU,
+    /// `None` when unknown.
+    pub size_vram: Option<u64>,
     /// When it unloads if left idle; `None` means never.
     pub unloads_at: Option<std::time::SystemTime>,
     /// Family, parameter size, quantization.

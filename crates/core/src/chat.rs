@@ -209,6 +209,8 @@ pub struct Embeddings {
     pub vectors: Vec<Vec<f32>>,
     /// Tokens read.
     pub prompt_tokens: u32,
+    /// Time this request spent loading the model (zero when it was loaded already).
+    pub load: Duration,
 }
 
 /// How long a model stays in memory once idle (Ollama's `keep_alive`).

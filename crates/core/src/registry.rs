@@ -109,10 +109,15 @@ impl BackendSlot {
         self.configured.is_empty()
     }
 
-    /// Discovered model details, by upstream name.
+    /// Discovered model details, by upstream name; a bare name also finds its
+    /// `:latest` tag, as Ollama resolves it.
     pub fn model_info(&self, upstream: &str) -> Option<ModelInfo> {
         let d = self.discovered.read().unwrap_or_else(|p| p.into_inner());
-        d.iter().find(|m| m.name == upstream).cloned()
+        let bare = !upstream.contains(':');
+        d.iter()
+            .find(|m| m.name == upstream)
+            .or_else(|| d.iter().find(|m| bare && m.name.strip_suffix(":latest") == Some(upstream)))
+            .cloned()
     }
 }
 

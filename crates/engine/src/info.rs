@@ -29,6 +29,8 @@ pub struct ModelInfo {
     pub quantization: String,
     /// Width of an embedding vector.
     pub embedding_length: usize,
+    /// The chat template (`tokenizer.chat_template`), if the model carries one.
+    pub chat_template: Option<String>,
     /// Memory held while loaded: weights plus the KV cache (estimated from the
     /// model's dimensions; compute buffers are not included).
     pub memory_bytes: u64,
@@ -55,6 +57,7 @@ impl ModelInfo {
             file_size,
             quantization,
             embedding_length: usize::try_from(model.n_embd()).unwrap_or(0),
+            chat_template: model.chat_template(None).ok().and_then(|t| t.to_string().ok()),
             memory_bytes: model.size() + kv_cache_bytes(model, resolved.kv_cells()),
         }
     }

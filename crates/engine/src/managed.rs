@@ -82,7 +82,7 @@ impl ManagedEngine {
 
     /// Loads the model now unless it is loaded already. Must run inside a Tokio runtime.
     pub async fn preload(&self) -> Result<(), EngineError> {
-        self.with_engine(|_| Ok(())).await
+        self.with_engine(|_| Ok(())).await.map(|_| ())
     }
 
     /// The current keep-alive.
@@ -126,13 +126,27 @@ impl ManagedEngine {
 
     /// Loads the model if needed, then queues a generation (see [`Engine::generate`]).
     pub async fn generate(&self, request: GenerateRequest) -> Result<Generation, EngineError> {
+        self.generate_timed(request).await.map(|(generation, _)| generation)
+    }
+
+    /// Like [`ManagedEngine::generate`], with the time this call spent loading the
+    /// model: zero when it was loaded already (or another call was loading it).
+    pub async fn generate_timed(
+        &self,
+        request: GenerateRequest,
+    ) -> Result<(Generation, Duration), EngineError> {
         self.with_engine(|engine| engine.generate(request)).await
     }
 
     /// Loads the model if needed, then embeds (see [`Engine::embed`]).
     pub async fn embed(&self, inputs: Vec<String>) -> Result<Vec<Vec<f32>>, EngineError> {
-        let reply = self.with_engine(|engine| engine.submit_embed(&inputs)).await?;
-        reply.await.map_err(|_| EngineError::Closed)?
+        self.embed_timed(inputs).await.map(|(vectors, _)| vectors)
+    }
+
+    /// Like [`ManagedEngine::embed`], with the time this call spent loading the model.
+    pub async fn embed_timed(&self, inputs: Vec<String>) -> Result<(Vec<Vec<f32>>, Duration), EngineError> {
+        let (reply, load) = self.with_engine(|engine| engine.submit_embed(&inputs)).await?;
+        Ok((reply.await.map_err(|_| EngineError::Closed)??, load))
     }
 
     /// Tokens in `prompt` as the loaded model reads it; `None` while unloaded.
@@ -161,24 +175,29 @@ impl ManagedEngine {
         }
     }
 
-    /// Runs `f` on the loaded engine, loading it first if needed. `f` runs under the
-    /// state lock, so the reaper cannot unload between the lookup and `f` queueing work.
+    /// Runs `f` on the loaded engine, loading it first if needed, and returns how long
+    /// the load took (zero if this call did not load). `f` runs under the state lock, so
+    /// the reaper cannot unload between the lookup and `f` queueing work.
     async fn with_engine<T>(
         &self,
         f: impl FnOnce(&Engine) -> Result<T, EngineError>,
-    ) -> Result<T, EngineError> {
+    ) -> Result<(T, Duration), EngineError> {
         if let Some(loaded) = self.live().as_ref() {
-            return f(&loaded.engine);
+            return f(&loaded.engine).map(|t| (t, Duration::ZERO));
         }
         let _loading = self.inner.loading.lock().await;
         if let Some(loaded) = self.live().as_ref() {
-            return f(&loaded.engine);
+            return f(&loaded.engine).map(|t| (t, Duration::ZERO));
         }
         let config = self.inner.config.clone();
         let counters = Arc::clone(&self.inner.counters);
+        // Wall time on purpose: the load is real work on a blocking thread, and tests
+        // that pause Tokio's clock must still see it.
+        let started = std::time::Instant::now();
         let engine = tokio::task::spawn_blocking(move || Engine::load_with_counters(config, counters))
             .await
             .map_err(|err| EngineError::Load(format!("load task failed: {err}")))??;
+        let load = started.elapsed();
         let epoch = next_epoch();
         let reaper = Some(tokio::spawn(reap(
             Arc::downgrade(&self.inner),
@@ -189,7 +208,7 @@ impl ManagedEngine {
         let mut loaded = self.lock();
         let result = f(&engine);
         *loaded = Some(Loaded { engine, epoch, reaper });
-        result
+        result.map(|t| (t, load))
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Loaded>> {

@@ -194,9 +194,13 @@ async fn second_turn_reuses_the_first_turns_cache() {
 async fn keep_alive_unloads_an_idle_model_and_reloads_on_demand() {
     let managed = ManagedEngine::new(config(), KeepAlive::For(Duration::from_secs(10)));
     assert!(!managed.is_loaded());
-    let hello = managed.generate(chat("Hi", greedy(4))).await.unwrap();
+    let (hello, load) = managed.generate_timed(chat("Hi", greedy(4))).await.unwrap();
     hello.collect().await.unwrap();
     assert!(managed.is_loaded());
+    assert!(load > Duration::ZERO, "the call that loads reports the load time");
+    let (hello, load) = managed.generate_timed(chat("Hi", greedy(4))).await.unwrap();
+    hello.collect().await.unwrap();
+    assert_eq!(load, Duration::ZERO, "a loaded model costs no load time");
     settle(&managed).await;
 
     // Freeze the clock only now: with paused time, waiting on the engine thread would
@@ -213,7 +217,7 @@ async fn keep_alive_unloads_an_idle_model_and_reloads_on_demand() {
     let again = managed.generate(chat("Hi", greedy(4))).await.unwrap();
     again.collect().await.unwrap();
     assert!(managed.is_loaded());
-    assert_eq!(managed.stats().sequences_started, 2, "counters survive a reload");
+    assert_eq!(managed.stats().sequences_started, 3, "counters survive a reload");
 }
 
 #[tokio::test(start_paused = true)]
@@ -262,6 +266,8 @@ async fn info_describes_the_model() {
     assert_eq!(info.train_context_length, 8192);
     assert!((100_000_000..200_000_000).contains(&info.parameters), "{}", info.parameters);
     assert!(info.memory_bytes > info.file_size / 2);
+    let template = info.chat_template.as_deref().expect("SmolLM2 carries a chat template");
+    assert!(template.contains("<|im_start|>"), "{template}");
 }
 
 #[tokio::test]

@@ -222,22 +222,22 @@ pub struct ModelTag {
     /// Same as `name`.
     #[serde(default)]
     pub model: String,
-    /// RFC 3339 modification time (tags only).
+    /// RFC 3339 modification time (tags only); absent when unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified_at: Option<String>,
     /// Size in bytes.
     #[serde(default)]
     pub size: u64,
-    /// Content digest.
-    #[serde(default)]
-    pub digest: String,
+    /// Hex SHA-256 of the model's content; absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
     /// Model details.
     #[serde(default)]
     pub details: ModelDetails,
     /// When the model unloads (ps only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
-    /// Bytes in accelerator memory (ps only).
+    /// Bytes in accelerator memory (ps only; `0` for a model that runs on the CPU).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_vram: Option<u64>,
 }
@@ -301,9 +301,13 @@ pub struct ShowResponse {
     /// Free-form model metadata.
     #[serde(default)]
     pub model_info: serde_json::Map<String, serde_json::Value>,
-    /// E.g. `["completion"]`.
-    #[serde(default)]
-    pub capabilities: Vec<String>,
+    /// What the model can do (`completion`, `embedding`, `tools`, ...); absent when
+    /// unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<String>>,
+    /// RFC 3339 modification time; absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_at: Option<String>,
 }
 
 /// `POST /api/embed` request body.
@@ -371,6 +375,18 @@ mod tests {
         assert_eq!(v["eval_count"], 3);
         assert_eq!(v["done_reason"], "stop");
         assert!(v.get("stats").is_none());
+    }
+
+    #[test]
+    fn unknown_model_facts_are_omitted() {
+        let v = serde_json::to_value(ModelTag { name: "m".into(), ..Default::default() }).unwrap();
+        assert!(v.get("digest").is_none() && v.get("modified_at").is_none(), "{v}");
+        let v = serde_json::to_value(ShowResponse::default()).unwrap();
+        assert!(v.get("capabilities").is_none(), "{v}");
+        let tag: ModelTag =
+            serde_json::from_str(r#"{"name":"m","digest":"abc","modified_at":"2024-01-01T00:00:00Z"}"#)
+                .unwrap();
+        assert_eq!(tag.digest.as_deref(), Some("abc"));
     }
 
     #[test]

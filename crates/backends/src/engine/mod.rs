@@ -4,8 +4,12 @@
 //! stream frees the sequence at the engine's next step.
 
 pub mod config;
+pub mod digest;
 
-use std::time::{Duration, SystemTime};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use futures_util::{StreamExt, future::BoxFuture};
 use sluice_engine::{
@@ -14,11 +18,15 @@ use sluice_engine::{
 use sluice_protocol::ollama::ModelDetails;
 use tokio::time::Instant;
 
-use self::config::ResolvedModel;
+use self::{config::ResolvedModel, digest::DigestCache};
 use super::{Backend, BackendError, EventStream, ModelInfo, RunningModel};
 use sluice_core::chat::{
     ChatRequest, EmbedRequest, Embeddings, Event, FinishReason, Input, KeepAlive, Sampling, Timings, Usage,
 };
+
+/// How long discovery waits for a model file's digest; a larger file is hashed on in
+/// the background and its digest appears at a later discovery.
+const DIGEST_WAIT: Duration = Duration::from_secs(3);
 
 /// One GGUF model served in-process.
 pub struct EngineBackend {
@@ -26,6 +34,7 @@ pub struct EngineBackend {
     model: String,
     engine: ManagedEngine,
     default_keep_alive: KeepAlive,
+    digests: Arc<DigestCache>,
 }
 
 impl EngineBackend {
@@ -36,6 +45,7 @@ impl EngineBackend {
             model: model.name.clone(),
             engine: ManagedEngine::new(model.engine.clone(), engine_keep_alive(model.keep_alive)),
             default_keep_alive: model.keep_alive,
+            digests: DigestCache::new(),
         }
     }
 
@@ -55,6 +65,25 @@ impl EngineBackend {
             quantization_level: info.quantization.clone(),
         })
     }
+
+    /// What the model can do; its chat template is known only while it is loaded.
+    fn capabilities(&self) -> Vec<String> {
+        let template = self.engine.info().and_then(|info| info.chat_template);
+        capabilities(self.engine.config().embeddings, template.as_deref())
+    }
+}
+
+/// Ollama's capability names for an engine model: it chats; it embeds when embeddings
+/// are enabled; it takes tools when its chat template mentions them.
+fn capabilities(embeddings: bool, chat_template: Option<&str>) -> Vec<String> {
+    let mut caps = vec!["completion".to_owned()];
+    if embeddings {
+        caps.push("embedding".to_owned());
+    }
+    if chat_template.is_some_and(|t| t.contains("tools")) {
+        caps.push("tools".to_owned());
+    }
+    caps
 }
 
 fn engine_keep_alive(k: KeepAlive) -> sluice_engine::KeepAlive {
@@ -88,10 +117,7 @@ impl Backend for EngineBackend {
         let engine = self.engine.clone();
         Box::pin(async move {
             let request = generate_request(req);
-            let was_loaded = engine.is_loaded();
-            let asked = Instant::now();
-            let generation = engine.generate(request).await.map_err(backend_error)?;
-            let load = if was_loaded { Duration::ZERO } else { asked.elapsed() };
+            let (generation, load) = engine.generate_timed(request).await.map_err(backend_error)?;
             let events = generation.map(move |ev| match ev {
                 GenEvent::Token(text) => Ok(Event::Delta(text)),
                 GenEvent::Done(s) => Ok(Event::Done {
@@ -114,21 +140,30 @@ impl Backend for EngineBackend {
     fn embed(&self, req: EmbedRequest) -> BoxFuture<'static, Result<Embeddings, BackendError>> {
         let engine = self.engine.clone();
         Box::pin(async move {
-            let vectors = engine.embed(req.input.clone()).await.map_err(backend_error)?;
+            let (vectors, load) = engine.embed_timed(req.input.clone()).await.map_err(backend_error)?;
             let prompt_tokens: usize =
                 req.input.into_iter().map(|text| engine.count_tokens(&Prompt::Text(text)).unwrap_or(0)).sum();
-            Ok(Embeddings { vectors, prompt_tokens: u32::try_from(prompt_tokens).unwrap_or(u32::MAX) })
+            Ok(Embeddings { vectors, prompt_tokens: u32::try_from(prompt_tokens).unwrap_or(u32::MAX), load })
         })
     }
 
     fn models(&self) -> BoxFuture<'static, Result<Vec<ModelInfo>, BackendError>> {
         let path = self.engine.config().model_path.clone();
-        let info = ModelInfo { name: self.model.clone(), size: None, details: self.details() };
+        let digests = Arc::clone(&self.digests);
+        let info = ModelInfo {
+            name: self.model.clone(),
+            details: self.details(),
+            capabilities: Some(self.capabilities()),
+            ..ModelInfo::default()
+        };
         Box::pin(async move {
-            match std::fs::metadata(&path) {
-                Ok(m) if m.is_file() => Ok(vec![ModelInfo { size: Some(m.len()), ..info }]),
-                _ => Err(BackendError::Connect(format!("model file {} is missing", path.display()))),
-            }
+            let meta = match tokio::fs::metadata(&path).await {
+                Ok(m) if m.is_file() => m,
+                _ => return Err(BackendError::Connect(format!("model file {} is missing", path.display()))),
+            };
+            let modified_at = meta.modified().ok().map(|t| humantime::format_rfc3339(t).to_string());
+            let digest = digests.digest(&path, DIGEST_WAIT).await;
+            Ok(vec![ModelInfo { size: Some(meta.len()), digest, modified_at, ..info }])
         })
     }
 
@@ -141,6 +176,8 @@ impl Backend for EngineBackend {
         vec![RunningModel {
             name: self.model.clone(),
             size: info.memory_bytes,
+            // The engine runs on the CPU: none of it is in accelerator memory.
+            size_vram: Some(0),
             unloads_at,
             details: self.details(),
         }]
@@ -247,6 +284,14 @@ mod tests {
         assert_eq!(s.top_k, EngineSampling::default().top_k);
         assert_eq!(s.seed, None, "a negative seed means random");
         assert_eq!(sampling(&Sampling { seed: Some(7), ..Sampling::default() }).seed, Some(7));
+    }
+
+    #[test]
+    fn capabilities_follow_the_config_and_the_template() {
+        assert_eq!(capabilities(false, None), ["completion"]);
+        assert_eq!(capabilities(true, Some("{{ messages }}")), ["completion", "embedding"]);
+        let tool_template = "{% if tools %}{{ tools | tojson }}{% endif %}{{ messages }}";
+        assert_eq!(capabilities(false, Some(tool_template)), ["completion", "tools"]);
     }
 
     #[test]

@@ -98,8 +98,11 @@ struct ShowBody {
 }
 
 /// `POST /api/show`.
-async fn show(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let answer = state.intake(Dialect::Ollama, "/api/show", &headers, &body).and_then(|json| {
+async fn show(State(state): State<AppState>, body: Bytes) -> Response {
+    // Metadata, like `/api/tags`: not recorded, so request counts stay those of
+    // generations and embeddings (gateways ask for it at every discovery).
+    let parsed = serde_json::from_slice::<Value>(&body).map_err(|e| MockError::BadRequest(e.to_string()));
+    let answer = parsed.and_then(|json| {
         let req = typed::<ShowBody>(&json)?;
         let model =
             req.model.or(req.name).ok_or_else(|| MockError::BadRequest("model is required".to_owned()))?;

@@ -197,6 +197,57 @@ async fn models_are_listed_with_their_size() {
     assert_eq!(v["models"][0]["size"], 98_362_432, "{v}");
 }
 
+/// `sha256sum` of the default model file.
+const SMOLLM2_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+
+#[tokio::test]
+async fn ollama_metadata_is_the_model_files_own() {
+    let gw = engine_gateway("").await;
+    let path = sluice_engine::default_model_path().unwrap();
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let v: Value = client().get(gw.url("/api/tags")).send().await.unwrap().json().await.unwrap();
+    let m = &v["models"][0];
+    assert_eq!(m["digest"], SMOLLM2_SHA256, "{m}");
+    assert_eq!(m["modified_at"], humantime::format_rfc3339(mtime).to_string(), "{m}");
+    assert!(m.get("size_vram").is_none(), "{m}");
+
+    let v: Value = post(&gw, "/api/show", json!({"model": "smollm2"})).await.json().await.unwrap();
+    // SmolLM2's template has no tools; embeddings are on by default.
+    assert_eq!(v["capabilities"], json!(["completion", "embedding"]), "{v}");
+    assert_eq!(v["modified_at"], humantime::format_rfc3339(mtime).to_string(), "{v}");
+
+    let loaded: Value = post(&gw, "/api/generate", json!({"model": "smollm2"})).await.json().await.unwrap();
+    assert_eq!(loaded["done_reason"], "load", "{loaded}");
+    let ps = ps_until(&gw, |v| v["models"].as_array().is_some_and(|m| m.len() == 1)).await;
+    let m = &ps["models"][0];
+    assert_eq!(m["digest"], SMOLLM2_SHA256, "{m}");
+    assert_eq!(m["size_vram"], 0, "the engine runs on the CPU: {m}");
+}
+
+#[tokio::test]
+async fn capabilities_follow_the_embeddings_switch() {
+    let path = sluice_engine::default_model_path().expect("a model directory");
+    let toml = format!(
+        "[engine]\ndefault_model = 'off'\nparallel = 1\nthreads = 1\nload = 'first_use'\n[[engine.models]]\nname = 'chat-only'\npath = '{}'\nembeddings = false\n",
+        path.display()
+    );
+    let gw = Gateway::start(&toml).await;
+    let v: Value = post(&gw, "/api/show", json!({"model": "chat-only"})).await.json().await.unwrap();
+    assert_eq!(v["capabilities"], json!(["completion"]), "{v}");
+}
+
+#[tokio::test]
+async fn the_embed_that_loads_the_model_reports_the_load() {
+    let gw = engine_gateway("load = 'first_use'").await;
+    let first: Value =
+        post(&gw, "/api/embed", json!({"model": "smollm2", "input": "hello"})).await.json().await.unwrap();
+    assert!(first["load_duration"].as_u64().unwrap() > 0, "{first}");
+    let again: Value =
+        post(&gw, "/api/embed", json!({"model": "smollm2", "input": "hello"})).await.json().await.unwrap();
+    assert_eq!(again["load_duration"], 0, "the model was loaded already: {again}");
+    assert!(first["total_duration"].as_u64().unwrap() >= first["load_duration"].as_u64().unwrap());
+}
+
 /// `/api/ps` once `cond` holds for it, within [`SOON`].
 async fn ps_until(gw: &Gateway, cond: impl Fn(&Value) -> bool) -> Value {
     let wait = async {

@@ -13,6 +13,7 @@ mod deadlines;
 mod dialects;
 mod engine;
 mod errors;
+mod metadata;
 mod ops;
 mod python_sdk;
 mod routing;

@@ -11,11 +11,11 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 use sluice_protocol::ollama as ol;
 
 use self::encode::{Clock, Kind, OllamaNdjson, error_response};
 use sluice_core::{
+    backend::ModelInfo,
     chat::{ChatRequest, EmbedRequest, Event, FinishReason, Input, KeepAlive},
     context::RequestContext,
     embeddings,
@@ -154,21 +154,24 @@ fn load_reply(kind: Kind, model: &str, reason: &str) -> Response {
     }
 }
 
-fn digest(name: &str) -> String {
-    hex::encode(Sha256::digest(name.as_bytes()))
+/// What discovery learned about `name` from its first route's backend.
+fn model_info(state: &AppState, name: &str) -> Option<ModelInfo> {
+    let table = state.core.registry.table();
+    table.routes(name).and_then(|r| r.first()).and_then(|r| r.slot.model_info(&r.upstream_model))
 }
 
-fn tag(state: &AppState, name: &str) -> ol::ModelTag {
-    let table = state.core.registry.table();
-    let info = table.routes(name).and_then(|r| r.first()).and_then(|r| r.slot.model_info(&r.upstream_model));
+/// The `/api/tags` entry of `name`; facts the backend did not give are left out.
+fn tag(name: &str, info: Option<ModelInfo>) -> ol::ModelTag {
+    let info = info.unwrap_or_default();
     ol::ModelTag {
         name: name.to_owned(),
         model: name.to_owned(),
-        modified_at: Some(encode::timestamp()),
-        size: info.as_ref().and_then(|i| i.size).unwrap_or(0),
-        digest: digest(name),
-        details: info.and_then(|i| i.details).unwrap_or_default(),
+        modified_at: info.modified_at,
+        size: info.size.unwrap_or(0),
+        digest: info.digest,
+        details: info.details.unwrap_or_default(),
         expires_at: None,
+        // Ollama leaves it out of tags too.
         size_vram: None,
     }
 }
@@ -176,7 +179,7 @@ fn tag(state: &AppState, name: &str) -> ol::ModelTag {
 /// `GET /api/tags`.
 pub async fn tags(State(state): State<AppState>) -> Response {
     let table = state.core.registry.table();
-    let models = table.names().iter().map(|n| tag(&state, n)).collect();
+    let models = table.names().iter().map(|n| tag(n, model_info(&state, n))).collect();
     Json(ol::TagList { models }).into_response()
 }
 
@@ -200,13 +203,13 @@ pub async fn ps(State(state): State<AppState>) -> Response {
             let expires = running.unloads_at.unwrap_or(forever);
             models.push(ol::ModelTag {
                 model: name.clone(),
-                digest: digest(&name),
+                digest: slot.model_info(&running.name).and_then(|i| i.digest),
                 name,
                 modified_at: None,
                 size: running.size,
                 details: running.details.unwrap_or_default(),
                 expires_at: Some(humantime::format_rfc3339_seconds(expires).to_string()),
-                size_vram: Some(0),
+                size_vram: running.size_vram,
             });
         }
     }
@@ -225,10 +228,11 @@ pub async fn show(State(state): State<AppState>, body: Result<Bytes, BytesReject
     if !model_known(&state, &name).await {
         return error_response(&GatewayError::ModelNotFound(name));
     }
-    let t = tag(&state, &name);
+    let info = model_info(&state, &name).unwrap_or_default();
     Json(ol::ShowResponse {
-        details: t.details,
-        capabilities: vec!["completion".into()],
+        details: info.details.unwrap_or_default(),
+        capabilities: info.capabilities,
+        modified_at: info.modified_at,
         ..Default::default()
     })
     .into_response()
@@ -260,7 +264,7 @@ pub async fn embed(
                 model,
                 embeddings: e.vectors,
                 total_duration: started.elapsed().as_nanos() as u64,
-                load_duration: 0,
+                load_duration: u64::try_from(e.load.as_nanos()).unwrap_or(u64::MAX),
                 prompt_eval_count: e.prompt_tokens,
             };
             served_response(Json(resp).into_response(), served)
