@@ -57,7 +57,11 @@ impl Backend for Embedder {
         let mode = self.mode;
         Box::pin(async move {
             match mode {
-                Mode::Works => Ok(Embeddings { vectors: vec![vec![1.0]; req.input.len()], prompt_tokens: 2 }),
+                Mode::Works => Ok(Embeddings {
+                    vectors: vec![vec![1.0]; req.input.len()],
+                    prompt_tokens: 2,
+                    ..Default::default()
+                }),
                 Mode::Refuses => Err(BackendError::Connect("refused".into())),
                 Mode::Hangs => std::future::pending().await,
             }

@@ -46,9 +46,13 @@ impl Backend for Echo {
         Box::pin(async move { Ok(Box::pin(futures_util::stream::iter(events)) as EventStream) })
     }
     fn embed(&self, req: EmbedRequest) -> BoxFuture<'static, Result<Embeddings, BackendError>> {
-        Box::pin(
-            async move { Ok(Embeddings { vectors: vec![vec![0.5]; req.input.len()], prompt_tokens: 1 }) },
-        )
+        Box::pin(async move {
+            Ok(Embeddings {
+                vectors: vec![vec![0.5]; req.input.len()],
+                prompt_tokens: 1,
+                ..Default::default()
+            })
+        })
     }
     fn models(&self) -> BoxFuture<'static, Result<Vec<ModelInfo>, BackendError>> {
         Box::pin(async { Ok(vec![]) })
@@ -181,7 +185,12 @@ async fn errors_keep_each_dialects_shape_and_status() {
     let cases = [
         ("POST", "/v1/chat/completions", "{", StatusCode::BAD_REQUEST),
         ("POST", "/api/chat", "{", StatusCode::BAD_REQUEST),
-        ("POST", "/v1/chat/completions", r#"{"model":"nope","messages":[]}"#, StatusCode::NOT_FOUND),
+        (
+            "POST",
+            "/v1/chat/completions",
+            r#"{"model":"nope","messages":[{"role":"user","content":"x"}]}"#,
+            StatusCode::NOT_FOUND,
+        ),
         ("POST", "/api/generate", r#"{"model":"nope","prompt":"x"}"#, StatusCode::NOT_FOUND),
         ("GET", "/v1/nothing-here", "", StatusCode::NOT_FOUND),
         ("GET", "/api/nothing-here", "", StatusCode::NOT_FOUND),

@@ -56,7 +56,8 @@ async fn openai_non_stream_and_parameter_translation() {
     assert_eq!(up.body["seed"], 7);
     assert_eq!(up.body["stop"], serde_json::json!(["zz"]));
     assert_eq!(up.body["user"], "u1");
-    assert_eq!(up.body["stream"], false);
+    // A whole answer is streamed from the upstream and assembled by the gateway.
+    assert_eq!(up.body["stream"], true);
 }
 
 #[tokio::test]
