@@ -1,0 +1,162 @@
+//! What limits are configured: a subject's [`LimitSpec`], the gateway-wide
+//! [`LimitsConfig`], and the [`Subject`] a spec applies to.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+/// The limits of one subject (an API key, a user, or an anonymous client address).
+/// Every field is optional: an unset field does not limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSpec {
+    /// Requests per minute (GCRA; a full minute's worth may come at once).
+    pub rpm: Option<u64>,
+    /// Tokens per minute (GCRA; charged by the estimate, corrected at completion).
+    pub tpm: Option<u64>,
+    /// Concurrent generations. Unset: [`LimitsConfig::default_key_streams`].
+    pub max_streams: Option<u32>,
+    /// Tokens per UTC day.
+    pub daily_tokens: Option<u64>,
+    /// Tokens per UTC calendar month.
+    pub monthly_tokens: Option<u64>,
+}
+
+impl LimitSpec {
+    /// This spec as one of `replicas` replicas applies it alone (Redis unreachable):
+    /// every amount divided by `replicas`, at least 1. Quotas are not scaled here; the
+    /// limiter splits what remains of them (see `local`).
+    pub fn scaled(&self, replicas: u32) -> LimitSpec {
+        let share = |v: u64| (v / u64::from(replicas.max(1))).max(1);
+        LimitSpec {
+            rpm: self.rpm.map(share),
+            tpm: self.tpm.map(share),
+            max_streams: self.max_streams,
+            daily_tokens: self.daily_tokens,
+            monthly_tokens: self.monthly_tokens,
+        }
+    }
+}
+
+/// The `[limits]` section of the gateway configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Redis shared by all replicas for request, token and quota counters; unset: each
+    /// replica counts alone. Concurrent streams are always counted per replica.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key the limiter writes.
+    pub redis_prefix: String,
+    /// Deadline of each Redis call, in milliseconds.
+    pub redis_timeout_ms: u64,
+    /// How many gateway replicas share the limits; while Redis is unreachable each
+    /// replica enforces `1/replicas` of every rate (at least 1).
+    pub replicas: u32,
+    /// Concurrent generations on this gateway, all subjects together.
+    pub max_concurrent_generations: u32,
+    /// Concurrent generations of a subject whose spec sets no `max_streams`.
+    pub default_key_streams: u32,
+    /// The limits of each anonymous client address.
+    pub anonymous: LimitSpec,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            redis_url: None,
+            redis_prefix: "sluice:limits:".to_owned(),
+            redis_timeout_ms: 50,
+            replicas: 1,
+            max_concurrent_generations: 16_384,
+            default_key_streams: 256,
+            anonymous: LimitSpec::default(),
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The deadline of each Redis call.
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms.max(1))
+    }
+}
+
+/// Who a limit applies to: an opaque id such as `key:ID`, `user:ID` or `ip:1.2.3.4`.
+/// Cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subject(Arc<str>);
+
+impl Subject {
+    /// A subject with this exact id.
+    pub fn new(id: impl Into<Arc<str>>) -> Subject {
+        Subject(id.into())
+    }
+
+    /// The subject of an API key.
+    pub fn key(id: &str) -> Subject {
+        Subject::new(format!("key:{id}"))
+    }
+
+    /// The subject of a user.
+    pub fn user(id: &str) -> Subject {
+        Subject::new(format!("user:{id}"))
+    }
+
+    /// The subject of an anonymous client address.
+    pub fn ip(addr: impl fmt::Display) -> Subject {
+        Subject::new(format!("ip:{addr}"))
+    }
+
+    /// The id, e.g. `key:abc`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// What the subject is, for messages: "key", "user", "address" or "subject".
+    pub fn kind(&self) -> &'static str {
+        match self.0.split_once(':').map(|(k, _)| k) {
+            Some("key") => "key",
+            Some("user") => "user",
+            Some("ip") => "address",
+            _ => "subject",
+        }
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_unknown_keys() {
+        let cfg: LimitsConfig = toml::from_str("replicas = 3\n[anonymous]\nrpm = 10\n").expect("parses");
+        assert_eq!(cfg.replicas, 3);
+        assert_eq!(cfg.max_concurrent_generations, 16_384);
+        assert_eq!(cfg.default_key_streams, 256);
+        assert_eq!(cfg.anonymous.rpm, Some(10));
+        let err = toml::from_str::<LimitsConfig>("rmp = 1\n").expect_err("unknown key");
+        assert!(err.to_string().contains("rmp"), "{err}");
+    }
+
+    #[test]
+    fn scaled_share_is_at_least_one() {
+        let spec = LimitSpec { rpm: Some(10), tpm: Some(1000), ..LimitSpec::default() };
+        let s = spec.scaled(4);
+        assert_eq!((s.rpm, s.tpm), (Some(2), Some(250)));
+        assert_eq!(spec.scaled(100).rpm, Some(1));
+        assert_eq!(spec.scaled(0).rpm, Some(10));
+    }
+
+    #[test]
+    fn subject_kinds() {
+        assert_eq!(Subject::key("a").as_str(), "key:a");
+        assert_eq!(Subject::ip("1.2.3.4").kind(), "address");
+        assert_eq!(Subject::new("x").kind(), "subject");
+    }
+}
