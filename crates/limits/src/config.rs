@@ -135,12 +135,13 @@ mod tests {
 
     #[test]
     fn defaults_and_unknown_keys() {
-        let cfg: LimitsConfig = toml::from_str("replicas = 3\n[anonymous]\nrpm = 10\n").expect("parses");
+        let cfg: LimitsConfig =
+            serde_json::from_str(r#"{"replicas": 3, "anonymous": {"rpm": 10}}"#).expect("parses");
         assert_eq!(cfg.replicas, 3);
         assert_eq!(cfg.max_concurrent_generations, 16_384);
         assert_eq!(cfg.default_key_streams, 256);
         assert_eq!(cfg.anonymous.rpm, Some(10));
-        let err = toml::from_str::<LimitsConfig>("rmp = 1\n").expect_err("unknown key");
+        let err = serde_json::from_str::<LimitsConfig>(r#"{"rmp": 1}"#).expect_err("unknown key");
         assert!(err.to_string().contains("rmp"), "{err}");
     }
 

@@ -80,7 +80,7 @@ pub fn retry_after_secs(after: Duration) -> u64 {
 /// A reset time as OpenAI writes it (Go's duration format at millisecond precision):
 /// `120ms`, `1s`, `1.5s`, `6m0s`, `1h2m3s`.
 pub fn format_reset(d: Duration) -> String {
-    let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 > 0);
+    let ms = d.as_millis() + u128::from(!d.subsec_nanos().is_multiple_of(1_000_000));
     if ms < 1000 {
         return if ms == 0 { "0s".to_owned() } else { format!("{ms}ms") };
     }

@@ -333,6 +333,16 @@ impl Drop for Admission {
     }
 }
 
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("shared", &self.inner.shared.is_some())
+            .field("fallback_active", &self.fallback_active())
+            .field("active_generations", &self.active_generations())
+            .finish_non_exhaustive()
+    }
+}
+
 impl std::fmt::Debug for Admission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Admission").field("estimate", &self.estimate).field("headers", &self.headers).finish()

@@ -84,6 +84,7 @@ fn consider(worst: &mut Option<Worst>, candidate: Worst) {
 /// Checks `checks` (with `states[i]` the state of `checks[i].subject`) and charges
 /// them all, or none. `share`: while counting alone, the replica's share of what
 /// remains of each quota (1 = all of it).
+#[expect(clippy::result_large_err, reason = "a refusal is the slow path; moved once, then answered")]
 pub(crate) fn admit(
     states: &[Arc<SubjectState>],
     checks: &[Check],
@@ -150,8 +151,8 @@ pub(crate) fn admit(
             let q = if period == Period::Day { &mut w.day } else { &mut w.month };
             let cur = q.rolled(idx);
             let allowed = cur.seen + l.saturating_sub(cur.seen) / u64::from(share.max(1));
-            // Like GCRA, an estimate above all that is left passes once, when nothing is used.
-            if cur.used >= allowed || (cur.used + estimate > allowed && cur.used > cur.seen) {
+            // Like GCRA, an estimate above the whole quota passes once, when nothing is used.
+            if cur.used >= allowed || (cur.used + estimate > allowed && cur.used > 0) {
                 consider(
                     &mut worst,
                     Worst {

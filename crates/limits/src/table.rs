@@ -61,11 +61,13 @@ impl SubjectState {
     }
 }
 
+type Shard = RwLock<HashMap<Subject, Arc<SubjectState>>>;
+
 /// The subjects of this replica.
 #[derive(Debug)]
 pub(crate) struct Table {
     hasher: RandomState,
-    shards: Box<[RwLock<HashMap<Subject, Arc<SubjectState>>>]>,
+    shards: Box<[Shard]>,
 }
 
 impl Default for Table {
@@ -94,7 +96,7 @@ impl Table {
         self.shards.iter().map(|s| read(s).len()).sum()
     }
 
-    fn shard(&self, subject: &Subject) -> &RwLock<HashMap<Subject, Arc<SubjectState>>> {
+    fn shard(&self, subject: &Subject) -> &Shard {
         let h = self.hasher.hash_one(subject);
         &self.shards[(h as usize) % self.shards.len()]
     }
