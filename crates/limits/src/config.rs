@@ -1,13 +1,19 @@
 //! What limits are configured: a subject's [`LimitSpec`], the gateway-wide
 //! [`LimitsConfig`], and the [`Subject`] a spec applies to.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    cmp::Ordering,
+    fmt,
+    hash::{BuildHasher, Hash, Hasher, RandomState},
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize};
 
 /// The limits of one subject (an API key, a user, or an anonymous client address).
 /// Every field is optional: an unset field does not limit.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSpec {
     /// Requests per minute (GCRA; a full minute's worth may come at once).
@@ -82,14 +88,58 @@ impl LimitsConfig {
 }
 
 /// Who a limit applies to: an opaque id such as `key:ID`, `user:ID` or `ip:1.2.3.4`.
-/// Cheap to clone.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Subject(Arc<str>);
+/// Cheap to clone; hashed once, when made (build it once per key and keep it).
+#[derive(Clone)]
+pub struct Subject {
+    id: Arc<str>,
+    /// SipHash of `id` under a per-process random key (the limiter's maps use it as is).
+    hash: u64,
+}
+
+impl PartialEq for Subject {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && (Arc::ptr_eq(&self.id, &other.id) || self.id == other.id)
+    }
+}
+
+impl Eq for Subject {}
+
+impl Hash for Subject {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialOrd for Subject {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Subject {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.id.cmp(&other.id)
+    }
+}
+
+impl fmt::Debug for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Subject").field(&self.id).finish()
+    }
+}
 
 impl Subject {
     /// A subject with this exact id.
     pub fn new(id: impl Into<Arc<str>>) -> Subject {
-        Subject(id.into())
+        static KEY: OnceLock<RandomState> = OnceLock::new();
+        let id: Arc<str> = id.into();
+        let hash = KEY.get_or_init(RandomState::new).hash_one(&*id);
+        Subject { id, hash }
+    }
+
+    /// The hash of the id, fixed for the life of the process.
+    pub(crate) fn hash_value(&self) -> u64 {
+        self.hash
     }
 
     /// The subject of an API key.
@@ -109,12 +159,12 @@ impl Subject {
 
     /// The id, e.g. `key:abc`.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.id
     }
 
     /// What the subject is, for messages: "key", "user", "address" or "subject".
     pub fn kind(&self) -> &'static str {
-        match self.0.split_once(':').map(|(k, _)| k) {
+        match self.id.split_once(':').map(|(k, _)| k) {
             Some("key") => "key",
             Some("user") => "user",
             Some("ip") => "address",
@@ -125,7 +175,7 @@ impl Subject {
 
 impl fmt::Display for Subject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.id)
     }
 }
 
@@ -159,5 +209,7 @@ mod tests {
         assert_eq!(Subject::key("a").as_str(), "key:a");
         assert_eq!(Subject::ip("1.2.3.4").kind(), "address");
         assert_eq!(Subject::new("x").kind(), "subject");
+        assert_eq!(Subject::key("a"), Subject::new("key:a"));
+        assert_ne!(Subject::key("a"), Subject::user("a"));
     }
 }

@@ -20,6 +20,9 @@ pub const MINUTE_NS: u64 = 60_000_000_000;
 
 /// The time `units` occupy under a limit of `per_minute` per `window` (`n·T`).
 pub fn cost(units: u64, per_minute: u64, window: u64) -> u64 {
+    if let Some(p) = units.checked_mul(window) {
+        return p / per_minute.max(1);
+    }
     let c = u128::from(units) * u128::from(window) / u128::from(per_minute.max(1));
     u64::try_from(c).unwrap_or(u64::MAX)
 }
@@ -48,6 +51,9 @@ pub fn decide(tat: u64, now: u64, cost: u64, window: u64) -> Decision {
 /// Units still available at `now`, under a limit of `per_minute`.
 pub fn remaining(tat: u64, now: u64, per_minute: u64, window: u64) -> u64 {
     let backlog = tat.saturating_sub(now).min(window);
+    if let Some(p) = (window - backlog).checked_mul(per_minute) {
+        return p / window.max(1);
+    }
     let r = u128::from(window - backlog) * u128::from(per_minute) / u128::from(window.max(1));
     u64::try_from(r).unwrap_or(u64::MAX)
 }

@@ -19,10 +19,10 @@ use crate::{
     config::{LimitSpec, LimitsConfig, Subject},
     gcra,
     headers::{HeaderLimit, RateHeaders},
-    local::{self, Check, Correction, Global, Now, Scope},
+    local::{self, Check, Correction, Global, Scope},
     refusal::{LimitKind, LimitsError, Refusal},
     shared::{Answer, Entry, Plan, Shared},
-    table::{SubjectState, Table},
+    table::{Now, SubjectState, Table},
 };
 
 /// Admits requests against their subjects' limits. Cheap to clone.
@@ -74,34 +74,28 @@ impl Limiter {
     ) -> Result<Admission, Refusal> {
         let inner = &self.inner;
         let now = inner.now();
-        let states: Vec<Arc<SubjectState>> = checks.iter().map(|(s, _)| inner.table.get(s)).collect();
+        let states: Vec<Arc<SubjectState>> = checks.iter().map(|(s, _)| inner.table.get(s, now)).collect();
         let global = Global { count: &inner.generations, cap: inner.cfg.max_concurrent_generations };
         let replicas = inner.cfg.replicas.max(1);
-        let mut admission = Admission {
-            limiter: Arc::clone(inner),
-            streams: Vec::new(),
-            estimate: estimate_tokens,
-            headers: RateHeaders::default(),
-            charge: Charge::None,
-        };
         let shared = inner.shared.as_ref().filter(|s| s.health.should_try(now.unix_ms));
         let Some(shared) = shared else {
             let resolved = inner.resolve(checks, replicas);
-            admission.headers =
+            let headers =
                 local::admit(&states, &resolved, estimate_tokens, now, Scope::Everything, global, replicas)?;
-            admission.hold_streams(&states);
-            admission.charge = Charge::Local(local_charge(&states, &resolved, now));
+            let mut admission = Admission::holding(inner, states, estimate_tokens);
+            admission.charge_locally(&resolved, now);
+            admission.headers = headers;
             return Ok(admission);
         };
         let resolved = inner.resolve(checks, 1);
         local::admit(&states, &resolved, estimate_tokens, now, Scope::StreamsOnly, global, 1)?;
         // From here a cancelled or refused admission gives its streams back on drop.
-        admission.hold_streams(&states);
+        let mut admission = Admission::holding(inner, states, estimate_tokens);
         let plan = shared.plan(&resolved, now.unix_ms);
         match shared.admit(&plan, estimate_tokens, now.unix_ms).await {
             Ok(Answer::Admitted(values)) => {
                 shared.health.succeeded();
-                admission.headers = shared_headers(&plan, &values, &states);
+                admission.headers = shared_headers(&plan, &values, &admission.held);
                 admission.charge = Charge::Shared(plan);
                 Ok(admission)
             }
@@ -112,6 +106,7 @@ impl Limiter {
             Err(e) => {
                 shared.health.failed(now.unix_ms, &e);
                 let resolved = inner.resolve(checks, replicas);
+                let states: Vec<_> = admission.held.iter().map(|h| Arc::clone(&h.state)).collect();
                 admission.headers = local::admit(
                     &states,
                     &resolved,
@@ -121,7 +116,7 @@ impl Limiter {
                     global,
                     replicas,
                 )?;
-                admission.charge = Charge::Local(local_charge(&states, &resolved, now));
+                admission.charge_locally(&resolved, now);
                 Ok(admission)
             }
         }
@@ -130,8 +125,9 @@ impl Limiter {
     /// Sets `subject`'s usage of the current UTC day and month to at least these
     /// amounts (from stored usage, after a restart).
     pub async fn seed_usage(&self, subject: &Subject, day_tokens: u64, month_tokens: u64) {
-        let unix_ms = self.inner.clock.unix_ms();
-        let state = self.inner.table.get(subject);
+        let now = self.inner.now();
+        let unix_ms = now.unix_ms;
+        let state = self.inner.table.get(subject, now);
         local::observe(&state, Period::Day, Period::Day.index(unix_ms), day_tokens);
         local::observe(&state, Period::Month, Period::Month.index(unix_ms), month_tokens);
         if let Some(shared) = &self.inner.shared
@@ -181,16 +177,16 @@ impl Limiter {
 impl Inner {
     fn now(&self) -> Now {
         let ns = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        Now { ns, unix_ms: self.clock.unix_ms() }
+        Now::new(ns, self.clock.unix_ms())
     }
 
-    fn resolve(&self, checks: &[(Subject, &LimitSpec)], replicas: u32) -> Vec<Check> {
+    fn resolve<'a>(&self, checks: &'a [(Subject, &LimitSpec)], replicas: u32) -> Vec<Check<'a>> {
         checks
             .iter()
             .map(|(subject, spec)| {
-                let spec = if replicas > 1 { spec.scaled(replicas) } else { (*spec).clone() };
+                let spec = if replicas > 1 { spec.scaled(replicas) } else { **spec };
                 Check {
-                    subject: subject.clone(),
+                    subject,
                     rpm: spec.rpm,
                     tpm: spec.tpm,
                     streams: spec.max_streams.unwrap_or(self.cfg.default_key_streams),
@@ -202,26 +198,7 @@ impl Inner {
     }
 }
 
-fn local_charge(
-    states: &[Arc<SubjectState>],
-    checks: &[Check],
-    now: Now,
-) -> Vec<(Arc<SubjectState>, Correction)> {
-    states
-        .iter()
-        .zip(checks)
-        .map(|(state, c)| {
-            let fix = Correction {
-                tpm: c.tpm,
-                day: c.daily.map(|_| Period::Day.index(now.unix_ms)),
-                month: c.monthly.map(|_| Period::Month.index(now.unix_ms)),
-            };
-            (Arc::clone(state), fix)
-        })
-        .collect()
-}
-
-fn shared_headers(plan: &Plan, values: &[u64], states: &[Arc<SubjectState>]) -> RateHeaders {
+fn shared_headers(plan: &Plan, values: &[u64], held: &[Held]) -> RateHeaders {
     let mut h = RateHeaders::default();
     for (e, &v) in plan.entries.iter().zip(values) {
         match *e {
@@ -233,13 +210,13 @@ fn shared_headers(plan: &Plan, values: &[u64], states: &[Arc<SubjectState>]) -> 
                 };
                 if kind == LimitKind::Rpm { h.offer_requests(l) } else { h.offer_tokens(l) }
             }
-            Entry::Quota { check, period, index, .. } => local::observe(&states[check], period, index, v),
+            Entry::Quota { check, period, index, .. } => local::observe(&held[check].state, period, index, v),
         }
     }
     h
 }
 
-fn shared_refusal(checks: &[Check], entry: Entry, value: u64, unix_ms: u64) -> Refusal {
+fn shared_refusal(checks: &[Check<'_>], entry: Entry, value: u64, unix_ms: u64) -> Refusal {
     let mut h = RateHeaders::default();
     let (kind, check, limit, retry) = match entry {
         Entry::Rate { check, kind, limit } => {
@@ -263,8 +240,18 @@ fn shared_refusal(checks: &[Check], entry: Entry, value: u64, unix_ms: u64) -> R
 /// Where an admission's tokens were charged, for the correction at completion.
 enum Charge {
     None,
-    Local(Vec<(Arc<SubjectState>, Correction)>),
+    /// Here, by each [`Held::fix`].
+    Local,
     Shared(Plan),
+}
+
+/// One subject of an admission.
+struct Held {
+    state: Arc<SubjectState>,
+    /// Whether this admission holds a stream of it (once per distinct subject).
+    stream: bool,
+    /// What a local charge corrects at completion.
+    fix: Correction,
 }
 
 /// An admitted request. Holds one stream of each subject and of the gateway until it
@@ -273,14 +260,39 @@ enum Charge {
 #[must_use = "dropping an Admission ends the generation's stream permits"]
 pub struct Admission {
     limiter: Arc<Inner>,
-    /// One state per subject holding a stream; empty until streams are taken.
-    streams: Vec<Arc<SubjectState>>,
+    /// One per check, in order.
+    held: Vec<Held>,
     estimate: u64,
     headers: RateHeaders,
     charge: Charge,
 }
 
 impl Admission {
+    /// The admission of a request whose streams were just taken on `states`.
+    fn holding(limiter: &Arc<Inner>, states: Vec<Arc<SubjectState>>, estimate: u64) -> Admission {
+        let mut held: Vec<Held> = Vec::with_capacity(states.len());
+        for state in states {
+            let stream = !held.iter().any(|h| Arc::ptr_eq(&h.state, &state));
+            held.push(Held { state, stream, fix: Correction::default() });
+        }
+        Admission {
+            limiter: Arc::clone(limiter),
+            held,
+            estimate,
+            headers: RateHeaders::default(),
+            charge: Charge::None,
+        }
+    }
+
+    /// Records that `checks` were charged here at `now`.
+    fn charge_locally(&mut self, checks: &[Check<'_>], now: Now) {
+        for (h, c) in self.held.iter_mut().zip(checks) {
+            h.fix =
+                Correction { tpm: c.tpm, day: c.daily.map(|_| now.day), month: c.monthly.map(|_| now.month) };
+        }
+        self.charge = Charge::Local;
+    }
+
     /// The rate headers of the most constraining subject after this admission.
     pub fn headers(&self) -> &RateHeaders {
         &self.headers
@@ -295,9 +307,9 @@ impl Admission {
         }
         match std::mem::replace(&mut self.charge, Charge::None) {
             Charge::None => {}
-            Charge::Local(fixes) => {
-                for (state, fix) in &fixes {
-                    local::correct(state, *fix, delta);
+            Charge::Local => {
+                for h in &self.held {
+                    local::correct(&h.state, h.fix, delta);
                 }
             }
             Charge::Shared(plan) => {
@@ -309,25 +321,12 @@ impl Admission {
             }
         }
     }
-
-    /// Records that streams were taken on `states` (once per distinct subject) and on
-    /// the gateway.
-    fn hold_streams(&mut self, states: &[Arc<SubjectState>]) {
-        for (i, s) in states.iter().enumerate() {
-            if !states[..i].iter().any(|p| Arc::ptr_eq(p, s)) {
-                self.streams.push(Arc::clone(s));
-            }
-        }
-    }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        if self.streams.is_empty() {
-            return;
-        }
-        for s in &self.streams {
-            local::release_stream(s);
+        for h in self.held.iter().filter(|h| h.stream) {
+            local::release_stream(&h.state);
         }
         self.limiter.generations.fetch_sub(1, Ordering::AcqRel);
     }

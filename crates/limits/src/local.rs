@@ -6,7 +6,7 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, MutexGuard,
         atomic::{AtomicU32, Ordering},
     },
     time::Duration,
@@ -18,14 +18,14 @@ use crate::{
     gcra::{self, Decision, MINUTE_NS},
     headers::{HeaderLimit, RateHeaders},
     refusal::{LimitKind, Refusal, STREAMS_RETRY},
-    table::{Counters, QuotaUse, SubjectState},
+    table::{Counters, Now, QuotaUse, SubjectState},
 };
 
 /// One subject's limits for one request, resolved to numbers.
-#[derive(Debug, Clone)]
-pub(crate) struct Check {
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Check<'a> {
     /// Whose limits.
-    pub subject: Subject,
+    pub subject: &'a Subject,
     /// Requests per minute.
     pub rpm: Option<u64>,
     /// Tokens per minute.
@@ -36,15 +36,6 @@ pub(crate) struct Check {
     pub daily: Option<u64>,
     /// Tokens per UTC month.
     pub monthly: Option<u64>,
-}
-
-/// The two clocks: monotonic ns since the limiter started, and the calendar.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Now {
-    /// Monotonic, for rates.
-    pub ns: u64,
-    /// Calendar, for quotas.
-    pub unix_ms: u64,
 }
 
 /// Which limits an admission pass checks.
@@ -81,13 +72,23 @@ fn consider(worst: &mut Option<Worst>, candidate: Worst) {
     }
 }
 
+/// One check's view of its subject: the lock (held by the first check on each
+/// subject) and the counters before and after this request.
+struct Lane<'s> {
+    /// The first check on the same subject; its copy is shared.
+    slot: usize,
+    guard: Option<MutexGuard<'s, Counters>>,
+    before: Counters,
+    work: Counters,
+}
+
 /// Checks `checks` (with `states[i]` the state of `checks[i].subject`) and charges
 /// them all, or none. `share`: while counting alone, the replica's share of what
 /// remains of each quota (1 = all of it).
 #[expect(clippy::result_large_err, reason = "a refusal is the slow path; moved once, then answered")]
 pub(crate) fn admit(
     states: &[Arc<SubjectState>],
-    checks: &[Check],
+    checks: &[Check<'_>],
     estimate: u64,
     now: Now,
     scope: Scope,
@@ -95,35 +96,38 @@ pub(crate) fn admit(
     share: u32,
 ) -> Result<RateHeaders, Refusal> {
     let n = checks.len();
-    // slot[i]: the first check on the same state; that check's copy is shared.
-    let slot: Vec<usize> =
-        (0..n).map(|i| (0..i).find(|&j| Arc::ptr_eq(&states[i], &states[j])).unwrap_or(i)).collect();
-    let mut order: Vec<usize> = (0..n).filter(|&i| slot[i] == i).collect();
-    order.sort_unstable_by_key(|&i| Arc::as_ptr(&states[i]) as usize);
-    let mut guards: Vec<_> = (0..n).map(|_| None).collect();
-    for &i in &order {
-        guards[i] = Some(states[i].lock());
+    let mut lanes: Vec<Lane<'_>> = (0..n)
+        .map(|i| Lane {
+            slot: (0..i).find(|&j| Arc::ptr_eq(&states[i], &states[j])).unwrap_or(i),
+            guard: None,
+            before: Counters::default(),
+            work: Counters::default(),
+        })
+        .collect();
+    // Lock each distinct subject in address order, so two requests cannot deadlock
+    // (quadratic, but a request names two or three subjects).
+    while let Some(i) = (0..n)
+        .filter(|&i| lanes[i].slot == i && lanes[i].guard.is_none())
+        .min_by_key(|&i| Arc::as_ptr(&states[i]) as usize)
+    {
+        let guard = states[i].lock();
+        (lanes[i].before, lanes[i].work) = (*guard, *guard);
+        lanes[i].guard = Some(guard);
     }
-    let before: Vec<Counters> = guards.iter().map(|g| g.as_deref().copied().unwrap_or_default()).collect();
-    let mut work = before.clone();
-    let (day, month) = (Period::Day.index(now.unix_ms), Period::Month.index(now.unix_ms));
 
     let mut worst: Option<Worst> = None;
     for (i, c) in checks.iter().enumerate() {
-        let first = slot[i] == i;
-        let w = &mut work[slot[i]];
+        let slot = lanes[i].slot;
+        let first = slot == i;
+        let w = &mut lanes[slot].work;
         if scope != Scope::RatesOnly {
             // A subject named twice holds one stream; later checks see it taken.
             let others = w.streams.saturating_sub(u32::from(!first));
             if others >= c.streams {
+                let retry = STREAMS_RETRY;
                 consider(
                     &mut worst,
-                    Worst {
-                        kind: LimitKind::Streams,
-                        check: i,
-                        amount: u64::from(c.streams),
-                        retry: STREAMS_RETRY,
-                    },
+                    Worst { kind: LimitKind::Streams, check: i, amount: u64::from(c.streams), retry },
                 );
             } else if first {
                 w.streams += 1;
@@ -137,15 +141,15 @@ pub(crate) fn admit(
             let tat = if kind == LimitKind::Rpm { &mut w.rpm_tat } else { &mut w.tpm_tat };
             match gcra::decide(*tat, now.ns, gcra::cost(units, l, MINUTE_NS), MINUTE_NS) {
                 Decision::Admit(t) => *tat = t,
-                Decision::Refuse(wait) => consider(
-                    &mut worst,
-                    Worst { kind, check: i, amount: l, retry: Duration::from_nanos(wait) },
-                ),
+                Decision::Refuse(wait) => {
+                    let retry = Duration::from_nanos(wait);
+                    consider(&mut worst, Worst { kind, check: i, amount: l, retry });
+                }
             }
         }
         for (limit, kind, period, idx) in [
-            (c.daily, LimitKind::DailyTokens, Period::Day, day),
-            (c.monthly, LimitKind::MonthlyTokens, Period::Month, month),
+            (c.daily, LimitKind::DailyTokens, Period::Day, now.day),
+            (c.monthly, LimitKind::MonthlyTokens, Period::Month, now.month),
         ] {
             let Some(l) = limit else { continue };
             let q = if period == Period::Day { &mut w.day } else { &mut w.month };
@@ -153,15 +157,8 @@ pub(crate) fn admit(
             let allowed = cur.seen + l.saturating_sub(cur.seen) / u64::from(share.max(1));
             // Like GCRA, an estimate above the whole quota passes once, when nothing is used.
             if cur.used >= allowed || (cur.used + estimate > allowed && cur.used > 0) {
-                consider(
-                    &mut worst,
-                    Worst {
-                        kind,
-                        check: i,
-                        amount: l,
-                        retry: Duration::from_millis(period.ms_until_next(now.unix_ms)),
-                    },
-                );
+                let retry = Duration::from_millis(period.ms_until_next(now.unix_ms));
+                consider(&mut worst, Worst { kind, check: i, amount: l, retry });
             } else {
                 *q = QuotaUse { used: cur.used + estimate, ..cur };
             }
@@ -172,35 +169,33 @@ pub(crate) fn admit(
             .count
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |g| (g < global.cap).then_some(g + 1));
         if taken.is_err() {
+            let retry = STREAMS_RETRY;
             consider(
                 &mut worst,
-                Worst {
-                    kind: LimitKind::Global,
-                    check: 0,
-                    amount: u64::from(global.cap),
-                    retry: STREAMS_RETRY,
-                },
+                Worst { kind: LimitKind::Global, check: 0, amount: u64::from(global.cap), retry },
             );
         }
     }
     if let Some(w) = worst {
         let subject = (w.kind != LimitKind::Global).then(|| checks[w.check].subject.clone());
-        let headers = headers(checks, &slot, &before, now.ns);
+        let headers = headers(checks, &lanes, false, now.ns);
         return Err(Refusal::new(w.kind, subject, w.amount, w.retry, headers));
     }
-    for &i in &order {
-        if let Some(g) = guards[i].as_mut() {
-            **g = work[i];
+    for lane in &mut lanes {
+        if let Some(g) = lane.guard.as_mut() {
+            **g = lane.work;
         }
     }
-    Ok(headers(checks, &slot, &work, now.ns))
+    Ok(headers(checks, &lanes, true, now.ns))
 }
 
-/// The rate headers of the most constraining subject in `counters`.
-fn headers(checks: &[Check], slot: &[usize], counters: &[Counters], now_ns: u64) -> RateHeaders {
+/// The rate headers of the most constraining subject, from the counters before or
+/// after this request.
+fn headers(checks: &[Check<'_>], lanes: &[Lane<'_>], after: bool, now_ns: u64) -> RateHeaders {
     let mut h = RateHeaders::default();
     for (i, c) in checks.iter().enumerate() {
-        let w = &counters[slot[i]];
+        let lane = &lanes[lanes[i].slot];
+        let w = if after { &lane.work } else { &lane.before };
         let limit = |l: u64, tat: u64| HeaderLimit {
             limit: l,
             remaining: gcra::remaining(tat, now_ns, l, MINUTE_NS),
@@ -223,7 +218,7 @@ pub(crate) fn release_stream(state: &SubjectState) {
 }
 
 /// What a completed request corrects on one subject: `delta` = actual − estimate.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Correction {
     /// The tpm the estimate was charged under.
     pub tpm: Option<u64>,

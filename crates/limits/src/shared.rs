@@ -220,7 +220,7 @@ impl Shared {
     }
 
     /// The keys and arguments of an admission of `checks` at calendar time `unix_ms`.
-    pub fn plan(&self, checks: &[Check], unix_ms: u64) -> Plan {
+    pub fn plan(&self, checks: &[Check<'_>], unix_ms: u64) -> Plan {
         let mut plan = Plan::default();
         for (i, c) in checks.iter().enumerate() {
             for (limit, kind) in [(c.rpm, LimitKind::Rpm), (c.tpm, LimitKind::Tpm)] {
