@@ -81,6 +81,21 @@ impl Default for LimitsConfig {
 }
 
 impl LimitsConfig {
+    /// Checks the settings a limiter cannot work with (the Redis URL is checked by
+    /// `Limiter::new`).
+    pub fn validate(&self) -> Result<(), crate::error::LimitsError> {
+        let at_least_one = |field, v: u64| {
+            if v == 0 {
+                Err(crate::error::LimitsError::Invalid { field, reason: "must be at least 1" })
+            } else {
+                Ok(())
+            }
+        };
+        at_least_one("replicas", u64::from(self.replicas))?;
+        at_least_one("max_concurrent_generations", u64::from(self.max_concurrent_generations))?;
+        at_least_one("redis_timeout_ms", self.redis_timeout_ms)
+    }
+
     /// The deadline of each Redis call.
     pub fn redis_timeout(&self) -> Duration {
         Duration::from_millis(self.redis_timeout_ms.max(1))
@@ -193,6 +208,10 @@ mod tests {
         assert_eq!(cfg.anonymous.rpm, Some(10));
         let err = serde_json::from_str::<LimitsConfig>(r#"{"rmp": 1}"#).expect_err("unknown key");
         assert!(err.to_string().contains("rmp"), "{err}");
+        assert!(cfg.validate().is_ok());
+        let zero = LimitsConfig { replicas: 0, ..LimitsConfig::default() };
+        let err = zero.validate().expect_err("0 replicas");
+        assert_eq!(err.to_string(), "limits.replicas must be at least 1");
     }
 
     #[test]

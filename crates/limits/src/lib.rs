@@ -20,11 +20,12 @@
 //! - `table`: per-subject counters in a sharded map.
 //! - `local`: all-or-nothing admission against this replica's counters.
 //! - `shared`: the same through Redis Lua scripts, and the fallback health.
-//! - `headers`, `refusal`: what the client is told.
+//! - `headers`, `refusal`: what the client is told; `error`: bad configuration.
 //! - `limiter`: [`Limiter`] and [`Admission`], tying it together.
 
 mod clock;
 mod config;
+mod error;
 mod gcra;
 mod headers;
 mod limiter;
@@ -35,6 +36,7 @@ mod table;
 
 pub use clock::{Clock, ManualClock, Period, SystemClock};
 pub use config::{LimitSpec, LimitsConfig, Subject};
+pub use error::LimitsError;
 pub use headers::{HeaderLimit, RateHeaders, format_reset, retry_after_secs};
 pub use limiter::{Admission, Limiter};
-pub use refusal::{LimitKind, LimitsError, Refusal};
+pub use refusal::{LimitKind, Refusal};

@@ -17,10 +17,11 @@ use tokio::time::Instant;
 use crate::{
     clock::{Clock, Period},
     config::{LimitSpec, LimitsConfig, Subject},
+    error::LimitsError,
     gcra,
     headers::{HeaderLimit, RateHeaders},
     local::{self, Check, Correction, Global, Scope},
-    refusal::{LimitKind, LimitsError, Refusal},
+    refusal::{LimitKind, Refusal},
     shared::{Answer, Entry, Plan, Shared},
     table::{Now, SubjectState, Table},
 };
@@ -41,9 +42,10 @@ struct Inner {
 }
 
 impl Limiter {
-    /// A limiter for `cfg`, with `clock` as the calendar of the quotas. Redis, if
-    /// configured, is not contacted until the first request.
+    /// A limiter for `cfg` (validated here), with `clock` as the calendar of the
+    /// quotas. Redis, if configured, is not contacted until the first request.
     pub fn new(cfg: LimitsConfig, clock: Arc<dyn Clock>) -> Result<Limiter, LimitsError> {
+        cfg.validate()?;
         let shared = match &cfg.redis_url {
             Some(url) => Some(Shared::new(url, &cfg.redis_prefix, cfg.redis_timeout())?),
             None => None,
@@ -92,6 +94,9 @@ impl Limiter {
         // From here a cancelled or refused admission gives its streams back on drop.
         let mut admission = Admission::holding(inner, states, estimate_tokens);
         let plan = shared.plan(&resolved, now.unix_ms);
+        if plan.keys.is_empty() {
+            return Ok(admission); // nothing shared to check: no round trip
+        }
         match shared.admit(&plan, estimate_tokens, now.unix_ms).await {
             Ok(Answer::Admitted(values)) => {
                 shared.health.succeeded();

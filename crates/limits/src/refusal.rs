@@ -1,5 +1,4 @@
 //! Why a request was refused: which limit, of which subject, and when to come back.
-//! Also the layer's error type.
 
 use std::time::Duration;
 
@@ -102,14 +101,6 @@ fn human(d: Duration) -> String {
         120..7200 => format!("{} min", secs.div_ceil(60)),
         _ => format!("{} h", secs.div_ceil(3600)),
     }
-}
-
-/// Failures building a limiter.
-#[derive(Debug, thiserror::Error)]
-pub enum LimitsError {
-    /// `redis_url` does not parse.
-    #[error("limits.redis_url is not a valid Redis URL: {0}")]
-    RedisUrl(#[source] redis::RedisError),
 }
 
 #[cfg(test)]

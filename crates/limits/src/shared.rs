@@ -20,12 +20,7 @@ use std::{
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
 
-use crate::{
-    clock::Period,
-    gcra,
-    local::Check,
-    refusal::{LimitKind, LimitsError},
-};
+use crate::{clock::Period, error::LimitsError, gcra, local::Check, refusal::LimitKind};
 
 /// One minute in µs, the unit of shared GCRA state.
 const MINUTE_US: u64 = 60_000_000;

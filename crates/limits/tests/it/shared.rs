@@ -67,6 +67,14 @@ async fn two_replicas_share_rates_and_quotas() {
         assert!(r.retry_after > Duration::from_secs(14) && r.retry_after <= Duration::from_secs(15), "{r:?}");
         assert_eq!(header(&r.headers, "retry-after").as_deref(), Some("15"));
     }
+
+    // Usage seeded on one replica (after a restart) counts on the other.
+    let seeded = Subject::key("seeded");
+    a.seed_usage(&seeded, 90, 90).await;
+    let r = b.admit(&[(seeded.clone(), &spec)], 20).await.expect_err("90 + 20 > 100");
+    assert_eq!(r.limit, LimitKind::DailyTokens);
+    drop(b.admit(&[(seeded, &spec)], 10).await.expect("90 + 10 <= 100"));
+
     assert!(!a.fallback_active() && !b.fallback_active());
     assert_eq!(a.redis_errors_total() + b.redis_errors_total(), 0);
     delete_prefix(&prefix).await;
