@@ -79,7 +79,11 @@ impl Limiter {
         let states: Vec<Arc<SubjectState>> = checks.iter().map(|(s, _)| inner.table.get(s, now)).collect();
         let global = Global { count: &inner.generations, cap: inner.cfg.max_concurrent_generations };
         let replicas = inner.cfg.replicas.max(1);
-        let shared = inner.shared.as_ref().filter(|s| s.health.should_try(now.unix_ms));
+        // Only streams to check: nothing to ask Redis (and no claim on its retry slot).
+        let counted_shared = checks.iter().any(|(_, s)| {
+            s.rpm.is_some() || s.tpm.is_some() || s.daily_tokens.is_some() || s.monthly_tokens.is_some()
+        });
+        let shared = inner.shared.as_ref().filter(|s| counted_shared && s.health.should_try(now.unix_ms));
         let Some(shared) = shared else {
             let resolved = inner.resolve(checks, replicas);
             let headers =
@@ -94,9 +98,6 @@ impl Limiter {
         // From here a cancelled or refused admission gives its streams back on drop.
         let mut admission = Admission::holding(inner, states, estimate_tokens);
         let plan = shared.plan(&resolved, now.unix_ms);
-        if plan.keys.is_empty() {
-            return Ok(admission); // nothing shared to check: no round trip
-        }
         match shared.admit(&plan, estimate_tokens, now.unix_ms).await {
             Ok(Answer::Admitted(values)) => {
                 shared.health.succeeded();
