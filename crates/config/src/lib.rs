@@ -58,6 +58,8 @@ pub struct Config {
     pub agents: AgentsConfig,
     /// Persistent storage.
     pub store: sluice_store::StoreConfig,
+    /// Per-key, per-user and gateway-wide limits (`[limits]`).
+    pub limits: sluice_limits::LimitsConfig,
 }
 
 /// Listener and request limits.
@@ -297,6 +299,9 @@ impl Config {
         problems.extend(self.cache.problems());
         self.agents.check(&mut problems);
         self.store.check(&mut problems);
+        if let Err(e) = self.limits.validate() {
+            problems.push(format!("limits: {e}"));
+        }
         self.server.check_tls(&mut problems);
         if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(problems)) }
     }

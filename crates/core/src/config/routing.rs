@@ -238,6 +238,29 @@ pub struct ModelPolicy {
     /// Which failures go on to the fallbacks.
     #[serde(default = "all_fallback_conditions")]
     pub fallback_on: Vec<FallbackOn>,
+    /// What the model's tokens cost, for spend in usage records and budgets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<Price>,
+}
+
+/// `price = { input_per_mtok = 0.15, output_per_mtok = 0.6 }`: US dollars per million
+/// prompt and completion tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Dollars per million prompt tokens.
+    #[serde(default)]
+    pub input_per_mtok: f64,
+    /// Dollars per million completion tokens.
+    #[serde(default)]
+    pub output_per_mtok: f64,
+}
+
+impl Price {
+    /// The cost of `prompt` and `completion` tokens, in dollars.
+    pub fn spend(&self, prompt: u64, completion: u64) -> f64 {
+        (prompt as f64 * self.input_per_mtok + completion as f64 * self.output_per_mtok) / 1_000_000.0
+    }
 }
 
 fn default_max_queue() -> u32 {
@@ -304,6 +327,14 @@ pub fn validate(
         }
         if !names.insert(m.name.as_str()) {
             problems.push(format!("models: '{}' is listed twice", m.name));
+        }
+        if let Some(p) = m.price
+            && !(p.input_per_mtok.is_finite()
+                && p.output_per_mtok.is_finite()
+                && p.input_per_mtok >= 0.0
+                && p.output_per_mtok >= 0.0)
+        {
+            problems.push(format!("{at}.price: prices must be numbers of at least 0"));
         }
         if m.max_concurrency == Some(0) {
             problems.push(format!("{at}.max_concurrency must be at least 1 (leave it out for no cap)"));

@@ -213,6 +213,7 @@ mod tests {
             max_queue_wait: Duration::from_secs(5),
             fallbacks: vec![],
             fallback_on: vec![],
+            price: None,
         };
         Gate::new(&policy, 2, Gauge::default(), Histogram::new([1.0])).unwrap()
     }
