@@ -9,15 +9,17 @@
 //! # Layout
 //! - [`agent_tokens`]: per-agent tokens (hashed at rest).
 //! - [`usage`]: one record per request, written in batches by a background writer.
+//! - [`conversations`]: saved chats with branching messages and full-text search.
 //! - `migrations`: the embedded migration list (shared SQL, or one text per engine).
 //!
 //! # Durability
 //! A SQLite write is durable before it is acknowledged: WAL with `synchronous = FULL`
 //! syncs the log on every commit. `NORMAL` would be faster but lets the last commits
-//! vanish on power loss. Batching (the usage writer)
+//! vanish on power loss, and a saved chat message must not. Batching (the usage writer)
 //! pays one sync per batch, not per record.
 
 pub mod agent_tokens;
+pub mod conversations;
 mod migrations;
 pub mod usage;
 
@@ -28,6 +30,10 @@ use sqlx::{AnyPool, Executor as _, any::AnyPoolOptions};
 use tokio::sync::OnceCell;
 
 pub use agent_tokens::AgentToken;
+pub use conversations::{
+    BadCursor, Conversation, ConversationCursor, ConversationExport, ConversationWithMessages, Message,
+    MessageUpdate, NewMessage, Page, SearchHit,
+};
 pub use usage::{
     UsageFilter, UsageGroup, UsageOwner, UsageRecord, UsageRow, UsageSink, UsageStats, UsageTarget,
     UsageWriter, UsageWriterConfig,
@@ -128,6 +134,13 @@ impl Store {
     pub async fn open(&self) -> Result<&AnyPool, StoreError> {
         self.pool.get_or_try_init(|| connect(&self.url, self.engine)).await
     }
+}
+
+/// Now, in unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    let ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+    i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
 async fn connect(url: &str, engine: Engine) -> Result<AnyPool, StoreError> {

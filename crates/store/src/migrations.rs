@@ -44,6 +44,14 @@ const MIGRATIONS: &[(i64, &str, Sql)] = &[
             postgres: include_str!("../migrations/0003_usage.postgres.sql"),
         },
     ),
+    (
+        4,
+        "conversations",
+        Sql::PerEngine {
+            sqlite: include_str!("../migrations/0004_conversations.sqlite.sql"),
+            postgres: include_str!("../migrations/0004_conversations.postgres.sql"),
+        },
+    ),
 ];
 
 #[derive(Debug)]
@@ -75,8 +83,8 @@ mod tests {
     #[test]
     fn versions_ascend_and_each_engine_gets_its_own_text() {
         assert!(MIGRATIONS.windows(2).all(|w| w[0].0 < w[1].0));
-        let usage = &MIGRATIONS.iter().find(|m| m.0 == 3).expect("0003 exists").2;
-        assert!(usage.for_engine(Engine::Sqlite).contains("INTEGER PRIMARY KEY"));
-        assert!(usage.for_engine(Engine::Postgres).contains("BIGSERIAL"));
+        let fts = &MIGRATIONS.iter().find(|m| m.0 == 4).expect("0004 exists").2;
+        assert!(fts.for_engine(Engine::Sqlite).contains("fts5"));
+        assert!(fts.for_engine(Engine::Postgres).contains("tsvector"));
     }
 }

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns: a panic is a failed test
 
+mod conversations;
 mod db;
 mod usage;
 mod usage_writer;
