@@ -232,13 +232,11 @@ async fn conversations() {
     );
 }
 
-/// `($1, …, $cols), ($cols+1, …), …` for `rows` rows.
+/// `(?, …), (?, …), …`: `rows` rows of `cols` placeholders.
 fn placeholders(rows: usize, cols: usize) -> String {
     (0..rows)
-        .map(|r| {
-            let row: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
-            format!("({})", row.join(", "))
-        })
+        // Anonymous: SQLite binds named placeholders in quadratic time.
+        .map(|_| format!("({})", vec!["?"; cols].join(", ")))
         .collect::<Vec<_>>()
         .join(", ")
 }

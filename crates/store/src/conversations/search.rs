@@ -6,7 +6,7 @@
 //! User text never reaches either query language raw: for FTS5 every word becomes a
 //! quoted string (so `"`, `*`, `-`, `OR`, `NEAR` are plain text); Postgres gets it
 //! through `plainto_tsquery`, which has no operators at all. Words match whole tokens,
-//! all of them (AND).
+//! all of them (AND); hits come newest first.
 
 use serde::Serialize;
 use sqlx::Row as _;
@@ -60,17 +60,21 @@ const SQLITE_SEARCH: &str = "SELECT m.conversation_id, m.id AS message_id, c.tit
      snippet(messages_fts, 0, '**', '**', '…', 16) AS snippet \
      FROM messages_fts JOIN messages m ON m.seq = messages_fts.rowid \
      JOIN conversations c ON c.id = m.conversation_id \
-     WHERE messages_fts MATCH $1 AND m.user_id = $2 ORDER BY messages_fts.rank LIMIT $3";
+     WHERE messages_fts MATCH $1 AND m.user_id = $2 ORDER BY messages_fts.rowid DESC LIMIT $3";
 
 const POSTGRES_SEARCH: &str = "SELECT m.conversation_id, m.id AS message_id, c.title, \
      ts_headline('simple', m.content, q, 'StartSel=**, StopSel=**, MaxWords=24, MinWords=8') AS snippet \
      FROM messages m JOIN conversations c ON c.id = m.conversation_id, plainto_tsquery('simple', $1) q \
      WHERE m.user_id = $2 AND m.content_tsv @@ q \
-     ORDER BY ts_rank(m.content_tsv, q) DESC, m.id LIMIT $3";
+     ORDER BY m.created_at DESC, m.id DESC LIMIT $3";
 
 impl Store {
-    /// Up to `limit` of `user_id`'s messages containing every word of `query`, best
-    /// match first. Any text is accepted; a query with no words finds nothing.
+    /// Up to `limit` of `user_id`'s messages containing every word of `query`, newest
+    /// first. Any text is accepted; a query with no words finds nothing.
+    ///
+    /// Newest first rather than by relevance: on SQLite the index then yields matches
+    /// in order and stops at `limit`, so a word found in most of a user's messages costs
+    /// no more than a rare one (ranking all matches measured p99 114 ms at 1M messages).
     pub async fn search_messages(
         &self,
         user_id: &str,
