@@ -6,13 +6,13 @@
 //! exactly like a missing one: `None` or `false`, never an error that would reveal it
 //! exists. Writes are committed before they return (see "Durability" in the crate doc).
 
+mod page;
 pub mod search;
-
-use std::{fmt, str::FromStr};
 
 use serde::{Deserialize, Serialize};
 use sqlx::{Row as _, any::AnyRow};
 
+pub use page::{BadCursor, ConversationCursor, Page};
 pub use search::{ConversationExport, SearchHit};
 
 use crate::{Store, StoreError, now_ms};
@@ -119,54 +119,6 @@ pub struct ConversationWithMessages {
     pub conversation: Conversation,
     /// Its messages, by creation time.
     pub messages: Vec<Message>,
-}
-
-/// Where a page of [`Store::list_conversations`] continues: after this conversation.
-/// On the wire it is `UPDATED_AT:ID` ([`fmt::Display`] and [`FromStr`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConversationCursor {
-    /// The `updated_at` of the last conversation shown.
-    pub updated_at: i64,
-    /// Its id.
-    pub id: String,
-}
-
-impl fmt::Display for ConversationCursor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.updated_at, self.id)
-    }
-}
-
-/// A cursor that is not `UPDATED_AT:ID`.
-#[derive(Debug, thiserror::Error)]
-#[error("a conversation cursor is UPDATED_AT:ID")]
-pub struct BadCursor;
-
-impl FromStr for ConversationCursor {
-    type Err = BadCursor;
-
-    fn from_str(s: &str) -> Result<Self, BadCursor> {
-        let (at, id) = s.split_once(':').ok_or(BadCursor)?;
-        let updated_at = at.parse().map_err(|_| BadCursor)?;
-        if id.is_empty() {
-            return Err(BadCursor);
-        }
-        Ok(ConversationCursor { updated_at, id: id.to_owned() })
-    }
-}
-
-/// One page request of [`Store::list_conversations`].
-#[derive(Debug, Clone, Default)]
-pub struct Page {
-    /// Continue after this cursor; `None` starts at the newest.
-    pub before: Option<ConversationCursor>,
-    /// Conversations per page (1 to [`Page::MAX_LIMIT`]).
-    pub limit: u32,
-}
-
-impl Page {
-    /// The largest page.
-    pub const MAX_LIMIT: u32 = 500;
 }
 
 const CONVERSATION_COLUMNS: &str = "id, user_id, title, model, created_at, updated_at";
