@@ -8,10 +8,20 @@
 //!
 //! # Layout
 //! - [`agent_tokens`]: per-agent tokens (hashed at rest).
-//! - `migrations`: the embedded migration list.
+//! - [`usage`]: one record per request, written in batches by a background writer.
+//! - [`conversations`]: saved chats with branching messages and full-text search.
+//! - `migrations`: the embedded migration list (shared SQL, or one text per engine).
+//!
+//! # Durability
+//! A SQLite write is durable before it is acknowledged: WAL with `synchronous = FULL`
+//! syncs the log on every commit. `NORMAL` would be faster but lets the last commits
+//! vanish on power loss, and a saved chat message must not. Batching (the usage writer)
+//! pays one sync per batch, not per record.
 
 pub mod agent_tokens;
+pub mod conversations;
 mod migrations;
+pub mod usage;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -20,6 +30,14 @@ use sqlx::{AnyPool, Executor as _, any::AnyPoolOptions};
 use tokio::sync::OnceCell;
 
 pub use agent_tokens::AgentToken;
+pub use conversations::{
+    BadCursor, Conversation, ConversationCursor, ConversationExport, ConversationWithMessages, Message,
+    MessageUpdate, NewMessage, Page, SearchHit,
+};
+pub use usage::{
+    UsageFilter, UsageGroup, UsageOwner, UsageRecord, UsageRow, UsageSink, UsageStats, UsageTarget,
+    UsageWriter, UsageWriterConfig,
+};
 
 /// `[store]`: where persistent data lives.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -70,16 +88,36 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
 }
 
+/// Which database engine a store runs on; a few statements (full-text search, ids)
+/// differ between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// SQLite (a file or `:memory:`).
+    Sqlite,
+    /// Postgres.
+    Postgres,
+}
+
+impl Engine {
+    /// The engine a database URL names (anything not `sqlite:` is Postgres, the only
+    /// other URL [`StoreConfig::check`] accepts).
+    pub fn of_url(url: &str) -> Engine {
+        if url.starts_with("sqlite:") { Engine::Sqlite } else { Engine::Postgres }
+    }
+}
+
 /// The database, opened on first use.
 pub struct Store {
     url: String,
+    engine: Engine,
     pool: OnceCell<AnyPool>,
 }
 
 impl Store {
     /// A store for `cfg`; nothing is opened yet.
     pub fn new(cfg: &StoreConfig) -> Store {
-        Store { url: cfg.resolved_url(), pool: OnceCell::new() }
+        let url = cfg.resolved_url();
+        Store { engine: Engine::of_url(&url), url, pool: OnceCell::new() }
     }
 
     /// The database URL.
@@ -87,16 +125,28 @@ impl Store {
         &self.url
     }
 
+    /// The engine behind the URL.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
     /// Opens the database and runs pending migrations (once).
     pub async fn open(&self) -> Result<&AnyPool, StoreError> {
-        self.pool.get_or_try_init(|| connect(&self.url)).await
+        self.pool.get_or_try_init(|| connect(&self.url, self.engine)).await
     }
 }
 
-async fn connect(url: &str) -> Result<AnyPool, StoreError> {
+/// Now, in unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    let ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+async fn connect(url: &str, engine: Engine) -> Result<AnyPool, StoreError> {
     sqlx::any::install_default_drivers();
     let fail = |cause: String| StoreError::Open { url: redact(url), cause };
-    let sqlite = url.starts_with("sqlite:");
+    let sqlite = engine == Engine::Sqlite;
     let memory = sqlite && url.contains(":memory:");
     let mut url = url.to_owned();
     if sqlite && !memory {
@@ -113,11 +163,27 @@ async fn connect(url: &str) -> Result<AnyPool, StoreError> {
     let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
     if memory {
         // Every connection to :memory: is its own database: keep exactly one, forever.
-        options = options.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
+        options = options
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA foreign_keys = ON;").await?;
+                    Ok(())
+                })
+            });
     } else if sqlite {
         options = options.max_connections(4).after_connect(|conn, _| {
             Box::pin(async move {
-                conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;").await?;
+                // See "Durability" above for why FULL. A 16 MB page cache per connection
+                // keeps the usage indexes in memory (batch writes were waiting on reads).
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -16000;",
+                )
+                .await?;
                 Ok(())
             })
         });
@@ -125,7 +191,7 @@ async fn connect(url: &str) -> Result<AnyPool, StoreError> {
         options = options.max_connections(8);
     }
     let pool = options.connect(&url).await.map_err(|e| fail(e.to_string()))?;
-    migrations::run(&pool).await.map_err(|e| fail(format!("migrations failed: {e}")))?;
+    migrations::run(&pool, engine).await.map_err(|e| fail(format!("migrations failed: {e}")))?;
     Ok(pool)
 }
 

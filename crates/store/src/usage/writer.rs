@@ -1,0 +1,262 @@
+//! The batched usage writer: request handlers hand records to a [`UsageSink`] without
+//! ever waiting; one background task (owned by [`UsageWriter`]) writes them in batches.
+//!
+//! A batch is written when `max_batch` records are waiting, or `flush_every` after the
+//! first unwritten record arrived: the timer is armed only while records wait, so an
+//! idle writer sleeps on its channel and nothing wakes it. A failed write keeps the
+//! batch and retries it with capped backoff, so records survive a database outage for
+//! as long as the process lives (new records queue up meanwhile, and are dropped once
+//! the queue is full).
+
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+use tokio::{
+    sync::{Notify, mpsc, oneshot},
+    task::JoinHandle,
+    time::{Instant, sleep, sleep_until},
+};
+
+use super::UsageRecord;
+use crate::{Store, StoreError};
+
+/// First retry delay after a failed batch; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait between retries of a failed batch.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// `[usage]` writer settings.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageWriterConfig {
+    /// Write as soon as this many records wait (default 512).
+    pub max_batch: usize,
+    /// Write at most this long after the first unwritten record arrived (default 100 ms).
+    #[serde(with = "humantime_serde")]
+    pub flush_every: Duration,
+    /// Records that may wait; beyond this new records are dropped (default 100,000).
+    pub queue: usize,
+}
+
+impl Default for UsageWriterConfig {
+    fn default() -> Self {
+        UsageWriterConfig { max_batch: 512, flush_every: Duration::from_millis(100), queue: 100_000 }
+    }
+}
+
+/// Where batches go: the [`Store`], or a stand-in in tests.
+pub trait UsageTarget: Send + Sync + 'static {
+    /// Writes the whole batch, or nothing.
+    fn write_usage(&self, batch: &[UsageRecord]) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl UsageTarget for Store {
+    fn write_usage(&self, batch: &[UsageRecord]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.insert_usage(batch)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    written: AtomicU64,
+    dropped: AtomicU64,
+    pending: AtomicU64,
+    failures: AtomicU64,
+    /// A "queue full" warning was logged and no record got through since.
+    warned: AtomicBool,
+    changed: Notify,
+}
+
+/// The writer's counters, shared by the writer and every sink.
+#[derive(Debug, Clone, Default)]
+pub struct UsageStats(Arc<Counters>);
+
+impl UsageStats {
+    /// Records written to the database.
+    pub fn written(&self) -> u64 {
+        self.0.written.load(Relaxed)
+    }
+
+    /// Records refused because the queue was full or the writer had shut down.
+    pub fn dropped(&self) -> u64 {
+        self.0.dropped.load(Relaxed)
+    }
+
+    /// Records accepted and not written yet.
+    pub fn pending(&self) -> u64 {
+        self.0.pending.load(Relaxed)
+    }
+
+    /// Failed batch writes (each is retried).
+    pub fn failures(&self) -> u64 {
+        self.0.failures.load(Relaxed)
+    }
+
+    /// Waits until `done` holds; checked after every write attempt.
+    pub async fn wait_until(&self, done: impl Fn(&UsageStats) -> bool) {
+        loop {
+            let changed = self.0.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if done(self) {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// Hands records to the writer; cheap to clone, never waits.
+#[derive(Debug, Clone)]
+pub struct UsageSink {
+    tx: mpsc::Sender<UsageRecord>,
+    stats: UsageStats,
+}
+
+impl UsageSink {
+    /// Queues `record` for writing without waiting. When the queue is full (or the
+    /// writer has shut down) the record is dropped and counted in
+    /// [`UsageStats::dropped`]; one warning is logged per burst of drops, not per record.
+    pub fn record(&self, record: UsageRecord) {
+        let c = &self.stats.0;
+        c.pending.fetch_add(1, Relaxed);
+        match self.tx.try_send(record) {
+            Ok(()) => {
+                if c.warned.load(Relaxed) {
+                    c.warned.store(false, Relaxed);
+                }
+            }
+            Err(e) => {
+                c.pending.fetch_sub(1, Relaxed);
+                c.dropped.fetch_add(1, Relaxed);
+                if !c.warned.swap(true, Relaxed) {
+                    let why = match e {
+                        mpsc::error::TrySendError::Full(_) => "the usage queue is full",
+                        mpsc::error::TrySendError::Closed(_) => "the usage writer has shut down",
+                    };
+                    tracing::warn!(dropped_so_far = c.dropped.load(Relaxed), "usage record dropped: {why}");
+                }
+            }
+        }
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> &UsageStats {
+        &self.stats
+    }
+}
+
+/// The background task writing usage batches; [`UsageWriter::shutdown`] drains it.
+#[derive(Debug)]
+pub struct UsageWriter {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+    stats: UsageStats,
+}
+
+impl UsageWriter {
+    /// Starts a writer into `store`.
+    pub fn start(store: Arc<Store>, cfg: UsageWriterConfig) -> (UsageSink, UsageWriter) {
+        UsageWriter::start_with(store, cfg)
+    }
+
+    /// Starts a writer into any [`UsageTarget`].
+    pub fn start_with<T: UsageTarget>(target: Arc<T>, cfg: UsageWriterConfig) -> (UsageSink, UsageWriter) {
+        let (tx, rx) = mpsc::channel(cfg.queue.max(1));
+        let (stop, stopped) = oneshot::channel();
+        let stats = UsageStats::default();
+        let task = tokio::spawn(run(target, rx, stopped, cfg, stats.clone()));
+        (UsageSink { tx, stats: stats.clone() }, UsageWriter { stop, task, stats })
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &UsageStats {
+        &self.stats
+    }
+
+    /// Stops accepting records, writes everything already queued and returns how many
+    /// records this writer wrote in all. While the database fails this keeps retrying:
+    /// bound it with a timeout if exit must not wait for the database.
+    pub async fn shutdown(self) -> u64 {
+        let _ = self.stop.send(());
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "the usage writer task failed");
+        }
+        self.stats.written()
+    }
+}
+
+/// The writer task. Dropping the [`UsageWriter`] without `shutdown` stops it the same way.
+async fn run<T: UsageTarget>(
+    target: Arc<T>,
+    mut rx: mpsc::Receiver<UsageRecord>,
+    mut stop: oneshot::Receiver<()>,
+    cfg: UsageWriterConfig,
+    stats: UsageStats,
+) {
+    let max = cfg.max_batch.max(1);
+    let mut batch = Vec::with_capacity(max);
+    let mut deadline: Option<Instant> = None;
+    let mut stopping = false;
+    loop {
+        let room = max - batch.len();
+        tokio::select! {
+            biased;
+            _ = &mut stop, if !stopping => {
+                // Senders now fail; what is queued is still received, then `None`.
+                stopping = true;
+                rx.close();
+            }
+            got = rx.recv_many(&mut batch, room), if room > 0 => {
+                if got == 0 {
+                    write(&*target, &mut batch, &stats).await;
+                    return;
+                }
+                deadline.get_or_insert_with(|| Instant::now() + cfg.flush_every);
+            }
+            () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                write(&*target, &mut batch, &stats).await;
+                deadline = None;
+            }
+        }
+        if batch.len() >= max {
+            write(&*target, &mut batch, &stats).await;
+            deadline = None;
+        }
+    }
+}
+
+/// Writes `batch` (retrying until it succeeds) and empties it.
+async fn write<T: UsageTarget>(target: &T, batch: &mut Vec<UsageRecord>, stats: &UsageStats) {
+    if batch.is_empty() {
+        return;
+    }
+    let c = &stats.0;
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match target.write_usage(batch).await {
+            Ok(()) => {
+                let n = batch.len() as u64;
+                c.written.fetch_add(n, Relaxed);
+                c.pending.fetch_sub(n, Relaxed);
+                batch.clear();
+                c.changed.notify_waiters();
+                return;
+            }
+            Err(e) => {
+                c.failures.fetch_add(1, Relaxed);
+                c.changed.notify_waiters();
+                tracing::warn!(error = %e, records = batch.len(), retry_in = ?backoff, "usage batch not written");
+                sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The usage writer's batching, backoff and queue limit, on paused time against an
+//! in-memory target (no database thread for the clock to race).
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use sluice_store::{StoreError, UsageRecord, UsageTarget, UsageWriter, UsageWriterConfig};
+use tokio::time::{Instant, sleep};
+
+/// Keeps the size of every batch written; fails the first `fail_first` writes.
+#[derive(Default)]
+struct Batches {
+    sizes: Mutex<Vec<usize>>,
+    fail_first: Mutex<u32>,
+}
+
+impl Batches {
+    fn sizes(&self) -> Vec<usize> {
+        self.sizes.lock().unwrap().clone()
+    }
+}
+
+impl UsageTarget for Batches {
+    async fn write_usage(&self, batch: &[UsageRecord]) -> Result<(), StoreError> {
+        let mut fail = self.fail_first.lock().unwrap();
+        if *fail > 0 {
+            *fail -= 1;
+            return Err(StoreError::Query(sqlx::Error::PoolTimedOut));
+        }
+        self.sizes.lock().unwrap().push(batch.len());
+        Ok(())
+    }
+}
+
+fn record(i: i64) -> UsageRecord {
+    UsageRecord {
+        at: i,
+        user_id: None,
+        key_id: None,
+        model: "m".to_owned(),
+        backend: "b".to_owned(),
+        dialect: "openai".to_owned(),
+        prompt_tokens: 1,
+        completion_tokens: 1,
+        cached: false,
+        ttft_ms: None,
+        duration_ms: 1,
+        status: 200,
+        spend: 0.0,
+    }
+}
+
+fn cfg(max_batch: usize, flush_every_ms: u64, queue: usize) -> UsageWriterConfig {
+    UsageWriterConfig { max_batch, flush_every: Duration::from_millis(flush_every_ms), queue }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partial_batch_is_written_flush_every_after_its_first_record() {
+    let target = Arc::new(Batches::default());
+    let (sink, writer) = UsageWriter::start_with(target.clone(), cfg(512, 100, 1000));
+    let start = Instant::now();
+    for i in 0..3 {
+        sink.record(record(i));
+    }
+    sleep(Duration::from_millis(99)).await;
+    assert_eq!(target.sizes(), Vec::<usize>::new(), "nothing before 100 ms");
+    assert_eq!((writer.stats().written(), writer.stats().pending()), (0, 3));
+    writer.stats().wait_until(|s| s.written() == 3).await;
+    assert_eq!(start.elapsed(), Duration::from_millis(100));
+    assert_eq!(target.sizes(), [3]);
+    // Idle: nothing is armed, so an hour passes without a write.
+    sleep(Duration::from_secs(3600)).await;
+    assert_eq!(target.sizes(), [3]);
+    assert_eq!(writer.shutdown().await, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn full_batches_are_written_at_once_and_shutdown_drains_the_rest() {
+    let target = Arc::new(Batches::default());
+    let (sink, writer) = UsageWriter::start_with(target.clone(), cfg(4, 3_600_000, 1000));
+    let start = Instant::now();
+    for i in 0..10 {
+        sink.record(record(i));
+    }
+    writer.stats().wait_until(|s| s.written() == 8).await;
+    assert_eq!(target.sizes(), [4, 4]);
+    assert_eq!(writer.stats().pending(), 2);
+    assert_eq!(writer.shutdown().await, 10);
+    assert_eq!(target.sizes(), [4, 4, 2]);
+    assert_eq!(start.elapsed(), Duration::ZERO, "no timer was waited for");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_target_keeps_the_batch_and_backs_off() {
+    let target = Arc::new(Batches { fail_first: Mutex::new(3), ..Default::default() });
+    let (sink, writer) = UsageWriter::start_with(target.clone(), cfg(512, 10, 1000));
+    let start = Instant::now();
+    for i in 0..5 {
+        sink.record(record(i));
+    }
+    let stats = writer.stats().clone();
+    assert_eq!(writer.shutdown().await, 5);
+    assert_eq!(target.sizes(), [5]);
+    assert_eq!((stats.failures(), stats.pending()), (3, 0));
+    // Shutdown writes at once; then 100 + 200 + 400 ms of backoff.
+    assert_eq!(start.elapsed(), Duration::from_millis(700));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_drops_and_counts_without_waiting() {
+    let target = Arc::new(Batches::default());
+    let (sink, writer) = UsageWriter::start_with(target.clone(), cfg(512, 100, 2));
+    // The writer task has not run yet: the queue holds two.
+    for i in 0..5 {
+        sink.record(record(i));
+    }
+    assert_eq!((sink.stats().pending(), sink.stats().dropped()), (2, 3));
+    assert_eq!(writer.shutdown().await, 2);
+    assert_eq!(target.sizes(), [2]);
+}
