@@ -299,7 +299,9 @@ impl Config {
         problems.extend(self.cache.problems());
         self.agents.check(&mut problems);
         self.store.check(&mut problems);
-        if let Err(e) = self.limits.validate() {
+        // Building a limiter checks the Redis URL too; it connects only on first use.
+        let clock = std::sync::Arc::new(sluice_limits::SystemClock);
+        if let Err(e) = sluice_limits::Limiter::new(self.limits.clone(), clock) {
             problems.push(format!("limits: {e}"));
         }
         self.server.check_tls(&mut problems);

@@ -64,6 +64,9 @@ pub struct LimitsConfig {
     pub default_key_streams: u32,
     /// The limits of each anonymous client address.
     pub anonymous: LimitSpec,
+    /// The limits of each user, all of the user's keys and sessions together (a key's
+    /// own limits apply on top).
+    pub user: LimitSpec,
 }
 
 impl Default for LimitsConfig {
@@ -76,6 +79,7 @@ impl Default for LimitsConfig {
             max_concurrent_generations: 16_384,
             default_key_streams: 256,
             anonymous: LimitSpec::default(),
+            user: LimitSpec::default(),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`api`]: the route table, middleware, one module per dialect, the streaming body.
 //! - [`auth`]: API keys.
 //! - [`hub`]: connected agents as backends (the gateway's side of the agent link).
+//! - [`tenancy`]: who a request is limited and recorded as.
 //! - [`tls`]: the HTTPS listener.
 
 pub mod api;
@@ -16,4 +17,5 @@ pub mod auth;
 pub mod hub;
 pub mod serve;
 pub mod state;
+pub mod tenancy;
 pub mod tls;

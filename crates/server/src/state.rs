@@ -36,6 +36,10 @@ pub struct Inner {
     pub agents: Arc<AgentHub>,
     /// Persistent storage (opened on first use).
     pub store: Arc<sluice_store::Store>,
+    /// Rate limits, streams and quotas of every key, user and anonymous address.
+    pub limits: sluice_limits::Limiter,
+    /// Where usage records go (batched into the store); `None`: not recorded.
+    pub usage: Option<sluice_store::UsageSink>,
 }
 
 impl std::ops::Deref for AppState {
@@ -54,8 +58,13 @@ impl AppState {
     }
 
     /// Builds the state over ready-made backend slots (embedded engines, agents, tests).
+    ///
+    /// # Panics
+    /// If the `[limits]` section is invalid: [`Config::validate`] refuses it first.
     pub fn with_slots(config: Config, slots: Vec<Arc<BackendSlot>>) -> AppState {
         let settings = Settings { routing: &config.routing, models: &config.models, cache: &config.cache };
+        let limits = sluice_limits::Limiter::new(config.limits.clone(), Arc::new(sluice_limits::SystemClock))
+            .expect("[limits] was validated with the configuration");
         AppState {
             inner: Arc::new(Inner {
                 core: Gateway::new(settings, slots),
@@ -63,6 +72,8 @@ impl AppState {
                 started: Instant::now(),
                 agents: Arc::default(),
                 store: Arc::new(sluice_store::Store::new(&config.store)),
+                limits,
+                usage: None,
                 config,
             }),
         }

@@ -12,10 +12,12 @@
 //! - [`admin_backends`]: `GET /admin/backends` (breakers, load, latency).
 //! - [`admin_agents`]: connected agents and agent tokens.
 //! - [`agent_connect`]: the endpoint agents dial in to.
+//! - [`accounting`]: limits before an answer, usage and token corrections after it.
 //! - [`respond`]: the one path from a canonical request to a response, through a
 //!   dialect's encoder.
 //! - [`stream_body`]: the streamed response body and the [`stream_body::Encoder`] trait.
 
+pub mod accounting;
 pub mod admin_agents;
 pub mod admin_backends;
 pub mod agent_connect;
@@ -319,6 +321,8 @@ pub fn streaming_response(
     resp
 }
 
+#[cfg(test)]
+mod accounting_tests;
 #[cfg(test)]
 mod router_tests;
 

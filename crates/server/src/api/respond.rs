@@ -14,11 +14,12 @@ use sluice_core::{
 };
 
 use super::{
+    accounting::{self, Ledger, Metered},
     served_response,
     stream_body::{Encoder, EventBody, collect},
     streaming_response,
 };
-use crate::state::AppState;
+use crate::{state::AppState, tenancy};
 
 /// Says the token counts of an answer are estimated (characters / 4), because the
 /// backend reported none.
@@ -30,6 +31,8 @@ pub trait Dialect: Sized + Send + 'static {
     type Stream: Encoder;
     /// The streamed answer's content type.
     const CONTENT_TYPE: &'static str;
+    /// The dialect's name in usage records (`openai`, `ollama`).
+    const NAME: &'static str;
     /// The encoder for a streamed `reply`.
     fn stream(self, reply: &Reply) -> Self::Stream;
     /// A whole answer: `text`, ended by `done`.
@@ -38,7 +41,8 @@ pub trait Dialect: Sized + Send + 'static {
     fn error(err: &GatewayError) -> Response;
 }
 
-/// Answers `req` for `ctx` in dialect `D`.
+/// Answers `req` for `ctx` in dialect `D`: limits first, then the cache and the
+/// scheduler; the answer is metered on its way out (usage, token corrections).
 pub async fn respond<D: Dialect>(
     state: &AppState,
     ctx: RequestContext,
@@ -46,20 +50,48 @@ pub async fn respond<D: Dialect>(
     dialect: D,
 ) -> Response {
     let stream = req.stream;
-    let mut reply = match reply::start(&state.core, &ctx, req).await {
+    let prompt_estimate = u64::from(prompt_estimate(&req));
+    let admission = match accounting::admit(state, &ctx, prompt_estimate).await {
+        Ok(a) => a,
+        Err((err, headers)) => {
+            let mut resp = D::error(&err);
+            headers.apply(resp.headers_mut());
+            return resp;
+        }
+    };
+    let rate_headers = admission.headers().clone();
+    let (user_id, key_id) = tenancy::usage_owner(&ctx.principal);
+    let ledger = Ledger {
+        admission: Some(admission),
+        usage: state.usage.clone(),
+        user_id,
+        key_id,
+        dialect: D::NAME,
+        prompt_estimate,
+        price: accounting::price_of(state, &req.model),
+        received: ctx.received,
+    };
+    let model = (ledger.usage.is_some()).then(|| req.model.clone());
+    let reply = match reply::start(&state.core, &ctx, req).await {
         Ok(r) => r,
-        Err(e) => return D::error(&e),
+        Err(e) => {
+            ledger.failed(&e, model.unwrap_or_default());
+            let mut resp = D::error(&e);
+            rate_headers.apply(resp.headers_mut());
+            return resp;
+        }
     };
     let (served, status) = (reply.served().clone(), reply.status());
-    let resp = if stream {
-        let encoder = dialect.stream(&reply);
+    let mut reply = Metered::new(reply, ledger, served.clone(), status);
+    let mut resp = if stream {
+        let encoder = dialect.stream(reply.get_ref());
         let body = EventBody::new(reply, encoder, state.config.server.sse_keepalive);
         streaming_response(body, D::CONTENT_TYPE)
     } else {
         match collect(&mut reply).await {
             Ok((text, done)) => {
                 let estimated = matches!(done, Event::Done { usage: None, .. });
-                let mut resp = dialect.whole(&reply, text, &done);
+                let mut resp = dialect.whole(reply.get_ref(), text, &done);
                 if estimated {
                     resp.headers_mut().insert(USAGE_HEADER.clone(), HeaderValue::from_static("estimated"));
                 }
@@ -68,6 +100,7 @@ pub async fn respond<D: Dialect>(
             Err(e) => D::error(&e),
         }
     };
+    rate_headers.apply(resp.headers_mut());
     served_response(tag(resp, status), served)
 }
 

@@ -25,7 +25,7 @@ use crate::{auth::hash_key, state::AppState};
 const KEY: &str = "sk-test";
 
 /// Answers every chat with "ok" and every embedding with one vector.
-struct Echo;
+pub(super) struct Echo;
 
 impl Backend for Echo {
     fn name(&self) -> &str {

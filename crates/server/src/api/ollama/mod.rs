@@ -120,6 +120,7 @@ impl Ollama {
 impl Dialect for Ollama {
     type Stream = OllamaNdjson;
     const CONTENT_TYPE: &'static str = "application/x-ndjson";
+    const NAME: &'static str = "ollama";
 
     fn stream(self, reply: &Reply) -> OllamaNdjson {
         OllamaNdjson::new(self.kind, &self.model, self.clock(reply))

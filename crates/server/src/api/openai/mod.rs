@@ -83,6 +83,7 @@ impl OpenAi {
 impl Dialect for OpenAi {
     type Stream = OpenAiSse;
     const CONTENT_TYPE: &'static str = "text/event-stream";
+    const NAME: &'static str = "openai";
 
     fn stream(self, _: &Reply) -> OpenAiSse {
         OpenAiSse::new(self.kind, &self.model, self.include_usage, self.prompt_estimate)
