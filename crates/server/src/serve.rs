@@ -43,11 +43,16 @@ pub async fn announce(state: &AppState, addr: std::net::SocketAddr) {
 }
 
 /// Serves `state` on `listener` until `state.core.shutdown` is cancelled, then lets
-/// in-flight requests finish for up to the configured grace period.
+/// in-flight requests finish for up to the configured grace period, then writes the
+/// queued usage records (for up to one more grace period).
+///
+/// Also starts the usage writer (`[usage]`) and the retention task (`[retention]`).
 pub async fn run(listener: TcpListener, state: AppState) -> io::Result<()> {
     let shutdown = state.core.shutdown.clone();
     let grace = state.config.server.shutdown_grace;
     sluice_core::health::spawn_probes(&state.core);
+    state.start_usage();
+    crate::retention::spawn(&state);
     let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
         std::net::SocketAddr,
     >(api::app(state.clone()));
@@ -82,5 +87,7 @@ pub async fn run(listener: TcpListener, state: AppState) -> io::Result<()> {
     };
     state.core.tasks.close();
     state.core.tasks.wait().await;
+    // After the requests: the last ones record their usage as they finish.
+    state.usage.drain(grace).await;
     result
 }
