@@ -12,18 +12,28 @@
 //! - [`admin_backends`]: `GET /admin/backends` (breakers, load, latency).
 //! - [`admin_agents`]: connected agents and agent tokens.
 //! - [`agent_connect`]: the endpoint agents dial in to.
+//! - [`conversations`]: `/v1/conversations*`, the caller's saved chats.
+//! - [`usage`]: `GET /v1/usage`, usage reports and CSV export.
+//! - [`admin_retention`]: `GET|PUT /admin/retention`.
+//! - [`owner`]: who owns stored data ([`owner::owner`]); [`data_error`]: how those
+//!   routes fail.
 //! - [`respond`]: the one path from a canonical request to a response, through a
 //!   dialect's encoder.
 //! - [`stream_body`]: the streamed response body and the [`stream_body::Encoder`] trait.
 
 pub mod admin_agents;
 pub mod admin_backends;
+pub mod admin_retention;
 pub mod agent_connect;
+pub mod conversations;
+pub mod data_error;
 pub mod ollama;
 pub mod openai;
 pub mod ops;
+pub mod owner;
 pub mod respond;
 pub mod stream_body;
+pub mod usage;
 
 use std::{convert::Infallible, sync::LazyLock};
 
@@ -86,6 +96,17 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/admin/agents", get(admin_agents::list_agents)),
         ("/admin/agent-tokens", get(admin_agents::list_tokens).post(admin_agents::create_token)),
         ("/admin/agent-tokens/{id}", axum::routing::delete(admin_agents::revoke_token)),
+        ("/admin/retention", get(admin_retention::get).put(admin_retention::put)),
+        ("/v1/conversations", get(conversations::list).post(conversations::create)),
+        // A static segment wins over `{id}` in the router and in `route_label`.
+        ("/v1/conversations/search", get(conversations::search)),
+        (
+            "/v1/conversations/{id}",
+            get(conversations::get).patch(conversations::rename).delete(conversations::delete),
+        ),
+        ("/v1/conversations/{id}/export", get(conversations::export)),
+        ("/v1/conversations/{id}/messages", post(conversations::append)),
+        ("/v1/usage", get(usage::report)),
     ]
 }
 
@@ -319,6 +340,8 @@ pub fn streaming_response(
     resp
 }
 
+#[cfg(test)]
+mod data_tests;
 #[cfg(test)]
 mod router_tests;
 
