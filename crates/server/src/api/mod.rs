@@ -355,6 +355,9 @@ mod tests {
         assert_eq!(route_label("/v1/models/llama3"), "/v1/models/{id}");
         assert_eq!(route_label("/admin/agent-tokens/42"), "/admin/agent-tokens/{id}");
         assert_eq!(route_label("/"), "/");
+        assert_eq!(route_label("/v1/conversations/search"), "/v1/conversations/search");
+        assert_eq!(route_label("/v1/conversations/abc"), "/v1/conversations/{id}");
+        assert_eq!(route_label("/v1/conversations/abc/export"), "/v1/conversations/{id}/export");
         // Unknown paths and ids with slashes never become labels of their own.
         assert_eq!(route_label("/v1/models/a/b"), "unmatched");
         assert_eq!(route_label("/v1/models/"), "unmatched");
