@@ -14,7 +14,7 @@ use sluice_store::{Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::AppState;
+use crate::{api::usage::calendar::now_ms, state::AppState};
 
 /// How often expired rows are deleted.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
@@ -120,12 +120,6 @@ where
             () = retention.changed.notified() => {}
         }
     }
-}
-
-fn now_ms() -> i64 {
-    let ms =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
-    i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use sluice_store::{ConversationCursor, NewMessage, Page};
 use super::{Ctx, body_or_error, data_error::DataError, owner::signed_in, parse_json};
 use crate::state::AppState;
 
-/// Longest title, in characters.
+/// Longest title (or model name), in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
 /// Longest search query, in characters.
 pub const MAX_QUERY_CHARS: usize = 200;
@@ -50,11 +50,11 @@ pub(super) fn limit(limit: Option<u32>, default: u32) -> Result<u32> {
     }
 }
 
-/// A trimmed title of at most [`MAX_TITLE_CHARS`].
-fn title(t: &str) -> Result<String> {
-    let t = t.trim();
+/// `text` trimmed, if at most [`MAX_TITLE_CHARS`] long (titles and model names).
+fn short(text: &str, field: &'static str) -> Result<String> {
+    let t = text.trim();
     if t.chars().count() > MAX_TITLE_CHARS {
-        return Err(DataError::bad(format!("title is longer than {MAX_TITLE_CHARS} characters"), "title"));
+        return Err(DataError::bad(format!("{field} is longer than {MAX_TITLE_CHARS} characters"), field));
     }
     Ok(t.to_owned())
 }
@@ -115,7 +115,10 @@ pub async fn create(
         Ok(bytes) if bytes.is_empty() => CreateBody::default(),
         _ => body(&state, raw)?,
     };
-    let c = state.store.create_conversation(&owner.id, &title(&b.title)?, b.model.trim()).await?;
+    let c = state
+        .store
+        .create_conversation(&owner.id, &short(&b.title, "title")?, &short(&b.model, "model")?)
+        .await?;
     Ok((StatusCode::CREATED, Json(c)).into_response())
 }
 
@@ -143,7 +146,7 @@ pub async fn rename(
 ) -> Result<Response> {
     let owner = signed_in(&ctx)?;
     let b: RenameBody = body(&state, raw)?;
-    let t = title(&b.title)?;
+    let t = short(&b.title, "title")?;
     if !state.store.rename_conversation(&owner.id, &id, &t).await? {
         return Err(not_found(&id));
     }

@@ -6,7 +6,7 @@
 //! for one user's (`user=ID`) or everyone's (`all=true`). [`scope`] decides, and is the
 //! only place that does.
 
-mod calendar;
+pub(crate) mod calendar;
 mod csv;
 
 use axum::{
@@ -129,12 +129,6 @@ fn range(from: Option<&str>, to: Option<&str>, now_ms: i64) -> Result<(i64, i64)
     Ok((from, to))
 }
 
-fn now_ms() -> i64 {
-    let ms =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
-    i64::try_from(ms).unwrap_or(i64::MAX)
-}
-
 /// `GET /v1/usage?from=&to=&group_by=day|model|key|user|none&format=json|csv&user=&all=`.
 pub async fn report(
     State(state): State<AppState>,
@@ -151,7 +145,7 @@ pub async fn report(
     };
     let by_user = grouping == Grouping::By(UsageGroup::User);
     let scope = scope(&owner, q.user.as_deref(), q.all, by_user)?;
-    let (from, to) = range(q.from.as_deref(), q.to.as_deref(), now_ms())?;
+    let (from, to) = range(q.from.as_deref(), q.to.as_deref(), calendar::now_ms())?;
     let filter = UsageFilter {
         user_id: match &scope {
             Scope::User(u) => Some(u),

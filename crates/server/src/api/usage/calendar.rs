@@ -1,6 +1,7 @@
 //! UTC calendar arithmetic for `/v1/usage`: parsing `from`/`to` (RFC 3339 or
 //! `YYYY-MM-DD`) into unix milliseconds and formatting instants back, without a date
-//! library (Howard Hinnant's civil-date algorithms).
+//! library (Howard Hinnant's civil-date algorithms). Also [`now_ms`], the wall clock
+//! the usage report and retention measure ages against.
 
 const MS_PER_DAY: i64 = 86_400_000;
 
@@ -101,6 +102,13 @@ pub fn parse_time(s: &str, day_end: bool) -> Option<i64> {
     };
     let secs = i64::from(h * 3600 + mi * 60 + sec.min(59)) - offset_min * 60;
     Some(days * MS_PER_DAY + secs * 1000 + ms)
+}
+
+/// Now, in unix milliseconds.
+pub fn now_ms() -> i64 {
+    let ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+    i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` of unix ms.
