@@ -1,8 +1,8 @@
 //! Who owns the data a request reads or writes: the one place mapping a request's
-//! [`Principal`] to an [`Owner`] (conversations are stored under [`Owner::id`]; usage
-//! records are attributed by `user_id = Owner::id`). Every conversation, usage and
-//! retention handler goes through [`owner`], so a new kind of principal is one more
-//! arm here.
+//! [`Principal`] to an [`Owner`] (conversations are stored under [`Owner::id`]; its
+//! usage records are found as [`Owner::records`] says, which must agree with how
+//! `tenancy::usage_owner` attributes them). Every conversation, usage and retention
+//! handler goes through [`owner`], so a new kind of principal is one more arm here.
 
 use sluice_core::context::{Principal, RequestContext};
 
@@ -15,6 +15,19 @@ pub struct Owner {
     pub id: String,
     /// May see everyone's usage and change retention.
     pub admin: bool,
+    /// Which usage records are its own.
+    pub records: OwnRecords,
+}
+
+/// Which usage records are an owner's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnRecords {
+    /// Those whose `user_id` is the owner's id (signed-in users).
+    ByUserId,
+    /// Those whose `key_id` is the owner's id (service keys).
+    ByKeyId,
+    /// Every record: keyless mode has one person, and its records name no user or key.
+    Every,
 }
 
 /// The id of the implicit admin of keyless single-user mode.
@@ -27,10 +40,12 @@ pub const LOCAL: &str = "local";
 /// (stable across restarts, and not the key).
 pub fn owner(ctx: &RequestContext) -> Option<Owner> {
     match ctx.principal {
-        Principal::Anonymous => Some(Owner { id: LOCAL.to_owned(), admin: true }),
-        Principal::ServiceKey(hash) => {
-            Some(Owner { id: format!("service:{}", hex::encode(&hash[..8])), admin: true })
-        }
+        Principal::Anonymous => Some(Owner { id: LOCAL.to_owned(), admin: true, records: OwnRecords::Every }),
+        Principal::ServiceKey(hash) => Some(Owner {
+            id: format!("service:{}", hex::encode(&hash[..8])),
+            admin: true,
+            records: OwnRecords::ByKeyId,
+        }),
     }
 }
 
@@ -52,8 +67,12 @@ mod tests {
     #[test]
     fn service_keys_own_data_under_their_hash_prefix() {
         let ctx = RequestContext::new("r", Principal::ServiceKey([0xab; 32]), 0);
-        assert_eq!(owner(&ctx), Some(Owner { id: "service:abababababababab".into(), admin: true }));
+        let want = Owner { id: "service:abababababababab".into(), admin: true, records: OwnRecords::ByKeyId };
+        assert_eq!(owner(&ctx), Some(want));
         let local = RequestContext::new("r", Principal::Anonymous, 0);
-        assert_eq!(owner(&local), Some(Owner { id: "local".into(), admin: true }));
+        assert_eq!(
+            owner(&local),
+            Some(Owner { id: "local".into(), admin: true, records: OwnRecords::Every })
+        );
     }
 }

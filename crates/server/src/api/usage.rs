@@ -2,8 +2,8 @@
 //! (or, for admins, user), as JSON or CSV; or the raw records (`group_by=none` or
 //! `records=true`, at most [`MAX_RECORDS`]).
 //!
-//! Whose records: the caller's own (`user_id` = its [`Owner::id`]); an admin may ask
-//! for one user's (`user=ID`) or everyone's (`all=true`). [`scope`] decides, and is the
+//! Whose records: the caller's own (as [`Owner::records`] says); an admin may ask for
+//! one user's (`user=ID`) or everyone's (`all=true`). [`scope`] decides, and is the
 //! only place that does.
 
 pub(crate) mod calendar;
@@ -23,7 +23,7 @@ use super::{
     Ctx,
     conversations::query,
     data_error::DataError,
-    owner::{Owner, signed_in},
+    owner::{OwnRecords, Owner, signed_in},
 };
 use crate::state::AppState;
 
@@ -57,6 +57,8 @@ pub struct UsageQuery {
 /// Whose records a report covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
+    /// The caller's own.
+    Own,
     /// One user's (records with this `user_id`).
     User(String),
     /// Everyone's.
@@ -66,16 +68,32 @@ pub enum Scope {
 /// Whose records `owner` may see with these parameters: its own by default; another
 /// user's, everyone's, or a per-user breakdown only for an admin (403 otherwise).
 pub fn scope(owner: &Owner, user: Option<&str>, all: bool, by_user: bool) -> Result<Scope, DataError> {
-    let others = all || by_user || user.is_some_and(|u| u != owner.id);
+    let own_user = owner.records == OwnRecords::ByUserId && user == Some(owner.id.as_str());
+    let others = all || by_user || (user.is_some() && !own_user);
     if others && !owner.admin {
         return Err(DataError::Forbidden("only admins may see other users' usage".into()));
     }
     match (user, all) {
         (Some(_), true) => Err(DataError::bad("give either user or all=true, not both", "user")),
+        _ if own_user => Ok(Scope::Own),
         (Some(u), false) => Ok(Scope::User(u.to_owned())),
         (None, true) => Ok(Scope::All),
-        (None, false) => Ok(Scope::User(owner.id.clone())),
+        (None, false) => Ok(Scope::Own),
     }
+}
+
+/// The store filter of `scope` for `owner` over `[from, to)`.
+fn filter<'a>(owner: &'a Owner, scope: &'a Scope, from: i64, to: i64) -> UsageFilter<'a> {
+    let (user_id, key_id) = match scope {
+        Scope::Own => match owner.records {
+            OwnRecords::ByUserId => (Some(owner.id.as_str()), None),
+            OwnRecords::ByKeyId => (None, Some(owner.id.as_str())),
+            OwnRecords::Every => (None, None),
+        },
+        Scope::User(u) => (Some(u.as_str()), None),
+        Scope::All => (None, None),
+    };
+    UsageFilter { user_id, key_id, from_ms: Some(from), to_ms: Some(to) }
 }
 
 /// What the report lists.
@@ -146,15 +164,7 @@ pub async fn report(
     let by_user = grouping == Grouping::By(UsageGroup::User);
     let scope = scope(&owner, q.user.as_deref(), q.all, by_user)?;
     let (from, to) = range(q.from.as_deref(), q.to.as_deref(), calendar::now_ms())?;
-    let filter = UsageFilter {
-        user_id: match &scope {
-            Scope::User(u) => Some(u),
-            Scope::All => None,
-        },
-        key_id: None,
-        from_ms: Some(from),
-        to_ms: Some(to),
-    };
+    let filter = filter(&owner, &scope, from, to);
     let (from_s, to_s) = (calendar::rfc3339(from), calendar::rfc3339(to));
     match grouping {
         Grouping::By(group) => {

@@ -7,11 +7,11 @@ use http::StatusCode;
 use serde_json::json;
 use sluice_store::UsageRecord;
 
-use super::{Scope, scope};
+use super::{Scope, filter, scope};
 use crate::api::{
     data_error::DataError,
     data_tests::{A, B, call, drop_schema, owner_id, postgres_schema, state},
-    owner::Owner,
+    owner::{OwnRecords, Owner},
 };
 use crate::state::AppState;
 
@@ -19,11 +19,14 @@ use crate::state::AppState;
 const NOV29: i64 = 1_796_083_200_000 - 2 * 86_400_000;
 const HOUR: i64 = 3_600_000;
 
-fn record(at: i64, user: &str, model: &str, prompt: u64, cached: bool) -> UsageRecord {
+/// A record attributed as `tenancy::usage_owner` does: a service key's carries only
+/// its key id; a signed-in user's, its user id.
+fn record(at: i64, owner: &str, model: &str, prompt: u64, cached: bool) -> UsageRecord {
+    let by_key = owner.starts_with("service:");
     UsageRecord {
         at,
-        user_id: Some(user.to_owned()),
-        key_id: Some(user.to_owned()),
+        user_id: (!by_key).then(|| owner.to_owned()),
+        key_id: by_key.then(|| owner.to_owned()),
         model: model.to_owned(),
         backend: "b".into(),
         dialect: "openai".into(),
@@ -37,7 +40,8 @@ fn record(at: i64, user: &str, model: &str, prompt: u64, cached: bool) -> UsageR
     }
 }
 
-/// A: two on the 29th (llama, qwen), one on the 30th (llama); B: one on the 30th.
+/// Key A: two on the 29th (llama, qwen), one on the 30th (llama); key B: one on the
+/// 30th; user u7 (no key): one on the 29th.
 async fn seed(s: &AppState) -> (String, String) {
     let (a, b) = (owner_id(A), owner_id(B));
     let records = [
@@ -45,6 +49,7 @@ async fn seed(s: &AppState) -> (String, String) {
         record(NOV29 + 2 * HOUR, &a, "qwen", 2, true),
         record(NOV29 + 25 * HOUR, &a, "llama", 4, false),
         record(NOV29 + 26 * HOUR, &b, "llama", 8, false),
+        record(NOV29 + 3 * HOUR, "u7", "llama", 16, false),
     ];
     s.store.insert_usage(&records).await.unwrap();
     (a, b)
@@ -90,26 +95,31 @@ async fn reports(s: &AppState) {
     let lines: Vec<_> = raw.text().lines().collect();
     assert_eq!(lines.len(), 4, "{}", raw.text());
     assert!(lines[0].starts_with("at,user_id,key_id,model"));
-    assert_eq!(lines[2], format!("2026-11-29T02:00:00.000Z,{a},{a},qwen,b,openai,2,10,true,5,100,200,0.25"));
+    assert_eq!(lines[2], format!("2026-11-29T02:00:00.000Z,,{a},qwen,b,openai,2,10,true,5,100,200,0.25"));
     let raw = call(s, "GET", &format!("/v1/usage?{RANGE}&records=true"), A, "").await.json();
     assert_eq!((raw["truncated"].clone(), raw["data"].as_array().unwrap().len()), (json!(false), 3));
 
-    // Admins: everyone by user, or one other user.
-    let all = call(s, "GET", &format!("/v1/usage?{RANGE}&all=true&group_by=user"), A, "").await.json();
-    let mut users: Vec<_> = all["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (r["group"].as_str().unwrap().to_owned(), r["requests"].as_u64().unwrap()))
-        .collect();
-    users.sort();
-    let mut want = vec![(a.clone(), 3), (b.clone(), 1)];
+    // Admins: everyone, by key or by user, or one user.
+    let groups = |v: serde_json::Value| -> Vec<(Option<String>, u64)> {
+        let mut g: Vec<_> = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["group"].as_str().map(str::to_owned), r["requests"].as_u64().unwrap()))
+            .collect();
+        g.sort();
+        g
+    };
+    let by_key = call(s, "GET", &format!("/v1/usage?{RANGE}&all=true&group_by=key"), A, "").await.json();
+    let mut want = vec![(None, 1), (Some(a.clone()), 3), (Some(b.clone()), 1)];
     want.sort();
-    assert_eq!(users, want);
-    let theirs = call(s, "GET", &format!("/v1/usage?{RANGE}&user={b}&group_by=key"), A, "").await.json();
+    assert_eq!(groups(by_key), want);
+    let by_user = call(s, "GET", &format!("/v1/usage?{RANGE}&all=true&group_by=user"), A, "").await.json();
+    assert_eq!(groups(by_user), [(None, 4), (Some("u7".to_owned()), 1)]);
+    let theirs = call(s, "GET", &format!("/v1/usage?{RANGE}&user=u7&group_by=model"), A, "").await.json();
     assert_eq!(
         theirs["data"],
-        json!([{"group": b, "requests": 1, "prompt_tokens": 8, "completion_tokens": 10, "cached": 0, "spend": 0.25}])
+        json!([{"group": "llama", "requests": 1, "prompt_tokens": 16, "completion_tokens": 10, "cached": 0, "spend": 0.25}])
     );
     // B sees only B's own.
     let own = call(s, "GET", &format!("/v1/usage?{RANGE}&group_by=model"), B, "").await.json();
@@ -151,17 +161,24 @@ async fn postgres_reports() {
 /// which the handler calls for every request.
 #[test]
 fn a_non_admin_sees_only_its_own_usage() {
-    let user = Owner { id: "u1".into(), admin: false };
-    assert_eq!(scope(&user, None, false, false).unwrap(), Scope::User("u1".into()));
-    assert_eq!(scope(&user, Some("u1"), false, false).unwrap(), Scope::User("u1".into()));
+    let user = Owner { id: "u1".into(), admin: false, records: OwnRecords::ByUserId };
+    assert_eq!(scope(&user, None, false, false).unwrap(), Scope::Own);
+    assert_eq!(scope(&user, Some("u1"), false, false).unwrap(), Scope::Own);
     for (other, all, by_user) in [(Some("u2"), false, false), (None, true, false), (None, false, true)] {
         let refused = scope(&user, other, all, by_user).unwrap_err();
         assert!(matches!(refused, DataError::Forbidden(_)), "{other:?} {all} {by_user}: {refused:?}");
         assert_eq!(refused.status_code(), StatusCode::FORBIDDEN);
     }
-    let admin = Owner { id: "root".into(), admin: true };
+    let own = filter(&user, &Scope::Own, 1, 2);
+    assert_eq!((own.user_id, own.key_id, own.from_ms, own.to_ms), (Some("u1"), None, Some(1), Some(2)));
+    let admin = Owner { id: "service:ab".into(), admin: true, records: OwnRecords::ByKeyId };
     assert_eq!(scope(&admin, Some("u2"), false, false).unwrap(), Scope::User("u2".into()));
     assert_eq!(scope(&admin, None, true, true).unwrap(), Scope::All);
+    let own = filter(&admin, &Scope::Own, 1, 2);
+    assert_eq!((own.user_id, own.key_id), (None, Some("service:ab")));
+    let local = Owner { id: "local".into(), admin: true, records: OwnRecords::Every };
+    let own = filter(&local, &Scope::Own, 1, 2);
+    assert_eq!((own.user_id, own.key_id), (None, None), "keyless mode: every record is the one user's");
 }
 
 #[tokio::test]
