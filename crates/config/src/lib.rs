@@ -307,11 +307,11 @@ impl Config {
         problems.extend(self.cache.problems());
         self.agents.check(&mut problems);
         self.store.check(&mut problems);
-        self.usage.check(&mut problems);
         if let Err(e) = self.limits.validate() {
             problems.push(format!("limits: {e}"));
         }
         self.server.check_tls(&mut problems);
+        self.usage.check(&mut problems);
         if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(problems)) }
     }
 }

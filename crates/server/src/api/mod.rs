@@ -12,14 +12,14 @@
 //! - [`admin_backends`]: `GET /admin/backends` (breakers, load, latency).
 //! - [`admin_agents`]: connected agents and agent tokens.
 //! - [`agent_connect`]: the endpoint agents dial in to.
+//! - [`respond`]: the one path from a canonical request to a response, through a
+//!   dialect's encoder.
+//! - [`stream_body`]: the streamed response body and the [`stream_body::Encoder`] trait.
 //! - [`conversations`]: `/v1/conversations*`, the caller's saved chats.
 //! - [`usage`]: `GET /v1/usage`, usage reports and CSV export.
 //! - [`admin_retention`]: `GET|PUT /admin/retention`.
 //! - [`owner`]: who owns stored data ([`owner::owner`]); [`data_error`]: how those
 //!   routes fail.
-//! - [`respond`]: the one path from a canonical request to a response, through a
-//!   dialect's encoder.
-//! - [`stream_body`]: the streamed response body and the [`stream_body::Encoder`] trait.
 
 pub mod admin_agents;
 pub mod admin_backends;
@@ -27,6 +27,8 @@ pub mod admin_retention;
 pub mod agent_connect;
 pub mod conversations;
 pub mod data_error;
+#[cfg(test)]
+mod data_tests;
 pub mod ollama;
 pub mod openai;
 pub mod ops;
@@ -340,8 +342,6 @@ pub fn streaming_response(
     resp
 }
 
-#[cfg(test)]
-mod data_tests;
 #[cfg(test)]
 mod router_tests;
 
