@@ -27,12 +27,16 @@ use figment::{
 use serde::{Deserialize, Serialize};
 
 pub mod agents;
+pub mod history;
 pub mod telemetry;
 
 pub use sluice_backends::engine::config::{EngineModelConfig, EngineSection};
 pub use sluice_core::config::{BackendConfig, BackendKind, ModelEntry, Timeouts};
 
-pub use self::agents::AgentsConfig;
+pub use self::{
+    agents::AgentsConfig,
+    history::{RetentionConfig, UsageConfig},
+};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -60,6 +64,10 @@ pub struct Config {
     pub store: sluice_store::StoreConfig,
     /// Per-key, per-user and gateway-wide limits (`[limits]`).
     pub limits: sluice_limits::LimitsConfig,
+    /// Usage recording (`[usage]`).
+    pub usage: UsageConfig,
+    /// How long conversations and usage are kept (`[retention]`).
+    pub retention: RetentionConfig,
 }
 
 /// Listener and request limits.
@@ -305,6 +313,7 @@ impl Config {
             problems.push(format!("limits: {e}"));
         }
         self.server.check_tls(&mut problems);
+        self.usage.check(&mut problems);
         if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(problems)) }
     }
 }

@@ -11,11 +11,15 @@
 //! - [`hub`]: connected agents as backends (the gateway's side of the agent link).
 //! - [`tenancy`]: who a request is limited and recorded as.
 //! - [`tls`]: the HTTPS listener.
+//! - [`usage_writer`]: the usage writer's life (start, drain, metrics).
+//! - [`retention`]: the task deleting expired conversations and usage.
 
 pub mod api;
 pub mod auth;
 pub mod hub;
+pub mod retention;
 pub mod serve;
 pub mod state;
 pub mod tenancy;
 pub mod tls;
+pub mod usage_writer;

@@ -1,5 +1,6 @@
 //! The server's state: the domain [`Gateway`] plus what only the HTTP server holds
-//! (configuration, accepted keys, the agent hub, the store).
+//! (configuration, accepted keys, the agent hub, the store, the usage writer, the
+//! retention settings).
 
 use std::{sync::Arc, time::Instant};
 
@@ -14,6 +15,8 @@ use sluice_core::{
 use crate::{
     auth::ApiKeys,
     hub::{AgentHub, Link},
+    retention::Retention,
+    usage_writer::UsageLife,
 };
 
 /// Everything a request handler needs, cheap to clone.
@@ -38,8 +41,11 @@ pub struct Inner {
     pub store: Arc<sluice_store::Store>,
     /// Rate limits, streams and quotas of every key, user and anonymous address.
     pub limits: sluice_limits::Limiter,
-    /// Where usage records go (batched into the store); `None`: not recorded.
-    pub usage: Option<sluice_store::UsageSink>,
+    /// The usage writer: `usage.sink()` is `Some` once [`AppState::start_usage`] ran
+    /// (`sluice serve` does) with `[usage] enabled`.
+    pub usage: UsageLife,
+    /// Retention settings in force (`[retention]`, changeable at runtime).
+    pub retention: Retention,
 }
 
 impl std::ops::Deref for AppState {
@@ -73,10 +79,21 @@ impl AppState {
                 agents: Arc::default(),
                 store: Arc::new(sluice_store::Store::new(&config.store)),
                 limits,
-                usage: None,
+                usage: UsageLife::default(),
+                retention: Retention::new(config.retention),
                 config,
             }),
         }
+    }
+
+    /// Starts the usage writer into the store when `[usage] enabled` (once; later
+    /// calls do nothing). Needs a Tokio runtime. Drained by [`UsageLife::drain`].
+    pub fn start_usage(&self) {
+        if !self.config.usage.enabled || self.usage.sink().is_some() {
+            return;
+        }
+        let (sink, writer) = sluice_store::UsageWriter::start(self.store.clone(), self.config.usage.writer());
+        self.usage.keep(sink, writer);
     }
 
     /// What an agent session needs from this state.

@@ -16,16 +16,28 @@
 //! - [`respond`]: the one path from a canonical request to a response, through a
 //!   dialect's encoder.
 //! - [`stream_body`]: the streamed response body and the [`stream_body::Encoder`] trait.
+//! - [`conversations`]: `/v1/conversations*`, the caller's saved chats.
+//! - [`usage`]: `GET /v1/usage`, usage reports and CSV export.
+//! - [`admin_retention`]: `GET|PUT /admin/retention`.
+//! - [`owner`]: who owns stored data ([`owner::owner`]); [`data_error`]: how those
+//!   routes fail.
 
 pub mod accounting;
 pub mod admin_agents;
 pub mod admin_backends;
+pub mod admin_retention;
 pub mod agent_connect;
+pub mod conversations;
+pub mod data_error;
+#[cfg(test)]
+mod data_tests;
 pub mod ollama;
 pub mod openai;
 pub mod ops;
+pub mod owner;
 pub mod respond;
 pub mod stream_body;
+pub mod usage;
 
 use std::{convert::Infallible, sync::LazyLock};
 
@@ -88,6 +100,17 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/admin/agents", get(admin_agents::list_agents)),
         ("/admin/agent-tokens", get(admin_agents::list_tokens).post(admin_agents::create_token)),
         ("/admin/agent-tokens/{id}", axum::routing::delete(admin_agents::revoke_token)),
+        ("/admin/retention", get(admin_retention::get).put(admin_retention::put)),
+        ("/v1/conversations", get(conversations::list).post(conversations::create)),
+        // A static segment wins over `{id}` in the router and in `route_label`.
+        ("/v1/conversations/search", get(conversations::search)),
+        (
+            "/v1/conversations/{id}",
+            get(conversations::get).patch(conversations::rename).delete(conversations::delete),
+        ),
+        ("/v1/conversations/{id}/export", get(conversations::export)),
+        ("/v1/conversations/{id}/messages", post(conversations::append)),
+        ("/v1/usage", get(usage::report)),
     ]
 }
 
@@ -336,6 +359,9 @@ mod tests {
         assert_eq!(route_label("/v1/models/llama3"), "/v1/models/{id}");
         assert_eq!(route_label("/admin/agent-tokens/42"), "/admin/agent-tokens/{id}");
         assert_eq!(route_label("/"), "/");
+        assert_eq!(route_label("/v1/conversations/search"), "/v1/conversations/search");
+        assert_eq!(route_label("/v1/conversations/abc"), "/v1/conversations/{id}");
+        assert_eq!(route_label("/v1/conversations/abc/export"), "/v1/conversations/{id}/export");
         // Unknown paths and ids with slashes never become labels of their own.
         assert_eq!(route_label("/v1/models/a/b"), "unmatched");
         assert_eq!(route_label("/v1/models/"), "unmatched");

@@ -43,7 +43,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 pub async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        state.core.metrics.render(),
+        crate::usage_writer::with_usage_metrics(
+            state.core.metrics.render(),
+            state.usage.sink().map(sluice_store::UsageSink::stats),
+        ),
     )
         .into_response()
 }

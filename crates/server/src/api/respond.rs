@@ -63,7 +63,7 @@ pub async fn respond<D: Dialect>(
     let (user_id, key_id) = tenancy::usage_owner(&ctx.principal);
     let ledger = Ledger {
         admission: Some(admission),
-        usage: state.usage.clone(),
+        usage: state.usage.sink().cloned(),
         user_id,
         key_id,
         dialect: D::NAME,

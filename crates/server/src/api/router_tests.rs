@@ -60,7 +60,10 @@ impl Backend for Echo {
 }
 
 fn state() -> AppState {
-    let toml = format!("[auth]\napi_key_sha256 = [\"{}\"]\n[cache]\nenabled = false\n", hash_key(KEY));
+    let toml = format!(
+        "[auth]\napi_key_sha256 = [\"{}\"]\n[cache]\nenabled = false\n[store]\nurl = \"sqlite::memory:\"\n",
+        hash_key(KEY)
+    );
     let config = Config::from_toml(&toml, &Overrides::default()).unwrap();
     let mut cfg = BackendConfig::new("echo", BackendKind::Openai, "http://127.0.0.1:1/v1");
     cfg.models = vec![ModelEntry::Name("m".into())];
@@ -92,6 +95,13 @@ const CALLS: &[(&str, &str, &str)] = &[
     ("GET", "/admin/agents", ""),
     ("GET", "/admin/agent-tokens", ""),
     ("DELETE", "/admin/agent-tokens/x", ""),
+    ("GET", "/admin/retention", ""),
+    ("GET", "/v1/conversations", ""),
+    ("GET", "/v1/conversations/search", ""),
+    ("GET", "/v1/conversations/x", ""),
+    ("GET", "/v1/conversations/x/export", ""),
+    ("POST", "/v1/conversations/x/messages", r#"{"role":"user","content":"hi"}"#),
+    ("GET", "/v1/usage", ""),
 ];
 
 async fn call(
@@ -163,6 +173,12 @@ async fn every_route_answers_with_a_valid_key() {
             "/agent/v1/connect" => assert_eq!(status, StatusCode::BAD_REQUEST, "{json}"),
             // No such token.
             "/admin/agent-tokens/x" => assert_eq!(status, StatusCode::NOT_FOUND, "{json}"),
+            // No such conversation.
+            "/v1/conversations/x" | "/v1/conversations/x/export" | "/v1/conversations/x/messages" => {
+                assert_eq!(status, StatusCode::NOT_FOUND, "{json}")
+            }
+            // `q` is required.
+            "/v1/conversations/search" => assert_eq!(status, StatusCode::BAD_REQUEST, "{json}"),
             _ => assert!(status.is_success(), "{method} {path}: {status} {json}"),
         }
     }
