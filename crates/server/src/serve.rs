@@ -47,6 +47,8 @@ pub async fn announce(state: &AppState, addr: std::net::SocketAddr) {
 pub async fn run(listener: TcpListener, state: AppState) -> io::Result<()> {
     let shutdown = state.core.shutdown.clone();
     let grace = state.config.server.shutdown_grace;
+    // Fail closed: never serve with users and keys unread.
+    state.start_auth().await.map_err(io::Error::other)?;
     sluice_core::health::spawn_probes(&state.core);
     let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
         std::net::SocketAddr,

@@ -1,5 +1,6 @@
 //! The server's state: the domain [`Gateway`] plus what only the HTTP server holds
-//! (configuration, accepted keys, the agent hub, the store).
+//! (configuration, service keys, the user directory, login throttling, the agent hub,
+//! the store).
 
 use std::{sync::Arc, time::Instant};
 
@@ -12,7 +13,7 @@ use sluice_core::{
 };
 
 use crate::{
-    auth::ApiKeys,
+    auth::{ApiKeys, directory::Directory, throttle::LoginThrottle},
     hub::{AgentHub, Link},
 };
 
@@ -28,8 +29,12 @@ pub struct Inner {
     pub core: Gateway,
     /// The validated configuration.
     pub config: Config,
-    /// Accepted API keys.
+    /// Service keys from the configuration.
     pub keys: ApiKeys,
+    /// Users and their keys, in memory.
+    pub directory: Arc<Directory>,
+    /// Failed logins per account and address.
+    pub logins: LoginThrottle,
     /// Process start.
     pub started: Instant,
     /// Connected agents.
@@ -56,16 +61,25 @@ impl AppState {
     /// Builds the state over ready-made backend slots (embedded engines, agents, tests).
     pub fn with_slots(config: Config, slots: Vec<Arc<BackendSlot>>) -> AppState {
         let settings = Settings { routing: &config.routing, models: &config.models, cache: &config.cache };
+        let store = Arc::new(sluice_store::Store::new(&config.store));
         AppState {
             inner: Arc::new(Inner {
                 core: Gateway::new(settings, slots),
                 keys: ApiKeys::from_hashes(&config.auth.api_key_sha256),
+                directory: Arc::new(Directory::new(store.clone())),
+                logins: LoginThrottle::default(),
                 started: Instant::now(),
                 agents: Arc::default(),
-                store: Arc::new(sluice_store::Store::new(&config.store)),
+                store,
                 config,
             }),
         }
+    }
+
+    /// Loads users and keys (failing when the store cannot be read) and keeps them
+    /// current until shutdown. Idempotent; the serve loop calls it too.
+    pub async fn start_auth(&self) -> Result<(), sluice_store::StoreError> {
+        self.directory.start(&self.core.tasks, self.core.shutdown.clone()).await
     }
 
     /// What an agent session needs from this state.

@@ -11,8 +11,10 @@ use sqlx::{
 };
 
 /// (version, description, SQL), in order.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "agent tokens", include_str!("../migrations/0001_agent_tokens.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "agent tokens", include_str!("../migrations/0001_agent_tokens.sql")),
+    (2, "users, sessions, api keys", include_str!("../migrations/0002_users.sql")),
+];
 
 #[derive(Debug)]
 struct Embedded;

@@ -14,7 +14,7 @@ use sluice_core::{
 };
 
 use super::{
-    served_response,
+    allowed_model, served_response,
     stream_body::{Encoder, EventBody, collect},
     streaming_response,
 };
@@ -45,6 +45,9 @@ pub async fn respond<D: Dialect>(
     req: ChatRequest,
     dialect: D,
 ) -> Response {
+    if let Err(e) = allowed_model(&ctx, &req.model) {
+        return D::error(&e);
+    }
     let stream = req.stream;
     let mut reply = match reply::start(&state.core, &ctx, req).await {
         Ok(r) => r,
