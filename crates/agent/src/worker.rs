@@ -43,7 +43,7 @@ fn error(job: u64, err: &GatewayError) -> ToGateway {
 
 async fn generate(registry: &Registry, outbox: &Outbox, job: u64, request: JobRequest) {
     // The gateway already authenticated and admitted the request: here it only names it.
-    let ctx = RequestContext::new(request.request_id.clone().unwrap_or_default(), Principal::Anonymous, 0);
+    let ctx = RequestContext::new(request.request_id.clone().unwrap_or_default(), Principal::Local, 0);
     tracing::debug!(job, request_id = %ctx.request_id, model = %request.model, "job started");
     let mut req = match convert::chat_request(request) {
         Ok(r) => r,

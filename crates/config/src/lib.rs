@@ -122,14 +122,29 @@ impl ServerConfig {
     }
 }
 
-/// Client authentication: API keys, stored only as SHA-256 hashes.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Client authentication: service keys from the configuration (users, their keys and
+/// sessions live in the store).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// Hex SHA-256 of each accepted API key (`sluice key generate` prints one).
+    /// Hex SHA-256 of each accepted service key (`sluice key generate` prints one);
+    /// service keys act with the admin role.
     pub api_key_sha256: Vec<String>,
-    /// Serve without keys on a non-loopback address (off: refuse to start).
+    /// Let requests without a credential in as an anonymous user (never an admin).
     pub allow_anonymous: bool,
+    /// How long a login session lasts.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            api_key_sha256: Vec::new(),
+            allow_anonymous: false,
+            session_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
 }
 
 /// Log output.
@@ -295,14 +310,8 @@ impl Config {
                 break;
             }
         }
-        if !self.server.listen.ip().is_loopback()
-            && self.auth.api_key_sha256.is_empty()
-            && !self.auth.allow_anonymous
-        {
-            problems.push(format!(
-                "server.listen is {} (reachable from other machines) but no API key is configured: add auth.api_key_sha256 (see `sluice key generate`) or set auth.allow_anonymous = true",
-                self.server.listen
-            ));
+        if self.auth.session_ttl < Duration::from_secs(60) {
+            problems.push("auth.session_ttl must be at least 1m".to_owned());
         }
         problems.extend(self.cache.problems());
         self.agents.check(&mut problems);
@@ -384,7 +393,7 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        for needle in ["used twice", "ftp", "'nope'", "no API key"] {
+        for needle in ["used twice", "ftp", "'nope'"] {
             assert!(err.contains(needle), "{needle} missing from {err}");
         }
     }
@@ -548,6 +557,6 @@ mod routing_tests {
         let key = |k: &str| Principal::ServiceKey(Sha256::digest(k.as_bytes()).into());
         assert_eq!(routing.class_of(&key("batch-key")), 1);
         assert_eq!(routing.class_of(&key("other-key")), 0);
-        assert_eq!(routing.class_of(&Principal::Anonymous), 0);
+        assert_eq!(routing.class_of(&Principal::Local), 0);
     }
 }

@@ -24,6 +24,10 @@ pub enum GatewayError {
     /// Missing or wrong credentials.
     #[error("{0}")]
     Unauthorized(String),
+    /// Authenticated, but not allowed to do this (a user key on an admin route, a
+    /// model outside the key's list, a missing CSRF token, a foreign `Origin`).
+    #[error("{0}")]
+    Forbidden(String),
     /// The model is served by no backend.
     #[error("model '{0}' not found")]
     ModelNotFound(String),
@@ -63,6 +67,7 @@ impl GatewayError {
         match self {
             GatewayError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
             GatewayError::ModelNotFound(_) | GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -76,6 +81,7 @@ impl GatewayError {
         match self {
             GatewayError::BadRequest { .. } => "invalid_request_error",
             GatewayError::Unauthorized(_) => "authentication_error",
+            GatewayError::Forbidden(_) => "permission_error",
             GatewayError::ModelNotFound(_) => "model_not_found",
             GatewayError::NotFound(_) => "not_found",
             GatewayError::PayloadTooLarge { .. } => "request_too_large",
@@ -125,6 +131,7 @@ mod tests {
         let cases = [
             (GatewayError::bad_request("x", Some("model")), 400),
             (GatewayError::Unauthorized("no".into()), 401),
+            (GatewayError::Forbidden("no".into()), 403),
             (GatewayError::ModelNotFound("m".into()), 404),
             (GatewayError::PayloadTooLarge { limit: 1 }, 413),
             (GatewayError::RateLimited { message: "x".into(), retry_after: None }, 429),

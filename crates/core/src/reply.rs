@@ -20,6 +20,7 @@ use crate::{
     backend::BackendError,
     cache::{
         CACHE_BACKEND, CacheStatus,
+        config::CacheScope,
         entry::{Entry, Replay},
         flight::{Flight, Flights, Reader, Seat, lock},
         key::Key,
@@ -99,7 +100,8 @@ pub async fn start(state: &Gateway, ctx: &RequestContext, req: ChatRequest) -> R
         let (served, started, ttft) = (g.served().clone(), g.started(), g.ttft());
         return Ok(Reply { source: Source::Live(g), served, started, ttft, status: CacheStatus::Bypass });
     };
-    let key = Key::of(&req);
+    let tenant = (cache.scope == CacheScope::User).then(|| ctx.principal.tenant());
+    let key = Key::scoped(&req, tenant.as_ref());
     if plan.lookup
         && let Some(found) = cache.store.get(&key).await
         && plan.max_age.is_none_or(|max| found.age <= max)

@@ -50,6 +50,8 @@ pub async fn announce(state: &AppState, addr: std::net::SocketAddr) {
 pub async fn run(listener: TcpListener, state: AppState) -> io::Result<()> {
     let shutdown = state.core.shutdown.clone();
     let grace = state.config.server.shutdown_grace;
+    // Fail closed: never serve with users and keys unread.
+    state.start_auth().await.map_err(io::Error::other)?;
     sluice_core::health::spawn_probes(&state.core);
     state.start_usage();
     crate::retention::spawn(&state);

@@ -1,6 +1,6 @@
 //! The server's state: the domain [`Gateway`] plus what only the HTTP server holds
-//! (configuration, accepted keys, the agent hub, the store, the usage writer, the
-//! retention settings).
+//! (configuration, service keys, the user directory, login throttling, the agent hub,
+//! the store, limits, the usage writer, the retention settings).
 
 use std::{sync::Arc, time::Instant};
 
@@ -13,7 +13,7 @@ use sluice_core::{
 };
 
 use crate::{
-    auth::ApiKeys,
+    auth::{ApiKeys, directory::Directory, throttle::LoginThrottle},
     hub::{AgentHub, Link},
     retention::Retention,
     usage_writer::UsageLife,
@@ -31,8 +31,12 @@ pub struct Inner {
     pub core: Gateway,
     /// The validated configuration.
     pub config: Config,
-    /// Accepted API keys.
+    /// Service keys from the configuration.
     pub keys: ApiKeys,
+    /// Users and their keys, in memory.
+    pub directory: Arc<Directory>,
+    /// Failed logins per account and address.
+    pub logins: LoginThrottle,
     /// Process start.
     pub started: Instant,
     /// Connected agents.
@@ -71,13 +75,16 @@ impl AppState {
         let settings = Settings { routing: &config.routing, models: &config.models, cache: &config.cache };
         let limits = sluice_limits::Limiter::new(config.limits.clone(), Arc::new(sluice_limits::SystemClock))
             .expect("[limits] was validated with the configuration");
+        let store = Arc::new(sluice_store::Store::new(&config.store));
         AppState {
             inner: Arc::new(Inner {
                 core: Gateway::new(settings, slots),
                 keys: ApiKeys::from_hashes(&config.auth.api_key_sha256),
+                directory: Arc::new(Directory::new(store.clone())),
+                logins: LoginThrottle::default(),
                 started: Instant::now(),
                 agents: Arc::default(),
-                store: Arc::new(sluice_store::Store::new(&config.store)),
+                store,
                 limits,
                 usage: UsageLife::default(),
                 retention: Retention::new(config.retention),
@@ -94,6 +101,12 @@ impl AppState {
         }
         let (sink, writer) = sluice_store::UsageWriter::start(self.store.clone(), self.config.usage.writer());
         self.usage.keep(sink, writer);
+    }
+
+    /// Loads users and keys (failing when the store cannot be read) and keeps them
+    /// current until shutdown. Idempotent; the serve loop calls it too.
+    pub async fn start_auth(&self) -> Result<(), sluice_store::StoreError> {
+        self.directory.start(&self.core.tasks, self.core.shutdown.clone()).await
     }
 
     /// What an agent session needs from this state.

@@ -29,21 +29,121 @@ pub enum Command {
     Agent(AgentArgs),
     /// Manage agent tokens (`create --name N`, `list`, `revoke ID`).
     AgentToken(AgentTokenArgs),
-    /// Manage client API keys.
-    Key {
-        /// What to do with keys.
-        #[command(subcommand)]
-        action: KeyAction,
-    },
+    /// Manage client API keys (`create --user N`, `list`, `revoke ID`; `generate` and
+    /// `hash` for service keys in the configuration).
+    Key(KeyArgs),
+    /// Manage users (`create --name N [--admin]`, `list`, `disable N`, `enable N`,
+    /// `passwd N`).
+    User(UserArgs),
+}
+
+/// `sluice key` flags.
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: KeyAction,
+    /// The gateway's configuration file (for `[store] url`).
+    #[arg(long, short, env = "SLUICE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
 }
 
 /// `sluice key ...`.
 #[derive(Debug, Subcommand)]
 pub enum KeyAction {
-    /// Print a new random key and the hash to put in `auth.api_key_sha256`.
+    /// Print a new random service key and the hash to put in `auth.api_key_sha256`.
     Generate,
     /// Print the hash of a key read from standard input.
     Hash,
+    /// Create an API key for a user and print it (it is shown only this once).
+    Create(KeyCreate),
+    /// List API keys (ids and prefixes, never the secrets).
+    List {
+        /// Only this user's keys.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke an API key by id; it is refused at once.
+    Revoke {
+        /// The key's id (see `list`).
+        id: String,
+    },
+}
+
+/// `sluice key create` flags.
+#[derive(Debug, Args)]
+pub struct KeyCreate {
+    /// The user who owns the key.
+    #[arg(long)]
+    pub user: String,
+    /// A label for the key, e.g. the program using it.
+    #[arg(long, default_value = "")]
+    pub name: String,
+    /// Model globs the key may use, e.g. 'llama*' (repeatable or comma-separated;
+    /// default: every model).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// Requests per minute.
+    #[arg(long)]
+    pub rpm: Option<u32>,
+    /// Tokens per minute.
+    #[arg(long)]
+    pub tpm: Option<u32>,
+    /// Concurrent streams.
+    #[arg(long)]
+    pub max_streams: Option<u32>,
+    /// Tokens per day.
+    #[arg(long)]
+    pub daily_tokens: Option<u64>,
+    /// Tokens per month.
+    #[arg(long)]
+    pub monthly_tokens: Option<u64>,
+    /// Refuse the key after this long, e.g. `30d`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub expires: Option<Duration>,
+}
+
+/// `sluice user` flags.
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: UserAction,
+    /// The gateway's configuration file (for `[store] url`).
+    #[arg(long, short, env = "SLUICE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+/// `sluice user ...`. Passwords are read from standard input when it is not a
+/// terminal, else prompted for twice.
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Create a user.
+    Create {
+        /// The login name.
+        #[arg(long)]
+        name: String,
+        /// Give the user the admin role.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List users.
+    List,
+    /// Disable a user: their keys and sessions stop working at once.
+    Disable {
+        /// The user's name.
+        name: String,
+    },
+    /// Enable a disabled user.
+    Enable {
+        /// The user's name.
+        name: String,
+    },
+    /// Set a user's password (their sessions end).
+    Passwd {
+        /// The user's name.
+        name: String,
+    },
 }
 
 /// `sluice serve` flags.

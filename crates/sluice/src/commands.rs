@@ -1,15 +1,21 @@
 //! What each subcommand does, wired from the crates that do the work.
 
-use std::{io::Read as _, time::Duration};
+use std::{
+    io::{IsTerminal as _, Read as _},
+    time::Duration,
+};
 
 use sluice_agent::{Agent, AgentOptions};
 use sluice_config::{Config, Overrides, telemetry};
 use sluice_core::registry::Registry;
 use sluice_server::{auth, serve as server, state::AppState};
-use sluice_store::Store;
+use sluice_store::{NewApiKey, Store, api_keys::Limits};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{AgentArgs, AgentTokenAction, AgentTokenArgs, KeyAction, ServeArgs};
+use crate::cli::{
+    AgentArgs, AgentTokenAction, AgentTokenArgs, KeyAction, KeyArgs, KeyCreate, ServeArgs, UserAction,
+    UserArgs,
+};
 
 /// `sluice serve`: the gateway, until SIGTERM/SIGINT (then a graceful drain).
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -18,6 +24,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listen = config.server.listen;
     let state = AppState::new(config)?;
     state.store.open().await?;
+    // Fail closed: an unreadable store stops here, before the port is bound.
+    state.start_auth().await?;
+    let auth = &state.config.auth;
+    if !listen.ip().is_loopback()
+        && auth.api_key_sha256.is_empty()
+        && !auth.allow_anonymous
+        && !state.directory.any_credential()
+    {
+        anyhow::bail!(
+            "server.listen is {listen} (reachable from other machines) but no user or API key exists: create an admin (`sluice user create --name admin --admin`), add auth.api_key_sha256 (see `sluice key generate`), or set auth.allow_anonymous = true"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
@@ -80,10 +98,6 @@ pub async fn agent_token(args: AgentTokenArgs) -> anyhow::Result<()> {
         }
         AgentTokenAction::List => {
             let tokens = store.list_agent_tokens().await?;
-            let time = |t: i64| {
-                let at = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0));
-                humantime::format_rfc3339_seconds(at).to_string()
-            };
             println!("{:<18} {:<24} {:<22} revoked", "id", "name", "created");
             for t in tokens {
                 let revoked = t.revoked_at.map_or_else(|| "-".to_owned(), time);
@@ -101,9 +115,24 @@ pub async fn agent_token(args: AgentTokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `sluice key`: make a client API key, or hash one.
-pub fn key(action: KeyAction) -> anyhow::Result<()> {
-    match action {
+/// Unix seconds as RFC 3339.
+fn time(t: i64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0));
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+fn store_of(config: Option<&std::path::Path>) -> anyhow::Result<Store> {
+    let config = Config::load(config, &Overrides::default())?;
+    Ok(Store::new(&config.store))
+}
+
+async fn user_named(store: &Store, name: &str) -> anyhow::Result<sluice_store::User> {
+    store.user_by_name(name).await?.ok_or_else(|| anyhow::anyhow!("no user named '{name}'"))
+}
+
+/// `sluice key`: service keys (`generate`, `hash`) and users' keys in the store.
+pub async fn key(args: KeyArgs) -> anyhow::Result<()> {
+    match args.action {
         KeyAction::Generate => {
             let k = auth::generate_key();
             println!("key:    {k}");
@@ -114,6 +143,125 @@ pub fn key(action: KeyAction) -> anyhow::Result<()> {
             let mut k = String::new();
             std::io::stdin().read_to_string(&mut k)?;
             println!("{}", auth::hash_key(k.trim()));
+        }
+        KeyAction::Create(c) => create_key(&store_of(args.config.as_deref())?, c).await?,
+        KeyAction::List { user } => {
+            let store = store_of(args.config.as_deref())?;
+            let users = store.list_users().await?;
+            let owner = match &user {
+                Some(name) => Some(user_named(&store, name).await?.id),
+                None => None,
+            };
+            let name_of = |id: &str| users.iter().find(|u| u.id == id).map_or("?", |u| u.name.as_str());
+            println!(
+                "{:<18} {:<16} {:<16} {:<16} {:<22} {:<22} state",
+                "id", "user", "name", "prefix", "created", "last used"
+            );
+            for k in store.list_api_keys(owner.as_deref()).await? {
+                let state = match (k.revoked_at, k.expires_at) {
+                    (Some(t), _) => format!("revoked {}", time(t)),
+                    (None, Some(t)) => format!("expires {}", time(t)),
+                    (None, None) => "active".to_owned(),
+                };
+                let used = k.last_used_at.map_or_else(|| "-".to_owned(), time);
+                println!(
+                    "{:<18} {:<16} {:<16} {:<16} {:<22} {:<22} {state}",
+                    k.id,
+                    name_of(&k.user_id),
+                    k.name,
+                    k.prefix,
+                    time(k.created_at),
+                    used
+                );
+            }
+        }
+        KeyAction::Revoke { id } => {
+            if !store_of(args.config.as_deref())?.revoke_api_key(&id, None).await? {
+                anyhow::bail!("no active API key with id '{id}'");
+            }
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+async fn create_key(store: &Store, c: KeyCreate) -> anyhow::Result<()> {
+    let user = user_named(store, &c.user).await?;
+    let expires_at = c.expires.map(|d| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        i64::try_from((now + d).as_secs()).unwrap_or(i64::MAX)
+    });
+    let new = NewApiKey {
+        user_id: user.id,
+        name: c.name,
+        models: (!c.models.is_empty()).then_some(c.models),
+        limits: Limits {
+            rpm: c.rpm.map(i64::from),
+            tpm: c.tpm.map(i64::from),
+            max_streams: c.max_streams.map(i64::from),
+            daily_tokens: c.daily_tokens.and_then(|v| i64::try_from(v).ok()),
+            monthly_tokens: c.monthly_tokens.and_then(|v| i64::try_from(v).ok()),
+        },
+        expires_at,
+    };
+    let (k, secret) = store.create_api_key(&new).await?;
+    println!("id:     {}", k.id);
+    println!("user:   {}", user.name);
+    println!("key:    {secret}");
+    println!("\nGive the key to its user; it is not stored and cannot be shown again.");
+    Ok(())
+}
+
+/// A new password: one line of standard input when it is not a terminal, else asked
+/// for twice.
+fn read_password() -> anyhow::Result<String> {
+    if !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    let first = rpassword::prompt_password("password: ")?;
+    let again = rpassword::prompt_password("again:    ")?;
+    if first != again {
+        anyhow::bail!("the passwords differ");
+    }
+    Ok(first)
+}
+
+/// `sluice user`: create, list, disable, enable users, or set a password.
+pub async fn user(args: UserArgs) -> anyhow::Result<()> {
+    let store = store_of(args.config.as_deref())?;
+    match args.action {
+        UserAction::Create { name, admin } => {
+            let password = read_password()?;
+            let u = store.create_user(&name, &password, admin).await?;
+            println!("created {} ({}, id {})", u.name, if u.admin { "admin" } else { "user" }, u.id);
+        }
+        UserAction::List => {
+            println!("{:<18} {:<24} {:<6} {:<9} created", "id", "name", "role", "state");
+            for u in store.list_users().await? {
+                let role = if u.admin { "admin" } else { "user" };
+                let state = if u.disabled { "disabled" } else { "active" };
+                println!("{:<18} {:<24} {:<6} {:<9} {}", u.id, u.name, role, state, time(u.created_at));
+            }
+        }
+        UserAction::Disable { name } => {
+            let u = user_named(&store, &name).await?;
+            store.set_user_disabled(&u.id, true).await?;
+            store.delete_user_sessions(&u.id).await?;
+            println!("disabled {name}");
+        }
+        UserAction::Enable { name } => {
+            let u = user_named(&store, &name).await?;
+            store.set_user_disabled(&u.id, false).await?;
+            println!("enabled {name}");
+        }
+        UserAction::Passwd { name } => {
+            let u = user_named(&store, &name).await?;
+            let password = read_password()?;
+            store.set_password(&u.id, &password).await?;
+            store.delete_user_sessions(&u.id).await?;
+            println!("password of {name} changed; their sessions ended");
         }
     }
     Ok(())

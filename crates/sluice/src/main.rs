@@ -23,7 +23,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => runtime.block_on(commands::serve(args)),
         Command::Bench(args) => runtime.block_on(async { sluice_bench::run(args).await.map(|_| ()) }),
         Command::Chat(args) => runtime.block_on(sluice_chat::run(args)),
-        Command::Key { action } => commands::key(action),
+        Command::Key(args) => runtime.block_on(commands::key(args)),
+        Command::User(args) => runtime.block_on(commands::user(args)),
         Command::Agent(args) => runtime.block_on(commands::agent(args)),
         Command::AgentToken(args) => runtime.block_on(commands::agent_token(args)),
     };

@@ -8,6 +8,10 @@
 //!
 //! # Layout
 //! - [`agent_tokens`]: per-agent tokens (hashed at rest).
+//! - [`users`]: users, roles, argon2id passwords.
+//! - [`sessions`]: login sessions (cookie tokens, hashed at rest).
+//! - [`api_keys`]: users' API keys (hashed at rest), model scopes and limits.
+//! - [`changes`]: waking a gateway when users or keys change, from any process.
 //! - [`usage`]: one record per request, written in batches by a background writer.
 //! - [`conversations`]: saved chats with branching messages and full-text search.
 //! - `migrations`: the embedded migration list (shared SQL, or one text per engine).
@@ -19,9 +23,13 @@
 //! pays one sync per batch, not per record.
 
 pub mod agent_tokens;
+pub mod api_keys;
+pub mod changes;
 pub mod conversations;
 mod migrations;
+pub mod sessions;
 pub mod usage;
+pub mod users;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -30,6 +38,10 @@ use sqlx::{AnyPool, Executor as _, any::AnyPoolOptions};
 use tokio::sync::OnceCell;
 
 pub use agent_tokens::AgentToken;
+pub use api_keys::{ApiKey, NewApiKey};
+pub use changes::AuthChanges;
+pub use sessions::Session;
+pub use users::User;
 pub use conversations::{
     BadCursor, Conversation, ConversationCursor, ConversationExport, ConversationWithMessages, Message,
     MessageUpdate, NewMessage, Page, SearchHit,
@@ -86,6 +98,15 @@ pub enum StoreError {
     /// A query failed.
     #[error("store query failed: {0}")]
     Query(#[from] sqlx::Error),
+    /// The input is not acceptable (a short password, a bad name).
+    #[error("{0}")]
+    Invalid(String),
+    /// The thing to create exists already.
+    #[error("{0}")]
+    Exists(String),
+    /// The thing referred to does not exist.
+    #[error("{0}")]
+    NotFound(String),
 }
 
 /// Which database engine a store runs on; a few statements (full-text search, ids)
@@ -128,6 +149,26 @@ impl Store {
     /// The engine behind the URL.
     pub fn engine(&self) -> Engine {
         self.engine
+    }
+
+    /// True for a Postgres store.
+    pub fn is_postgres(&self) -> bool {
+        self.engine == Engine::Postgres
+    }
+
+    /// The URL without a password, for messages.
+    pub fn redacted_url(&self) -> String {
+        redact(&self.url)
+    }
+
+    /// The database file of a SQLite store (none in memory or on Postgres).
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let rest = self.url.strip_prefix("sqlite:")?;
+        if rest.contains(":memory:") || rest.contains("mode=memory") {
+            return None;
+        }
+        let path = rest.trim_start_matches("//");
+        Some(PathBuf::from(path.split('?').next().unwrap_or(path)))
     }
 
     /// Opens the database and runs pending migrations (once).

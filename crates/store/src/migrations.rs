@@ -36,6 +36,7 @@ impl Sql {
 /// (its checksum is recorded).
 const MIGRATIONS: &[(i64, &str, Sql)] = &[
     (1, "agent tokens", Sql::Shared(include_str!("../migrations/0001_agent_tokens.sql"))),
+    (2, "users, sessions, api keys", Sql::Shared(include_str!("../migrations/0002_users.sql"))),
     (
         3,
         "usage records",

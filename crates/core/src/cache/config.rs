@@ -34,6 +34,20 @@ pub struct CacheConfig {
     /// Deadline of every Redis call (connect included); past it the lookup is a miss.
     #[serde(with = "humantime_serde")]
     pub redis_timeout: Duration,
+    /// Who shares answers: each tenant its own (`user`, the default), or everyone
+    /// (`global`: one tenant's answer is replayed to another, on purpose).
+    pub scope: CacheScope,
+}
+
+/// `[cache] scope`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheScope {
+    /// Answers and flights are per tenant (user, service key, anonymous address).
+    #[default]
+    User,
+    /// Answers and flights are shared by every tenant.
+    Global,
 }
 
 impl Default for CacheConfig {
@@ -45,6 +59,7 @@ impl Default for CacheConfig {
             redis_url: None,
             key_prefix: "sluice:cache:".into(),
             redis_timeout: Duration::from_millis(100),
+            scope: CacheScope::User,
         }
     }
 }

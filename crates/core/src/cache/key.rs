@@ -2,6 +2,9 @@
 //!
 //! In: the public model (`name` and `name:latest` are one model), the input (chat
 //! messages, or prompt, system prompt and raw flag) and every sampling parameter.
+//! Also in, unless `[cache] scope = "global"`: the tenant (user, service key, keyless
+//! owner or anonymous address), so one tenant's answers are never replayed to, nor
+//! coalesced with, another's.
 //! Out: the stream flag and the end-user id, so a streamed and a whole request share an
 //! entry, and the client's dialect (both dialects build the same [`ChatRequest`], so an
 //! answer stored through `/v1` is replayed to `/api`). Every field is written with its
@@ -11,20 +14,44 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use crate::chat::{ChatRequest, Input, Sampling};
+use crate::{
+    chat::{ChatRequest, Input, Sampling},
+    context::TenantId,
+};
 
 /// Bumped whenever the encoding below changes, so old Redis entries are never misread.
-const VERSION: &[u8] = b"sluice-cache-v1";
+const VERSION: &[u8] = b"sluice-cache-v2";
 
 /// The key of one canonical request.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key([u8; 32]);
 
 impl Key {
-    /// The key of `req`.
+    /// The key of `req`, shared by every tenant (`[cache] scope = "global"`).
     pub fn of(req: &ChatRequest) -> Key {
+        Key::scoped(req, None)
+    }
+
+    /// The key of `req` for `tenant` (`None`: shared by every tenant).
+    pub fn scoped(req: &ChatRequest, tenant: Option<&TenantId>) -> Key {
         let mut h = Canonical(Sha256::new());
         h.bytes(VERSION);
+        match tenant {
+            None => h.tag(b'g'),
+            Some(TenantId::Local) => h.tag(b'l'),
+            Some(TenantId::Anonymous(ip)) => {
+                h.tag(b'a');
+                h.str(&ip.to_string());
+            }
+            Some(TenantId::ServiceKey(hash)) => {
+                h.tag(b's');
+                h.bytes(hash);
+            }
+            Some(TenantId::User(id)) => {
+                h.tag(b'u');
+                h.str(id);
+            }
+        }
         h.str(req.model.strip_suffix(":latest").unwrap_or(&req.model));
         match &req.input {
             Input::Chat(messages) => {
@@ -204,5 +231,23 @@ mod tests {
         };
         assert_ne!(chat(&["ab"]), chat(&["a", "b"]));
         assert_eq!(Key::of(&base()).hex().len(), 64);
+    }
+
+    #[test]
+    fn each_tenant_has_its_own_keys() {
+        let r = base();
+        let tenants = [
+            TenantId::Local,
+            TenantId::Anonymous([10, 0, 0, 1].into()),
+            TenantId::Anonymous([10, 0, 0, 2].into()),
+            TenantId::ServiceKey([1; 32]),
+            TenantId::User("alice".into()),
+            TenantId::User("bob".into()),
+        ];
+        let mut seen = std::collections::HashSet::from([Key::of(&r)]);
+        for t in &tenants {
+            assert!(seen.insert(Key::scoped(&r, Some(t))), "{t} shares a key");
+            assert_eq!(Key::scoped(&r, Some(t)), Key::scoped(&r, Some(&t.clone())), "stable");
+        }
     }
 }

@@ -49,6 +49,8 @@ pub const CACHE_BACKEND: &str = "cache";
 /// The cache and the flights in progress, owned by the application state.
 pub struct Cache {
     pub(crate) enabled: bool,
+    /// Whether answers are per tenant or shared.
+    pub(crate) scope: config::CacheScope,
     pub(crate) store: Store,
     /// Flights in progress.
     pub flights: Flights,
@@ -84,7 +86,7 @@ impl Cache {
                 }
             }
         };
-        Cache { enabled: config.enabled, store, flights: Flights::default() }
+        Cache { enabled: config.enabled, scope: config.scope, store, flights: Flights::default() }
     }
 
     pub(crate) async fn put(&self, key: Key, entry: Entry) {

@@ -76,3 +76,48 @@ async fn a_client_that_leaves_mid_answer_frees_its_generation() {
     assert_eq!(state.limits.active_generations(), 0);
     assert_eq!(send(&state, "/v1/chat/completions", CHAT).await.status(), StatusCode::OK);
 }
+
+/// A gateway with the cache on and two service keys, `a` and `b`, configured by
+/// `cache` (the `[cache]` table's extra lines).
+fn cached_state(cache: &str) -> AppState {
+    let toml = format!(
+        "[auth]\napi_key_sha256 = [\"{}\", \"{}\"]\n[cache]\nenabled = true\n{cache}\n[store]\nurl = \"sqlite::memory:\"\n",
+        crate::auth::hash_key("a"),
+        crate::auth::hash_key("b"),
+    );
+    let config = Config::from_toml(&toml, &Overrides::default()).unwrap();
+    let mut cfg = BackendConfig::new("echo", BackendKind::Openai, "http://127.0.0.1:1/v1");
+    cfg.models = vec![ModelEntry::Name("m".into())];
+    cfg.health.enabled = false;
+    AppState::with_slots(config, vec![Arc::new(BackendSlot::new(Arc::new(Echo), &cfg))])
+}
+
+/// The `x-sluice-cache` header of a deterministic chat sent with `key`.
+async fn cache_status(state: &AppState, key: &str) -> String {
+    let body = r#"{"model":"m","temperature":0,"messages":[{"role":"user","content":"same prompt"}]}"#;
+    let req = Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {key}"))
+        .body(Body::from(body));
+    let resp = app(state.clone()).oneshot(req.unwrap()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let status = resp.headers()["x-sluice-cache"].to_str().unwrap().to_owned();
+    resp.into_body().collect().await.unwrap();
+    status
+}
+
+#[tokio::test]
+async fn one_tenants_answer_is_never_replayed_to_another() {
+    let state = cached_state("");
+    assert_eq!(cache_status(&state, "a").await, "miss");
+    assert_eq!(cache_status(&state, "a").await, "hit", "the same tenant is served from the cache");
+    assert_eq!(cache_status(&state, "b").await, "miss", "another tenant does not see a's entry");
+    assert_eq!(cache_status(&state, "b").await, "hit");
+}
+
+#[tokio::test]
+async fn a_global_cache_is_shared_on_purpose() {
+    let state = cached_state("scope = \"global\"");
+    assert_eq!(cache_status(&state, "a").await, "miss");
+    assert_eq!(cache_status(&state, "b").await, "hit");
+}

@@ -1,9 +1,10 @@
 //! HTTP surface: the route table, the middleware stack and helpers shared by the
 //! dialects.
 //!
-//! Every route needs an API key (when keys are configured) except the short
-//! [`UNAUTHENTICATED_ROUTES`] list. Each dialect renders errors in its own shape,
-//! including the ones raised here (401, 404, 413).
+//! Each route of the table says who may call it ([`Access`]): public, any
+//! authenticated caller, or admins only; the gate ([`crate::auth::gate`]) resolves the
+//! caller. Each dialect renders errors in its own shape, including the ones raised
+//! here (401, 403, 404, 413).
 //!
 //! # Layout
 //! - [`openai`]: the `/v1/*` routes.
@@ -13,6 +14,9 @@
 //! - [`admin_agents`]: connected agents and agent tokens.
 //! - [`agent_connect`]: the endpoint agents dial in to.
 //! - [`accounting`]: limits before an answer, usage and token corrections after it.
+//! - [`login`]: login, logout and "who am I" (session cookies).
+//! - [`keys`]: a user's own API keys (admins: anyone's).
+//! - [`admin_users`]: users, for admins.
 //! - [`respond`]: the one path from a canonical request to a response, through a
 //!   dialect's encoder.
 //! - [`stream_body`]: the streamed response body and the [`stream_body::Encoder`] trait.
@@ -26,11 +30,14 @@ pub mod accounting;
 pub mod admin_agents;
 pub mod admin_backends;
 pub mod admin_retention;
+pub mod admin_users;
 pub mod agent_connect;
 pub mod conversations;
 pub mod data_error;
 #[cfg(test)]
 mod data_tests;
+pub mod keys;
+pub mod login;
 pub mod ollama;
 pub mod openai;
 pub mod ops;
@@ -39,14 +46,15 @@ pub mod respond;
 pub mod stream_body;
 pub mod usage;
 
-use std::{convert::Infallible, sync::LazyLock};
+use std::{convert::Infallible, net::SocketAddr, sync::LazyLock};
 
 use axum::{
     Router,
     body::Body,
+    extract::ConnectInfo,
     extract::{DefaultBodyLimit, Request, rejection::BytesRejection},
     response::{IntoResponse, Response},
-    routing::{MethodRouter, get, post},
+    routing::{MethodRouter, delete, get, post},
 };
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode, header};
@@ -59,7 +67,10 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::state::AppState;
+use crate::{
+    auth::gate::{Access, Presented, Rules, authorize},
+    state::AppState,
+};
 use sluice_core::{
     chat::Role,
     context::{Directives, Principal, RequestContext},
@@ -68,49 +79,55 @@ use sluice_core::{
     registry::Served,
 };
 
-/// Paths served without an API key.
-/// Agents authenticate with their own token inside the protocol.
-pub const UNAUTHENTICATED_ROUTES: &[&str] =
-    &["/", "/healthz", "/readyz", sluice_protocol::agent::CONNECT_PATH];
-
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The route table: every path the gateway serves and its handlers. The router and
-/// the `route` metric label (`route_label`) both come from it.
-fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+/// The route table: every path the gateway serves, who may call it, and its
+/// handlers. The router, the auth gate and the `route` metric label all come from it.
+/// Agents authenticate with their own token inside the protocol: their endpoint is
+/// public.
+fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
+    use Access::{Admin, Public, User};
     vec![
-        ("/v1/chat/completions", post(openai::chat_completions)),
-        ("/v1/completions", post(openai::completions)),
-        ("/v1/models", get(openai::list_models)),
-        ("/v1/models/{id}", get(openai::get_model)),
-        ("/v1/embeddings", post(openai::embeddings)),
-        ("/api/chat", post(ollama::chat)),
-        ("/api/generate", post(ollama::generate)),
-        ("/api/tags", get(ollama::tags)),
-        ("/api/ps", get(ollama::ps)),
-        ("/api/show", post(ollama::show)),
-        ("/api/embed", post(ollama::embed)),
-        ("/api/version", get(ollama::version)),
-        ("/admin/backends", get(admin_backends::list)),
-        ("/metrics", get(ops::metrics)),
-        ("/healthz", get(ops::healthz)),
-        ("/readyz", get(ops::readyz)),
-        ("/", get(ops::root)),
-        (sluice_protocol::agent::CONNECT_PATH, get(agent_connect::connect)),
-        ("/admin/agents", get(admin_agents::list_agents)),
-        ("/admin/agent-tokens", get(admin_agents::list_tokens).post(admin_agents::create_token)),
-        ("/admin/agent-tokens/{id}", axum::routing::delete(admin_agents::revoke_token)),
-        ("/admin/retention", get(admin_retention::get).put(admin_retention::put)),
-        ("/v1/conversations", get(conversations::list).post(conversations::create)),
+        ("/v1/chat/completions", User, post(openai::chat_completions)),
+        ("/v1/completions", User, post(openai::completions)),
+        ("/v1/models", User, get(openai::list_models)),
+        ("/v1/models/{id}", User, get(openai::get_model)),
+        ("/v1/embeddings", User, post(openai::embeddings)),
+        ("/v1/keys", User, get(keys::list).post(keys::create)),
+        ("/v1/keys/{id}", User, delete(keys::revoke)),
+        ("/api/chat", User, post(ollama::chat)),
+        ("/api/generate", User, post(ollama::generate)),
+        ("/api/tags", User, get(ollama::tags)),
+        ("/api/ps", User, get(ollama::ps)),
+        ("/api/show", User, post(ollama::show)),
+        ("/api/embed", User, post(ollama::embed)),
+        ("/api/version", User, get(ollama::version)),
+        ("/auth/login", Public, post(login::login)),
+        ("/auth/logout", User, post(login::logout)),
+        ("/auth/me", User, get(login::me)),
+        ("/admin/backends", Admin, get(admin_backends::list)),
+        ("/admin/users", Admin, get(admin_users::list).post(admin_users::create)),
+        ("/admin/users/{id}", Admin, axum::routing::patch(admin_users::update)),
+        ("/metrics", User, get(ops::metrics)),
+        ("/healthz", Public, get(ops::healthz)),
+        ("/readyz", Public, get(ops::readyz)),
+        ("/", Public, get(ops::root)),
+        (sluice_protocol::agent::CONNECT_PATH, Public, get(agent_connect::connect)),
+        ("/admin/agents", Admin, get(admin_agents::list_agents)),
+        ("/admin/agent-tokens", Admin, get(admin_agents::list_tokens).post(admin_agents::create_token)),
+        ("/admin/agent-tokens/{id}", Admin, delete(admin_agents::revoke_token)),
+        ("/admin/retention", Admin, get(admin_retention::get).put(admin_retention::put)),
+        ("/v1/conversations", User, get(conversations::list).post(conversations::create)),
         // A static segment wins over `{id}` in the router and in `route_label`.
-        ("/v1/conversations/search", get(conversations::search)),
+        ("/v1/conversations/search", User, get(conversations::search)),
         (
             "/v1/conversations/{id}",
+            User,
             get(conversations::get).patch(conversations::rename).delete(conversations::delete),
         ),
-        ("/v1/conversations/{id}/export", get(conversations::export)),
-        ("/v1/conversations/{id}/messages", post(conversations::append)),
-        ("/v1/usage", get(usage::report)),
+        ("/v1/conversations/{id}/export", User, get(conversations::export)),
+        ("/v1/conversations/{id}/messages", User, post(conversations::append)),
+        ("/v1/usage", User, get(usage::report)),
     ]
 }
 
@@ -118,7 +135,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
 pub fn router(state: AppState) -> Router {
     routes()
         .into_iter()
-        .fold(Router::new(), |r, (path, handler)| r.route(path, handler))
+        .fold(Router::new(), |r, (path, _, handler)| r.route(path, handler))
         .fallback(fallback)
         .with_state(state)
 }
@@ -170,9 +187,9 @@ pub fn error_for_path(path: &str, err: &GatewayError) -> Response {
     }
 }
 
-/// Counts every request (`sluice_requests_total`) and checks its API key, except on
-/// [`UNAUTHENTICATED_ROUTES`]; a refusal is a 401 in the path's dialect. The key's
-/// priority class rides along for admission queues.
+/// Counts every request (`sluice_requests_total`) and resolves who is asking, for
+/// every route that is not [`Access::Public`]; a refusal (401, 403) is in the path's
+/// dialect. The principal's priority class rides along for admission queues.
 #[derive(Clone)]
 struct Gate<S> {
     inner: S,
@@ -198,27 +215,18 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let state = self.state.clone();
         let mut req = req;
-        let path = req.uri().path();
-        let route = route_label(path);
-        let refusal = if UNAUTHENTICATED_ROUTES.contains(&path) {
-            None
-        } else {
-            match state.keys.check(req.headers()) {
-                Ok(principal) => {
-                    let ctx = context(&state, &req, principal);
-                    req.extensions_mut().insert(ctx);
-                    None
-                }
-                Err(why) => {
-                    tracing::info!(reason = why, "request refused");
-                    Some(error_for_path(req.uri().path(), &GatewayError::Unauthorized(why.to_owned())))
-                }
-            }
-        };
+        let (route, access) = route_of(req.uri().path());
         Box::pin(async move {
-            let resp = match refusal {
-                None => inner.call(req).await?,
-                Some(resp) => resp,
+            let admitted = match access {
+                Access::Public => Ok(()),
+                _ => admit(&state, &mut req, access).await,
+            };
+            let resp = match admitted {
+                Ok(()) => inner.call(req).await?,
+                Err(e) => {
+                    tracing::info!(reason = %e, "request refused");
+                    error_for_path(req.uri().path(), &e)
+                }
             };
             let served = resp.extensions().get::<Served>();
             let labels = RequestLabels {
@@ -233,10 +241,34 @@ where
     }
 }
 
+/// Resolves the caller of `req`, checks it may call a route of `access`, and puts
+/// its [`RequestContext`] in the request.
+async fn admit(state: &AppState, req: &mut Request, access: Access) -> Result<(), GatewayError> {
+    let rules = Rules {
+        keys: &state.keys,
+        directory: &state.directory,
+        loopback_listener: state.config.server.listen.ip().is_loopback(),
+        allow_anonymous: state.config.auth.allow_anonymous,
+    };
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+    let presented = Presented {
+        method: req.method(),
+        headers: req.headers(),
+        host: host.or_else(|| req.uri().authority().map(|a| a.as_str())),
+        client: req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()),
+    };
+    let principal = rules.resolve(&presented).await?;
+    authorize(&principal, access)?;
+    let ctx = context(state, req, principal);
+    req.extensions_mut().insert(ctx);
+    Ok(())
+}
+
 /// The request's context, made once here and taken by the handler ([`Ctx`]).
 fn context(state: &AppState, req: &Request, principal: Principal) -> RequestContext {
     let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mut ctx = RequestContext::new(id, principal, state.core.routing.class_of(&principal));
+    let class = state.core.routing.class_of(&principal);
+    let mut ctx = RequestContext::new(id, principal, class);
     ctx.cache = Directives::from_headers(req.headers());
     ctx
 }
@@ -254,10 +286,12 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Ctx {
 }
 
 /// The route-table path that `path` matches, for the `route` metric label (bounded:
-/// ids are not labels). A `{…}` segment matches any one non-empty segment.
-fn route_label(path: &str) -> &'static str {
-    static PATTERNS: LazyLock<Vec<&'static str>> =
-        LazyLock::new(|| routes().into_iter().map(|(p, _)| p).collect());
+/// ids are not labels), and who may call it. A `{…}` segment matches any one
+/// non-empty segment. Unknown paths need a caller like any route (their 404 tells
+/// strangers nothing).
+fn route_of(path: &str) -> (&'static str, Access) {
+    static PATTERNS: LazyLock<Vec<(&'static str, Access)>> =
+        LazyLock::new(|| routes().into_iter().map(|(p, a, _)| (p, a)).collect());
     let matches = |pattern: &str| {
         let (mut want, mut got) = (pattern.split('/'), path.split('/'));
         loop {
@@ -269,8 +303,10 @@ fn route_label(path: &str) -> &'static str {
         }
     };
     // Most requests hit a path without ids: compare whole strings first.
-    let exact = PATTERNS.iter().copied().find(|p| *p == path);
-    exact.or_else(|| PATTERNS.iter().copied().find(|p| p.contains('{') && matches(p))).unwrap_or("unmatched")
+    let exact = PATTERNS.iter().copied().find(|(p, _)| *p == path);
+    exact
+        .or_else(|| PATTERNS.iter().copied().find(|(p, _)| p.contains('{') && matches(p)))
+        .unwrap_or(("unmatched", Access::User))
 }
 
 async fn fallback(req: Request) -> Response {
@@ -320,6 +356,44 @@ pub fn role_at(s: &str, index: usize) -> Result<Role, GatewayError> {
     })
 }
 
+/// A store failure as the client sees it: input problems as 400 or 404, anything
+/// else as 503 (the cause goes to the log only).
+pub fn store_error(e: sluice_store::StoreError) -> GatewayError {
+    use sluice_store::StoreError;
+    match e {
+        StoreError::Invalid(m) | StoreError::Exists(m) => GatewayError::bad_request(m, None),
+        StoreError::NotFound(m) => GatewayError::NotFound(m),
+        e => {
+            tracing::error!(error = %e, "store failed");
+            GatewayError::Unavailable("the user store is unavailable; try again".into())
+        }
+    }
+}
+
+/// Parses a JSON body of an auth or admin route (unknown fields refused).
+pub fn json_body<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, GatewayError> {
+    body_or_error(state, body).and_then(|b| parse_json(&b))
+}
+
+/// After this process changed users or keys: reload the directory at once, so the
+/// next request sees the change (other replicas follow the store's change feed).
+pub async fn reload_directory(state: &AppState) {
+    if let Err(e) = state.directory.reload().await {
+        tracing::error!(error = %e, "cannot reload users and keys after a change");
+    }
+}
+
+/// 403 naming `model` when the caller's key is limited to other models.
+pub fn allowed_model(ctx: &RequestContext, model: &str) -> Result<(), GatewayError> {
+    if ctx.principal.may_use_model(model) {
+        return Ok(());
+    }
+    Err(GatewayError::Forbidden(format!("this API key may not use model '{model}'")))
+}
+
 /// True when some backend serves `model`, asking discovering backends again if needed.
 pub async fn model_known(state: &AppState, model: &str) -> bool {
     state.core.registry.resolve(model).await.is_ok()
@@ -347,11 +421,15 @@ pub fn streaming_response(
 #[cfg(test)]
 mod accounting_tests;
 #[cfg(test)]
+mod auth_tests;
+#[cfg(test)]
 mod router_tests;
 
 #[cfg(test)]
 mod tests {
-    use super::route_label;
+    fn route_label(path: &str) -> &'static str {
+        super::route_of(path).0
+    }
 
     #[test]
     fn route_labels_are_the_route_table_paths() {

@@ -4,7 +4,7 @@
 //! `tenancy::usage_owner` attributes them). Every conversation, usage and retention
 //! handler goes through [`owner`], so a new kind of principal is one more arm here.
 
-use sluice_core::context::{Principal, RequestContext};
+use sluice_core::context::{Principal, RequestContext, Role};
 
 use super::data_error::DataError;
 
@@ -35,17 +35,22 @@ pub const LOCAL: &str = "local";
 
 /// The owner a request acts for; `None` when it has no identity to own data with.
 ///
-/// Keyless mode (`Anonymous` today) is the implicit admin `local`; a configured
-/// service key is an admin named `service:` plus the first 8 bytes of its hash, in hex
-/// (stable across restarts, and not the key).
+/// Keyless mode is the implicit admin `local`; a configured service key is an admin
+/// named `service:` plus the first 8 bytes of its hash, in hex (stable across restarts,
+/// and not the key); a user is their user id, by session or by any of their keys; an
+/// anonymous caller (`auth.allow_anonymous`) has nothing to own data with.
 pub fn owner(ctx: &RequestContext) -> Option<Owner> {
-    match ctx.principal {
-        Principal::Anonymous => Some(Owner { id: LOCAL.to_owned(), admin: true, records: OwnRecords::Every }),
+    match &ctx.principal {
+        Principal::Local => Some(Owner { id: LOCAL.to_owned(), admin: true, records: OwnRecords::Every }),
+        Principal::Anonymous(_) => None,
         Principal::ServiceKey(hash) => Some(Owner {
             id: format!("service:{}", hex::encode(&hash[..8])),
             admin: true,
             records: OwnRecords::ByKeyId,
         }),
+        Principal::User(u) => {
+            Some(Owner { id: u.user_id.to_string(), admin: u.role == Role::Admin, records: OwnRecords::ByUserId })
+        }
     }
 }
 
@@ -69,7 +74,9 @@ mod tests {
         let ctx = RequestContext::new("r", Principal::ServiceKey([0xab; 32]), 0);
         let want = Owner { id: "service:abababababababab".into(), admin: true, records: OwnRecords::ByKeyId };
         assert_eq!(owner(&ctx), Some(want));
-        let local = RequestContext::new("r", Principal::Anonymous, 0);
+        let anonymous = RequestContext::new("r", Principal::Anonymous([127, 0, 0, 1].into()), 0);
+        assert_eq!(owner(&anonymous), None, "anonymous callers own nothing");
+        let local = RequestContext::new("r", Principal::Local, 0);
         assert_eq!(
             owner(&local),
             Some(Owner { id: "local".into(), admin: true, records: OwnRecords::Every })

@@ -15,7 +15,7 @@ use sluice_core::{
 
 use super::{
     accounting::{self, Ledger, Metered},
-    served_response,
+    allowed_model, served_response,
     stream_body::{Encoder, EventBody, collect},
     streaming_response,
 };
@@ -49,6 +49,9 @@ pub async fn respond<D: Dialect>(
     req: ChatRequest,
     dialect: D,
 ) -> Response {
+    if let Err(e) = allowed_model(&ctx, &req.model) {
+        return D::error(&e);
+    }
     let stream = req.stream;
     let prompt_estimate = u64::from(prompt_estimate(&req));
     let admission = match accounting::admit(state, &ctx, prompt_estimate).await {

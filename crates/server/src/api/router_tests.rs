@@ -19,8 +19,11 @@ use sluice_core::{
 };
 use tower::ServiceExt;
 
-use super::{UNAUTHENTICATED_ROUTES, app, routes};
-use crate::{auth::hash_key, state::AppState};
+use super::{app, route_of, routes};
+use crate::{
+    auth::{gate::Access, hash_key},
+    state::AppState,
+};
 
 const KEY: &str = "sk-test";
 
@@ -59,21 +62,27 @@ impl Backend for Echo {
     }
 }
 
-fn state() -> AppState {
-    let toml = format!(
-        "[auth]\napi_key_sha256 = [\"{}\"]\n[cache]\nenabled = false\n[store]\nurl = \"sqlite::memory:\"\n",
-        hash_key(KEY)
-    );
+/// A gateway over [`Echo`] (models `m` and `llama3`) with an in-memory store, its
+/// directory loaded, configured by `extra` TOML.
+pub(super) async fn state_with(extra: &str) -> AppState {
+    let toml = format!("[cache]\nenabled = false\n[store]\nurl = \"sqlite::memory:\"\n{extra}");
     let config = Config::from_toml(&toml, &Overrides::default()).unwrap();
     let mut cfg = BackendConfig::new("echo", BackendKind::Openai, "http://127.0.0.1:1/v1");
-    cfg.models = vec![ModelEntry::Name("m".into())];
+    cfg.models = vec![ModelEntry::Name("m".into()), ModelEntry::Name("llama3".into())];
     cfg.health.enabled = false;
-    AppState::with_slots(config, vec![Arc::new(BackendSlot::new(Arc::new(Echo), &cfg))])
+    let state = AppState::with_slots(config, vec![Arc::new(BackendSlot::new(Arc::new(Echo), &cfg))]);
+    state.directory.reload().await.unwrap();
+    state
+}
+
+/// A gateway whose one credential is the service key [`KEY`].
+async fn state() -> AppState {
+    state_with(&format!("[auth]\napi_key_sha256 = [\"{}\"]\n", hash_key(KEY))).await
 }
 
 /// Every route of the table with a method it serves and a valid body. A route added
 /// to the table without a line here fails `every_route_is_covered`.
-const CALLS: &[(&str, &str, &str)] = &[
+pub(super) const CALLS: &[(&str, &str, &str)] = &[
     ("POST", "/v1/chat/completions", r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#),
     ("POST", "/v1/completions", r#"{"model":"m","prompt":"hi"}"#),
     ("GET", "/v1/models", ""),
@@ -102,31 +111,57 @@ const CALLS: &[(&str, &str, &str)] = &[
     ("GET", "/v1/conversations/x/export", ""),
     ("POST", "/v1/conversations/x/messages", r#"{"role":"user","content":"hi"}"#),
     ("GET", "/v1/usage", ""),
+    ("GET", "/v1/keys", ""),
+    ("DELETE", "/v1/keys/x", ""),
+    ("POST", "/auth/login", r#"{"name":"nobody","password":"whatever1"}"#),
+    ("POST", "/auth/logout", ""),
+    ("GET", "/auth/me", ""),
+    ("GET", "/admin/users", ""),
+    ("PATCH", "/admin/users/x", r#"{"disabled":true}"#),
 ];
 
-async fn call(
+/// Sends one request with `headers` (a `Host: localhost` unless given) and reads
+/// the answer.
+pub(super) async fn send(
+    state: &AppState,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, http::HeaderMap, serde_json::Value) {
+    let mut req = Request::builder().method(Method::from_bytes(method.as_bytes()).unwrap()).uri(path);
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        req = req.header("host", "localhost:8080");
+    }
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    if !body.is_empty() {
+        req = req.header("content-type", "application/json");
+    }
+    let resp = app(state.clone()).oneshot(req.body(Body::from(body.to_owned())).unwrap()).await.unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+/// Sends one request with `key` as a bearer token, if any.
+pub(super) async fn call(
     state: &AppState,
     method: &str,
     path: &str,
     body: &str,
     key: Option<&str>,
 ) -> (StatusCode, serde_json::Value) {
-    let mut req = Request::builder().method(Method::from_bytes(method.as_bytes()).unwrap()).uri(path);
-    if let Some(k) = key {
-        req = req.header("authorization", format!("Bearer {k}"));
-    }
-    if !body.is_empty() {
-        req = req.header("content-type", "application/json");
-    }
-    let resp = app(state.clone()).oneshot(req.body(Body::from(body.to_owned())).unwrap()).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let headers: Vec<(&str, &str)> = auth.as_deref().map(|a| ("authorization", a)).into_iter().collect();
+    let (status, _, json) = send(state, method, path, body, &headers).await;
+    (status, json)
 }
 
 /// The error message of a body in the dialect of `path`, or `None` if it has not
 /// that dialect's error shape.
-fn error_message(path: &str, body: &serde_json::Value) -> Option<String> {
+pub(super) fn error_message(path: &str, body: &serde_json::Value) -> Option<String> {
     if path.starts_with("/api/") {
         body["error"].as_str().map(str::to_owned)
     } else {
@@ -138,17 +173,17 @@ fn error_message(path: &str, body: &serde_json::Value) -> Option<String> {
 
 #[test]
 fn every_route_is_covered() {
-    for (pattern, _) in routes() {
-        let covered = CALLS.iter().any(|(_, path, _)| super::route_label(path) == pattern);
+    for (pattern, _, _) in routes() {
+        let covered = CALLS.iter().any(|(_, path, _)| route_of(path).0 == pattern);
         assert!(covered, "route {pattern} has no line in CALLS");
     }
 }
 
 #[tokio::test]
 async fn every_route_outside_the_allowlist_needs_a_valid_key() {
-    let state = state();
+    let state = state().await;
     for (method, path, body) in CALLS {
-        let public = UNAUTHENTICATED_ROUTES.contains(path);
+        let public = route_of(path).1 == Access::Public;
         for key in [None, Some("wrong")] {
             let (status, json) = call(&state, method, path, body, key).await;
             if public {
@@ -159,26 +194,32 @@ async fn every_route_outside_the_allowlist_needs_a_valid_key() {
             let message =
                 error_message(path, &json).unwrap_or_else(|| panic!("{path}: not its dialect: {json}"));
             assert!(message.contains("API key"), "{path}: {message}");
+            let want = if key.is_some() { "invalid API key" } else { "missing API key" };
+            assert!(message.contains(want), "{path}: {message}");
         }
     }
 }
 
 #[tokio::test]
 async fn every_route_answers_with_a_valid_key() {
-    let state = state();
+    let state = state().await;
     for (method, path, body) in CALLS {
         let (status, json) = call(&state, method, path, body, Some(KEY)).await;
         match *path {
             // Not a WebSocket upgrade: refused in OpenAI's shape.
             "/agent/v1/connect" => assert_eq!(status, StatusCode::BAD_REQUEST, "{json}"),
             // No such token.
-            "/admin/agent-tokens/x" => assert_eq!(status, StatusCode::NOT_FOUND, "{json}"),
-            // No such conversation.
+                        // No such conversation.
             "/v1/conversations/x" | "/v1/conversations/x/export" | "/v1/conversations/x/messages" => {
                 assert_eq!(status, StatusCode::NOT_FOUND, "{json}")
             }
             // `q` is required.
             "/v1/conversations/search" => assert_eq!(status, StatusCode::BAD_REQUEST, "{json}"),
+            "/admin/agent-tokens/x" | "/v1/keys/x" | "/admin/users/x" => {
+                assert_eq!(status, StatusCode::NOT_FOUND, "{json}")
+            }
+            // Public, and nobody by that name.
+            "/auth/login" => assert_eq!(status, StatusCode::UNAUTHORIZED, "{json}"),
             _ => assert!(status.is_success(), "{method} {path}: {status} {json}"),
         }
     }
@@ -186,7 +227,7 @@ async fn every_route_answers_with_a_valid_key() {
 
 #[tokio::test]
 async fn answers_come_from_the_backend_in_each_dialect() {
-    let state = state();
+    let state = state().await;
     let (_, chat) = call(&state, "POST", CALLS[0].1, CALLS[0].2, Some(KEY)).await;
     assert_eq!(chat["choices"][0]["message"]["content"], "ok", "{chat}");
     let (_, ollama) = call(&state, "POST", CALLS[5].1, CALLS[5].2, Some(KEY)).await;
@@ -197,7 +238,7 @@ async fn answers_come_from_the_backend_in_each_dialect() {
 
 #[tokio::test]
 async fn errors_keep_each_dialects_shape_and_status() {
-    let state = state();
+    let state = state().await;
     let cases = [
         ("POST", "/v1/chat/completions", "{", StatusCode::BAD_REQUEST),
         ("POST", "/api/chat", "{", StatusCode::BAD_REQUEST),

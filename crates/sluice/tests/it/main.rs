@@ -5,6 +5,7 @@
 
 mod util;
 
+mod accounts;
 mod agents;
 mod agents_tls;
 mod cache;

@@ -15,8 +15,15 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts a gateway from a TOML config (listen address is replaced by port 0).
+    /// Without a `[store]` section the store is in memory: a test never sees users
+    /// or keys of this machine's default store.
     pub async fn start(toml: &str) -> Gateway {
-        let cfg = Config::from_toml(toml, &Overrides::default()).expect("test config is valid");
+        let toml = if toml.contains("[store]") {
+            toml.to_owned()
+        } else {
+            format!("{toml}\n[store]\nurl = \"sqlite::memory:\"\n")
+        };
+        let cfg = Config::from_toml(&toml, &Overrides::default()).expect("test config is valid");
         let state = AppState::new(cfg).expect("state builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -25,7 +25,7 @@ use sluice_core::{
 
 use crate::{
     api::{
-        Ctx, body_or_error, model_known, parse_json,
+        Ctx, allowed_model, body_or_error, model_known, parse_json,
         respond::{Dialect, prompt_estimate, respond},
         served_response,
     },
@@ -87,6 +87,9 @@ async fn run(
     let model = req.model.clone();
     let registry = &state.core.registry;
     if is_load_only(&req) {
+        if let Err(e) = allowed_model(&ctx, &model) {
+            return error_response(&e);
+        }
         if !model_known(&state, &model).await {
             return error_response(&GatewayError::ModelNotFound(model));
         }
@@ -178,9 +181,14 @@ fn tag(name: &str, info: Option<ModelInfo>) -> ol::ModelTag {
 }
 
 /// `GET /api/tags`.
-pub async fn tags(State(state): State<AppState>) -> Response {
+pub async fn tags(State(state): State<AppState>, Ctx(ctx): Ctx) -> Response {
     let table = state.core.registry.table();
-    let models = table.names().iter().map(|n| tag(n, model_info(&state, n))).collect();
+    let models = table
+        .names()
+        .iter()
+        .filter(|n| ctx.principal.may_use_model(n))
+        .map(|n| tag(n, model_info(&state, n)))
+        .collect();
     Json(ol::TagList { models }).into_response()
 }
 
@@ -218,7 +226,11 @@ pub async fn ps(State(state): State<AppState>) -> Response {
 }
 
 /// `POST /api/show`.
-pub async fn show(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn show(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let req = match body_or_error(&state, body).and_then(|b| parse_json::<ol::ShowRequest>(&b)) {
         Ok(r) => r,
         Err(e) => return error_response(&e),
@@ -226,6 +238,9 @@ pub async fn show(State(state): State<AppState>, body: Result<Bytes, BytesReject
     let Some(name) = req.model.or(req.name).filter(|n| !n.is_empty()) else {
         return error_response(&GatewayError::bad_request("model is required", Some("model")));
     };
+    if let Err(e) = allowed_model(&ctx, &name) {
+        return error_response(&e);
+    }
     if !model_known(&state, &name).await {
         return error_response(&GatewayError::ModelNotFound(name));
     }
@@ -249,6 +264,9 @@ pub async fn embed(
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
+    if let Err(e) = allowed_model(&ctx, &req.model) {
+        return error_response(&e);
+    }
     let input = req.input.into_vec();
     if input.is_empty() {
         return error_response(&GatewayError::bad_request("input must not be empty", Some("input")));

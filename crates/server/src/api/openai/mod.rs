@@ -23,7 +23,7 @@ use sluice_core::{
 use self::encode::{Kind, OpenAiSse, error_response};
 use crate::{
     api::{
-        Ctx, body_or_error, model_known, parse_json,
+        Ctx, allowed_model, body_or_error, model_known, parse_json,
         respond::{Dialect, prompt_estimate, respond},
         served_response,
     },
@@ -106,10 +106,15 @@ impl Dialect for OpenAi {
 }
 
 /// `GET /v1/models`.
-pub async fn list_models(State(state): State<AppState>) -> Response {
+pub async fn list_models(State(state): State<AppState>, Ctx(ctx): Ctx) -> Response {
     let table = state.core.registry.table();
     let created = encode::unix_now().saturating_sub(state.started.elapsed().as_secs());
-    let data = table.names().iter().map(|name| model_entry(name, &table, created)).collect();
+    let data = table
+        .names()
+        .iter()
+        .filter(|name| ctx.principal.may_use_model(name))
+        .map(|name| model_entry(name, &table, created))
+        .collect();
     Json(oa::ModelList { object: "list".into(), data }).into_response()
 }
 
@@ -120,7 +125,10 @@ fn model_entry(name: &str, table: &sluice_core::registry::ModelTable, created: u
 }
 
 /// `GET /v1/models/{id}`.
-pub async fn get_model(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub async fn get_model(State(state): State<AppState>, Ctx(ctx): Ctx, Path(id): Path<String>) -> Response {
+    if let Err(e) = allowed_model(&ctx, &id) {
+        return error_response(&e);
+    }
     if !model_known(&state, &id).await {
         return error_response(&GatewayError::ModelNotFound(id));
     }
@@ -147,6 +155,9 @@ pub async fn embeddings(
             return error_response(&GatewayError::bad_request(msg, Some("encoding_format")));
         }
     };
+    if let Err(e) = allowed_model(&ctx, &req.model) {
+        return error_response(&e);
+    }
     let input = req.input.into_vec();
     if input.is_empty() {
         return error_response(&GatewayError::bad_request("'input' must not be empty", Some("input")));

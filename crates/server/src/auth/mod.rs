@@ -1,12 +1,21 @@
-//! API-key authentication. Keys are stored only as SHA-256 hashes; a presented key is
-//! hashed and compared against every stored hash in constant time.
+//! Authentication: who a request acts for.
 //!
-//! Keys are high-entropy random strings, so a fast hash is the right tool here (as for
-//! GitHub or Stripe tokens); passwords, which are not, get argon2id elsewhere.
+//! Keys are stored only as SHA-256 hashes. Keys are high-entropy random strings, so a
+//! fast hash is the right tool (as for GitHub or Stripe tokens); passwords, which are
+//! not, get argon2id in the store.
+//!
+//! # Layout
+//! - this file: service keys from the configuration, reading a presented key.
+//! - [`directory`]: users and their keys in memory, reloaded on change; sessions.
+//! - [`gate`]: the rules that turn a request into a [`Principal`] or a refusal.
+//! - [`throttle`]: login attempts per account and per client address.
+
+pub mod directory;
+pub mod gate;
+pub mod throttle;
 
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
-use sluice_core::context::Principal;
 use subtle::ConstantTimeEq;
 
 /// The accepted keys.
@@ -26,7 +35,7 @@ impl ApiKeys {
         ApiKeys { hashes }
     }
 
-    /// True when no key is configured: every request is let through.
+    /// True when no service key is configured.
     pub fn is_open(&self) -> bool {
         self.hashes.is_empty()
     }
@@ -36,24 +45,10 @@ impl ApiKeys {
         self.accepts_hash(&Sha256::digest(key.as_bytes()).into())
     }
 
-    fn accepts_hash(&self, h: &[u8; 32]) -> bool {
-        // Compare with every hash, without stopping early, so timing reveals nothing.
+    /// True when `h` is the hash of an accepted key. Compares with every hash, without
+    /// stopping early, so timing reveals nothing.
+    pub fn accepts_hash(&self, h: &[u8; 32]) -> bool {
         self.hashes.iter().fold(0u8, |ok, stored| ok | stored.ct_eq(h).unwrap_u8()) == 1
-    }
-
-    /// Checks the request's `Authorization: Bearer` or `x-api-key` header and says
-    /// who is asking: anonymous while no key is configured, else the key's principal.
-    pub fn check(&self, headers: &HeaderMap) -> Result<Principal, &'static str> {
-        if self.is_open() {
-            return Ok(Principal::Anonymous);
-        }
-        match presented_key(headers) {
-            None => Err("missing API key: send 'Authorization: Bearer <key>'"),
-            Some(k) => {
-                let h: [u8; 32] = Sha256::digest(k.as_bytes()).into();
-                if self.accepts_hash(&h) { Ok(Principal::ServiceKey(h)) } else { Err("invalid API key") }
-            }
-        }
     }
 }
 
@@ -72,10 +67,14 @@ pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+/// SHA-256 of a key, as the directory indexes it.
+pub fn key_digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
 /// A new random key (`sk-sluice-` and 32 random bytes, hex).
 pub fn generate_key() -> String {
-    let bytes: [u8; 32] = rand::random();
-    format!("sk-sluice-{}", hex::encode(bytes))
+    sluice_store::api_keys::generate_key()
 }
 
 #[cfg(test)]
@@ -85,20 +84,21 @@ mod tests {
     #[test]
     fn accepts_only_configured_keys() {
         let k = generate_key();
+        assert!(k.starts_with("sk-sluice-") && k.len() == 10 + 64, "{k}");
         let keys = ApiKeys::from_hashes(&[hash_key(&k), hash_key("other")]);
         assert!(keys.accepts(&k));
         assert!(keys.accepts("other"));
         assert!(!keys.accepts("nope"));
-        let mut h = HeaderMap::new();
-        assert!(keys.check(&h).is_err());
-        h.insert("authorization", format!("Bearer {k}").parse().unwrap());
-        assert_eq!(keys.check(&h), Ok(Principal::ServiceKey(Sha256::digest(k.as_bytes()).into())));
-        h.insert("authorization", "Bearer wrong".parse().unwrap());
-        assert_eq!(keys.check(&h), Err("invalid API key"));
+        assert!(!keys.is_open() && ApiKeys::default().is_open());
     }
 
     #[test]
-    fn no_keys_means_open() {
-        assert_eq!(ApiKeys::default().check(&HeaderMap::new()), Ok(Principal::Anonymous));
+    fn keys_come_from_either_header() {
+        let mut h = HeaderMap::new();
+        assert_eq!(presented_key(&h), None);
+        h.insert("x-api-key", "sk-a".parse().unwrap());
+        assert_eq!(presented_key(&h), Some("sk-a"));
+        h.insert("authorization", "Bearer sk-b ".parse().unwrap());
+        assert_eq!(presented_key(&h), Some("sk-b"));
     }
 }
