@@ -161,6 +161,12 @@ impl Store {
         redact(&self.url)
     }
 
+    /// True for an in-memory SQLite store not opened yet: it holds nothing, and
+    /// nobody else can write to it.
+    pub fn is_unopened_memory(&self) -> bool {
+        !self.is_postgres() && self.sqlite_path().is_none() && !self.pool.initialized()
+    }
+
     /// The database file of a SQLite store (none in memory or on Postgres).
     pub fn sqlite_path(&self) -> Option<PathBuf> {
         let rest = self.url.strip_prefix("sqlite:")?;

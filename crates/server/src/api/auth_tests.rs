@@ -5,8 +5,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
-
 use http::StatusCode;
 use serde_json::Value;
 use sluice_store::{NewApiKey, api_keys::Limits};
@@ -291,7 +289,9 @@ async fn anonymous_callers_are_users_never_admins() {
     assert_eq!(me["user"]["role"], Value::from("user"));
 }
 
-#[tokio::test(start_paused = true)]
+/// Through the router; the lock's growth and expiry are tested with paused time in
+/// `auth::throttle` (paused time and the store's worker threads do not mix).
+#[tokio::test]
 async fn logins_are_throttled_per_account() {
     let state = state_with("").await;
     state.store.create_user("ann", "password123", false).await.unwrap();
@@ -316,7 +316,4 @@ async fn logins_are_throttled_per_account() {
         send(&state, "POST", "/auth/login", r#"{"name":"nobody","password":"x"}"#, &[]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(error_message("/auth", &json).unwrap(), "wrong name or password");
-    tokio::time::advance(Duration::from_secs(1)).await;
-    let (status, _, json) = attempt("password123").await;
-    assert_eq!(status, StatusCode::OK, "{json}");
 }

@@ -385,7 +385,9 @@ async fn local_gateway_runs_inside_the_chat() {
     let mock = mock(MockConfig { tokens: 2, ..Default::default() }).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sluice.toml");
-    std::fs::write(&path, backend_toml("mock", "openai", &mock, "")).unwrap();
+    // Not this machine's default store: users there would need a key.
+    let toml = backend_toml("mock", "openai", &mock, "[store]\nurl = \"sqlite::memory:\"\n");
+    std::fs::write(&path, toml).unwrap();
     let mut chat = Chat::spawn(&["--local", "--config", path.to_str().unwrap()]);
     chat.say("hi").await;
     chat.out.until("t0 t1 \n").await;
