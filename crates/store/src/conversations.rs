@@ -328,6 +328,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
+            // Roll back now: a dropped transaction would keep SQLite's write lock until
+            // its connection is next used, and the next writer would find it busy.
+            tx.rollback().await?;
             return Ok(None);
         }
         sqlx::query(BUMP).bind(now).bind(conversation_id).execute(&mut *tx).await?;
@@ -380,6 +383,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
+            // Roll back now: a dropped transaction would keep SQLite's write lock until
+            // its connection is next used, and the next writer would find it busy.
+            tx.rollback().await?;
             return Ok(None);
         }
         let row = sqlx::query(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1"))

@@ -40,16 +40,16 @@ use tokio::sync::OnceCell;
 pub use agent_tokens::AgentToken;
 pub use api_keys::{ApiKey, NewApiKey};
 pub use changes::AuthChanges;
-pub use sessions::Session;
-pub use users::User;
 pub use conversations::{
     BadCursor, Conversation, ConversationCursor, ConversationExport, ConversationWithMessages, Message,
     MessageUpdate, NewMessage, Page, SearchHit,
 };
+pub use sessions::Session;
 pub use usage::{
     UsageFilter, UsageGroup, UsageOwner, UsageRecord, UsageRow, UsageSink, UsageStats, UsageTarget,
     UsageWriter, UsageWriterConfig,
 };
+pub use users::User;
 
 /// `[store]`: where persistent data lives.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -19,19 +19,24 @@ use tower::ServiceExt;
 use super::{app, router_tests::Echo};
 use crate::state::AppState;
 
-fn state(extra: &str) -> AppState {
-    let toml = format!("[cache]\nenabled = false\n{extra}");
-    let config = Config::from_toml(&toml, &Overrides::default()).unwrap();
-    let mut cfg = BackendConfig::new("echo", BackendKind::Openai, "http://127.0.0.1:1/v1");
-    cfg.models = vec![ModelEntry::Name("m".into())];
-    cfg.health.enabled = false;
-    AppState::with_slots(config, vec![Arc::new(BackendSlot::new(Arc::new(Echo), &cfg))])
+/// The service key every request here sends.
+const KEY: &str = "sk-operator";
+
+async fn state(extra: &str) -> AppState {
+    let extra = format!("[auth]\napi_key_sha256 = [\"{}\"]\n{extra}", crate::auth::hash_key(KEY));
+    super::router_tests::state_with(&extra).await
+}
+
+async fn send_as(state: &AppState, key: &str, path: &str, body: &str) -> http::Response<axum::body::Body> {
+    let req = Request::post(path)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {key}"))
+        .body(Body::from(body.to_owned()));
+    app(state.clone()).oneshot(req.unwrap()).await.unwrap()
 }
 
 async fn send(state: &AppState, path: &str, body: &str) -> http::Response<axum::body::Body> {
-    let req =
-        Request::post(path).header("content-type", "application/json").body(Body::from(body.to_owned()));
-    app(state.clone()).oneshot(req.unwrap()).await.unwrap()
+    send_as(state, KEY, path, body).await
 }
 
 const CHAT: &str = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
@@ -39,7 +44,7 @@ const OLLAMA_CHAT: &str = r#"{"model":"m","messages":[{"role":"user","content":"
 
 #[tokio::test]
 async fn the_gateway_wide_cap_holds_a_generation_until_its_body_is_gone() {
-    let state = state("[limits]\nmax_concurrent_generations = 1\n");
+    let state = state("[limits]\nmax_concurrent_generations = 1\n").await;
     let first = send(&state, "/v1/chat/completions", CHAT).await;
     assert_eq!(first.status(), StatusCode::OK);
     assert_eq!(state.limits.active_generations(), 1, "the open body holds its generation");
@@ -69,7 +74,7 @@ async fn the_gateway_wide_cap_holds_a_generation_until_its_body_is_gone() {
 
 #[tokio::test]
 async fn a_client_that_leaves_mid_answer_frees_its_generation() {
-    let state = state("[limits]\nmax_concurrent_generations = 1\n");
+    let state = state("[limits]\nmax_concurrent_generations = 1\n").await;
     let first = send(&state, "/v1/chat/completions", CHAT).await;
     assert_eq!(state.limits.active_generations(), 1);
     drop(first);
@@ -120,4 +125,46 @@ async fn a_global_cache_is_shared_on_purpose() {
     let state = cached_state("scope = \"global\"");
     assert_eq!(cache_status(&state, "a").await, "miss");
     assert_eq!(cache_status(&state, "b").await, "hit");
+}
+
+#[tokio::test]
+async fn a_keys_own_rate_limit_refuses_with_the_openai_headers_and_records_usage() {
+    let state = state("").await;
+    state.start_usage();
+    let user = state.store.create_user("ann", "a long password", false).await.unwrap();
+    let new = sluice_store::NewApiKey {
+        user_id: user.id.clone(),
+        name: "one a minute".into(),
+        models: None,
+        limits: sluice_store::api_keys::Limits { rpm: Some(1), ..Default::default() },
+        expires_at: None,
+    };
+    let (_, secret) = state.store.create_api_key(&new).await.unwrap();
+    state.directory.reload().await.unwrap();
+
+    let ok = send_as(&state, &secret, "/v1/chat/completions", CHAT).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.headers()["x-ratelimit-limit-requests"], "1");
+    assert_eq!(ok.headers()["x-ratelimit-remaining-requests"], "0");
+    ok.into_body().collect().await.unwrap();
+
+    let refused = send_as(&state, &secret, "/v1/chat/completions", CHAT).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(refused.headers()["x-ratelimit-remaining-requests"], "0");
+    let body: serde_json::Value =
+        serde_json::from_slice(&refused.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("requests per minute"), "{message}");
+
+    // The operator's key is not limited by ann's key.
+    assert_eq!(send(&state, "/v1/chat/completions", CHAT).await.status(), StatusCode::OK);
+
+    // Every request was recorded, ann's under her user and key.
+    let written = state.usage.drain(std::time::Duration::from_secs(5)).await;
+    assert_eq!(written, Some(3), "two of ann's requests and one of the operator's");
+    let filter = sluice_store::UsageFilter { user_id: Some(&user.id), ..Default::default() };
+    let rows = state.store.usage_records(&filter, 10).await.unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows.iter().map(|r| r.status).collect::<Vec<_>>(), [200, 429]);
 }

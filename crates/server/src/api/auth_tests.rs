@@ -279,7 +279,12 @@ async fn anonymous_callers_are_users_never_admins() {
         match route_of(path).1 {
             Access::Admin => assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {json}"),
             _ => assert!(
-                !is_refusal(status) || *path == "/auth/login" || path.starts_with("/v1/keys"),
+                // Keys, conversations and usage belong to accounts: an anonymous caller has none.
+                !is_refusal(status)
+                    || *path == "/auth/login"
+                    || path.starts_with("/v1/keys")
+                    || path.starts_with("/v1/conversations")
+                    || path == &"/v1/usage",
                 "{path}: {status} {json}"
             ),
         }

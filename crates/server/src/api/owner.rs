@@ -48,9 +48,11 @@ pub fn owner(ctx: &RequestContext) -> Option<Owner> {
             admin: true,
             records: OwnRecords::ByKeyId,
         }),
-        Principal::User(u) => {
-            Some(Owner { id: u.user_id.to_string(), admin: u.role == Role::Admin, records: OwnRecords::ByUserId })
-        }
+        Principal::User(u) => Some(Owner {
+            id: u.user_id.to_string(),
+            admin: u.role == Role::Admin,
+            records: OwnRecords::ByUserId,
+        }),
     }
 }
 

@@ -54,18 +54,9 @@ pub async fn respond<D: Dialect>(
     }
     let stream = req.stream;
     let prompt_estimate = u64::from(prompt_estimate(&req));
-    let admission = match accounting::admit(state, &ctx, prompt_estimate).await {
-        Ok(a) => a,
-        Err((err, headers)) => {
-            let mut resp = D::error(&err);
-            headers.apply(resp.headers_mut());
-            return resp;
-        }
-    };
-    let rate_headers = admission.headers().clone();
     let (user_id, key_id) = tenancy::usage_owner(&ctx.principal);
-    let ledger = Ledger {
-        admission: Some(admission),
+    let mut ledger = Ledger {
+        admission: None,
         usage: state.usage.sink().cloned(),
         user_id,
         key_id,
@@ -73,6 +64,19 @@ pub async fn respond<D: Dialect>(
         prompt_estimate,
         price: accounting::price_of(state, &req.model),
         received: ctx.received,
+    };
+    let rate_headers = match accounting::admit(state, &ctx, prompt_estimate).await {
+        Ok(a) => {
+            let headers = a.headers().clone();
+            ledger.admission = Some(a);
+            headers
+        }
+        Err((err, headers)) => {
+            ledger.failed(&err, req.model);
+            let mut resp = D::error(&err);
+            headers.apply(resp.headers_mut());
+            return resp;
+        }
     };
     let model = (ledger.usage.is_some()).then(|| req.model.clone());
     let reply = match reply::start(&state.core, &ctx, req).await {

@@ -210,7 +210,7 @@ async fn every_route_answers_with_a_valid_key() {
             // Not a WebSocket upgrade: refused in OpenAI's shape.
             "/agent/v1/connect" => assert_eq!(status, StatusCode::BAD_REQUEST, "{json}"),
             // No such token.
-                        // No such conversation.
+            // No such conversation.
             "/v1/conversations/x" | "/v1/conversations/x/export" | "/v1/conversations/x/messages" => {
                 assert_eq!(status, StatusCode::NOT_FOUND, "{json}")
             }
