@@ -229,6 +229,9 @@ pub struct RequestContext {
     pub cache: Directives,
     /// When the gateway received the request: every deadline counts from here.
     pub received: Instant,
+    /// `x-sluice-conversation`: store this chat in the caller's conversation of this
+    /// id, or in a new one (`new`). Unset: API chats are not stored.
+    pub conversation: Option<Arc<str>>,
 }
 
 impl RequestContext {
@@ -241,6 +244,7 @@ impl RequestContext {
             class,
             cache: Directives::default(),
             received: Instant::now(),
+            conversation: None,
         }
     }
 

@@ -28,6 +28,7 @@ use sluice_limits::{Admission, LimitSpec, RateHeaders, Refusal, Subject};
 use sluice_store::{UsageRecord, UsageSink};
 use tokio::time::Instant;
 
+use super::conversation::{Answer, Recording};
 use crate::state::AppState;
 
 /// The subjects a request is limited as, with their limits.
@@ -68,6 +69,8 @@ pub struct Ledger {
     pub price: Option<Price>,
     /// When the gateway received the request.
     pub received: Instant,
+    /// Where the answer is stored, when the client asked (`x-sluice-conversation`).
+    pub recording: Option<Recording>,
 }
 
 impl Ledger {
@@ -84,6 +87,8 @@ impl Ledger {
             generated_chars: 0,
             usage: Some(Usage { prompt_tokens: 0, completion_tokens: 0 }),
             status,
+            text: String::new(),
+            finish_reason: None,
         };
         s.finish();
     }
@@ -112,6 +117,9 @@ struct Settlement {
     usage: Option<Usage>,
     /// The HTTP status the request is recorded with.
     status: u16,
+    /// The answer's text, kept only while it is being stored in a conversation.
+    text: String,
+    finish_reason: Option<&'static str>,
 }
 
 impl<S> Metered<S> {
@@ -125,6 +133,8 @@ impl<S> Metered<S> {
             generated_chars: 0,
             usage: None,
             status: 200,
+            text: String::new(),
+            finish_reason: None,
         };
         Metered { inner, settle: Some(settle) }
     }
@@ -146,10 +156,14 @@ impl<S: Stream<Item = Result<Event, BackendError>> + Unpin> Stream for Metered<S
                 Some(Ok(Event::Delta(text))) => {
                     s.first_event.get_or_insert_with(Instant::now);
                     s.generated_chars += text.len() as u64;
+                    if s.ledger.recording.is_some() {
+                        s.text.push_str(text);
+                    }
                 }
-                Some(Ok(Event::Done { usage, .. })) => {
+                Some(Ok(Event::Done { usage, finish_reason, .. })) => {
                     s.first_event.get_or_insert_with(Instant::now);
                     s.usage = *usage;
+                    s.finish_reason = Some(finish_reason.as_str());
                 }
                 Some(Err(_)) => s.status = 502,
                 None => {}
@@ -175,7 +189,17 @@ impl<S> Drop for Metered<S> {
 
 impl Settlement {
     fn finish(self) {
-        let Settlement { ledger, served, cached, first_event, generated_chars, usage, status } = self;
+        let Settlement {
+            ledger,
+            served,
+            cached,
+            first_event,
+            generated_chars,
+            usage,
+            status,
+            text,
+            finish_reason,
+        } = self;
         let (prompt, completion) = match usage {
             Some(u) => (u64::from(u.prompt_tokens), u64::from(u.completion_tokens)),
             None => (ledger.prompt_estimate, generated_chars.div_ceil(4)),
@@ -189,8 +213,25 @@ impl Settlement {
                 tokio::spawn(done);
             }
         }
-        let Some(sink) = ledger.usage else { return };
         let now = Instant::now();
+        let ttft_ms = first_event.map(|t| millis(t - ledger.received));
+        if let Some(recording) = ledger.recording {
+            let error = match (status, finish_reason) {
+                (200, Some(_)) => None,
+                (200, None) => Some("the client left before the answer ended".to_owned()),
+                (s, _) => Some(format!("the answer failed (status {s})")),
+            };
+            recording.finish(Answer {
+                text,
+                model: served.model.clone(),
+                tokens: (prompt, completion),
+                ttft_ms,
+                duration_ms: millis(now - ledger.received),
+                finish_reason: finish_reason.map(str::to_owned),
+                error,
+            });
+        }
+        let Some(sink) = ledger.usage else { return };
         let spend = if cached { 0.0 } else { ledger.price.map_or(0.0, |p| p.spend(prompt, completion)) };
         sink.record(UsageRecord {
             at: unix_ms(),
@@ -202,7 +243,7 @@ impl Settlement {
             prompt_tokens: prompt,
             completion_tokens: completion,
             cached,
-            ttft_ms: first_event.map(|t| millis(t - ledger.received)),
+            ttft_ms,
             duration_ms: millis(now - ledger.received),
             status,
             spend,

@@ -168,3 +168,66 @@ async fn a_keys_own_rate_limit_refuses_with_the_openai_headers_and_records_usage
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!(rows.iter().map(|r| r.status).collect::<Vec<_>>(), [200, 429]);
 }
+
+async fn chat_in(state: &AppState, key: &str, conversation: &str, text: &str) -> http::Response<Body> {
+    let body = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": text}]}).to_string();
+    let req = Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {key}"))
+        .header("x-sluice-conversation", conversation)
+        .body(Body::from(body));
+    app(state.clone()).oneshot(req.unwrap()).await.unwrap()
+}
+
+async fn get_json(state: &AppState, key: &str, path: &str) -> (StatusCode, serde_json::Value) {
+    let req = Request::get(path).header("authorization", format!("Bearer {key}")).body(Body::empty());
+    let resp = app(state.clone()).oneshot(req.unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn api_chats_are_stored_only_when_asked_and_only_for_their_owner() {
+    let other = "sk-other";
+    let extra = format!(
+        "[auth]\napi_key_sha256 = [\"{}\", \"{}\"]\n",
+        crate::auth::hash_key(KEY),
+        crate::auth::hash_key(other)
+    );
+    let state = super::router_tests::state_with(&extra).await;
+
+    let first = chat_in(&state, KEY, "new", "What is a sluice?").await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let id = first.headers()["x-sluice-conversation"].to_str().unwrap().to_owned();
+    first.into_body().collect().await.unwrap();
+    let second = chat_in(&state, KEY, &id, "And a weir?").await;
+    assert_eq!(second.status(), StatusCode::OK);
+    second.into_body().collect().await.unwrap();
+    // Answers are stored by tracked tasks once each answer ends.
+    state.core.tasks.close();
+    state.core.tasks.wait().await;
+
+    let (status, c) = get_json(&state, KEY, &format!("/v1/conversations/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{c}");
+    let messages = c["messages"].as_array().unwrap();
+    let turns: Vec<(&str, &str)> =
+        messages.iter().map(|m| (m["role"].as_str().unwrap(), m["content"].as_str().unwrap())).collect();
+    assert_eq!(
+        turns,
+        [("user", "What is a sluice?"), ("assistant", "ok"), ("user", "And a weir?"), ("assistant", "ok")]
+    );
+    for pair in messages.windows(2) {
+        assert_eq!(pair[1]["parent_id"], pair[0]["id"], "each message answers the one before");
+    }
+    assert_eq!(messages[1]["finish_reason"], "stop");
+    assert_eq!(c["conversation"]["title"], "What is a sluice?", "{c}");
+
+    // Another owner can neither read it nor write into it; a chat without the header
+    // stores nothing.
+    assert_eq!(get_json(&state, other, &format!("/v1/conversations/{id}")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(chat_in(&state, other, &id, "mine now").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(send(&state, "/v1/chat/completions", CHAT).await.status(), StatusCode::OK);
+    let (_, list) = get_json(&state, KEY, "/v1/conversations").await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
+}

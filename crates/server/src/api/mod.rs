@@ -17,6 +17,7 @@
 //! - [`login`]: login, logout and "who am I" (session cookies).
 //! - [`keys`]: a user's own API keys (admins: anyone's).
 //! - [`admin_users`]: users, for admins.
+//! - [`conversation`]: API chats stored on request (`x-sluice-conversation`).
 //! - [`respond`]: the one path from a canonical request to a response, through a
 //!   dialect's encoder.
 //! - [`stream_body`]: the streamed response body and the [`stream_body::Encoder`] trait.
@@ -32,6 +33,7 @@ pub mod admin_backends;
 pub mod admin_retention;
 pub mod admin_users;
 pub mod agent_connect;
+pub mod conversation;
 pub mod conversations;
 pub mod data_error;
 #[cfg(test)]
@@ -270,6 +272,11 @@ fn context(state: &AppState, req: &Request, principal: Principal) -> RequestCont
     let class = state.core.routing.class_of(&principal);
     let mut ctx = RequestContext::new(id, principal, class);
     ctx.cache = Directives::from_headers(req.headers());
+    ctx.conversation = req
+        .headers()
+        .get(conversation::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| std::sync::Arc::from(v.trim()));
     ctx
 }
 

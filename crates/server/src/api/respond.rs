@@ -15,7 +15,7 @@ use sluice_core::{
 
 use super::{
     accounting::{self, Ledger, Metered},
-    allowed_model, served_response,
+    allowed_model, conversation, served_response,
     stream_body::{Encoder, EventBody, collect},
     streaming_response,
 };
@@ -64,6 +64,7 @@ pub async fn respond<D: Dialect>(
         prompt_estimate,
         price: accounting::price_of(state, &req.model),
         received: ctx.received,
+        recording: None,
     };
     let rate_headers = match accounting::admit(state, &ctx, prompt_estimate).await {
         Ok(a) => {
@@ -78,6 +79,17 @@ pub async fn respond<D: Dialect>(
             return resp;
         }
     };
+    let recording = match conversation::begin(state, &ctx, &req).await {
+        Ok(r) => r,
+        Err(e) => {
+            ledger.failed(&e, req.model);
+            let mut resp = D::error(&e);
+            rate_headers.apply(resp.headers_mut());
+            return resp;
+        }
+    };
+    let conversation_id = recording.as_ref().map(|r| r.conversation_id.clone());
+    ledger.recording = recording;
     let model = (ledger.usage.is_some()).then(|| req.model.clone());
     let reply = match reply::start(&state.core, &ctx, req).await {
         Ok(r) => r,
@@ -108,6 +120,9 @@ pub async fn respond<D: Dialect>(
         }
     };
     rate_headers.apply(resp.headers_mut());
+    if let Some(id) = conversation_id.and_then(|id| HeaderValue::try_from(id).ok()) {
+        resp.headers_mut().insert(conversation::HEADER, id);
+    }
     served_response(tag(resp, status), served)
 }
 
