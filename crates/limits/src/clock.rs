@@ -72,6 +72,19 @@ impl Period {
         }
     }
 
+    /// The start of the period containing `unix_ms`, in unix ms.
+    pub fn start(self, unix_ms: u64) -> u64 {
+        let days = unix_ms / DAY_MS;
+        let start_days = match self {
+            Period::Day => days,
+            Period::Month => {
+                let (y, m, _) = civil_from_days(days);
+                days_from_civil(y, m, 1)
+            }
+        };
+        start_days * DAY_MS
+    }
+
     /// Milliseconds from `unix_ms` to the start of the next period.
     pub fn ms_until_next(self, unix_ms: u64) -> u64 {
         let days = unix_ms / DAY_MS;
@@ -149,5 +162,9 @@ mod tests {
         let nov_1 = days_from_civil(2026, 11, 1) * DAY_MS;
         assert_eq!(Period::Month.ms_until_next(nov_1), 30 * DAY_MS);
         assert_eq!(Period::Month.index(nov_1), Period::Month.index(NOV30_LATE));
+        // Each period starts where the one before ends.
+        assert_eq!(Period::Month.start(NOV30_LATE), nov_1);
+        assert_eq!(Period::Day.start(NOV30_LATE), NOV30_LATE + 500 - DAY_MS);
+        assert_eq!(Period::Month.start(NOV30_LATE + 500), NOV30_LATE + 500);
     }
 }

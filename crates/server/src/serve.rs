@@ -52,6 +52,11 @@ pub async fn run(listener: TcpListener, state: AppState) -> io::Result<()> {
     let grace = state.config.server.shutdown_grace;
     // Fail closed: never serve with users and keys unread.
     state.start_auth().await.map_err(io::Error::other)?;
+    // Quotas survive restarts: this day's and month's usage comes from the store.
+    let seeded = crate::tenancy::seed_quotas(&state.store, &state.limits).await.map_err(io::Error::other)?;
+    if seeded > 0 {
+        tracing::info!(subjects = seeded, "token quotas seeded from stored usage");
+    }
     sluice_core::health::spawn_probes(&state.core);
     state.start_usage();
     crate::retention::spawn(&state);

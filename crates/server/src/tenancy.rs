@@ -44,3 +44,41 @@ pub fn usage_owner(principal: &Principal) -> (Option<Arc<str>>, Option<String>) 
         Principal::User(u) => (Some(u.user_id.clone()), u.key.as_ref().map(|k| k.id.clone())),
     }
 }
+
+/// After a restart, tells the limiter how many tokens each key (and, when
+/// `[limits] user` has quotas, each user) already used this UTC day and month, from the
+/// stored usage records, so a quota is not reset by restarting the gateway.
+pub async fn seed_quotas(
+    store: &sluice_store::Store,
+    limiter: &sluice_limits::Limiter,
+) -> Result<usize, sluice_store::StoreError> {
+    use sluice_limits::Period;
+    use sluice_store::UsageOwner;
+    let now = u64::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis(),
+    )
+    .unwrap_or(u64::MAX);
+    let since = |p: Period| i64::try_from(p.start(now)).unwrap_or(i64::MAX);
+    let (day, month) = (since(Period::Day), since(Period::Month));
+    let mut seeded = 0;
+    for key in store.load_api_keys().await? {
+        let l = &key.limits;
+        if key.revoked_at.is_some() || (l.daily_tokens.is_none() && l.monthly_tokens.is_none()) {
+            continue;
+        }
+        let used_day = store.tokens_since(UsageOwner::Key(&key.id), day).await?;
+        let used_month = store.tokens_since(UsageOwner::Key(&key.id), month).await?;
+        limiter.seed_usage(&Subject::key(&key.id), used_day, used_month).await;
+        seeded += 1;
+    }
+    let user = &limiter.config().user;
+    if user.daily_tokens.is_some() || user.monthly_tokens.is_some() {
+        for u in store.list_users().await? {
+            let used_day = store.tokens_since(UsageOwner::User(&u.id), day).await?;
+            let used_month = store.tokens_since(UsageOwner::User(&u.id), month).await?;
+            limiter.seed_usage(&Subject::user(&u.id), used_day, used_month).await;
+            seeded += 1;
+        }
+    }
+    Ok(seeded)
+}

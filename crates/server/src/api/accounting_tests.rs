@@ -231,3 +231,43 @@ async fn api_chats_are_stored_only_when_asked_and_only_for_their_owner() {
     let (_, list) = get_json(&state, KEY, "/v1/conversations").await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
 }
+
+#[tokio::test]
+async fn a_daily_quota_counts_what_was_used_before_a_restart() {
+    let state = state("").await;
+    let user = state.store.create_user("bo", "a long password", false).await.unwrap();
+    let new = sluice_store::NewApiKey {
+        user_id: user.id.clone(),
+        name: "quota".into(),
+        models: None,
+        limits: sluice_store::api_keys::Limits { daily_tokens: Some(1000), ..Default::default() },
+        expires_at: None,
+    };
+    let (key, secret) = state.store.create_api_key(&new).await.unwrap();
+    state.directory.reload().await.unwrap();
+    // What an earlier run of the gateway recorded today: the whole quota.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let record = sluice_store::UsageRecord {
+        at: i64::try_from(now).unwrap(),
+        user_id: Some(user.id.clone()),
+        key_id: Some(key.id.clone()),
+        model: "m".into(),
+        backend: "echo".into(),
+        dialect: "openai".into(),
+        prompt_tokens: 400,
+        completion_tokens: 600,
+        cached: false,
+        ttft_ms: None,
+        duration_ms: 1,
+        status: 200,
+        spend: 0.0,
+    };
+    state.store.insert_usage(&[record]).await.unwrap();
+
+    assert_eq!(crate::tenancy::seed_quotas(&state.store, &state.limits).await.unwrap(), 1);
+    let refused = send_as(&state, &secret, "/v1/chat/completions", CHAT).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: serde_json::Value =
+        serde_json::from_slice(&refused.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("tokens per day"), "{body}");
+}
