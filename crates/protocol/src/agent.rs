@@ -138,12 +138,23 @@ pub enum RefuseCode {
     BadHello,
     /// The gateway is shutting down; try again later.
     Unavailable,
+    /// The agent announced a model its token may not serve. Retrying will not help.
+    ModelNotAllowed,
+    /// Another token's agent holds this agent id. Retrying will not help.
+    AgentIdTaken,
 }
 
 impl RefuseCode {
     /// True when reconnecting with the same settings cannot succeed.
     pub fn is_permanent(self) -> bool {
-        matches!(self, RefuseCode::Unauthorized | RefuseCode::VersionMismatch | RefuseCode::BadHello)
+        matches!(
+            self,
+            RefuseCode::Unauthorized
+                | RefuseCode::VersionMismatch
+                | RefuseCode::BadHello
+                | RefuseCode::ModelNotAllowed
+                | RefuseCode::AgentIdTaken
+        )
     }
 }
 

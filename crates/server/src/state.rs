@@ -50,6 +50,8 @@ pub struct Inner {
     pub usage: UsageLife,
     /// Retention settings in force (`[retention]`, changeable at runtime).
     pub retention: Retention,
+    /// Whether [`AppState::start_auth`] seeded the quotas.
+    quotas_seeded: std::sync::atomic::AtomicBool,
 }
 
 impl std::ops::Deref for AppState {
@@ -88,6 +90,7 @@ impl AppState {
                 limits,
                 usage: UsageLife::default(),
                 retention: Retention::new(config.retention),
+                quotas_seeded: std::sync::atomic::AtomicBool::new(false),
                 config,
             }),
         }
@@ -104,9 +107,23 @@ impl AppState {
     }
 
     /// Loads users and keys (failing when the store cannot be read) and keeps them
-    /// current until shutdown. Idempotent; the serve loop calls it too.
+    /// current until shutdown; seeds the token quotas from this day's and month's
+    /// stored usage, so a restart does not reset them. Idempotent; the serve loop calls
+    /// it too.
     pub async fn start_auth(&self) -> Result<(), sluice_store::StoreError> {
-        self.directory.start(&self.core.tasks, self.core.shutdown.clone()).await
+        use std::sync::atomic::Ordering;
+        self.directory.start(&self.core.tasks, self.core.shutdown.clone()).await?;
+        if !self.quotas_seeded.swap(true, Ordering::SeqCst) {
+            match crate::tenancy::seed_quotas(&self.store, &self.limits).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(subjects = n, "token quotas seeded from stored usage"),
+                Err(e) => {
+                    self.quotas_seeded.store(false, Ordering::SeqCst);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// What an agent session needs from this state.

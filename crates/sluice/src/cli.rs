@@ -235,6 +235,13 @@ pub enum AgentTokenAction {
         /// What the token is for, e.g. the machine's name.
         #[arg(long)]
         name: String,
+        /// Model names its agents may serve (globs, comma-separated, e.g. 'llama*,qwen*');
+        /// default: any name no configured backend serves.
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+        /// Refuse the token after this long, e.g. `90d`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<Duration>,
     },
     /// List tokens (never the secrets).
     List,

@@ -87,8 +87,13 @@ pub async fn agent_token(args: AgentTokenArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), &Overrides::default())?;
     let store = Store::new(&config.store);
     match args.action {
-        AgentTokenAction::Create { name } => {
-            let (t, secret) = store.create_agent_token(&name).await?;
+        AgentTokenAction::Create { name, models, expires } => {
+            let expires_at = expires.map(|d| {
+                let now =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                i64::try_from((now + d).as_secs()).unwrap_or(i64::MAX)
+            });
+            let (t, secret) = store.create_agent_token_scoped(&name, models, expires_at).await?;
             println!("id:    {}", t.id);
             println!("name:  {}", t.name);
             println!("token: {secret}");

@@ -25,6 +25,11 @@ pub struct AgentToken {
     pub created_at: i64,
     /// Unix seconds, once revoked.
     pub revoked_at: Option<i64>,
+    /// The model names (globs) its agents may serve; `None`: any name that no
+    /// configured backend serves.
+    pub models: Option<Vec<String>>,
+    /// Unix seconds after which the token is refused.
+    pub expires_at: Option<i64>,
 }
 
 fn now() -> i64 {
@@ -36,18 +41,36 @@ fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+const COLUMNS: &str = "id, name, created_at, revoked_at, models, expires_at";
+
 fn row_to_token(row: &sqlx::any::AnyRow) -> Result<AgentToken, sqlx::Error> {
+    let models: Option<String> = row.try_get("models")?;
     Ok(AgentToken {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        models: models.and_then(|m| serde_json::from_str(&m).ok()),
+        expires_at: row.try_get("expires_at")?,
     })
 }
 
 impl Store {
-    /// Creates a token named `name`; returns its record and the secret (shown once).
+    /// Creates a token named `name` for any model no configured backend serves, with no
+    /// expiry; returns its record and the secret (shown once).
     pub async fn create_agent_token(&self, name: &str) -> Result<(AgentToken, String), StoreError> {
+        self.create_agent_token_scoped(name, None, None).await
+    }
+
+    /// Creates a token named `name` whose agents may serve only `models` (globs; `None`:
+    /// any name no configured backend serves), refused after `expires_at` (unix
+    /// seconds); returns its record and the secret (shown once).
+    pub async fn create_agent_token_scoped(
+        &self,
+        name: &str,
+        models: Option<Vec<String>>,
+        expires_at: Option<i64>,
+    ) -> Result<(AgentToken, String), StoreError> {
         let pool = self.open().await?;
         let secret = format!("sat-{}", hex::encode(rand::random::<[u8; 32]>()));
         let token = AgentToken {
@@ -55,24 +78,31 @@ impl Store {
             name: name.to_owned(),
             created_at: now(),
             revoked_at: None,
+            models,
+            expires_at,
         };
-        sqlx::query("INSERT INTO agent_tokens (id, name, token_sha256, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&token.id)
-            .bind(&token.name)
-            .bind(hash(&secret))
-            .bind(token.created_at)
-            .execute(pool)
-            .await?;
+        let models_json = token.models.as_ref().map(|m| serde_json::Value::from(m.clone()).to_string());
+        sqlx::query(
+            "INSERT INTO agent_tokens (id, name, token_sha256, created_at, models, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&token.id)
+        .bind(&token.name)
+        .bind(hash(&secret))
+        .bind(token.created_at)
+        .bind(models_json)
+        .bind(token.expires_at)
+        .execute(pool)
+        .await?;
         Ok((token, secret))
     }
 
     /// Every token, revoked ones included, oldest first.
     pub async fn list_agent_tokens(&self) -> Result<Vec<AgentToken>, StoreError> {
         let pool = self.open().await?;
-        let rows =
-            sqlx::query("SELECT id, name, created_at, revoked_at FROM agent_tokens ORDER BY created_at, id")
-                .fetch_all(pool)
-                .await?;
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM agent_tokens ORDER BY created_at, id"))
+            .fetch_all(pool)
+            .await?;
         Ok(rows.iter().map(row_to_token).collect::<Result<_, _>>()?)
     }
 
@@ -88,15 +118,31 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// The unrevoked token matching `secret`, if any.
+    /// The token with this id if it is still good (not revoked, not expired): a
+    /// connected agent's token is checked again at every heartbeat.
+    pub async fn agent_token_in_force(&self, id: &str) -> Result<bool, StoreError> {
+        let pool = self.open().await?;
+        let row = sqlx::query(
+            "SELECT id FROM agent_tokens WHERE id = $1 AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(id)
+        .bind(now())
+        .fetch_optional(pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// The unrevoked, unexpired token matching `secret`, if any.
     pub async fn verify_agent_token(&self, secret: &str) -> Result<Option<AgentToken>, StoreError> {
         let pool = self.open().await?;
         let presented = hash(secret);
-        let row = sqlx::query(
-            "SELECT id, name, created_at, revoked_at, token_sha256 FROM agent_tokens \
-             WHERE token_sha256 = $1 AND revoked_at IS NULL",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS}, token_sha256 FROM agent_tokens \
+             WHERE token_sha256 = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)"
+        ))
         .bind(&presented)
+        .bind(now())
         .fetch_optional(pool)
         .await?;
         let Some(row) = row else { return Ok(None) };

@@ -53,6 +53,7 @@ const MIGRATIONS: &[(i64, &str, Sql)] = &[
             postgres: include_str!("../migrations/0004_conversations.postgres.sql"),
         },
     ),
+    (5, "agent token scope", Sql::Shared(include_str!("../migrations/0005_agent_token_scope.sql"))),
 ];
 
 #[derive(Debug)]

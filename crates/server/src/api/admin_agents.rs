@@ -60,6 +60,12 @@ pub async fn list_agents(State(state): State<AppState>) -> Response {
 #[serde(deny_unknown_fields)]
 struct CreateToken {
     name: String,
+    /// Model globs its agents may serve.
+    #[serde(default)]
+    models: Option<Vec<String>>,
+    /// Seconds until the token is refused.
+    #[serde(default)]
+    expires_in: Option<u64>,
 }
 
 fn store_failed(e: &sluice_store::StoreError) -> Response {
@@ -73,14 +79,27 @@ pub async fn create_token(State(state): State<AppState>, body: Result<Bytes, Byt
         serde_json::from_slice::<CreateToken>(&b)
             .map_err(|e| GatewayError::bad_request(format!("invalid body: {e}"), None))
     });
-    let name = match parsed {
-        Ok(c) if !c.name.trim().is_empty() && c.name.len() <= 200 => c.name,
+    let c = match parsed {
+        Ok(c) if !c.name.trim().is_empty() && c.name.len() <= 200 => c,
         Ok(_) => {
             return error_response(&GatewayError::bad_request("name must be 1-200 characters", Some("name")));
         }
         Err(e) => return error_response(&e),
     };
-    match state.store.create_agent_token(name.trim()).await {
+    if c.models
+        .as_ref()
+        .is_some_and(|m| m.is_empty() || m.len() > 100 || m.iter().any(|g| g.is_empty() || g.len() > 200))
+    {
+        return error_response(&GatewayError::bad_request(
+            "models must be 1-100 globs of 1-200 characters",
+            Some("models"),
+        ));
+    }
+    let expires_at = c.expires_in.map(|s| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        i64::try_from(now.as_secs().saturating_add(s)).unwrap_or(i64::MAX)
+    });
+    match state.store.create_agent_token_scoped(c.name.trim(), c.models, expires_at).await {
         Ok((t, secret)) => {
             tracing::info!(token_id = %t.id, name = %t.name, "agent token created");
             (

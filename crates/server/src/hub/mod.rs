@@ -76,6 +76,13 @@ impl AgentHub {
         }
     }
 
+    /// True when an agent with `id` is connected with a token other than `token_id`:
+    /// an agent id can only replace a connection of its own token.
+    pub fn held_by_other_token(&self, id: &str, token_id: &str) -> bool {
+        let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        conns.get(id).is_some_and(|(c, _)| c.info.token_id != token_id)
+    }
+
     /// Forgets `conn` unless a newer connection of the same agent replaced it; returns
     /// true when it was replaced (the agent is still connected).
     pub fn leave(&self, conn: &Arc<AgentConn>) -> bool {

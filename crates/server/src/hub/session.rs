@@ -114,7 +114,9 @@ async fn run(state: Link, socket: WebSocket, addr: Option<SocketAddr>) {
     state.core.metrics.agents.joined(&conn.info.id, conn.info.slots);
     tracing::info!(agent = %conn.info.id, peer = %peer, version = %conn.info.version, models = ?conn.info.models, slots = conn.info.slots, "agent connected");
 
+    let watch = state.core.tasks.spawn(watch_token(state.clone(), conn.clone()));
     let ending = read_frames(&state, &conn, &slot, source).await;
+    watch.abort();
     state.core.registry.remove(&slot);
     let replaced = state.agents.leave(&conn);
     let jobs = conn.jobs_in_flight();
@@ -127,6 +129,28 @@ async fn run(state: Link, socket: WebSocket, addr: Option<SocketAddr>) {
     }
     if let Ok(Some(mut writer)) = writer.await {
         close_with(&mut writer, ending).await;
+    }
+}
+
+/// Ends the connection within one heartbeat of its token being revoked or expiring,
+/// whichever replica revoked it: the token is checked again at every heartbeat (one
+/// indexed lookup per connected agent per heartbeat).
+async fn watch_token(state: Link, conn: Arc<AgentConn>) {
+    let mut tick = tokio::time::interval(state.config.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match state.store.agent_token_in_force(&conn.info.token_id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(agent = %conn.info.id, "agent token revoked or expired: disconnecting");
+                conn.close("the agent token was revoked or expired");
+                return;
+            }
+            // A store hiccup is not a revocation: check again at the next heartbeat.
+            Err(e) => tracing::warn!(error = %e, "agent token check failed"),
+        }
     }
 }
 
@@ -175,12 +199,43 @@ async fn handshake<E>(
     if hello.models.is_empty() {
         return Err(Refusal::new(RefuseCode::BadHello, "the agent serves no model"));
     }
-    match state.store.verify_agent_token(&hello.token).await {
-        Ok(Some(token)) => Ok((hello, token.id)),
-        Ok(None) => Err(Refusal::new(RefuseCode::Unauthorized, "unknown or revoked agent token")),
+    let token = match state.store.verify_agent_token(&hello.token).await {
+        Ok(Some(token)) => token,
+        Ok(None) => {
+            return Err(Refusal::new(
+                RefuseCode::Unauthorized,
+                "unknown or revoked agent token (or an expired one)",
+            ));
+        }
         Err(e) => {
             tracing::error!(error = %e, "agent token check failed");
-            Err(Refusal::new(RefuseCode::Unavailable, "the gateway cannot check tokens right now"))
+            return Err(Refusal::new(RefuseCode::Unavailable, "the gateway cannot check tokens right now"));
+        }
+    };
+    if let Some(model) = hello.models.iter().find(|m| !may_serve(state, &token, m)) {
+        let why = match &token.models {
+            Some(globs) => format!("this agent token may serve only {globs:?}, not '{model}'"),
+            None => format!("'{model}' is served by a configured backend; this agent token may not serve it"),
+        };
+        return Err(Refusal::new(RefuseCode::ModelNotAllowed, why));
+    }
+    if state.agents.held_by_other_token(&hello.agent_id, &token.id) {
+        return Err(Refusal::new(
+            RefuseCode::AgentIdTaken,
+            format!("agent id '{}' is connected with another token", hello.agent_id),
+        ));
+    }
+    Ok((hello, token.id))
+}
+
+/// Whether an agent of `token` may announce `model`: one of the token's globs matches,
+/// or (no globs) no configured backend serves that name.
+fn may_serve(state: &Link, token: &sluice_store::AgentToken, model: &str) -> bool {
+    match &token.models {
+        Some(globs) => sluice_core::context::ModelGlobs::new(globs).matches(model),
+        None => {
+            let table = state.core.registry.table();
+            table.routes(model).is_none_or(|routes| routes.iter().all(|r| r.slot.backend.kind() == "agent"))
         }
     }
 }

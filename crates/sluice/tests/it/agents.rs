@@ -201,7 +201,10 @@ async fn agents_and_local_backends_share_by_load_per_slot() {
     let (pace, gate) = Pace::manual();
     let mock = mock(MockConfig { tokens: 2, pace, ..Default::default() }).await;
     let gw = gateway(&backend_toml("local", "openai", &mock, "")).await;
-    let mut agent = TestAgent::start(&gw, &token(&gw).await, "a", 2, &mock).await;
+    // A configured backend serves the model: only a token bound to it may serve it too.
+    let models = Some(vec!["mock-*".to_owned()]);
+    let token = gw.state.store.create_agent_token_scoped("shared", models, None).await.unwrap().1;
+    let mut agent = TestAgent::start(&gw, &token, "a", 2, &mock).await;
     agent.connected().await;
     agents_connected(&gw, 1).await;
     let slots = gw.state.core.registry.slots();
@@ -470,6 +473,55 @@ async fn a_reconnecting_agent_replaces_its_old_connection() {
 // ---- raw protocol clients ----
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+#[tokio::test]
+async fn an_agent_may_announce_only_the_models_its_token_allows() {
+    let gw = gateway("").await;
+    let models = Some(vec!["llama*".to_owned()]);
+    let scoped = gw.state.store.create_agent_token_scoped("llamas", models, None).await.unwrap().1;
+    let (_, answer) = raw_agent(&gw, hello(&scoped, "x")).await;
+    let ToAgent::Refused { code, reason } = answer else { panic!("{answer:?}") };
+    assert_eq!(code, RefuseCode::ModelNotAllowed);
+    assert!(reason.contains("mock-model"), "{reason}");
+
+    // Without globs, a token may not take over a name a configured backend serves.
+    let mock = mock(MockConfig::default()).await;
+    let gw = gateway(&backend_toml("local", "openai", &mock, "")).await;
+    let (_, answer) = raw_agent(&gw, hello(&token(&gw).await, "y")).await;
+    assert!(matches!(answer, ToAgent::Refused { code: RefuseCode::ModelNotAllowed, .. }), "{answer:?}");
+}
+
+#[tokio::test]
+async fn an_agent_id_is_bound_to_its_token_and_expired_tokens_are_refused() {
+    let gw = gateway("").await;
+    let (first, second) = (token(&gw).await, token(&gw).await);
+    let (mut held, answer) = raw_agent(&gw, hello(&first, "box")).await;
+    assert!(matches!(answer, ToAgent::Welcome { .. }), "{answer:?}");
+    let (_, answer) = raw_agent(&gw, hello(&second, "box")).await;
+    let ToAgent::Refused { code, .. } = answer else { panic!("{answer:?}") };
+    assert_eq!(code, RefuseCode::AgentIdTaken, "another token cannot replace the connection");
+    // The same token may (a reconnecting agent).
+    let (_, answer) = raw_agent(&gw, hello(&first, "box")).await;
+    assert!(matches!(answer, ToAgent::Welcome { .. }), "{answer:?}");
+    assert!(close_reason(&mut held).await.contains("replaced"));
+
+    let expired = gw.state.store.create_agent_token_scoped("old", None, Some(1)).await.unwrap().1;
+    let (_, answer) = raw_agent(&gw, hello(&expired, "late")).await;
+    assert!(matches!(answer, ToAgent::Refused { code: RefuseCode::Unauthorized, .. }), "{answer:?}");
+}
+
+#[tokio::test]
+async fn a_token_revoked_in_the_store_disconnects_its_agent_within_a_heartbeat() {
+    let gw = gateway("").await;
+    let (token, secret) = gw.state.store.create_agent_token("box").await.unwrap();
+    let (mut ws, answer) = raw_agent(&gw, hello(&secret, "box")).await;
+    assert!(matches!(answer, ToAgent::Welcome { .. }), "{answer:?}");
+    // Revoked behind this gateway's back (another replica, or the CLI): the heartbeat
+    // check notices.
+    assert!(gw.state.store.revoke_agent_token(&token.id).await.unwrap());
+    let reason = close_reason(&mut ws).await;
+    assert!(reason.contains("revoked"), "{reason}");
+}
 
 fn hello(token: &str, id: &str) -> Hello {
     Hello {

@@ -65,12 +65,18 @@ async fn a_backend_failing_every_request_costs_clients_nothing() {
 
 /// On paused time: the breaker's open periods pass in an instant, and the clock only
 /// moves while every task waits (loopback I/O is ready at once, so no deadline fires
-/// early).
-#[tokio::test(start_paused = true)]
+/// early). The gateway starts on the real clock: opening the store waits on SQLite's
+/// own thread, which paused time would take for idleness and skip past its deadline;
+/// usage records (written on that thread too) are off for the same reason.
+#[tokio::test]
 async fn breaker_opens_after_consecutive_failures_and_closes_after_a_good_probe() {
     let m = mock(MockConfig::default()).await;
     let breaker = "breaker = { consecutive_failures = 3, open_base = \"1s\", open_max = \"1s\" }";
-    let gw = Gateway::start(&entry("only", &m, &["mock-model"], breaker)).await;
+    let toml = format!("{}\n[usage]\nenabled = false\n", entry("only", &m, &["mock-model"], breaker));
+    let gw = Gateway::start(&toml).await;
+    // Serving (on the real clock) before the clock stops.
+    assert_eq!(client().get(gw.url("/healthz")).send().await.unwrap().status(), 200);
+    tokio::time::pause();
     for _ in 0..3 {
         assert_eq!(chat(&gw, "[mock mode=status:500]", false).await.status(), 502);
     }

@@ -28,6 +28,8 @@ impl Gateway {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         state.core.registry.discover().await;
+        // As `sluice serve` does: users, keys and quotas are read before the port serves.
+        state.start_auth().await.expect("the test store opens");
         let task = tokio::spawn(server::run(listener, state.clone()));
         Gateway { addr, state, task }
     }
