@@ -512,15 +512,19 @@ async fn an_agent_id_is_bound_to_its_token_and_expired_tokens_are_refused() {
 
 #[tokio::test]
 async fn a_token_revoked_in_the_store_disconnects_its_agent_within_a_heartbeat() {
+    let mock = mock(MockConfig::default()).await;
     let gw = gateway("").await;
     let (token, secret) = gw.state.store.create_agent_token("box").await.unwrap();
-    let (mut ws, answer) = raw_agent(&gw, hello(&secret, "box")).await;
-    assert!(matches!(answer, ToAgent::Welcome { .. }), "{answer:?}");
+    let mut agent = TestAgent::start(&gw, &secret, "box", 1, &mock).await;
+    agent.connected().await;
     // Revoked behind this gateway's back (another replica, or the CLI): the heartbeat
-    // check notices.
+    // check ends the connection, and the agent is refused when it comes back.
     assert!(gw.state.store.revoke_agent_token(&token.id).await.unwrap());
-    let reason = close_reason(&mut ws).await;
-    assert!(reason.contains("revoked"), "{reason}");
+    let err = agent.result().await.unwrap_err();
+    assert!(
+        matches!(err, AgentError::Refused(SessionError::Refused { code: RefuseCode::Unauthorized, .. })),
+        "{err:?}"
+    );
 }
 
 fn hello(token: &str, id: &str) -> Hello {
