@@ -25,12 +25,17 @@ pub struct LocalGateway {
 }
 
 /// Loads the configuration as `sluice serve` does (`config` file if given, then
-/// `SLUICE_*` environment variables), but listens on 127.0.0.1 on a free port, and
+/// `SLUICE_*` environment variables), but listens on 127.0.0.1 on a free port, with an
+/// in-memory store and no keys (keyless mode: this process is its only client), and
 /// starts serving. Backends are probed before it returns, so the model list is ready.
 pub async fn start_local_gateway(config: Option<&Path>) -> anyhow::Result<LocalGateway> {
     let listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let overrides = Overrides { listen: Some(listen), ..Overrides::default() };
-    let config = Config::load(config, &overrides)?;
+    let mut config = Config::load(config, &overrides)?;
+    // This gateway serves only this terminal: it keeps nothing and asks for no
+    // credential (keyless on loopback), whatever users the configured store holds.
+    config.store.url = Some("sqlite::memory:".to_owned());
+    config.auth.api_key_sha256.clear();
     // Gateway logs would interleave with the conversation; only on request.
     if std::env::var_os("RUST_LOG").is_some() {
         telemetry::init(&config.log);
