@@ -8,6 +8,7 @@
 //!   (configuration, keys, agent hub, store).
 //! - [`api`]: the route table, middleware, one module per dialect, the streaming body.
 //! - [`auth`]: API keys.
+//! - [`clock`]: the wall clock, read in one place.
 //! - [`hub`]: connected agents as backends (the gateway's side of the agent link).
 //! - [`tenancy`]: who a request is limited and recorded as.
 //! - [`tls`]: the HTTPS listener.
@@ -16,6 +17,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod clock;
 pub mod hub;
 pub mod retention;
 pub mod serve;

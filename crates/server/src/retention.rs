@@ -14,7 +14,7 @@ use sluice_store::{Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{api::usage::calendar::now_ms, state::AppState};
+use crate::clock::now_ms;
 
 /// How often expired rows are deleted.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
@@ -79,32 +79,22 @@ pub async fn sweep(store: &Store, cfg: RetentionConfig, now_ms: i64) -> Result<S
     Ok(swept)
 }
 
-/// Starts the retention task on the gateway's task tracker; it ends on shutdown.
-pub fn spawn(state: &AppState) {
-    let task_state = state.clone();
-    state.core.tasks.spawn(async move {
-        let shutdown = task_state.core.shutdown.clone();
-        run(&task_state.retention, &shutdown, |cfg| {
-            let store = task_state.store.clone();
-            async move {
-                match sweep(&store, cfg, now_ms()).await {
-                    Ok(s) if s != Swept::default() => tracing::info!(
-                        conversations = s.conversations,
-                        usage_records = s.usage_records,
-                        "retention: expired rows deleted"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "retention sweep failed; retrying at the next one"),
-                }
-            }
-        })
-        .await;
-    });
+/// One sweep at `now`, logged; a failure is retried at the next sweep.
+pub async fn sweep_logged(store: &Store, cfg: RetentionConfig) {
+    match sweep(store, cfg, now_ms()).await {
+        Ok(s) if s != Swept::default() => tracing::info!(
+            conversations = s.conversations,
+            usage_records = s.usage_records,
+            "retention: expired rows deleted"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "retention sweep failed; retrying at the next one"),
+    }
 }
 
 /// Calls `sweep` now, then every [`SWEEP_EVERY`] and whenever the settings change,
 /// until `shutdown`.
-async fn run<F, Fut>(retention: &Retention, shutdown: &CancellationToken, mut sweep: F)
+pub async fn run<F, Fut>(retention: &Retention, shutdown: &CancellationToken, mut sweep: F)
 where
     F: FnMut(RetentionConfig) -> Fut,
     Fut: Future<Output = ()>,

@@ -52,14 +52,19 @@ pub async fn run(listener: TcpListener, state: AppState) -> io::Result<()> {
     let grace = state.config.server.shutdown_grace;
     // Fail closed: never serve with users and keys unread.
     state.start_auth().await.map_err(io::Error::other)?;
-    // Quotas survive restarts: this day's and month's usage comes from the store.
-    let seeded = crate::tenancy::seed_quotas(&state.store, &state.limits).await.map_err(io::Error::other)?;
-    if seeded > 0 {
-        tracing::info!(subjects = seeded, "token quotas seeded from stored usage");
-    }
     sluice_core::health::spawn_probes(&state.core);
     state.start_usage();
-    crate::retention::spawn(&state);
+    // Expired conversations and usage go at start, then hourly and on every change.
+    let task_state = state.clone();
+    state.core.tasks.spawn(async move {
+        let shutdown = task_state.core.shutdown.clone();
+        let store = task_state.store.clone();
+        crate::retention::run(&task_state.retention, &shutdown, |cfg| {
+            let store = store.clone();
+            async move { crate::retention::sweep_logged(&store, cfg).await }
+        })
+        .await;
+    });
     let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
         std::net::SocketAddr,
     >(api::app(state.clone()));

@@ -54,10 +54,7 @@ pub async fn seed_quotas(
 ) -> Result<usize, sluice_store::StoreError> {
     use sluice_limits::Period;
     use sluice_store::UsageOwner;
-    let now = u64::try_from(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis(),
-    )
-    .unwrap_or(u64::MAX);
+    let now = u64::try_from(crate::clock::now_ms()).unwrap_or(0);
     let since = |p: Period| i64::try_from(p.start(now)).unwrap_or(i64::MAX);
     let (day, month) = (since(Period::Day), since(Period::Month));
     let mut seeded = 0;

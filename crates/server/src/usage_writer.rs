@@ -1,7 +1,6 @@
-//! The usage writer's life in the server: started by [`crate::serve::run`] when
-//! `[usage] enabled`, handed to request handlers as a [`UsageSink`]
-//! ([`crate::state::AppState::usage`]), drained at graceful shutdown, and its counters
-//! shown in `/metrics`.
+//! The usage writer's life in the server: started by `serve::run` when
+//! `[usage] enabled`, handed to request handlers as a [`UsageSink`] (the state's
+//! `usage`), drained at graceful shutdown, and its counters shown in `/metrics`.
 
 use std::{
     fmt::Write as _,

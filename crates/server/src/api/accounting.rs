@@ -11,7 +11,6 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use futures_util::{FutureExt as _, Stream};
@@ -234,7 +233,7 @@ impl Settlement {
         let Some(sink) = ledger.usage else { return };
         let spend = if cached { 0.0 } else { ledger.price.map_or(0.0, |p| p.spend(prompt, completion)) };
         sink.record(UsageRecord {
-            at: unix_ms(),
+            at: crate::clock::now_ms(),
             user_id: ledger.user_id.map(|u| u.to_string()),
             key_id: ledger.key_id,
             model: served.model,
@@ -253,9 +252,4 @@ impl Settlement {
 
 fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn unix_ms() -> i64 {
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
-    i64::try_from(ms).unwrap_or(i64::MAX)
 }

@@ -104,12 +104,7 @@ pub fn parse_time(s: &str, day_end: bool) -> Option<i64> {
     Some(days * MS_PER_DAY + secs * 1000 + ms)
 }
 
-/// Now, in unix milliseconds.
-pub fn now_ms() -> i64 {
-    let ms =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
-    i64::try_from(ms).unwrap_or(i64::MAX)
-}
+pub use crate::clock::now_ms;
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` of unix ms.
 pub fn rfc3339(ms: i64) -> String {
