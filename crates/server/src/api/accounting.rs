@@ -253,3 +253,32 @@ impl Settlement {
 fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+/// Appends the limiter's state to a Prometheus text exposition (before its `# EOF`):
+/// generations running, and whether this replica counts alone because Redis failed.
+pub fn with_limits_metrics(mut text: String, limits: &sluice_limits::Limiter) -> String {
+    use std::fmt::Write as _;
+    let eof = text.rfind("# EOF").unwrap_or(text.len());
+    let tail = text.split_off(eof);
+    let fallback = u8::from(limits.fallback_active());
+    let _ = write!(
+        text,
+        "# HELP sluice_limits_active_generations Generations admitted and running on this gateway.\n\
+         # TYPE sluice_limits_active_generations gauge\n\
+         sluice_limits_active_generations {}\n\
+         # HELP sluice_limits_redis_fallback 1 while Redis is unreachable and this replica enforces its share of the limits alone.\n\
+         # TYPE sluice_limits_redis_fallback gauge\n\
+         sluice_limits_redis_fallback {fallback}\n\
+         # HELP sluice_limits_redis_fallbacks Times the limiter fell back to local limits.\n\
+         # TYPE sluice_limits_redis_fallbacks counter\n\
+         sluice_limits_redis_fallbacks_total {}\n\
+         # HELP sluice_limits_redis_errors Failed Redis calls of the limiter.\n\
+         # TYPE sluice_limits_redis_errors counter\n\
+         sluice_limits_redis_errors_total {}\n",
+        limits.active_generations(),
+        limits.fallbacks_total(),
+        limits.redis_errors_total(),
+    );
+    text.push_str(&tail);
+    text
+}

@@ -65,6 +65,16 @@ async fn the_gateway_wide_cap_holds_a_generation_until_its_body_is_gone() {
         serde_json::from_slice(&refused.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert!(body["error"].as_str().is_some(), "{body}");
 
+    let metrics = {
+        let req =
+            Request::get("/metrics").header("authorization", format!("Bearer {KEY}")).body(Body::empty());
+        let resp = app(state.clone()).oneshot(req.unwrap()).await.unwrap();
+        String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    };
+    assert!(metrics.contains("sluice_limits_active_generations 1\n"), "{metrics}");
+    assert!(metrics.contains("sluice_limits_redis_fallback 0\n"), "{metrics}");
+    assert!(metrics.trim_end().ends_with("# EOF"), "still one exposition");
+
     // Reading the first answer to its end releases the generation.
     let text = first.into_body().collect().await.unwrap().to_bytes();
     assert!(String::from_utf8_lossy(&text).contains("[DONE]"));

@@ -44,7 +44,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         crate::usage_writer::with_usage_metrics(
-            state.core.metrics.render(),
+            super::accounting::with_limits_metrics(state.core.metrics.render(), &state.limits),
             state.usage.sink().map(sluice_store::UsageSink::stats),
         ),
     )
