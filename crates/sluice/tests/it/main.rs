@@ -17,6 +17,7 @@ mod errors;
 mod metadata;
 mod ops;
 mod python_sdk;
+mod replicas;
 mod routing;
 mod store;
 mod streaming;
