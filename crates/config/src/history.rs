@@ -19,12 +19,21 @@ pub struct UsageConfig {
     pub flush_every: Duration,
     /// Records that may wait; beyond this new records are dropped (and counted).
     pub queue: usize,
+    /// Also count requests and tokens per user and key in `/metrics` (off by default:
+    /// one series per key).
+    pub per_key_metrics: bool,
 }
 
 impl Default for UsageConfig {
     fn default() -> Self {
         let w = UsageWriterConfig::default();
-        UsageConfig { enabled: true, max_batch: w.max_batch, flush_every: w.flush_every, queue: w.queue }
+        UsageConfig {
+            enabled: true,
+            max_batch: w.max_batch,
+            flush_every: w.flush_every,
+            queue: w.queue,
+            per_key_metrics: false,
+        }
     }
 }
 

@@ -50,6 +50,8 @@ pub struct Inner {
     pub usage: UsageLife,
     /// Retention settings in force (`[retention]`, changeable at runtime).
     pub retention: Retention,
+    /// Per-key request and token counters (`[usage] per_key_metrics`).
+    pub per_key: Option<Arc<crate::api::accounting::KeyCounters>>,
     /// Whether [`AppState::start_auth`] seeded the quotas.
     quotas_seeded: std::sync::atomic::AtomicBool,
 }
@@ -91,6 +93,7 @@ impl AppState {
                 usage: UsageLife::default(),
                 retention: Retention::new(config.retention),
                 quotas_seeded: std::sync::atomic::AtomicBool::new(false),
+                per_key: config.usage.per_key_metrics.then(Arc::default),
                 config,
             }),
         }

@@ -281,3 +281,32 @@ async fn a_daily_quota_counts_what_was_used_before_a_restart() {
         serde_json::from_slice(&refused.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert!(body["error"]["message"].as_str().unwrap().contains("tokens per day"), "{body}");
 }
+
+async fn metrics_text(state: &AppState) -> String {
+    let req = Request::get("/metrics").header("authorization", format!("Bearer {KEY}")).body(Body::empty());
+    let resp = app(state.clone()).oneshot(req.unwrap()).await.unwrap();
+    String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn per_key_counters_appear_in_metrics_only_when_enabled() {
+    for enabled in [false, true] {
+        let state = state(&format!("[usage]\nper_key_metrics = {enabled}\n")).await;
+        let user = state.store.create_user("cy", "a long password", false).await.unwrap();
+        let new = sluice_store::NewApiKey {
+            user_id: user.id.clone(),
+            name: "k".into(),
+            models: None,
+            limits: Default::default(),
+            expires_at: None,
+        };
+        let (key, secret) = state.store.create_api_key(&new).await.unwrap();
+        state.directory.reload().await.unwrap();
+        let resp = send_as(&state, &secret, "/v1/chat/completions", CHAT).await;
+        resp.into_body().collect().await.unwrap();
+        let text = metrics_text(&state).await;
+        let series = format!("sluice_key_requests_total{{user=\"{}\",key=\"{}\"}} 1\n", user.id, key.id);
+        assert_eq!(text.contains(&series), enabled, "{text}");
+        assert_eq!(text.contains("sluice_key_requests"), enabled, "no per-key series unless asked");
+    }
+}

@@ -44,7 +44,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         crate::usage_writer::with_usage_metrics(
-            super::accounting::with_limits_metrics(state.core.metrics.render(), &state.limits),
+            {
+                let text = super::accounting::with_limits_metrics(state.core.metrics.render(), &state.limits);
+                match &state.per_key {
+                    Some(counters) => counters.render_into(text),
+                    None => text,
+                }
+            },
             state.usage.sink().map(sluice_store::UsageSink::stats),
         ),
     )

@@ -65,6 +65,7 @@ pub async fn respond<D: Dialect>(
         price: accounting::price_of(state, &req.model),
         received: ctx.received,
         recording: None,
+        per_key: state.per_key.clone(),
     };
     let rate_headers = match accounting::admit(state, &ctx, prompt_estimate).await {
         Ok(a) => {
