@@ -51,7 +51,7 @@ pub struct Inner {
     /// Retention settings in force (`[retention]`, changeable at runtime).
     pub retention: Retention,
     /// Per-key request and token counters (`[usage] per_key_metrics`).
-    pub per_key: Option<Arc<crate::api::accounting::KeyCounters>>,
+    pub per_key: Option<Arc<crate::tenancy::KeyCounters>>,
     /// Whether [`AppState::start_auth`] seeded the quotas.
     quotas_seeded: std::sync::atomic::AtomicBool,
 }

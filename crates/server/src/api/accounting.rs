@@ -71,44 +71,7 @@ pub struct Ledger {
     /// Where the answer is stored, when the client asked (`x-sluice-conversation`).
     pub recording: Option<Recording>,
     /// Per-key counters, when `[usage] per_key_metrics` is on.
-    pub per_key: Option<Arc<KeyCounters>>,
-}
-
-/// Requests and tokens per (user, key), for `/metrics` (`[usage] per_key_metrics`).
-#[derive(Default)]
-pub struct KeyCounters {
-    counts: std::sync::Mutex<std::collections::HashMap<(String, String), [u64; 3]>>,
-}
-
-impl KeyCounters {
-    fn add(&self, user: &str, key: &str, prompt: u64, completion: u64) {
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let c = counts.entry((user.to_owned(), key.to_owned())).or_default();
-        c[0] += 1;
-        c[1] += prompt;
-        c[2] += completion;
-    }
-
-    /// Appends the counters to a Prometheus text exposition (before its `# EOF`).
-    pub fn render_into(&self, mut text: String) -> String {
-        use std::fmt::Write as _;
-        let eof = text.rfind("# EOF").unwrap_or(text.len());
-        let tail = text.split_off(eof);
-        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let families = [
-            ("sluice_key_requests", "Requests per user and API key."),
-            ("sluice_key_prompt_tokens", "Prompt tokens per user and API key."),
-            ("sluice_key_completion_tokens", "Completion tokens per user and API key."),
-        ];
-        for (i, (name, help)) in families.iter().enumerate() {
-            let _ = write!(text, "# HELP {name} {help}\n# TYPE {name} counter\n");
-            for ((user, key), c) in counts.iter() {
-                let _ = writeln!(text, "{name}_total{{user=\"{user}\",key=\"{key}\"}} {}", c[i]);
-            }
-        }
-        text.push_str(&tail);
-        text
-    }
+    pub per_key: Option<Arc<crate::tenancy::KeyCounters>>,
 }
 
 impl Ledger {
