@@ -322,3 +322,32 @@ async fn logins_are_throttled_per_account() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(error_message("/auth", &json).unwrap(), "wrong name or password");
 }
+
+/// A login from `addr`: the status.
+async fn login_from(state: &AppState, addr: [u8; 4], name: &str, password: &str) -> StatusCode {
+    let body = serde_json::json!({ "name": name, "password": password }).to_string();
+    let mut req = http::Request::post("/auth/login")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    let peer = std::net::SocketAddr::from((addr, 40000));
+    req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+    tower::ServiceExt::oneshot(super::app(state.clone()), req).await.unwrap().status()
+}
+
+/// One address guessing across many accounts is locked out by its own count, and
+/// only that address is.
+#[tokio::test]
+async fn logins_are_throttled_per_address() {
+    let state = state_with("").await;
+    state.store.create_user("bea", "password123", false).await.unwrap();
+    let guesser = [203, 0, 113, 7];
+    for i in 0..5 {
+        let status = login_from(&state, guesser, &format!("user{i}"), "guess-1234").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    // A sixth account, never tried: the address is locked, whatever the name.
+    assert_eq!(login_from(&state, guesser, "bea", "password123").await, StatusCode::TOO_MANY_REQUESTS);
+    // Another address logs in to that account at once.
+    assert_eq!(login_from(&state, [198, 51, 100, 2], "bea", "password123").await, StatusCode::OK);
+}
