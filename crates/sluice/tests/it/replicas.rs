@@ -121,7 +121,10 @@ async fn two_replicas_share_revocations_and_limits_and_fall_back_together() {
     assert_eq!(chat_with(&b, &other).await, 200, "B's share: 2");
     assert_eq!(chat_with(&b, &other).await, 429);
 
-    a.state.core.shutdown.cancel();
-    b.state.core.shutdown.cancel();
+    // Both stop (their usage writers drain) before the schema goes.
+    for gw in [a, b] {
+        gw.state.core.shutdown.cancel();
+        let _ = tokio::time::timeout(SOON, gw.task).await.expect("the gateway stops");
+    }
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&mut admin).await.unwrap();
 }
