@@ -9,6 +9,7 @@
 //! - [`api`]: the route table, middleware, one module per dialect, the streaming body.
 //! - [`auth`]: API keys.
 //! - [`clock`]: the wall clock, read in one place.
+//! - [`exposition`]: counters outside the registry, written into `/metrics`.
 //! - [`hub`]: connected agents as backends (the gateway's side of the agent link).
 //! - [`tenancy`]: who a request is limited and recorded as.
 //! - [`tls`]: the HTTPS listener.
@@ -18,6 +19,7 @@
 pub mod api;
 pub mod auth;
 pub mod clock;
+pub mod exposition;
 pub mod hub;
 pub mod retention;
 pub mod serve;

@@ -97,23 +97,21 @@ impl KeyCounters {
     }
 
     /// Appends the counters to a Prometheus text exposition (before its `# EOF`).
-    pub fn render_into(&self, mut text: String) -> String {
+    pub fn render_into(&self, text: String) -> String {
         use std::fmt::Write as _;
-        let eof = text.rfind("# EOF").unwrap_or(text.len());
-        let tail = text.split_off(eof);
         let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let families = [
             ("sluice_key_requests", "Requests per user and API key."),
             ("sluice_key_prompt_tokens", "Prompt tokens per user and API key."),
             ("sluice_key_completion_tokens", "Completion tokens per user and API key."),
         ];
-        for (i, (name, help)) in families.iter().enumerate() {
-            let _ = write!(text, "# HELP {name} {help}\n# TYPE {name} counter\n");
-            for ((user, key), c) in counts.iter() {
-                let _ = writeln!(text, "{name}_total{{user=\"{user}\",key=\"{key}\"}} {}", c[i]);
+        crate::exposition::append(text, |out| {
+            for (i, (name, help)) in families.iter().enumerate() {
+                let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n");
+                for ((user, key), c) in counts.iter() {
+                    let _ = writeln!(out, "{name}_total{{user=\"{user}\",key=\"{key}\"}} {}", c[i]);
+                }
             }
-        }
-        text.push_str(&tail);
-        text
+        })
     }
 }

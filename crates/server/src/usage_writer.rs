@@ -82,13 +82,9 @@ pub fn render_metrics(stats: &UsageStats, out: &mut String) {
 }
 
 /// `text` (a whole exposition ending in `# EOF`) with the usage counters added.
-pub fn with_usage_metrics(mut text: String, stats: Option<&UsageStats>) -> String {
+pub fn with_usage_metrics(text: String, stats: Option<&UsageStats>) -> String {
     let Some(stats) = stats else { return text };
-    let eof = text.rfind("# EOF").unwrap_or(text.len());
-    let tail = text.split_off(eof);
-    render_metrics(stats, &mut text);
-    text.push_str(&tail);
-    text
+    crate::exposition::append(text, |out| render_metrics(stats, out))
 }
 
 #[cfg(test)]

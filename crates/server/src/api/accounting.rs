@@ -262,14 +262,14 @@ fn millis(d: std::time::Duration) -> u64 {
 
 /// Appends the limiter's state to a Prometheus text exposition (before its `# EOF`):
 /// generations running, and whether this replica counts alone because Redis failed.
-pub fn with_limits_metrics(mut text: String, limits: &sluice_limits::Limiter) -> String {
+pub fn with_limits_metrics(text: String, limits: &sluice_limits::Limiter) -> String {
     use std::fmt::Write as _;
-    let eof = text.rfind("# EOF").unwrap_or(text.len());
-    let tail = text.split_off(eof);
     let fallback = u8::from(limits.fallback_active());
-    let _ = write!(
-        text,
-        "# HELP sluice_limits_active_generations Generations admitted and running on this gateway.\n\
+    crate::exposition::append(text, |out| {
+        // Writing into a String cannot fail.
+        let _ = write!(
+            out,
+            "# HELP sluice_limits_active_generations Generations admitted and running on this gateway.\n\
          # TYPE sluice_limits_active_generations gauge\n\
          sluice_limits_active_generations {}\n\
          # HELP sluice_limits_redis_fallback 1 while Redis is unreachable and this replica enforces its share of the limits alone.\n\
@@ -281,10 +281,9 @@ pub fn with_limits_metrics(mut text: String, limits: &sluice_limits::Limiter) ->
          # HELP sluice_limits_redis_errors Failed Redis calls of the limiter.\n\
          # TYPE sluice_limits_redis_errors counter\n\
          sluice_limits_redis_errors_total {}\n",
-        limits.active_generations(),
-        limits.fallbacks_total(),
-        limits.redis_errors_total(),
-    );
-    text.push_str(&tail);
-    text
+            limits.active_generations(),
+            limits.fallbacks_total(),
+            limits.redis_errors_total(),
+        );
+    })
 }
