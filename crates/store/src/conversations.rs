@@ -262,6 +262,32 @@ impl Store {
         Ok(Some(ConversationWithMessages { conversation, messages }))
     }
 
+    /// The id of the newest message of `user_id`'s conversation `id` (`Some(None)`
+    /// when it has none yet; `None` when there is no such conversation of that user),
+    /// without reading the others: an API chat continues from it.
+    pub async fn last_message_id(
+        &self,
+        user_id: &str,
+        id: &str,
+    ) -> Result<Option<Option<String>>, StoreError> {
+        let pool = self.open().await?;
+        let owned = sqlx::query("SELECT id FROM conversations WHERE id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?;
+        if owned.is_none() {
+            return Ok(None);
+        }
+        let last = sqlx::query(
+            "SELECT id FROM messages WHERE conversation_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+        Ok(Some(last.map(|r| r.try_get("id")).transpose()?))
+    }
+
     /// Renames `user_id`'s conversation (its place in the list stays); false if missing.
     pub async fn rename_conversation(
         &self,

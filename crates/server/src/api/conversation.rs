@@ -83,11 +83,11 @@ pub async fn begin(
         let c = store.create_conversation(&owner.id, title.trim(), &req.model).await.map_err(internal)?;
         (c.id, None)
     } else {
-        let found = store.get_conversation(&owner.id, wanted).await.map_err(internal)?;
-        let Some(found) = found else {
+        let last = store.last_message_id(&owner.id, wanted).await.map_err(internal)?;
+        let Some(last) = last else {
             return Err(GatewayError::NotFound(format!("no conversation '{wanted}'")));
         };
-        (found.conversation.id, found.messages.last().map(|m| m.id.clone()))
+        (wanted.to_owned(), last)
     };
     let message = NewMessage {
         parent_id: parent,

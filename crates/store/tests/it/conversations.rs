@@ -34,10 +34,13 @@ async fn all_pages(s: &Store, user: &str, limit: u32) -> Vec<Conversation> {
 async fn another_users_conversation_is_missing(db: &TestDb) {
     let s = &db.store;
     let c = s.create_conversation("alice", "Secret plans", "m").await.unwrap();
+    assert_eq!(s.last_message_id("alice", &c.id).await.unwrap(), Some(None), "empty, but hers");
     let m =
         s.append_message("alice", &c.id, msg("user", "launch the zeppelin", None)).await.unwrap().unwrap();
+    assert_eq!(s.last_message_id("alice", &c.id).await.unwrap(), Some(Some(m.id.clone())));
 
     assert_eq!(s.get_conversation("bob", &c.id).await.unwrap(), None);
+    assert_eq!(s.last_message_id("bob", &c.id).await.unwrap(), None);
     assert_eq!(s.export_conversation("bob", &c.id).await.unwrap(), None);
     assert!(s.list_conversations("bob", &Page { before: None, limit: 50 }).await.unwrap().0.is_empty());
     assert!(!s.rename_conversation("bob", &c.id, "mine").await.unwrap());
