@@ -14,6 +14,7 @@ use tokio::time::{Instant, sleep};
 struct Batches {
     sizes: Mutex<Vec<usize>>,
     fail_first: Mutex<u32>,
+    touched: Mutex<Vec<(String, i64)>>,
 }
 
 impl Batches {
@@ -30,6 +31,13 @@ impl UsageTarget for Batches {
             return Err(StoreError::Query(sqlx::Error::PoolTimedOut));
         }
         self.sizes.lock().unwrap().push(batch.len());
+        Ok(())
+    }
+
+    async fn touch_keys(&self, used: &[(String, i64)]) -> Result<(), StoreError> {
+        let mut used = used.to_vec();
+        used.sort();
+        self.touched.lock().unwrap().extend(used);
         Ok(())
     }
 }
@@ -119,4 +127,25 @@ async fn a_full_queue_drops_and_counts_without_waiting() {
     assert_eq!((sink.stats().pending(), sink.stats().dropped()), (2, 3));
     assert_eq!(writer.shutdown().await, 2);
     assert_eq!(target.sizes(), [2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_keys_last_use_is_stored_at_most_once_a_minute() {
+    let target = Arc::new(Batches::default());
+    let (sink, writer) = UsageWriter::start_with(target.clone(), cfg(3, 100, 100));
+    let used = |key: &str, secs: i64| UsageRecord { key_id: Some(key.to_owned()), ..record(secs * 1000) };
+    // One batch: two uses of `a` (the newer is stored), one of `b`.
+    sink.record(used("a", 100));
+    sink.record(used("a", 130));
+    sink.record(used("b", 101));
+    sink.stats().wait_until(|s| s.written() == 3).await;
+    // `a` again within the minute: not stored again; `a` a minute after its stored use,
+    // and a service key (not in the store): only the former.
+    sink.record(used("a", 150));
+    sink.record(used("a", 190));
+    sink.record(used("service:0011", 190));
+    sink.stats().wait_until(|s| s.written() == 6).await;
+    writer.shutdown().await;
+    let touched = target.touched.lock().unwrap().clone();
+    assert_eq!(touched, vec![("a".to_owned(), 130), ("b".to_owned(), 101), ("a".to_owned(), 190)]);
 }
