@@ -52,6 +52,8 @@ pub struct Inner {
     pub retention: Retention,
     /// Per-key request and token counters (`[usage] per_key_metrics`).
     pub per_key: Option<Arc<crate::tenancy::KeyCounters>>,
+    /// This month's spend per key and user, for budgets.
+    pub budgets: Arc<crate::budgets::Budgets>,
     /// Whether [`AppState::start_auth`] seeded the quotas.
     quotas_seeded: std::sync::atomic::AtomicBool,
 }
@@ -94,6 +96,7 @@ impl AppState {
                 retention: Retention::new(config.retention),
                 quotas_seeded: std::sync::atomic::AtomicBool::new(false),
                 per_key: config.usage.per_key_metrics.then(Arc::default),
+                budgets: Arc::default(),
                 config,
             }),
         }
@@ -117,7 +120,15 @@ impl AppState {
         use std::sync::atomic::Ordering;
         self.directory.start(&self.core.tasks, self.core.shutdown.clone()).await?;
         if !self.quotas_seeded.swap(true, Ordering::SeqCst) {
-            match crate::tenancy::seed_quotas(&self.store, &self.limits).await {
+            let seeded = async {
+                let n = crate::tenancy::seed_quotas(&self.store, &self.limits).await?;
+                if self.prices_configured() {
+                    let now = u64::try_from(crate::clock::now_ms()).unwrap_or(0);
+                    crate::budgets::seed_from_store(&self.store, &self.budgets, now).await?;
+                }
+                Ok::<_, sluice_store::StoreError>(n)
+            };
+            match seeded.await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(subjects = n, "token quotas seeded from stored usage"),
                 Err(e) => {
@@ -127,6 +138,11 @@ impl AppState {
             }
         }
         Ok(())
+    }
+
+    /// True when some `[[models]]` entry has a price: only then is there spend to count.
+    pub fn prices_configured(&self) -> bool {
+        self.config.models.iter().any(|m| m.price.is_some())
     }
 
     /// What an agent session needs from this state.
