@@ -3,7 +3,8 @@
 //!
 //! A batch is written when `max_batch` records are waiting, or `flush_every` after the
 //! first unwritten record arrived: the timer is armed only while records wait, so an
-//! idle writer sleeps on its channel and nothing wakes it. A failed write keeps the
+//! idle writer sleeps on its channel and nothing wakes it. A full batch also takes the
+//! records already queued behind it, up to [`BACKLOG_BATCHES`] batches in one write. A failed write keeps the
 //! batch and retries it with capped backoff, so records survive a database outage for
 //! as long as the process lives (new records queue up meanwhile, and are dropped once
 //! the queue is full).
@@ -31,6 +32,10 @@ use crate::{Store, StoreError};
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between retries of a failed batch.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// With a backlog (more than a batch already queued when a batch is full), one write
+/// takes up to this many batches' worth: one transaction and one disk sync instead of
+/// several, so the writer catches up instead of falling behind.
+pub const BACKLOG_BATCHES: usize = 8;
 
 /// `[usage]` writer settings.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -273,6 +278,13 @@ async fn run<T: UsageTarget>(
             }
         }
         if batch.len() >= max {
+            // Records already queued join this write (no waiting: only what is there).
+            while batch.len() < max * BACKLOG_BATCHES {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
             write(&*target, &mut batch, &stats, &mut keys).await;
             deadline = None;
         }

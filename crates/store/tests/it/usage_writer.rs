@@ -89,14 +89,24 @@ async fn full_batches_are_written_at_once_and_shutdown_drains_the_rest() {
     let target = Arc::new(Batches::default());
     let (sink, writer) = UsageWriter::start_with(target.clone(), cfg(4, 3_600_000, 1000));
     let start = Instant::now();
-    for i in 0..10 {
+    for i in 0..3 {
         sink.record(record(i));
     }
-    writer.stats().wait_until(|s| s.written() == 8).await;
-    assert_eq!(target.sizes(), [4, 4]);
-    assert_eq!(writer.stats().pending(), 2);
-    assert_eq!(writer.shutdown().await, 10);
-    assert_eq!(target.sizes(), [4, 4, 2]);
+    tokio::task::yield_now().await;
+    assert_eq!(writer.stats().pending(), 3, "not full: waits for the timer");
+    sink.record(record(3));
+    writer.stats().wait_until(|s| s.written() == 4).await;
+    assert_eq!(target.sizes(), [4], "full: written at once");
+    // A backlog: everything queued behind a full batch goes in the same write, up to
+    // BACKLOG_BATCHES batches.
+    let backlog = 4 * sluice_store::usage::writer::BACKLOG_BATCHES + 2;
+    for i in 0..backlog {
+        sink.record(record(i64::try_from(i).unwrap()));
+    }
+    writer.stats().wait_until(|s| s.written() == 4 + backlog as u64 - 2).await;
+    assert_eq!(target.sizes(), [4, backlog - 2]);
+    assert_eq!(writer.shutdown().await, 4 + backlog as u64);
+    assert_eq!(target.sizes(), [4, backlog - 2, 2], "shutdown drains the rest");
     assert_eq!(start.elapsed(), Duration::ZERO, "no timer was waited for");
 }
 
