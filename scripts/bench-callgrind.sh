@@ -11,13 +11,16 @@
 #
 # Usage: scripts/bench-callgrind.sh [OUT_DIR]
 #   env: SLUICE_BIN (default target/release/sluice) to measure another build,
-#        N1=200 N2=1200, SKIP_BUILD=1.
+#        N1=200 N2=1200, WARMUP=20, SKIP_BUILD=1,
+#        SLUICE_ARGS="extra sluice serve flags, e.g. --config FILE",
+#        SLUICE_BENCH_ARGS="extra load flags, e.g. --keys-file FILE".
 # All traffic stays on 127.0.0.1; every load loop is bounded in count and time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-bench-results/callgrind-$(date +%Y%m%d-%H%M%S)}
 N1=${N1:-200}
 N2=${N2:-1200}
+WARMUP=${WARMUP:-20}
 mkdir -p "$OUT"
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release -q -p sluice -p sluice-mock -p sluice-bench
 BIN=target/release
@@ -30,7 +33,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 wait_port() {
-    for _ in $(seq 600); do
+    for _ in $(seq 3000); do
         (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
         sleep 0.1
     done
@@ -45,13 +48,15 @@ wait_port "$MOCK"
 measure() { # name n bench-args...
     local name=$1 n=$2; shift 2
     local file="$OUT/$name-$n.callgrind"
+    # shellcheck disable=SC2086 # SLUICE_ARGS and SLUICE_BENCH_ARGS are lists of flags
     valgrind --tool=callgrind --callgrind-out-file="$file" \
-        "$SLUICE_BIN" serve --listen "$GW" --backend "openai=http://$MOCK/v1" >"$OUT/$name-$n.log" 2>&1 &
+        "$SLUICE_BIN" serve --listen "$GW" --backend "openai=http://$MOCK/v1" ${SLUICE_ARGS:-} \
+        >"$OUT/$name-$n.log" 2>&1 &
     local gw=$!
     pids+=("$gw")
     wait_port "$GW"
     taskset -c 1 "$BIN/sluice-bench" --url "http://$GW" --quiet --no-progress \
-        --concurrency 1 --requests "$n" --warmup 20 --duration 300s "$@" >/dev/null
+        --concurrency 1 --requests "$n" --warmup "$WARMUP" --duration 600s "$@" ${SLUICE_BENCH_ARGS:-} >/dev/null
     kill -TERM "$gw"
     wait "$gw" 2>/dev/null || true
     awk '/^(summary|totals):/ {print $2; exit}' "$file"

@@ -135,6 +135,36 @@ fn insert_sql(engine: Engine, rows: usize) -> String {
     sql
 }
 
+/// The row counts of the statements that insert `n` rows: powers of two, largest first,
+/// at most `max` rows each. A batch of any size thus uses at most a dozen distinct
+/// statements, which stay prepared in the connection's statement cache instead of one
+/// new statement (parsed and planned again) per batch size.
+fn statement_rows(mut n: usize, max: usize) -> impl Iterator<Item = usize> {
+    let cap = if max == 0 { 1 } else { 1 << max.ilog2() };
+    std::iter::from_fn(move || {
+        if n == 0 {
+            return None;
+        }
+        let rows = if n >= cap { cap } else { 1 << n.ilog2() };
+        n -= rows;
+        Some(rows)
+    })
+}
+
+/// [`insert_sql`] for `rows` rows (a power of two), built once per engine and size.
+fn cached_insert_sql(engine: Engine, rows: usize) -> &'static str {
+    use std::sync::OnceLock;
+    static SQLITE: [OnceLock<String>; 16] = [const { OnceLock::new() }; 16];
+    static POSTGRES: [OnceLock<String>; 16] = [const { OnceLock::new() }; 16];
+    let slots = match engine {
+        Engine::Sqlite => &SQLITE,
+        Engine::Postgres => &POSTGRES,
+    };
+    // `rows` is a power of two below 2^16 (a statement holds at most 65,535 binds).
+    let i = rows.ilog2() as usize;
+    slots[i.min(15)].get_or_init(|| insert_sql(engine, rows))
+}
+
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -231,9 +261,11 @@ impl Store {
         let pool = self.open().await?;
         let rows_per_statement = max_binds(self.engine()) / COLUMN_COUNT;
         let mut tx = pool.begin().await?;
-        for chunk in records.chunks(rows_per_statement) {
-            let sql = insert_sql(self.engine(), chunk.len());
-            let mut q = sqlx::query(&sql);
+        let mut rest = records;
+        for rows in statement_rows(records.len(), rows_per_statement) {
+            let (chunk, tail) = rest.split_at(rows);
+            rest = tail;
+            let mut q = sqlx::query(cached_insert_sql(self.engine(), rows));
             for r in chunk {
                 q = q
                     .bind(r.at)
@@ -399,6 +431,26 @@ mod tests {
         let lite = insert_sql(Engine::Sqlite, 2);
         assert_eq!(lite.matches('?').count(), 26);
         assert!(!lite.contains('$'));
+    }
+
+    #[test]
+    fn batches_split_into_few_statement_sizes() {
+        let sizes = |n, max| statement_rows(n, max).collect::<Vec<_>>();
+        assert_eq!(sizes(0, 2520), Vec::<usize>::new());
+        assert_eq!(sizes(512, 2520), [512]);
+        assert_eq!(sizes(300, 2520), [256, 32, 8, 4]);
+        assert_eq!(sizes(4096, 2520), [2048, 2048]);
+        assert_eq!(sizes(5000, 2520), [2048, 2048, 512, 256, 128, 8]);
+        assert_eq!(sizes(3, 1), [1, 1, 1]);
+        // Every size up to the biggest batch: each row once, at most a dozen SQL texts.
+        let mut seen = std::collections::BTreeSet::new();
+        for n in 0..=4096 {
+            let s = sizes(n, 2520);
+            assert_eq!(s.iter().sum::<usize>(), n);
+            seen.extend(s);
+        }
+        assert_eq!(seen.len(), 12, "{seen:?}");
+        assert_eq!(cached_insert_sql(Engine::Sqlite, 4), insert_sql(Engine::Sqlite, 4));
     }
 
     #[test]
