@@ -26,6 +26,7 @@
 //! - [`admin_retention`]: `GET|PUT /admin/retention`.
 //! - [`setup`]: first-run admin creation and password changes.
 //! - [`generations`]: UI generations (start, attach over SSE, stop).
+//! - [`webui`]: the embedded web UI (pages, assets, security headers).
 //! - [`owner`]: who owns stored data ([`owner::owner`]); [`data_error`]: how those
 //!   routes fail.
 
@@ -51,6 +52,7 @@ pub mod respond;
 pub mod setup;
 pub mod stream_body;
 pub mod usage;
+pub mod webui;
 
 use std::{convert::Infallible, net::SocketAddr, sync::LazyLock};
 
@@ -117,7 +119,7 @@ fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
         ("/metrics", User, get(ops::metrics)),
         ("/healthz", Public, get(ops::healthz)),
         ("/readyz", Public, get(ops::readyz)),
-        ("/", Public, get(ops::root)),
+        ("/", Public, get(webui::root)),
         (sluice_protocol::agent::CONNECT_PATH, Public, get(agent_connect::connect)),
         ("/admin/agents", Admin, get(admin_agents::list_agents)),
         ("/admin/agent-tokens", Admin, get(admin_agents::list_tokens).post(admin_agents::create_token)),
@@ -139,6 +141,13 @@ fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
         ("/v1/conversations/{id}/generations/{message_id}/stop", User, post(generations::stop)),
         ("/auth/setup", Public, get(setup::status).post(setup::create)),
         ("/auth/password", User, post(setup::change_password)),
+        // The web UI: its files, and index.html for each client-side route.
+        ("/assets/{file}", Public, get(webui::asset)),
+        ("/favicon.svg", Public, get(webui::favicon)),
+        ("/c/{id}", Public, get(webui::page)),
+        ("/login", Public, get(webui::page)),
+        ("/settings", Public, get(webui::page)),
+        ("/admin", Public, get(webui::page)),
     ]
 }
 
@@ -476,6 +485,8 @@ mod tests {
             route_label("/v1/conversations/a/generations/b/stop"),
             "/v1/conversations/{id}/generations/{message_id}/stop"
         );
+        assert_eq!(route_label("/assets/index-abc.js"), "/assets/{file}");
+        assert_eq!(route_label("/c/abc"), "/c/{id}");
         // Unknown paths and ids with slashes never become labels of their own.
         assert_eq!(route_label("/v1/models/a/b"), "unmatched");
         assert_eq!(route_label("/v1/models/"), "unmatched");

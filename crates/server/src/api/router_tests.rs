@@ -125,6 +125,12 @@ pub(super) const CALLS: &[(&str, &str, &str)] = &[
     ("GET", "/auth/setup", ""),
     ("POST", "/auth/setup", r#"{"name":"root","password":"password1"}"#),
     ("POST", "/auth/password", r#"{"current":"password1","new":"password2"}"#),
+    ("GET", "/assets/x.js", ""),
+    ("GET", "/favicon.svg", ""),
+    ("GET", "/c/x", ""),
+    ("GET", "/login", ""),
+    ("GET", "/settings", ""),
+    ("GET", "/admin", ""),
 ];
 
 /// Sends one request with `headers` (a `Host: localhost` unless given) and reads
@@ -226,8 +232,10 @@ async fn every_route_answers_with_a_valid_key() {
             "/admin/agent-tokens/x" | "/v1/keys/x" | "/admin/users/x" => {
                 assert_eq!(status, StatusCode::NOT_FOUND, "{json}")
             }
-            // No such conversation or generation.
-            "/v1/conversations/x/generations/y" | "/v1/conversations/x/generations/y/stop" => {
+            // No such conversation, generation or file.
+            "/v1/conversations/x/generations/y"
+            | "/v1/conversations/x/generations/y/stop"
+            | "/assets/x.js" => {
                 assert_eq!(status, StatusCode::NOT_FOUND, "{json}")
             }
             "/v1/conversations/x/generations" if *method == "POST" => {

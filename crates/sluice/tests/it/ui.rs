@@ -1,6 +1,6 @@
 //! The web UI's gateway side against the mock upstream: first-run setup, generations
 //! that outlive their SSE connection (re-attach with `Last-Event-ID`, stop, failures
-//! stored with their error), other users' ids as 404.
+//! stored with their error), other users' ids as 404, and the embedded bundle.
 
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
@@ -282,4 +282,40 @@ async fn another_users_generation_is_not_found() {
     assert_eq!(list["data"][0]["running"], true);
     admin.send(&gw, "POST", &format!("/v1/conversations/{conv}/generations/{msg}/stop"), None).await;
     tokio::time::timeout(SOON, m.stats().wait_cancelled(1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_ui_is_served_with_its_headers() {
+    let m = mock(MockConfig::default()).await;
+    let gw = Gateway::over(&m, "openai", "").await;
+    let c = client();
+    let api = c.get(gw.url("/")).send().await.unwrap();
+    assert_eq!(api.text().await.unwrap(), "Sluice is running", "API clients keep the old answer");
+    for path in ["/", "/c/anything", "/settings", "/admin", "/login"] {
+        let r = c
+            .get(gw.url(path))
+            .header("accept", "text/html")
+            .header("accept-encoding", "br")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers();
+        assert!(h["content-security-policy"].to_str().unwrap().contains("script-src 'self'"));
+        assert!(!h["content-security-policy"].to_str().unwrap().contains("unsafe-inline"));
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["cache-control"], "no-cache");
+        assert_eq!(h["content-encoding"], "br");
+    }
+    let html = c.get(gw.url("/")).header("accept", "text/html").send().await.unwrap().text().await.unwrap();
+    let script = html.split("src=\"").nth(1).and_then(|s| s.split('"').next()).unwrap().to_owned();
+    assert!(script.starts_with("/assets/index-"), "{script}");
+    let r = c.get(gw.url(&script)).header("accept-encoding", "gzip").send().await.unwrap();
+    assert_eq!(r.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let plain = c.get(gw.url(&script)).header("accept-encoding", "identity").send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert!(plain.text().await.unwrap().len() > 1000);
+    assert_eq!(c.get(gw.url("/assets/nope.js")).send().await.unwrap().status(), 404);
 }

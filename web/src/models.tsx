@@ -1,0 +1,47 @@
+// The model picker: every model the gateway serves to this caller; admins also see
+// the state of the backend serving it (health, breaker, requests in flight).
+import { useEffect, useState } from "preact/hooks";
+import { api } from "./api";
+
+type Model = { id: string; owned_by: string };
+type Backend = { name: string; kind: string; breaker: string; healthy: boolean; outstanding: number; p95_ttft_ms: number | null };
+
+export function ModelPicker(props: { value: string; onChange(m: string): void; admin: boolean }) {
+  const [models, setModels] = useState<Model[]>([]);
+  const [backends, setBackends] = useState<Record<string, Backend>>({});
+  const [error, setError] = useState("");
+  useEffect(() => {
+    api<{ data: Model[] }>("GET", "/v1/models")
+      .then((r) => {
+        setModels(r.data);
+        if (!r.data.some((m) => m.id === props.value) && r.data.length) props.onChange(r.data[0].id);
+      })
+      .catch((e) => setError(e.message));
+    if (props.admin) {
+      api<{ backends: Backend[] }>("GET", "/admin/backends")
+        .then((r) => setBackends(Object.fromEntries(r.backends.map((b) => [b.name, b]))))
+        .catch(() => {});
+    }
+  }, []);
+  const state = (m: Model) => {
+    const b = backends[m.owned_by];
+    if (!b) return "";
+    const health = b.breaker === "open" ? "breaker open" : b.healthy ? "healthy" : "unhealthy";
+    return ` — ${b.kind}: ${health}${b.outstanding ? `, ${b.outstanding} running` : ""}`;
+  };
+  if (error) return <span class="error" role="alert">Models: {error}</span>;
+  return (
+    <label class="picker">
+      <span class="sr-only">Model</span>
+      <select value={props.value} onChange={(e) => props.onChange(e.currentTarget.value)}>
+        {models.length === 0 && <option value="">No models</option>}
+        {models.map((m) => (
+          <option key={m.id} value={m.id}>
+            {m.id}
+            {state(m)}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}
