@@ -50,7 +50,12 @@ export async function api<T = any>(method: string, path: string, body?: unknown)
   } catch {
     throw new ApiError(0, "cannot reach the server");
   }
-  if (!r.ok) throw await errorOf(r);
+  if (!r.ok) {
+    const e = await errorOf(r);
+    // The session ended (expired, logged out elsewhere, user disabled): back to login.
+    if (r.status === 401 && !path.startsWith("/auth/")) window.dispatchEvent(new Event("sluice:signedout"));
+    throw e;
+  }
   const type = r.headers.get("content-type") ?? "";
   return (type.includes("json") ? r.json() : r.text()) as Promise<T>;
 }

@@ -103,7 +103,9 @@ export function Chat(props: { id: string | null; user: User }) {
         if (!msgs) return;
         try {
           const g = await api<{ data: { message_id: string; model: string; running: boolean }[] }>("GET", `/v1/conversations/${id}/generations`);
-          for (const run of g.data) if (run.running) follow(id, run.message_id, run.model);
+          // Finished ones too: one may have ended between the two reads (its replay
+          // ends at once and reloads the conversation with the stored answer).
+          for (const run of g.data) if (run.running || !msgs.some((m) => m.parent_id === run.message_id)) follow(id, run.message_id, run.model);
         } catch {
           // the list is a convenience: the conversation itself loaded
         }
@@ -213,12 +215,10 @@ export function Chat(props: { id: string | null; user: User }) {
     start({ parent_id: userMessage });
   };
   const keys = (e: KeyboardEvent) => {
+    // Esc (stop) is handled for the whole page below.
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
       send();
-    } else if (e.key === "Escape" && running) {
-      e.preventDefault();
-      stopAll();
     }
   };
   useEffect(() => {

@@ -50,6 +50,7 @@ function App() {
   useEffect(() => {
     applyTheme();
     matchMedia("(prefers-color-scheme: dark)").addEventListener("change", applyTheme);
+    window.addEventListener("sluice:signedout", () => setBoot({ state: "login" }));
     load();
   }, []);
   switch (boot.state) {
