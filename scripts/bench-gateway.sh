@@ -10,7 +10,11 @@
 # All traffic stays on 127.0.0.1, and every load loop is capped in count and time.
 #
 # Usage: scripts/bench-gateway.sh [OUT_DIR]   (env: REPEAT=3, SCENARIOS="c1 c64 nostream slow",
-#        SLUICE_BIN=path of another sluice build to measure, SKIP_BUILD=1)
+#        SLUICE_BIN=path of another sluice build to measure, SKIP_BUILD=1,
+#        SLUICE_ARGS="extra sluice serve flags, e.g. --config FILE",
+#        SLUICE_BENCH_ARGS="extra load flags for the Sluice runs only, e.g. --keys-file FILE",
+#        QUICK=1: half the requests and duration per run, for many alternating runs,
+#        NO_PLAIN=1: skip the plain proxy)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-bench-results/gateway-$(date +%Y%m%d-%H%M%S)}
@@ -37,16 +41,19 @@ start_mock() { # args: extra mock flags
     wait_port "$MOCK"
 }
 start_gw() {
-    taskset -c 0 "$SLUICE_BIN" serve --listen "$GW" --backend "openai=http://$MOCK/v1" >"$OUT/gateway.log" 2>&1 &
+    # shellcheck disable=SC2086 # SLUICE_ARGS is a list of flags
+    taskset -c 0 "$SLUICE_BIN" serve --listen "$GW" --backend "openai=http://$MOCK/v1" ${SLUICE_ARGS:-} \
+        >"$OUT/gateway.log" 2>&1 &
     pids+=($!); GW_PID=$!
     wait_port "$GW"
 }
 start_plain() {
+    [ -z "${NO_PLAIN:-}" ] || { PLAIN_PID=; return 0; }
     taskset -c 0 "$BIN/examples/plain_proxy" "$PLAIN" "http://$MOCK" >/dev/null 2>&1 &
     pids+=($!); PLAIN_PID=$!
     wait_port "$PLAIN"
 }
-stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+stop() { [ -n "$1" ] || return 0; kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 wait_port() {
     for _ in $(seq 200); do
         (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
@@ -64,28 +71,36 @@ bench() { # name target extra-args...
 three_ways() {
     local sc=$1; shift
     bench "$sc-direct-$r" "$MOCK" "$@"
-    local t0; t0=$(cpu_ticks "$PLAIN_PID")
-    bench "$sc-plain-$r" "$PLAIN" "$@"
-    echo $(( $(cpu_ticks "$PLAIN_PID") - t0 )) >"$OUT/$sc-plain-$r.cputicks"
+    local t0
+    if [ -z "${NO_PLAIN:-}" ]; then
+        t0=$(cpu_ticks "$PLAIN_PID")
+        bench "$sc-plain-$r" "$PLAIN" "$@"
+        echo $(( $(cpu_ticks "$PLAIN_PID") - t0 )) >"$OUT/$sc-plain-$r.cputicks"
+    fi
     t0=$(cpu_ticks "$GW_PID")
-    bench "$sc-sluice-$r" "$GW" "$@"
+    # shellcheck disable=SC2086 # SLUICE_BENCH_ARGS is a list of flags
+    bench "$sc-sluice-$r" "$GW" "$@" ${SLUICE_BENCH_ARGS:-}
     echo $(( $(cpu_ticks "$GW_PID") - t0 )) >"$OUT/$sc-sluice-$r.cputicks"
 }
+
+# Requests and seconds per run: halved with QUICK=1.
+n() { if [ -n "${QUICK:-}" ]; then echo $(( $1 / 2 )); else echo "$1"; fi; }
+s() { echo "$(n "$1")s"; }
 
 for r in $(seq "$REPEAT"); do
     for sc in $SCENARIOS; do
         case $sc in
         c1)  # time to first token and per-token cost, one stream at a time, 64 tokens
             start_mock --tokens 64; start_gw; start_plain
-            three_ways c1 --concurrency 1 --requests 3000 --duration 30s --stream --warmup 200
+            three_ways c1 --concurrency 1 --requests "$(n 3000)" --duration "$(s 30)" --stream --warmup 200
             stop "$PLAIN_PID"; stop "$GW_PID"; stop "$MOCK_PID" ;;
         c64) # streamed throughput at concurrency 64, 64 tokens each
             start_mock --tokens 64; start_gw; start_plain
-            three_ways c64 --concurrency 64 --requests 40000 --duration 20s --stream --warmup 500
+            three_ways c64 --concurrency 64 --requests "$(n 40000)" --duration "$(s 20)" --stream --warmup 500
             stop "$PLAIN_PID"; stop "$GW_PID"; stop "$MOCK_PID" ;;
         nostream) # non-streamed throughput and gateway CPU per request
             start_mock --tokens 64; start_gw; start_plain
-            three_ways nostream --concurrency 64 --requests 200000 --duration 20s --no-stream --warmup 1000
+            three_ways nostream --concurrency 64 --requests "$(n 200000)" --duration "$(s 20)" --no-stream --warmup 1000
             stop "$PLAIN_PID"; stop "$GW_PID"; stop "$MOCK_PID" ;;
         slow) # 8,000 concurrent slow streams (1 token/s, 20 tokens), gateway RSS
             [ "$r" -eq 1 ] || continue

@@ -93,6 +93,10 @@ pub struct BenchArgs {
     /// Extra request header `Name: value` (repeatable), e.g. Authorization.
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
     pub headers: Vec<HeaderArg>,
+    /// A file of API keys, one per line: request number N sends the Nth key (round
+    /// robin) as `Authorization: Bearer`, to load a gateway with many tenants.
+    #[arg(long, value_name = "PATH")]
+    pub keys_file: Option<std::path::PathBuf>,
     /// Per-request timeout (connect + reply), e.g. `60s`.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub timeout: Duration,

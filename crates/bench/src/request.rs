@@ -35,6 +35,8 @@ pub struct Plan {
     /// Per-request timeout.
     pub timeout: std::time::Duration,
     body: BodyTemplate,
+    /// `Authorization` values used round robin (`--keys-file`); empty: none.
+    keys: Vec<HeaderValue>,
 }
 
 /// A request body split around the prompt's JSON string contents.
@@ -88,7 +90,27 @@ impl Plan {
             headers.insert(header.name.clone(), header.value.clone());
         }
 
+        let keys = match &args.keys_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read --keys-file {}", path.display()))?;
+                let keys = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(|k| HeaderValue::from_str(&format!("Bearer {k}")))
+                    .collect::<Result<Vec<_>, _>>()
+                    .context("a key in --keys-file is not a valid header value")?;
+                if keys.is_empty() {
+                    bail!("--keys-file {} holds no key", path.display());
+                }
+                keys
+            }
+            None => Vec::new(),
+        };
+
         Ok(Plan {
+            keys,
             addr,
             url: format!("http://{authority}{uri}"),
             uri,
@@ -106,6 +128,11 @@ impl Plan {
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = self.headers.clone();
+        if !self.keys.is_empty() {
+            // The modulo keeps the index in range, so the cast back cannot truncate.
+            let key = &self.keys[(index % self.keys.len() as u64) as usize];
+            request.headers_mut().insert(http::header::AUTHORIZATION, key.clone());
+        }
         request
     }
 }

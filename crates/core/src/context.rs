@@ -63,6 +63,8 @@ pub struct UserPrincipal {
     pub role: Role,
     /// The API key presented; `None` for a session cookie.
     pub key: Option<KeyInfo>,
+    /// The user's monthly spend budget, all keys and sessions together.
+    pub budget: Option<sluice_protocol::budget::Budget>,
 }
 
 /// What the gateway knows about a stored API key.
@@ -93,6 +95,8 @@ pub struct KeyLimits {
     pub daily_tokens: Option<u64>,
     /// Tokens per month.
     pub monthly_tokens: Option<u64>,
+    /// Monthly spend budget of the key.
+    pub budget: Option<sluice_protocol::budget::Budget>,
 }
 
 /// Who owns a request's effects: the cache scope and the usage record's owner.
@@ -322,7 +326,13 @@ mod tests {
             expires_at: None,
         };
         let user = |role, key| {
-            Principal::User(Arc::new(UserPrincipal { user_id: "u1".into(), name: "ann".into(), role, key }))
+            Principal::User(Arc::new(UserPrincipal {
+                user_id: "u1".into(),
+                name: "ann".into(),
+                role,
+                key,
+                budget: None,
+            }))
         };
         assert!(Principal::Local.is_admin() && Principal::ServiceKey([1; 32]).is_admin());
         assert!(!Principal::Anonymous(IpAddr::from([10, 0, 0, 1])).is_admin());

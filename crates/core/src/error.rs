@@ -48,6 +48,15 @@ pub enum GatewayError {
         /// When to retry.
         retry_after: Option<Duration>,
     },
+    /// A spend budget is used up (OpenAI's `insufficient_quota`): retrying soon does
+    /// not help.
+    #[error("{message}")]
+    QuotaExceeded {
+        /// Which budget, and how much of it was spent.
+        message: String,
+        /// When the budget renews.
+        retry_after: Option<Duration>,
+    },
     /// No backend can take the request now.
     #[error("{0}")]
     Unavailable(String),
@@ -70,7 +79,9 @@ impl GatewayError {
             GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
             GatewayError::ModelNotFound(_) | GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::RateLimited { .. } | GatewayError::QuotaExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Backend(e) => e.status_code(),
         }
@@ -86,6 +97,7 @@ impl GatewayError {
             GatewayError::NotFound(_) => "not_found",
             GatewayError::PayloadTooLarge { .. } => "request_too_large",
             GatewayError::RateLimited { .. } => "rate_limit_error",
+            GatewayError::QuotaExceeded { .. } => "insufficient_quota",
             GatewayError::Unavailable(_) => "service_unavailable",
             GatewayError::Backend(e) => e.error_type(),
         }
@@ -104,7 +116,8 @@ impl GatewayError {
     /// Seconds the client should wait before retrying, for `Retry-After`.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            GatewayError::RateLimited { retry_after, .. } => *retry_after,
+            GatewayError::RateLimited { retry_after, .. }
+            | GatewayError::QuotaExceeded { retry_after, .. } => *retry_after,
             // An upstream refusal without its own hint still tells the client to wait a bit.
             GatewayError::Backend(BackendError::Status { status: 429 | 503, retry_after, .. }) => {
                 Some(retry_after.unwrap_or(Duration::from_secs(1)))

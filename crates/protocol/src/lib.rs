@@ -8,8 +8,10 @@
 //! - [`ollama`]: Ollama `/api` requests, responses, NDJSON lines and errors.
 //! - [`agent`]: frames between `sluice agent` and the gateway (versioned).
 //! - [`common`]: shapes both dialects share (stop sequences, string-or-list inputs).
+//! - [`budget`]: a monthly spend budget as the key and user APIs show it.
 
 pub mod agent;
+pub mod budget;
 pub mod common;
 pub mod ollama;
 pub mod openai;

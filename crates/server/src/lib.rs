@@ -19,6 +19,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod budgets;
 pub mod clock;
 pub mod exposition;
 pub mod hub;

@@ -65,6 +65,23 @@ pub async fn run(listener: TcpListener, state: AppState) -> io::Result<()> {
         })
         .await;
     });
+    if state.config.limits.replicas > 1 && state.prices_configured() {
+        // Other replicas' spend reaches this one through the shared store.
+        let task_state = state.clone();
+        state.core.tasks.spawn(async move {
+            let shutdown = task_state.core.shutdown.clone();
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(crate::budgets::REFRESH_EVERY) => {}
+                }
+                let now = u64::try_from(crate::clock::now_ms()).unwrap_or(0);
+                if let Err(e) = crate::budgets::seed_from_store(&task_state.store, &task_state.budgets, now).await {
+                    tracing::warn!(error = %e, "spend of other replicas not read; budgets use this replica's");
+                }
+            }
+        });
+    }
     let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
         std::net::SocketAddr,
     >(api::app(state.clone()));

@@ -54,6 +54,8 @@ pub struct Inner {
     pub per_key: Option<Arc<crate::tenancy::KeyCounters>>,
     /// UI generations (running, or finished a short while ago).
     pub runs: crate::runs::Runs,
+    /// This month's spend per key and user, for budgets.
+    pub budgets: Arc<crate::budgets::Budgets>,
     /// Whether [`AppState::start_auth`] seeded the quotas.
     quotas_seeded: std::sync::atomic::AtomicBool,
 }
@@ -97,6 +99,7 @@ impl AppState {
                 quotas_seeded: std::sync::atomic::AtomicBool::new(false),
                 runs: crate::runs::Runs::new(crate::runs::Limits::default()),
                 per_key: config.usage.per_key_metrics.then(Arc::default),
+                budgets: Arc::default(),
                 config,
             }),
         }
@@ -120,7 +123,15 @@ impl AppState {
         use std::sync::atomic::Ordering;
         self.directory.start(&self.core.tasks, self.core.shutdown.clone()).await?;
         if !self.quotas_seeded.swap(true, Ordering::SeqCst) {
-            match crate::tenancy::seed_quotas(&self.store, &self.limits).await {
+            let seeded = async {
+                let n = crate::tenancy::seed_quotas(&self.store, &self.limits).await?;
+                if self.prices_configured() {
+                    let now = u64::try_from(crate::clock::now_ms()).unwrap_or(0);
+                    crate::budgets::seed_from_store(&self.store, &self.budgets, now).await?;
+                }
+                Ok::<_, sluice_store::StoreError>(n)
+            };
+            match seeded.await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(subjects = n, "token quotas seeded from stored usage"),
                 Err(e) => {
@@ -130,6 +141,11 @@ impl AppState {
             }
         }
         Ok(())
+    }
+
+    /// True when some `[[models]]` entry has a price: only then is there spend to count.
+    pub fn prices_configured(&self) -> bool {
+        self.config.models.iter().any(|m| m.price.is_some())
     }
 
     /// What an agent session needs from this state.

@@ -1,5 +1,6 @@
 //! Command-line interface of the `sluice` binary.
 
+use sluice_protocol::budget::BudgetMode;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
@@ -98,6 +99,12 @@ pub struct KeyCreate {
     /// Tokens per month.
     #[arg(long)]
     pub monthly_tokens: Option<u64>,
+    /// Monthly spend budget in US dollars (from `[[models]] price`).
+    #[arg(long, value_name = "USD")]
+    pub budget: Option<f64>,
+    /// What a spent budget does: `hard` refuses requests, `soft` logs and counts them.
+    #[arg(long, value_parser = parse_budget_mode, default_value = "hard")]
+    pub budget_mode: BudgetMode,
     /// Refuse the key after this long, e.g. `30d`.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub expires: Option<Duration>,
@@ -144,6 +151,22 @@ pub enum UserAction {
         /// The user's name.
         name: String,
     },
+    /// Set or remove a user's monthly spend budget (all their keys and sessions).
+    Budget {
+        /// The user's name.
+        name: String,
+        /// The budget in US dollars; leave out to remove the budget.
+        #[arg(long, value_name = "USD")]
+        usd: Option<f64>,
+        /// What a spent budget does: `hard` refuses requests, `soft` logs and counts.
+        #[arg(long, value_parser = parse_budget_mode, default_value = "hard")]
+        mode: BudgetMode,
+    },
+}
+
+/// Parses `hard` or `soft`.
+fn parse_budget_mode(s: &str) -> Result<BudgetMode, String> {
+    BudgetMode::parse(s).ok_or_else(|| format!("'{s}': say hard or soft"))
 }
 
 /// `sluice serve` flags.

@@ -1,5 +1,6 @@
 //! What each subcommand does, wired from the crates that do the work.
 
+use sluice_protocol::budget::{Budget, BudgetMode};
 use std::{
     io::{IsTerminal as _, Read as _},
     time::Duration,
@@ -206,6 +207,7 @@ async fn create_key(store: &Store, c: KeyCreate) -> anyhow::Result<()> {
             max_streams: c.max_streams.map(i64::from),
             daily_tokens: c.daily_tokens.and_then(|v| i64::try_from(v).ok()),
             monthly_tokens: c.monthly_tokens.and_then(|v| i64::try_from(v).ok()),
+            budget: c.budget.map(|usd| budget(usd, c.budget_mode)).transpose()?,
         },
         expires_at,
     };
@@ -268,8 +270,24 @@ pub async fn user(args: UserArgs) -> anyhow::Result<()> {
             store.delete_user_sessions(&u.id).await?;
             println!("password of {name} changed; their sessions ended");
         }
+        UserAction::Budget { name, usd, mode } => {
+            let u = user_named(&store, &name).await?;
+            let b = usd.map(|usd| budget(usd, mode)).transpose()?;
+            store.set_user_budget(&u.id, b).await?;
+            match b {
+                Some(b) => println!("budget of {name}: {b}"),
+                None => println!("budget of {name} removed"),
+            }
+        }
     }
     Ok(())
+}
+
+/// A budget of `usd` dollars a month.
+fn budget(usd: f64, mode: BudgetMode) -> anyhow::Result<Budget> {
+    Budget::from_usd(usd, mode).ok_or_else(|| {
+        anyhow::anyhow!("a budget is from 0 to {} dollars", sluice_protocol::budget::MAX_BUDGET_USD)
+    })
 }
 
 /// Cancels `token` when SIGINT (Ctrl-C) or SIGTERM arrives.

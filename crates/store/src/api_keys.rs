@@ -6,11 +6,12 @@
 //! [`Store::load_api_keys`] and reloads on change (see [`crate::changes`]).
 
 use serde::Serialize;
+use sluice_protocol::budget::Budget;
 use sqlx::Row as _;
 
 use super::{
     Store, StoreError,
-    users::{new_id, now, sha256_hex},
+    users::{budget_columns, budget_from_row, new_id, now, sha256_hex},
 };
 
 /// How many characters of a key are kept in clear to tell keys apart in lists.
@@ -44,6 +45,8 @@ pub struct Limits {
     pub daily_tokens: Option<i64>,
     /// Tokens per month.
     pub monthly_tokens: Option<i64>,
+    /// Monthly spend budget.
+    pub budget: Option<Budget>,
 }
 
 /// A stored key (never the key itself).
@@ -76,7 +79,8 @@ pub struct ApiKey {
 }
 
 const KEY_COLUMNS: &str = "id, user_id, name, prefix, key_sha256, models, rpm, tpm, max_streams, \
-                           daily_tokens, monthly_tokens, expires_at, created_at, last_used_at, revoked_at";
+                           daily_tokens, monthly_tokens, expires_at, created_at, last_used_at, revoked_at, \
+                           monthly_budget_micros, budget_mode";
 
 fn row_to_key(row: &sqlx::any::AnyRow) -> Result<ApiKey, sqlx::Error> {
     let models: Option<String> = row.try_get("models")?;
@@ -95,6 +99,7 @@ fn row_to_key(row: &sqlx::any::AnyRow) -> Result<ApiKey, sqlx::Error> {
             max_streams: row.try_get("max_streams")?,
             daily_tokens: row.try_get("daily_tokens")?,
             monthly_tokens: row.try_get("monthly_tokens")?,
+            budget: budget_from_row(row)?,
         },
         expires_at: row.try_get("expires_at")?,
         created_at: row.try_get("created_at")?,
@@ -141,8 +146,9 @@ impl Store {
             return Err(StoreError::NotFound(format!("no user with id '{}'", key.user_id)));
         }
         let l = &key.limits;
+        let (budget_micros, budget_mode) = budget_columns(l.budget);
         sqlx::query(&format!(
-            "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL)"
+            "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, $14, $15)"
         ))
         .bind(&key.id)
         .bind(&key.user_id)
@@ -157,6 +163,8 @@ impl Store {
         .bind(l.monthly_tokens)
         .bind(key.expires_at)
         .bind(key.created_at)
+        .bind(budget_micros)
+        .bind(budget_mode)
         .execute(&mut *tx)
         .await?;
         self.auth_changed(&mut tx).await?;
@@ -229,11 +237,14 @@ impl Store {
         let pool = self.open().await?;
         let mut tx = pool.begin().await?;
         for (id, at) in used {
-            sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
-                .bind(at)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE api_keys SET last_used_at = $1 \
+                 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+            )
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -39,7 +39,8 @@ fn row_to_session(row: &sqlx::any::AnyRow) -> Result<Session, sqlx::Error> {
 
 impl Store {
     /// Opens a session for `user_id` lasting `ttl`; returns it and its token (the
-    /// cookie value).
+    /// cookie value). Expired sessions are deleted on the way, so the table holds only
+    /// live sessions plus those expired since the last login.
     pub async fn create_session(
         &self,
         user_id: &str,
@@ -67,6 +68,7 @@ impl Store {
         .bind(session.expires_at)
         .execute(pool)
         .await?;
+        self.expire_sessions().await?;
         Ok((session, token))
     }
 

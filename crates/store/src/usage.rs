@@ -334,6 +334,36 @@ impl Store {
         Ok(to_u64(row.try_get("tokens")?))
     }
 
+    /// Spend (micro-dollars) of every key or user (by `group`: [`UsageGroup::Key`] or
+    /// [`UsageGroup::User`]) since `since_ms`, for budgets after a restart or from other
+    /// replicas. Owners without spend are left out.
+    pub async fn spend_since(
+        &self,
+        group: UsageGroup,
+        since_ms: i64,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let column = match group {
+            UsageGroup::Key => "key_id",
+            UsageGroup::User => "user_id",
+            UsageGroup::Day | UsageGroup::Model => {
+                return Err(StoreError::Invalid("spend is summed per key or per user".into()));
+            }
+        };
+        let pool = self.open().await?;
+        let sql = format!(
+            "SELECT {column} AS owner, SUM(spend) AS spend FROM usage_records \
+             WHERE at >= $1 AND {column} IS NOT NULL AND spend > 0 GROUP BY {column}"
+        );
+        let rows = sqlx::query(&sql).bind(since_ms).fetch_all(pool).await?;
+        rows.iter()
+            .map(|r| {
+                let spend: f64 = r.try_get("spend")?;
+                Ok((r.try_get("owner")?, sluice_protocol::budget::usd_to_micros(spend)))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
     /// Deletes records older than `before_ms` (retention); returns how many.
     pub async fn delete_usage_before(&self, before_ms: i64) -> Result<u64, StoreError> {
         let pool = self.open().await?;

@@ -17,6 +17,7 @@ use argon2::{
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use sluice_protocol::budget::{Budget, BudgetMode};
 use sqlx::{Any, Row as _, Transaction};
 
 use super::{Store, StoreError};
@@ -32,6 +33,8 @@ pub struct User {
     pub admin: bool,
     /// A disabled user's keys and sessions stop working.
     pub disabled: bool,
+    /// The user's monthly spend budget, all keys and sessions together.
+    pub budget: Option<Budget>,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds.
@@ -54,7 +57,26 @@ pub(crate) fn new_id() -> String {
     hex::encode(rand::random::<[u8; 8]>())
 }
 
-const USER_COLUMNS: &str = "id, name, role, disabled, created_at, updated_at";
+const USER_COLUMNS: &str =
+    "id, name, role, disabled, created_at, updated_at, monthly_budget_micros, budget_mode";
+
+/// The budget kept in a row's `monthly_budget_micros` and `budget_mode` columns.
+pub(crate) fn budget_from_row(row: &sqlx::any::AnyRow) -> Result<Option<Budget>, sqlx::Error> {
+    let micros: Option<i64> = row.try_get("monthly_budget_micros")?;
+    let mode: Option<String> = row.try_get("budget_mode")?;
+    Ok(micros.map(|m| Budget {
+        monthly_micros: u64::try_from(m).unwrap_or(0),
+        mode: mode.as_deref().and_then(BudgetMode::parse).unwrap_or(BudgetMode::Hard),
+    }))
+}
+
+/// A budget as the two columns store it.
+pub(crate) fn budget_columns(budget: Option<Budget>) -> (Option<i64>, Option<&'static str>) {
+    match budget {
+        Some(b) => (Some(i64::try_from(b.monthly_micros).unwrap_or(i64::MAX)), Some(b.mode.as_str())),
+        None => (None, None),
+    }
+}
 
 fn row_to_user(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
     let role: String = row.try_get("role")?;
@@ -66,6 +88,7 @@ fn row_to_user(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
         disabled: disabled != 0,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        budget: budget_from_row(row)?,
     })
 }
 
@@ -151,6 +174,7 @@ impl Store {
             disabled: false,
             created_at: at,
             updated_at: at,
+            budget: None,
         };
         let mut tx = pool.begin().await?;
         let taken =
@@ -204,6 +228,7 @@ impl Store {
             disabled: false,
             created_at: at,
             updated_at: at,
+            budget: None,
         };
         sqlx::query(
             "INSERT INTO users (id, name, role, password_hash, disabled, created_at, updated_at) \
@@ -263,6 +288,29 @@ impl Store {
         check_password(password)?;
         let hash = hash_password(password).await?;
         self.update_user(id, Field::Password(hash)).await
+    }
+
+    /// Sets or clears a user's monthly spend budget; false when no user has this id.
+    pub async fn set_user_budget(&self, id: &str, budget: Option<Budget>) -> Result<bool, StoreError> {
+        let pool = self.open().await?;
+        let mut tx = pool.begin().await?;
+        let (micros, mode) = budget_columns(budget);
+        let done = sqlx::query(
+            "UPDATE users SET monthly_budget_micros = $1, budget_mode = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(micros)
+        .bind(mode)
+        .bind(now())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        self.auth_changed(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn update_user(&self, id: &str, field: Field) -> Result<bool, StoreError> {

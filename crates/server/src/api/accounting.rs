@@ -42,6 +42,8 @@ pub async fn admit(
     ctx: &RequestContext,
     estimate_tokens: u64,
 ) -> Result<Admission, (GatewayError, RateHeaders)> {
+    let now = u64::try_from(crate::clock::now_ms()).unwrap_or(0);
+    state.budgets.check(&ctx.principal, now).map_err(|e| (e, RateHeaders::default()))?;
     let checks = checks(state, ctx);
     let refs: Vec<(Subject, &LimitSpec)> = checks.iter().map(|(s, l)| (s.clone(), l)).collect();
     state.limits.admit(&refs, estimate_tokens).await.map_err(|r: Refusal| {
@@ -72,6 +74,8 @@ pub struct Ledger {
     pub recording: Option<Recording>,
     /// Per-key counters, when `[usage] per_key_metrics` is on.
     pub per_key: Option<Arc<crate::tenancy::KeyCounters>>,
+    /// Where spend is counted for budgets (`None`: no price, nothing to count).
+    pub budgets: Option<Arc<crate::budgets::Budgets>>,
 }
 
 impl Ledger {
@@ -252,8 +256,13 @@ impl Settlement {
             let user = ledger.user_id.as_deref().unwrap_or("");
             counters.add(user, ledger.key_id.as_deref().unwrap_or(""), prompt, completion);
         }
-        let Some(sink) = ledger.usage else { return };
         let spend = if cached { 0.0 } else { ledger.price.map_or(0.0, |p| p.spend(prompt, completion)) };
+        if let Some(budgets) = &ledger.budgets {
+            let micros = sluice_protocol::budget::usd_to_micros(spend);
+            let now = u64::try_from(crate::clock::now_ms()).unwrap_or(0);
+            budgets.charge(ledger.user_id.as_deref(), ledger.key_id.as_deref(), micros, now);
+        }
+        let Some(sink) = ledger.usage else { return };
         sink.record(UsageRecord {
             at: crate::clock::now_ms(),
             user_id: ledger.user_id.map(|u| u.to_string()),

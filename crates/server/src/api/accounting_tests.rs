@@ -310,3 +310,137 @@ async fn per_key_counters_appear_in_metrics_only_when_enabled() {
         assert_eq!(text.contains("sluice_key_requests"), enabled, "no per-key series unless asked");
     }
 }
+
+/// A user `name` with one key carrying `budget`; returns the user's id and the secret.
+async fn user_with_key(
+    state: &AppState,
+    name: &str,
+    budget: Option<sluice_protocol::budget::Budget>,
+) -> (String, String) {
+    let user = state.store.create_user(name, "a long password", false).await.unwrap();
+    let new = sluice_store::NewApiKey {
+        user_id: user.id.clone(),
+        name: "k".into(),
+        models: None,
+        limits: sluice_store::api_keys::Limits { budget, ..Default::default() },
+        expires_at: None,
+    };
+    let (_, secret) = state.store.create_api_key(&new).await.unwrap();
+    state.directory.reload().await.unwrap();
+    (user.id, secret)
+}
+
+/// Model `m` costs a dollar a token, so one answer spends a few dollars.
+const PRICED: &str =
+    "[[models]]\nname = \"m\"\nprice = { input_per_mtok = 1000000, output_per_mtok = 1000000 }\n";
+
+#[tokio::test]
+async fn a_spent_hard_budget_refuses_in_both_dialects_until_raised() {
+    use sluice_protocol::budget::{Budget, BudgetMode};
+    let state = state(PRICED).await;
+    let (user_id, secret) = user_with_key(&state, "di", Budget::from_usd(1.0, BudgetMode::Hard)).await;
+    let first = send_as(&state, &secret, "/v1/chat/completions", CHAT).await;
+    assert_eq!(first.status(), StatusCode::OK, "nothing spent yet");
+    first.into_body().collect().await.unwrap();
+    let spent = state.budgets.user_spend(&user_id);
+    assert!(spent >= 1_000_000, "prompt and answer cost dollars: {spent}");
+
+    let refused = send_as(&state, &secret, "/v1/chat/completions", CHAT).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"), "renews next month");
+    let body: serde_json::Value =
+        serde_json::from_slice(&refused.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["error"]["type"], "insufficient_quota", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("monthly budget of this API key"));
+
+    let refused = send_as(&state, &secret, "/api/chat", OLLAMA_CHAT).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: serde_json::Value =
+        serde_json::from_slice(&refused.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert!(body["error"].as_str().unwrap().contains("budget"), "{body}");
+    assert!(metrics_text(&state).await.contains("sluice_budget_refusals_total 2\n"));
+
+    // The operator's service key has no budget.
+    assert_eq!(send(&state, "/v1/chat/completions", CHAT).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_spent_soft_budget_of_the_user_lets_requests_through_and_counts_them() {
+    use sluice_protocol::budget::{Budget, BudgetMode};
+    let state = state(PRICED).await;
+    let (user_id, secret) = user_with_key(&state, "ed", None).await;
+    let soft = Budget::from_usd(0.5, BudgetMode::Soft);
+    assert!(state.store.set_user_budget(&user_id, soft).await.unwrap());
+    state.directory.reload().await.unwrap();
+    for _ in 0..3 {
+        let resp = send_as(&state, &secret, "/v1/chat/completions", CHAT).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.into_body().collect().await.unwrap();
+    }
+    assert!(metrics_text(&state).await.contains("sluice_budget_soft_overruns_total 2\n"));
+}
+
+#[tokio::test]
+async fn this_months_stored_spend_counts_after_a_restart() {
+    use sluice_protocol::budget::{Budget, BudgetMode};
+    let state = state(PRICED).await;
+    let (user_id, secret) = user_with_key(&state, "fi", Budget::from_usd(5.0, BudgetMode::Hard)).await;
+    let key_id = state.store.list_api_keys(Some(&user_id)).await.unwrap()[0].id.clone();
+    let record = sluice_store::UsageRecord {
+        at: crate::clock::now_ms(),
+        user_id: Some(user_id.clone()),
+        key_id: Some(key_id),
+        model: "m".into(),
+        backend: "echo".into(),
+        dialect: "openai".into(),
+        prompt_tokens: 3,
+        completion_tokens: 3,
+        cached: false,
+        ttft_ms: None,
+        duration_ms: 1,
+        status: 200,
+        spend: 6.0,
+    };
+    state.store.insert_usage(&[record]).await.unwrap();
+    state.start_auth().await.unwrap();
+    assert_eq!(state.budgets.user_spend(&user_id), 6_000_000);
+    let refused = send_as(&state, &secret, "/v1/chat/completions", CHAT).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn budgets_are_set_through_the_apis() {
+    let state = state("").await;
+    let (user_id, secret) = user_with_key(&state, "gu", None).await;
+    // A user sets a budget on a new key of their own.
+    let body = r#"{"name":"capped","budget":{"monthly_usd":7.5,"mode":"soft"}}"#;
+    let resp = send_as(&state, &secret, "/v1/keys", body).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let key: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(key["budget"], serde_json::json!({"monthly_usd": 7.5, "mode": "soft"}));
+    let bad = send_as(&state, &secret, "/v1/keys", r#"{"budget":{"monthly_usd":-1}}"#).await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+
+    // An admin sets and removes a user's budget.
+    let patch = |body: &'static str| {
+        let req = Request::patch(format!("/admin/users/{user_id}"))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {KEY}"))
+            .body(Body::from(body));
+        app(state.clone()).oneshot(req.unwrap())
+    };
+    let resp = patch(r#"{"budget":{"monthly_usd":3}}"#).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let user: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(user["budget"], serde_json::json!({"monthly_usd": 3.0, "mode": "hard"}));
+    let resp = patch(r#"{"disabled":false}"#).await.unwrap();
+    let user: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(user["budget"]["monthly_usd"], 3.0, "a patch without the field keeps it");
+    let resp = patch(r#"{"budget":null}"#).await.unwrap();
+    let user: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert!(user["budget"].is_null(), "{user}");
+}

@@ -1,6 +1,6 @@
 //! Admin API for users: `GET /admin/users`, `POST /admin/users`, and
-//! `PATCH /admin/users/{id}` (disable, enable, role, password) — the same operations
-//! as `sluice user`. A disabled user's keys and sessions stop working at once.
+//! `PATCH /admin/users/{id}` (disable, enable, role, password, monthly budget) — the
+//! same operations as `sluice user`. A disabled user's keys and sessions stop working at once.
 
 use axum::{
     Json,
@@ -12,6 +12,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 use sluice_core::{context::Role, error::GatewayError};
+use sluice_protocol::budget::Budget;
 
 use super::{json_body, openai::encode::error_response, reload_directory, store_error};
 use crate::state::AppState;
@@ -33,6 +34,14 @@ struct Update {
     disabled: Option<bool>,
     role: Option<String>,
     password: Option<String>,
+    /// `{"monthly_usd": 25, "mode": "hard"|"soft"}` sets it, `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    budget: Option<Option<Budget>>,
+}
+
+/// A field that is present (even as `null`) is `Some`; an absent one stays `None`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Budget>>, D::Error> {
+    Option::<Budget>::deserialize(d).map(Some)
 }
 
 fn admin(role: Option<&str>) -> Result<bool, GatewayError> {
@@ -69,7 +78,7 @@ pub async fn create(State(state): State<AppState>, body: Result<Bytes, BytesReje
     }
 }
 
-/// `PATCH /admin/users/{id}` `{"disabled"?, "role"?, "password"?}`.
+/// `PATCH /admin/users/{id}` `{"disabled"?, "role"?, "password"?, "budget"?}`.
 pub async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -95,6 +104,14 @@ pub async fn update(
         if let Some(disabled) = u.disabled {
             store
                 .set_user_disabled(&id, disabled)
+                .await
+                .map_err(store_error)?
+                .then_some(())
+                .ok_or_else(missing)?;
+        }
+        if let Some(budget) = u.budget {
+            store
+                .set_user_budget(&id, budget)
                 .await
                 .map_err(store_error)?
                 .then_some(())

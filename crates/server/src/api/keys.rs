@@ -38,6 +38,8 @@ struct Create {
     max_streams: Option<u32>,
     daily_tokens: Option<u64>,
     monthly_tokens: Option<u64>,
+    /// `{"monthly_usd": 10, "mode": "hard"|"soft"}`.
+    budget: Option<sluice_protocol::budget::Budget>,
     /// e.g. `30d`.
     expires_in: Option<String>,
 }
@@ -109,6 +111,7 @@ pub async fn create(
                 max_streams: c.max_streams.map(i64::from),
                 daily_tokens: c.daily_tokens.and_then(|v| i64::try_from(v).ok()),
                 monthly_tokens: c.monthly_tokens.and_then(|v| i64::try_from(v).ok()),
+                budget: c.budget,
             },
             expires_at: c.expires_in.as_deref().map(expiry).transpose()?,
         };

@@ -46,6 +46,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         crate::usage_writer::with_usage_metrics(
             {
                 let text = super::accounting::with_limits_metrics(state.core.metrics.render(), &state.limits);
+                let text = state.budgets.render_into(text);
                 match &state.per_key {
                     Some(counters) => counters.render_into(text),
                     None => text,

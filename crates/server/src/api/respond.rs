@@ -128,14 +128,16 @@ pub async fn start(
     let storing_given = given.is_some();
     let prompt_estimate = u64::from(prompt_estimate(&req));
     let (user_id, key_id) = tenancy::usage_owner(&ctx.principal);
+    let price = accounting::price_of(state, &req.model);
     let mut ledger = Ledger {
         admission: None,
         usage: state.usage.sink().cloned(),
+        budgets: (price.is_some() && user_id.is_some()).then(|| state.budgets.clone()),
         user_id,
         key_id,
         dialect,
         prompt_estimate,
-        price: accounting::price_of(state, &req.model),
+        price,
         received: ctx.received,
         recording: given,
         per_key: state.per_key.clone(),

@@ -97,8 +97,13 @@ fn build(users: Vec<User>, keys: Vec<ApiKey>) -> Snapshot {
     let users: HashMap<String, UserEntry> = users
         .into_iter()
         .map(|u| {
-            let principal =
-                UserPrincipal { user_id: u.id.as_str().into(), name: u.name, role: role(u.admin), key: None };
+            let principal = UserPrincipal {
+                user_id: u.id.as_str().into(),
+                name: u.name,
+                role: role(u.admin),
+                key: None,
+                budget: u.budget,
+            };
             (u.id, UserEntry { principal: Arc::new(principal), disabled: u.disabled })
         })
         .collect();
@@ -117,6 +122,7 @@ fn build(users: Vec<User>, keys: Vec<ApiKey>) -> Snapshot {
                     max_streams: limit(k.limits.max_streams),
                     daily_tokens: limit(k.limits.daily_tokens),
                     monthly_tokens: limit(k.limits.monthly_tokens),
+                    budget: k.limits.budget,
                 },
                 expires_at: k.expires_at,
             };

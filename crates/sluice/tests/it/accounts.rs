@@ -5,6 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use sluice_core::context::Principal;
+use sluice_protocol::budget::{Budget, BudgetMode};
 use sluice_server::auth::directory::{Directory, Refusal};
 use sluice_store::{NewApiKey, Store, StoreConfig, StoreError, api_keys::Limits};
 use sqlx::Connection as _;
@@ -64,6 +65,14 @@ async fn user_life_cycle(s: &Store) {
     assert!(s.set_user_admin(&bob.id, true).await.unwrap());
     assert!(s.user_by_name("bob").await.unwrap().unwrap().admin);
     assert!(!s.set_user_disabled("no-such-id", true).await.unwrap());
+
+    assert_eq!(bob.budget, None);
+    let budget = Budget { monthly_micros: 2_500_000, mode: BudgetMode::Soft };
+    assert!(s.set_user_budget(&bob.id, Some(budget)).await.unwrap());
+    assert_eq!(s.get_user(&bob.id).await.unwrap().unwrap().budget, Some(budget));
+    assert!(s.set_user_budget(&bob.id, None).await.unwrap());
+    assert_eq!(s.get_user(&bob.id).await.unwrap().unwrap().budget, None);
+    assert!(!s.set_user_budget("no-such-id", Some(budget)).await.unwrap());
 }
 
 /// Keys: create (shown once, hashed), list per user, revoke only one's own.
@@ -74,7 +83,11 @@ async fn key_life_cycle(s: &Store) {
         user_id: ann.id.clone(),
         name: "laptop".into(),
         models: Some(vec!["llama*".into()]),
-        limits: Limits { rpm: Some(60), ..Limits::default() },
+        limits: Limits {
+            rpm: Some(60),
+            budget: Some(Budget { monthly_micros: 10_000_000, mode: BudgetMode::Hard }),
+            ..Limits::default()
+        },
         expires_at: Some(4_000_000_000),
     };
     let (k, secret) = s.create_api_key(&new).await.unwrap();
@@ -97,6 +110,8 @@ async fn key_life_cycle(s: &Store) {
     assert!(s.get_api_key(&bk.id).await.unwrap().unwrap().revoked_at.is_some());
     s.touch_api_keys(&[(k.id.clone(), 1234)]).await.unwrap();
     assert_eq!(s.get_api_key(&k.id).await.unwrap().unwrap().last_used_at, Some(1234));
+    s.touch_api_keys(&[(k.id.clone(), 1000)]).await.unwrap();
+    assert_eq!(s.get_api_key(&k.id).await.unwrap().unwrap().last_used_at, Some(1234), "never back");
 }
 
 /// Sessions: create, look up by token, delete, expire.
@@ -109,7 +124,7 @@ async fn session_life_cycle(s: &Store) {
     assert_eq!(s.session_by_token(&token).await.unwrap(), None);
     let (_, gone) = s.create_session(&ann.id, Duration::ZERO).await.unwrap();
     assert_eq!(s.session_by_token(&gone).await.unwrap(), None, "expired at once");
-    assert_eq!(s.expire_sessions().await.unwrap(), 1);
+    assert_eq!(s.expire_sessions().await.unwrap(), 0, "a login deletes expired sessions");
     let (_, t) = s.create_session(&ann.id, Duration::from_secs(60)).await.unwrap();
     assert_eq!(s.delete_user_sessions(&ann.id).await.unwrap(), 1);
     assert_eq!(s.session_by_token(&t).await.unwrap(), None);

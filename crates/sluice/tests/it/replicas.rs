@@ -1,12 +1,11 @@
-//! Two replicas, one truth: two gateways (each with its own listener, directory and
-//! limiter, in this process) share one Postgres schema and one private Redis. A key
-//! revoked through one is refused by the other within a second; a key's rate limit is
-//! one budget across both; with Redis killed, both fall back to their share of the
-//! limits and say so in `/metrics`.
+//! Two replicas, one truth: two `sluice serve` processes share one Postgres schema and
+//! one private Redis. A key revoked through the store is refused by both within a
+//! second; a key's rate limit is one budget across both; with Redis killed, both fall
+//! back to their share of the limits and say so in `/metrics`.
 
 use std::{process::Stdio, time::Duration};
 
-use sluice_store::{NewApiKey, api_keys::Limits};
+use sluice_store::{NewApiKey, Store, StoreConfig, api_keys::Limits};
 use sqlx::Connection as _;
 
 use crate::util::*;
@@ -43,26 +42,67 @@ impl Drop for PrivateRedis {
     }
 }
 
-async fn chat_with(gw: &Gateway, key: &str) -> u16 {
+/// A `sluice serve` process on a free port, killed on drop.
+struct Replica {
+    child: tokio::process::Child,
+    base: String,
+}
+
+impl Replica {
+    async fn start(config: &std::path::Path) -> Replica {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--config"])
+            .arg(config)
+            .env("SLUICE_LOG__LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let up = async {
+            while client().get(format!("{base}/healthz")).send().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), up).await.expect("sluice serve listens");
+        Replica { child, base }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGTERM, then waits for the graceful exit (usage drained).
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        }
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
+        assert!(status.expect("the replica exits").unwrap().success(), "a clean exit");
+    }
+}
+
+async fn chat_with(gw: &Replica, key: &str) -> u16 {
     let send =
         client().post(gw.url("/v1/chat/completions")).bearer_auth(key).json(&chat_body("hi", false)).send();
     let resp = tokio::time::timeout(SOON, send).await.expect("answered in time").unwrap();
     resp.status().as_u16()
 }
 
-/// Waits (within `limit`) until `gw` answers a chat with `key` by `want`, checking
-/// again at each reload of its directory.
-async fn until_status(gw: &Gateway, key: &str, want: u16, limit: Duration) {
-    let mut reloads = gw.state.directory.reloads();
+/// Checks, until `limit` has passed, whether `gw` answers a chat with `key` by `want`
+/// (another process: nothing to wait on but its answers).
+async fn until_status(gw: &Replica, key: &str, want: u16, limit: Duration) {
     let wait = async {
         while chat_with(gw, key).await != want {
-            reloads.changed().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
     tokio::time::timeout(limit, wait).await.unwrap_or_else(|_| panic!("not {want} within {limit:?}"));
 }
 
-async fn metrics(gw: &Gateway, key: &str) -> String {
+async fn metrics(gw: &Replica, key: &str) -> String {
     client().get(gw.url("/metrics")).bearer_auth(key).send().await.unwrap().text().await.unwrap()
 }
 
@@ -80,11 +120,15 @@ async fn two_replicas_share_revocations_and_limits_and_fall_back_together() {
         "[store]\nurl = \"{pg}\"\n[limits]\nredis_url = \"redis://127.0.0.1:{}\"\nreplicas = 2\n",
         redis.port
     );
-    let toml = backend_toml("mock", "openai", &mock, &extra);
-    let (a, b) = (Gateway::start(&toml).await, Gateway::start(&toml).await);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, backend_toml("mock", "openai", &mock, &extra)).unwrap();
+    // The store the admin works on: the same schema, from this process.
+    let store = Store::new(&StoreConfig { url: Some(pg.clone()) });
+    let ann = store.create_user("ann", "a long password", false).await.unwrap();
+    let (a, b) = (Replica::start(&config).await, Replica::start(&config).await);
 
-    // A key made on A, with 3 requests a minute, works on B as soon as B hears of it.
-    let ann = a.state.store.create_user("ann", "a long password", false).await.unwrap();
+    // A key made in the store, with 3 requests a minute, works on both once they hear.
     let new = |name: &str, rpm| NewApiKey {
         user_id: ann.id.clone(),
         name: name.into(),
@@ -92,22 +136,31 @@ async fn two_replicas_share_revocations_and_limits_and_fall_back_together() {
         limits: Limits { rpm: Some(rpm), ..Default::default() },
         expires_at: None,
     };
-    let (key, secret) = a.state.store.create_api_key(&new("shared", 3)).await.unwrap();
-    a.state.directory.reload().await.unwrap();
+    let (key, secret) = store.create_api_key(&new("shared", 3)).await.unwrap();
+    until_status(&a, &secret, 200, Duration::from_secs(1)).await;
+    // That was one of the 3 (B hears of the key as fast: its first 200 is the second).
     until_status(&b, &secret, 200, Duration::from_secs(1)).await;
-    // That was one of the 3; two more anywhere, then both refuse.
-    assert_eq!(chat_with(&a, &secret).await, 200);
-    assert_eq!(chat_with(&b, &secret).await, 200);
+    assert_eq!(chat_with(&a, &secret).await, 200, "the third");
     assert_eq!(chat_with(&a, &secret).await, 429, "one budget across both replicas");
     assert_eq!(chat_with(&b, &secret).await, 429);
 
-    // Revoked through A: B refuses it within a second (Postgres NOTIFY, no polling).
-    assert!(a.state.store.revoke_api_key(&key.id, None).await.unwrap());
+    // Revoked in the store: both refuse it within a second (Postgres NOTIFY).
+    assert!(store.revoke_api_key(&key.id, None).await.unwrap());
+    until_status(&a, &secret, 401, Duration::from_secs(1)).await;
     until_status(&b, &secret, 401, Duration::from_secs(1)).await;
 
+    // A disabled user is refused by both within a second too.
+    let bob = store.create_user("bob", "a long password", false).await.unwrap();
+    let (_, bobs) =
+        store.create_api_key(&NewApiKey { user_id: bob.id.clone(), ..new("bob", 100) }).await.unwrap();
+    until_status(&b, &bobs, 200, Duration::from_secs(1)).await;
+    assert!(store.set_user_disabled(&bob.id, true).await.unwrap());
+    until_status(&a, &bobs, 401, Duration::from_secs(1)).await;
+    until_status(&b, &bobs, 401, Duration::from_secs(1)).await;
+
     // Redis dies: each replica enforces half of a 4-a-minute key on its own, and says so.
-    let (_, other) = a.state.store.create_api_key(&new("after", 4)).await.unwrap();
-    a.state.directory.reload().await.unwrap();
+    let (_, other) = store.create_api_key(&new("after", 4)).await.unwrap();
+    until_status(&a, &other, 200, Duration::from_secs(1)).await;
     until_status(&b, &other, 200, Duration::from_secs(1)).await;
     drop(redis);
     assert_eq!(chat_with(&a, &other).await, 200);
@@ -122,9 +175,7 @@ async fn two_replicas_share_revocations_and_limits_and_fall_back_together() {
     assert_eq!(chat_with(&b, &other).await, 429);
 
     // Both stop (their usage writers drain) before the schema goes.
-    for gw in [a, b] {
-        gw.state.core.shutdown.cancel();
-        let _ = tokio::time::timeout(SOON, gw.task).await.expect("the gateway stops");
-    }
+    a.stop().await;
+    b.stop().await;
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&mut admin).await.unwrap();
 }

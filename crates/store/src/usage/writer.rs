@@ -3,7 +3,8 @@
 //!
 //! A batch is written when `max_batch` records are waiting, or `flush_every` after the
 //! first unwritten record arrived: the timer is armed only while records wait, so an
-//! idle writer sleeps on its channel and nothing wakes it. A failed write keeps the
+//! idle writer sleeps on its channel and nothing wakes it. A full batch also takes the
+//! records already queued behind it, up to [`BACKLOG_BATCHES`] batches in one write. A failed write keeps the
 //! batch and retries it with capped backoff, so records survive a database outage for
 //! as long as the process lives (new records queue up meanwhile, and are dropped once
 //! the queue is full).
@@ -31,6 +32,10 @@ use crate::{Store, StoreError};
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between retries of a failed batch.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// With a backlog (more than a batch already queued when a batch is full), one write
+/// takes up to this many batches' worth: one transaction and one disk sync instead of
+/// several, so the writer catches up instead of falling behind.
+pub const BACKLOG_BATCHES: usize = 8;
 
 /// `[usage]` writer settings.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -51,15 +56,60 @@ impl Default for UsageWriterConfig {
     }
 }
 
+/// How stale a key's stored "last used" time may get: the writer records a key's use
+/// at most once per this many seconds, so a busy key costs no extra write per batch.
+pub const LAST_USED_GRANULARITY_SECS: i64 = 60;
+
 /// Where batches go: the [`Store`], or a stand-in in tests.
 pub trait UsageTarget: Send + Sync + 'static {
     /// Writes the whole batch, or nothing.
     fn write_usage(&self, batch: &[UsageRecord]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records when API keys were last used: `(key id, unix seconds)` pairs.
+    fn touch_keys(&self, used: &[(String, i64)]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = used;
+        async { Ok(()) }
+    }
 }
 
 impl UsageTarget for Store {
     fn write_usage(&self, batch: &[UsageRecord]) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.insert_usage(batch)
+    }
+
+    fn touch_keys(&self, used: &[(String, i64)]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.touch_api_keys(used)
+    }
+}
+
+/// The last-use times the writer has stored, per key, to store each key's use at most
+/// once per [`LAST_USED_GRANULARITY_SECS`].
+#[derive(Debug, Default)]
+struct KeyUse {
+    stored: std::collections::HashMap<String, i64>,
+}
+
+impl KeyUse {
+    /// The keys of `batch` whose stored last use is older than the granularity allows,
+    /// with their newest use in the batch; noted as stored.
+    fn due(&mut self, batch: &[UsageRecord]) -> Vec<(String, i64)> {
+        let mut due: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+        for r in batch {
+            // Service keys (`service:…`) live in the configuration, not in the store.
+            let Some(key) = r.key_id.as_deref().filter(|k| !k.starts_with("service:")) else { continue };
+            let at = r.at.div_euclid(1000);
+            let stored = self.stored.get(key).copied().unwrap_or(i64::MIN);
+            if at < stored.saturating_add(LAST_USED_GRANULARITY_SECS) {
+                continue;
+            }
+            let t = due.entry(key).or_insert(at);
+            *t = (*t).max(at);
+        }
+        let due: Vec<(String, i64)> = due.into_iter().map(|(k, at)| (k.to_owned(), at)).collect();
+        for (k, at) in &due {
+            self.stored.insert(k.clone(), *at);
+        }
+        due
     }
 }
 
@@ -205,6 +255,7 @@ async fn run<T: UsageTarget>(
     let mut batch = Vec::with_capacity(max);
     let mut deadline: Option<Instant> = None;
     let mut stopping = false;
+    let mut keys = KeyUse::default();
     loop {
         let room = max - batch.len();
         tokio::select! {
@@ -216,27 +267,50 @@ async fn run<T: UsageTarget>(
             }
             got = rx.recv_many(&mut batch, room), if room > 0 => {
                 if got == 0 {
-                    write(&*target, &mut batch, &stats).await;
+                    write(&*target, &mut batch, &stats, &mut keys).await;
                     return;
                 }
                 deadline.get_or_insert_with(|| Instant::now() + cfg.flush_every);
             }
             () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                write(&*target, &mut batch, &stats).await;
+                write(&*target, &mut batch, &stats, &mut keys).await;
                 deadline = None;
             }
         }
         if batch.len() >= max {
-            write(&*target, &mut batch, &stats).await;
+            // Records already queued join this write (no waiting: only what is there).
+            while batch.len() < max * BACKLOG_BATCHES {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            write(&*target, &mut batch, &stats, &mut keys).await;
             deadline = None;
         }
     }
 }
 
-/// Writes `batch` (retrying until it succeeds) and empties it.
-async fn write<T: UsageTarget>(target: &T, batch: &mut Vec<UsageRecord>, stats: &UsageStats) {
+/// Writes `batch` (retrying until it succeeds), stores the keys' last use when due
+/// (best effort: a failure is logged, the times are stored with a later batch) and
+/// empties it.
+async fn write<T: UsageTarget>(
+    target: &T,
+    batch: &mut Vec<UsageRecord>,
+    stats: &UsageStats,
+    keys: &mut KeyUse,
+) {
     if batch.is_empty() {
         return;
+    }
+    let due = keys.due(batch);
+    if !due.is_empty()
+        && let Err(e) = target.touch_keys(&due).await
+    {
+        tracing::warn!(error = %e, keys = due.len(), "last use of API keys not stored");
+        for (k, _) in &due {
+            keys.stored.remove(k);
+        }
     }
     let c = &stats.0;
     let mut backoff = FIRST_BACKOFF;

@@ -14,6 +14,7 @@ use tokio::time::{Instant, sleep};
 struct Batches {
     sizes: Mutex<Vec<usize>>,
     fail_first: Mutex<u32>,
+    touched: Mutex<Vec<(String, i64)>>,
 }
 
 impl Batches {
@@ -30,6 +31,13 @@ impl UsageTarget for Batches {
             return Err(StoreError::Query(sqlx::Error::PoolTimedOut));
         }
         self.sizes.lock().unwrap().push(batch.len());
+        Ok(())
+    }
+
+    async fn touch_keys(&self, used: &[(String, i64)]) -> Result<(), StoreError> {
+        let mut used = used.to_vec();
+        used.sort();
+        self.touched.lock().unwrap().extend(used);
         Ok(())
     }
 }
@@ -81,14 +89,24 @@ async fn full_batches_are_written_at_once_and_shutdown_drains_the_rest() {
     let target = Arc::new(Batches::default());
     let (sink, writer) = UsageWriter::start_with(target.clone(), cfg(4, 3_600_000, 1000));
     let start = Instant::now();
-    for i in 0..10 {
+    for i in 0..3 {
         sink.record(record(i));
     }
-    writer.stats().wait_until(|s| s.written() == 8).await;
-    assert_eq!(target.sizes(), [4, 4]);
-    assert_eq!(writer.stats().pending(), 2);
-    assert_eq!(writer.shutdown().await, 10);
-    assert_eq!(target.sizes(), [4, 4, 2]);
+    tokio::task::yield_now().await;
+    assert_eq!(writer.stats().pending(), 3, "not full: waits for the timer");
+    sink.record(record(3));
+    writer.stats().wait_until(|s| s.written() == 4).await;
+    assert_eq!(target.sizes(), [4], "full: written at once");
+    // A backlog: everything queued behind a full batch goes in the same write, up to
+    // BACKLOG_BATCHES batches.
+    let backlog = 4 * sluice_store::usage::writer::BACKLOG_BATCHES + 2;
+    for i in 0..backlog {
+        sink.record(record(i64::try_from(i).unwrap()));
+    }
+    writer.stats().wait_until(|s| s.written() == 4 + backlog as u64 - 2).await;
+    assert_eq!(target.sizes(), [4, backlog - 2]);
+    assert_eq!(writer.shutdown().await, 4 + backlog as u64);
+    assert_eq!(target.sizes(), [4, backlog - 2, 2], "shutdown drains the rest");
     assert_eq!(start.elapsed(), Duration::ZERO, "no timer was waited for");
 }
 
@@ -119,4 +137,25 @@ async fn a_full_queue_drops_and_counts_without_waiting() {
     assert_eq!((sink.stats().pending(), sink.stats().dropped()), (2, 3));
     assert_eq!(writer.shutdown().await, 2);
     assert_eq!(target.sizes(), [2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_keys_last_use_is_stored_at_most_once_a_minute() {
+    let target = Arc::new(Batches::default());
+    let (sink, writer) = UsageWriter::start_with(target.clone(), cfg(3, 100, 100));
+    let used = |key: &str, secs: i64| UsageRecord { key_id: Some(key.to_owned()), ..record(secs * 1000) };
+    // One batch: two uses of `a` (the newer is stored), one of `b`.
+    sink.record(used("a", 100));
+    sink.record(used("a", 130));
+    sink.record(used("b", 101));
+    sink.stats().wait_until(|s| s.written() == 3).await;
+    // `a` again within the minute: not stored again; `a` a minute after its stored use,
+    // and a service key (not in the store): only the former.
+    sink.record(used("a", 150));
+    sink.record(used("a", 190));
+    sink.record(used("service:0011", 190));
+    sink.stats().wait_until(|s| s.written() == 6).await;
+    writer.shutdown().await;
+    let touched = target.touched.lock().unwrap().clone();
+    assert_eq!(touched, vec![("a".to_owned(), 130), ("b".to_owned(), 101), ("a".to_owned(), 190)]);
 }

@@ -154,6 +154,8 @@ pub fn base64_vector(v: &[f32]) -> oa::EmbeddingVector {
 pub fn error_body(err: &GatewayError) -> oa::ErrorResponse {
     let status = err.status_code().as_u16();
     let kind = match status {
+        // OpenAI's own type for a spent quota; clients tell it from a rate limit by it.
+        _ if matches!(err, GatewayError::QuotaExceeded { .. }) => "insufficient_quota",
         401 => "authentication_error",
         429 => "rate_limit_error",
         400..=499 => "invalid_request_error",
