@@ -319,3 +319,29 @@ async fn the_ui_is_served_with_its_headers() {
     assert!(plain.text().await.unwrap().len() > 1000);
     assert_eq!(c.get(gw.url("/assets/nope.js")).send().await.unwrap().status(), 404);
 }
+
+#[tokio::test]
+async fn ui_generations_are_limited_like_api_requests() {
+    let m = mock(MockConfig::default()).await;
+    let gw = Gateway::over(&m, "openai", "[limits]\nuser = { rpm = 1 }\n").await;
+    let b = setup_admin(&gw).await;
+    let (_, conv) = b.send(&gw, "POST", "/v1/conversations", Some(json!({}))).await;
+    let conv = conv["id"].as_str().unwrap().to_owned();
+    let mut ends = Vec::new();
+    let mut parent = Value::Null;
+    for text in ["one [mock tokens=2]", "two [mock tokens=2]"] {
+        let start = json!({"parent_id": parent, "content": text, "model": "mock-model"});
+        let (status, started) =
+            b.send(&gw, "POST", &format!("/v1/conversations/{conv}/generations"), Some(start)).await;
+        assert_eq!(status, 202);
+        let msg = started["message_id"].as_str().unwrap().to_owned();
+        let (_, mut frames) = b.attach(&gw, &conv, &msg, 0).await;
+        let (_, event, end) = read_to_end(&mut frames, String::new()).await;
+        parent = end["message_id"].clone();
+        ends.push((event, end));
+    }
+    assert_eq!(ends[0].0, "done", "{:?}", ends[0].1);
+    assert_eq!((ends[1].0.as_str(), &ends[1].1["status"]), ("error", &json!(429)), "{:?}", ends[1].1);
+    assert!(ends[1].1["message"].as_str().unwrap().contains("per minute"), "{:?}", ends[1].1);
+    assert_eq!(m.stats().snapshot().requests, 1, "the refused one never reached the upstream");
+}
