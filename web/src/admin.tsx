@@ -94,6 +94,7 @@ function Bars(props: { rows: UsageRow[]; label: string }) {
 
 function Usage() {
   const [data, setData] = useState<Record<string, UsageRow[]>>({});
+  const [names, setNames] = useState<Record<string, string>>({});
   const [error, setError] = useState("");
   useEffect(() => {
     for (const g of ["day", "model", "user"]) {
@@ -101,14 +102,18 @@ function Usage() {
         .then((r) => setData((d) => ({ ...d, [g]: r.data })))
         .catch((e) => setError(e.message));
     }
+    api<{ users: UserRow[] }>("GET", "/admin/users")
+      .then((r) => setNames(Object.fromEntries(r.users.map((u) => [u.id, u.name]))))
+      .catch(() => {});
   }, []);
+  const byUser = data.user?.map((r) => ({ ...r, group: r.group ? names[r.group] ?? r.group : "no account" }));
   return (
     <section aria-label="Usage">
       <p class="muted">The last 30 days, every user. <a href="/v1/usage?group_by=none&all=true&format=csv">Download CSV</a></p>
       {error && <p class="error" role="alert">{error}</p>}
       {data.day && <Bars rows={data.day} label="Tokens per day" />}
       {data.model && <Bars rows={data.model} label="Tokens per model" />}
-      {data.user && <Bars rows={data.user} label="Tokens per user" />}
+      {byUser && <Bars rows={byUser} label="Tokens per user" />}
     </section>
   );
 }

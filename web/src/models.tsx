@@ -17,11 +17,15 @@ export function ModelPicker(props: { value: string; onChange(m: string): void; a
         if (!r.data.some((m) => m.id === props.value) && r.data.length) props.onChange(r.data[0].id);
       })
       .catch((e) => setError(e.message));
-    if (props.admin) {
+    if (!props.admin) return;
+    // Backend state changes with every answer: read it again when one ends.
+    const refresh = () =>
       api<{ backends: Backend[] }>("GET", "/admin/backends")
         .then((r) => setBackends(Object.fromEntries(r.backends.map((b) => [b.name, b]))))
         .catch(() => {});
-    }
+    refresh();
+    window.addEventListener("sluice:conversations", refresh);
+    return () => window.removeEventListener("sluice:conversations", refresh);
   }, []);
   const state = (m: Model) => {
     const b = backends[m.owned_by];
