@@ -8,7 +8,10 @@ import { attach, type End } from "./stream";
 import { render } from "./markdown";
 import { ModelPicker } from "./models";
 
-type Live = { text: string; model: string; error?: string; status?: number };
+// An answer being generated, keyed by `${user message id}|${model}` (several models
+// may answer one message side by side).
+type Live = { message: string; text: string; model: string; error?: string; status?: number; since: number; first?: number };
+const liveKey = (message: string, model: string) => `${message}|${model}`;
 type Params = { system: string; temperature: string; max_tokens: string };
 
 const WINDOW = 60;
@@ -30,6 +33,7 @@ export function Chat(props: { id: string | null; user: User }) {
   const [live, setLive] = useState<Record<string, Live>>({});
   const [draft, setDraft] = useState("");
   const [model, setModel] = useState(localStorage.getItem("sluice.model") ?? "");
+  const [compare, setCompare] = useState("");
   const [params, setParams] = useState<Params>(loadParams(props.id));
   const [showParams, setShowParams] = useState(false);
   const [sendError, setSendError] = useState("");
@@ -60,40 +64,43 @@ export function Chat(props: { id: string | null; user: User }) {
   };
 
   const follow = (conversation: string, messageId: string, forModel: string) => {
-    if (detach.current.has(messageId)) return;
-    setLive((l) => ({ ...l, [messageId]: { text: l[messageId]?.text ?? "", model: forModel } }));
+    const key = liveKey(messageId, forModel);
+    if (detach.current.has(key)) return;
+    setLive((l) => ({ ...l, [key]: { message: messageId, text: l[key]?.text ?? "", model: forModel, since: performance.now() } }));
     let pending = "";
     let frame = 0;
-    const stop = attach(conversation, messageId, {
+    const stop = attach(conversation, messageId, forModel, {
       text(all) {
         pending = all;
         if (!frame) {
           frame = requestAnimationFrame(() => {
             frame = 0;
-            setLive((l) => ({ ...l, [messageId]: { ...l[messageId], text: pending } }));
+            setLive((l) => ({ ...l, [key]: { ...l[key], text: pending, first: l[key]?.first ?? performance.now() } }));
           });
         }
       },
       connection: setConnected,
       async end(end: End) {
         cancelAnimationFrame(frame);
-        detach.current.delete(messageId);
+        detach.current.delete(key);
         setConnected(true);
         if (end.message_id) {
           await load(conversation);
-          setSelected((s) => ({ ...s, [messageId]: end.message_id! }));
+          // While another model still answers, keep showing the columns.
+          const others = [...detach.current.keys()].some((k) => k.startsWith(`${messageId}|`));
+          setSelected((s) => ({ ...s, [messageId]: others ? "" : end.message_id! }));
           setLive((l) => {
-            const { [messageId]: _, ...rest } = l;
+            const { [key]: _, ...rest } = l;
             return rest;
           });
         } else {
           const error = end.kind === "error" ? end.message : "the answer was not stored";
-          setLive((l) => ({ ...l, [messageId]: { ...l[messageId], text: pending, error, status: end.kind === "error" ? end.status : 0 } }));
+          setLive((l) => ({ ...l, [key]: { ...l[key], text: pending, error, status: end.kind === "error" ? end.status : 0 } }));
         }
         window.dispatchEvent(new Event("sluice:conversations"));
       },
     });
-    detach.current.set(messageId, stop);
+    detach.current.set(key, stop);
   };
 
   useEffect(() => {
@@ -137,8 +144,8 @@ export function Chat(props: { id: string | null; user: User }) {
     parent = pick.id;
   }
   const last = path[path.length - 1];
-  const liveHere = last && live[last.id] ? last.id : null;
-  const running = Object.entries(live).some(([id, l]) => !l.error && detach.current.has(id));
+  const liveHere = last ? Object.entries(live).filter(([, l]) => l.message === last.id) : [];
+  const running = Object.entries(live).some(([key, l]) => !l.error && detach.current.has(key));
 
   // Earlier messages appear above: keep what was on screen where it was.
   const fromBottom = useRef<number | null>(null);
@@ -178,6 +185,17 @@ export function Chat(props: { id: string | null; user: User }) {
         max_tokens,
       });
       stick.current = true;
+      // Side by side: the second model answers the same message at the same time.
+      const second = body.content !== undefined && compare && compare !== model ? compare : null;
+      if (second) {
+        await api("POST", `/v1/conversations/${id}/generations`, {
+          parent_id: r.message_id,
+          model: second,
+          system: params.system || undefined,
+          temperature,
+          max_tokens,
+        }).catch((e) => setSendError(`${second}: ${(e as Error).message}`));
+      }
       if (id !== props.id) {
         window.dispatchEvent(new Event("sluice:conversations"));
         navigate(`/c/${id}`);
@@ -191,6 +209,7 @@ export function Chat(props: { id: string | null; user: User }) {
         setSelected((s) => ({ ...s, [r.message_id]: "" }));
       }
       follow(id, r.message_id, model);
+      if (second) follow(id, r.message_id, second);
       return true;
     } catch (e) {
       setSendError((e as Error).message);
@@ -205,13 +224,14 @@ export function Chat(props: { id: string | null; user: User }) {
     if (await start({ parent_id: last?.id ?? null, content: text })) setDraft("");
   };
   const stopAll = () => {
-    for (const id of Object.keys(live)) if (detach.current.has(id)) api("POST", `/v1/conversations/${props.id}/generations/${id}/stop`).catch(() => {});
+    for (const [key, l] of Object.entries(live)) {
+      if (detach.current.has(key)) {
+        api("POST", `/v1/conversations/${props.id}/generations/${l.message}/stop?model=${encodeURIComponent(l.model)}`).catch(() => {});
+      }
+    }
   };
   const retry = (userMessage: string) => {
-    setLive((l) => {
-      const { [userMessage]: _, ...rest } = l;
-      return rest;
-    });
+    setLive((l) => Object.fromEntries(Object.entries(l).filter(([, v]) => v.message !== userMessage)));
     start({ parent_id: userMessage });
   };
   const keys = (e: KeyboardEvent) => {
@@ -324,8 +344,12 @@ export function Chat(props: { id: string | null; user: User }) {
             />
           );
         })}
-        {liveHere && (
-          <LiveView live={live[liveHere]} running={detach.current.has(liveHere)} connected={connected} onRetry={() => retry(liveHere)} />
+        {liveHere.length > 0 && (
+          <div class={liveHere.length > 1 ? "compare" : ""}>
+            {liveHere.map(([key, l]) => (
+              <LiveView key={key} live={l} running={detach.current.has(key)} connected={connected} onRetry={() => retry(l.message)} columns={liveHere.length > 1} />
+            ))}
+          </div>
         )}
       </div>
       <form
@@ -359,6 +383,7 @@ export function Chat(props: { id: string | null; user: User }) {
         )}
         <div class="row">
           <ModelPicker value={model} onChange={setModel} admin={props.user.role === "admin"} />
+          <ModelPicker value={compare} onChange={setCompare} admin={false} optional label="Compare with" />
           <button type="button" class="small" aria-expanded={showParams} onClick={() => setShowParams(!showParams)}>
             Parameters
           </button>
@@ -492,10 +517,17 @@ function MessageView(props: {
   );
 }
 
-function LiveView(props: { live: Live; running: boolean; connected: boolean; onRetry(): void }) {
+function LiveView(props: { live: Live; running: boolean; connected: boolean; columns: boolean; onRetry(): void }) {
   const { live } = props;
+  // Measured here, from when this page attached: exact for a fresh answer, later for a
+  // re-attached one; tokens estimated as characters / 4 (the stored answer has the
+  // gateway's own figures).
+  const now = performance.now();
+  const ttft = live.first !== undefined ? Math.round(live.first - live.since) : null;
+  const rate = live.first !== undefined && now - live.first > 200 ? (live.text.length / 4 / ((now - live.first) / 1000)).toFixed(0) : null;
   return (
-    <article class="msg assistant live" aria-label="Assistant" aria-busy={props.running}>
+    <article class="msg assistant live" aria-label={props.columns ? `Answer of ${live.model}` : "Assistant"} aria-busy={props.running}>
+      {props.columns && <h3 class="column-head">{live.model}</h3>}
       {live.text ? <Markdown text={live.text} final={false} /> : props.running && <div class="typing" aria-label="Waiting for the first token">…</div>}
       {!props.connected && props.running && <p class="muted">Connection lost; reconnecting…</p>}
       {live.error && (
@@ -507,7 +539,9 @@ function LiveView(props: { live: Live; running: boolean; connected: boolean; onR
         </div>
       )}
       <div class="meta">
-        <span class="muted">{live.model}</span>
+        <span class="muted">
+          {[props.columns ? "" : live.model, ttft !== null ? `first token ${ttft} ms` : "", rate ? `≈ ${rate} tok/s` : ""].filter(Boolean).join(" · ")}
+        </span>
       </div>
     </article>
   );

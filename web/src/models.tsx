@@ -6,7 +6,7 @@ import { api } from "./api";
 type Model = { id: string; owned_by: string };
 type Backend = { name: string; kind: string; breaker: string; healthy: boolean; outstanding: number; p95_ttft_ms: number | null };
 
-export function ModelPicker(props: { value: string; onChange(m: string): void; admin: boolean }) {
+export function ModelPicker(props: { value: string; onChange(m: string): void; admin: boolean; optional?: boolean; label?: string }) {
   const [models, setModels] = useState<Model[]>([]);
   const [backends, setBackends] = useState<Record<string, Backend>>({});
   const [error, setError] = useState("");
@@ -14,7 +14,7 @@ export function ModelPicker(props: { value: string; onChange(m: string): void; a
     api<{ data: Model[] }>("GET", "/v1/models")
       .then((r) => {
         setModels(r.data);
-        if (!r.data.some((m) => m.id === props.value) && r.data.length) props.onChange(r.data[0].id);
+        if (!props.optional && !r.data.some((m) => m.id === props.value) && r.data.length) props.onChange(r.data[0].id);
       })
       .catch((e) => setError(e.message));
     if (!props.admin) return;
@@ -36,9 +36,9 @@ export function ModelPicker(props: { value: string; onChange(m: string): void; a
   if (error) return <span class="error" role="alert">Models: {error}</span>;
   return (
     <label class="picker">
-      <span class="sr-only">Model</span>
+      <span class={props.optional ? "muted small-label" : "sr-only"}>{props.label ?? "Model"}</span>
       <select value={props.value} onChange={(e) => props.onChange(e.currentTarget.value)}>
-        {models.length === 0 && <option value="">No models</option>}
+        {props.optional ? <option value="">nothing</option> : models.length === 0 && <option value="">No models</option>}
         {models.map((m) => (
           <option key={m.id} value={m.id}>
             {m.id}

@@ -18,7 +18,7 @@ export type Handlers = {
 
 const encoder = new TextEncoder();
 
-export function attach(conversation: string, message: string, h: Handlers): () => void {
+export function attach(conversation: string, message: string, model: string, h: Handlers): () => void {
   let text = "";
   let offset = 0; // bytes of UTF-8, as the server counts
   let closed = false;
@@ -29,7 +29,7 @@ export function attach(conversation: string, message: string, h: Handlers): () =
     while (!closed) {
       ctrl = new AbortController();
       try {
-        const r = await fetch(`/v1/conversations/${conversation}/generations/${message}`, {
+        const r = await fetch(`/v1/conversations/${conversation}/generations/${message}?model=${encodeURIComponent(model)}`, {
           headers: { accept: "text/event-stream", "last-event-id": String(offset) },
           credentials: "same-origin",
           signal: ctrl.signal,

@@ -65,7 +65,7 @@ before(async () => {
   writeFileSync(
     config,
     `[server]\nlisten = "127.0.0.1:${gwPort}"\n[store]\nurl = "sqlite://${dir}/sluice.db"\n[engine]\ndefault_model = "off"\n` +
-      `[[backends]]\nname = "mock"\nkind = "openai"\nurl = "http://127.0.0.1:${mockPort}/v1"\nmodels = ["mock-model"]\n` +
+      `[[backends]]\nname = "mock"\nkind = "openai"\nurl = "http://127.0.0.1:${mockPort}/v1"\nmodels = ["mock-model", { name = "other", upstream = "mock-model" }]\n` +
       `breaker = { consecutive_failures = 1000, error_ratio = 1.0, min_requests = 1000 }\nhealth = { enabled = false }\n`,
   );
   await start(BIN, ["serve", "--config", config], /listening|Listening|serving/);
@@ -292,6 +292,25 @@ test("another user's conversation URL shows not found", async () => {
   await eve.goto(`${base}/c/${conv.body.id}`);
   await eve.getByRole("heading", { name: "Conversation not found" }).waitFor();
   await axe(eve, "not found");
+});
+
+test("side by side: one prompt, two models streaming in columns", async () => {
+  const before = await stats();
+  await admin.getByLabel("Compare with").selectOption("other");
+  await send(admin, "Compare [mock tokens=40 delay_ms=40]");
+  const columns = admin.locator(".compare article.live");
+  await admin.waitForFunction(() => document.querySelectorAll(".compare article.live .md").length === 2);
+  assert.deepEqual(await columns.locator(".column-head").allTextContents(), ["mock-model", "other"]);
+  await admin.locator("article.live").first().waitFor({ state: "detached", timeout: 30000 });
+  await admin.locator("article.live").waitFor({ state: "detached", timeout: 30000 });
+  await admin.getByLabel("Compare with").selectOption("");
+  assert.equal((await stats()).requests - before.requests, 2);
+  // Both answers are kept, as two versions of the answer to that message.
+  await admin.getByText("2/2").waitFor();
+  assert.equal((await lastAnswer(admin).locator(".md").textContent()).trim(), script(40));
+  await admin.getByRole("button", { name: "Previous version" }).last().click();
+  await admin.getByText("1/2").waitFor();
+  assert.equal((await lastAnswer(admin).locator(".md").textContent()).trim(), script(40));
 });
 
 test("a 500-message conversation opens and scrolls back to its start", async () => {

@@ -1,5 +1,6 @@
 //! UI generations that outlive the browser's connection: each is a task of the
-//! gateway keyed by (owner, user message id), writing its text into a buffer that any
+//! gateway keyed by (owner, user message id, model) — one message may be answered by
+//! several models side by side — writing its text into a buffer that any
 //! number of readers attach to — from the start or from an offset — and that stays a
 //! short while after the answer ended, for a reader coming back late.
 //!
@@ -53,6 +54,7 @@ pub struct Run {
     pub message_id: String,
     /// The model asked for.
     pub model: String,
+    started: Instant,
     progress: watch::Sender<Progress>,
     stop: CancellationToken,
     ended_at: Mutex<Option<Instant>>,
@@ -131,14 +133,14 @@ pub enum Refused {
     /// The owner runs [`Limits::per_owner`] already.
     #[error("{0} answers are being generated for you already: wait for one to end or stop one")]
     TooMany(usize),
-    /// An answer to this message is being generated.
-    #[error("an answer to this message is being generated already")]
+    /// An answer to this message by this model is being generated.
+    #[error("this model is answering this message already")]
     Busy,
 }
 
-type Key = (String, String);
+type Key = (String, String, String);
 
-/// Every UI generation of this gateway, by (owner, user message id).
+/// Every UI generation of this gateway, by (owner, user message id, model).
 #[derive(Default)]
 pub struct Runs {
     table: Mutex<HashMap<Key, Arc<Run>>>,
@@ -166,19 +168,22 @@ impl Runs {
     ) -> Result<Arc<Run>, Refused> {
         let mut table = lock(&self.table);
         self.prune(&mut table);
-        let key = (owner.to_owned(), message_id.to_owned());
+        let key = (owner.to_owned(), message_id.to_owned(), model.to_owned());
         if table.get(&key).is_some_and(|r| r.running()) {
             return Err(Refused::Busy);
         }
-        let mine: Vec<(Key, Option<Instant>)> =
-            table.iter().filter(|((o, _), _)| o == owner).map(|(k, r)| (k.clone(), r.ended_at())).collect();
+        let mine: Vec<(Key, Option<Instant>)> = table
+            .iter()
+            .filter(|((o, _, _), _)| o == owner)
+            .map(|(k, r)| (k.clone(), r.ended_at()))
+            .collect();
         if mine.iter().filter(|(_, ended)| ended.is_none()).count() >= self.limits.per_owner {
             return Err(Refused::TooMany(self.limits.per_owner));
         }
         // Finished ones beyond twice the cap go, oldest first.
         let mut finished: Vec<_> = mine.into_iter().filter_map(|(k, e)| e.map(|e| (e, k))).collect();
         finished.sort();
-        let excess = (table.iter().filter(|((o, _), _)| o == owner).count() + 1)
+        let excess = (table.iter().filter(|((o, _, _), _)| o == owner).count() + 1)
             .saturating_sub(2 * self.limits.per_owner);
         for (_, k) in finished.into_iter().take(excess) {
             table.remove(&k);
@@ -187,6 +192,7 @@ impl Runs {
             conversation_id: conversation_id.to_owned(),
             message_id: message_id.to_owned(),
             model: model.to_owned(),
+            started: Instant::now(),
             progress: watch::Sender::new(Progress::default()),
             stop: CancellationToken::new(),
             ended_at: Mutex::new(None),
@@ -196,11 +202,16 @@ impl Runs {
         Ok(run)
     }
 
-    /// `owner`'s generation answering `message_id` (running, or finished recently).
-    pub fn get(&self, owner: &str, message_id: &str) -> Option<Arc<Run>> {
+    /// `owner`'s generation answering `message_id` (running, or finished recently) by
+    /// `model`, or without a model the one started last.
+    pub fn get(&self, owner: &str, message_id: &str, model: Option<&str>) -> Option<Arc<Run>> {
         let mut table = lock(&self.table);
         self.prune(&mut table);
-        table.get(&(owner.to_owned(), message_id.to_owned())).cloned()
+        table
+            .iter()
+            .filter(|((o, m, by), _)| o == owner && m == message_id && model.is_none_or(|want| want == by))
+            .max_by_key(|(_, r)| r.started)
+            .map(|(_, r)| r.clone())
     }
 
     /// `owner`'s generations in `conversation_id`.
@@ -209,7 +220,7 @@ impl Runs {
         self.prune(&mut table);
         table
             .iter()
-            .filter(|((o, _), r)| o == owner && r.conversation_id == conversation_id)
+            .filter(|((o, _, _), r)| o == owner && r.conversation_id == conversation_id)
             .map(|(_, r)| r.clone())
             .collect()
     }
@@ -218,7 +229,7 @@ impl Runs {
     pub fn has_room(&self, owner: &str) -> bool {
         let mut table = lock(&self.table);
         self.prune(&mut table);
-        table.iter().filter(|((o, _), r)| o == owner && r.running()).count() < self.limits.per_owner
+        table.iter().filter(|((o, _, _), r)| o == owner && r.running()).count() < self.limits.per_owner
     }
 
     fn prune(&self, table: &mut HashMap<Key, Arc<Run>>) {
@@ -242,10 +253,10 @@ mod tests {
         assert!(run.push("hello"));
         run.finish(End::Done { finish_reason: "stop".into() }, Some("a1".into()));
         tokio::time::advance(Duration::from_secs(59)).await;
-        let again = runs.get("ann", "m1").expect("still there for a late reader");
+        let again = runs.get("ann", "m1", None).expect("still there for a late reader");
         assert_eq!(again.subscribe().borrow().text, "hello");
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert!(runs.get("ann", "m1").is_none(), "forgotten after keep_finished");
+        assert!(runs.get("ann", "m1", None).is_none(), "forgotten after keep_finished");
     }
 
     #[tokio::test(start_paused = true)]
@@ -253,11 +264,17 @@ mod tests {
         let runs = runs();
         let _a = runs.begin("ann", "c", "m1", "x").unwrap();
         assert_eq!(runs.begin("ann", "c", "m1", "x").err(), Some(Refused::Busy));
+        // Another model may answer the same message at the same time (side by side).
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let _y = runs.begin("ann", "c", "m1", "y").unwrap();
+        assert_eq!(runs.get("ann", "m1", Some("x")).map(|r| r.model.clone()), Some("x".into()));
+        assert_eq!(runs.get("ann", "m1", None).map(|r| r.model.clone()), Some("y".into()), "the last one");
+        _y.finish(End::Stopped, None);
         let b = runs.begin("ann", "c", "m2", "x").unwrap();
         assert_eq!(runs.begin("ann", "c", "m3", "x").err(), Some(Refused::TooMany(2)));
         assert!(runs.begin("bob", "c", "m3", "x").is_ok(), "another owner has a cap of their own");
-        assert!(runs.get("bob", "m1").is_none(), "another owner's ids are unknown");
-        assert_eq!(runs.of_conversation("ann", "c").len(), 2);
+        assert!(runs.get("bob", "m1", None).is_none(), "another owner's ids are unknown");
+        assert_eq!(runs.of_conversation("ann", "c").len(), 3, "two running, one finished");
         b.finish(End::Stopped, None);
         assert!(runs.begin("ann", "c", "m3", "x").is_ok(), "a finished one frees its place");
     }
@@ -280,6 +297,6 @@ mod tests {
             tokio::time::advance(Duration::from_secs(1)).await;
         }
         assert_eq!(runs.of_conversation("ann", "c").len(), 4);
-        assert!(runs.get("ann", "m0").is_none() && runs.get("ann", "m5").is_some());
+        assert!(runs.get("ann", "m0", None).is_none() && runs.get("ann", "m5", None).is_some());
     }
 }

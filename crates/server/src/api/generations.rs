@@ -7,12 +7,15 @@
 //!   (regenerate); starts the answer as a gateway task ([`crate::runs`]) and answers
 //!   202 with the user message id, which names the generation.
 //! - `GET …/generations`: the caller's generations in the conversation.
-//! - `GET …/generations/{message_id}`: SSE — `delta` events (`{"text"}`, `id` = bytes
+//! - `GET …/generations/{message_id}[?model=M]`: SSE — `delta` events (`{"text"}`, `id` = bytes
 //!   so far; `Last-Event-ID` or `?from=` resumes after them), then one `done`
 //!   (`{"finish_reason", "message_id"}`) or `error` (`{"message", "status",
 //!   "message_id"}`) event. Everything so far first, then live.
-//! - `POST …/generations/{message_id}/stop`: stops it (the upstream request is
-//!   dropped); the partial answer is stored, marked as stopped.
+//! - `POST …/generations/{message_id}/stop[?model=M]`: stops it (the upstream
+//!   request is dropped); the partial answer is stored, marked as stopped.
+//!
+//! Several models may answer one message at once (side by side): `?model=` picks
+//! one; without it, the one started last.
 //!
 //! The answer goes through [`respond::start`]: limited and metered like an API request,
 //! and stored as a child of the user message when it ends, however it ends. Another
@@ -265,6 +268,16 @@ pub async fn list(State(state): State<AppState>, Ctx(ctx): Ctx, Path(id): Path<S
 pub struct AttachQuery {
     /// Resume after this many bytes of text (as `Last-Event-ID`).
     from: Option<usize>,
+    /// Which model's answer, when several answer the message.
+    model: Option<String>,
+}
+
+/// Query of the stop route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopQuery {
+    /// Which model's answer, when several answer the message.
+    model: Option<String>,
 }
 
 /// `GET /v1/conversations/{id}/generations/{message_id}`: SSE from `Last-Event-ID` (or
@@ -278,7 +291,7 @@ pub async fn attach(
 ) -> Result<Response> {
     let owner = signed_in(&ctx)?;
     let q = super::conversations::query(q)?;
-    let run = find(&state, &owner.id, &id, &message_id)?;
+    let run = find(&state, &owner.id, &id, &message_id, q.model.as_deref())?;
     let last_event = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let from = last_event.or(q.from).unwrap_or(0);
     {
@@ -343,11 +356,12 @@ fn end_event(end: &End, answer_id: Option<String>) -> SseEvent {
     SseEvent::default().event(name).data(data.to_string())
 }
 
-/// The caller's generation answering `message_id` in conversation `id`, or a 404.
-fn find(state: &AppState, owner: &str, id: &str, message_id: &str) -> Result<Arc<Run>> {
+/// The caller's generation answering `message_id` in conversation `id` (by `model`,
+/// or the last one started), or a 404.
+fn find(state: &AppState, owner: &str, id: &str, message_id: &str, model: Option<&str>) -> Result<Arc<Run>> {
     state
         .runs
-        .get(owner, message_id)
+        .get(owner, message_id, model)
         .filter(|r| r.conversation_id == id)
         .ok_or_else(|| not_found("generation for this message"))
 }
@@ -357,9 +371,11 @@ pub async fn stop(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path((id, message_id)): Path<(String, String)>,
+    q: std::result::Result<Query<StopQuery>, QueryRejection>,
 ) -> Result<Response> {
     let owner = signed_in(&ctx)?;
-    let run = find(&state, &owner.id, &id, &message_id)?;
+    let q = super::conversations::query(q)?;
+    let run = find(&state, &owner.id, &id, &message_id, q.model.as_deref())?;
     let was_running = run.running();
     run.stop();
     Ok(Json(json!({ "stopped": was_running })).into_response())

@@ -345,3 +345,44 @@ async fn ui_generations_are_limited_like_api_requests() {
     assert!(ends[1].1["message"].as_str().unwrap().contains("per minute"), "{:?}", ends[1].1);
     assert_eq!(m.stats().snapshot().requests, 1, "the refused one never reached the upstream");
 }
+
+#[tokio::test]
+async fn two_models_answer_one_message_side_by_side() {
+    let m = mock(MockConfig::default()).await;
+    let toml = format!(
+        "[[backends]]\nname = \"mock\"\nkind = \"openai\"\nurl = \"{}\"\nmodels = [\"mock-model\", {{ name = \"other\", upstream = \"mock-model\" }}]\n",
+        m.openai_base()
+    );
+    let gw = Gateway::start(&toml).await;
+    let b = setup_admin(&gw).await;
+    let (_, conv) = b.send(&gw, "POST", "/v1/conversations", Some(json!({}))).await;
+    let conv = conv["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/conversations/{conv}/generations");
+    let first = json!({"content": "compare [mock tokens=30 delay_ms=10]", "model": "mock-model"});
+    let (_, started) = b.send(&gw, "POST", &path, Some(first)).await;
+    let msg = started["message_id"].as_str().unwrap().to_owned();
+    let (status, _) = b.send(&gw, "POST", &path, Some(json!({"parent_id": msg, "model": "other"}))).await;
+    assert_eq!(status, 202, "a second model may answer the same message at once");
+    let (status, _) = b.send(&gw, "POST", &path, Some(json!({"parent_id": msg, "model": "other"}))).await;
+    assert_eq!(status, 400, "but not the same model twice");
+    for model in ["mock-model", "other"] {
+        let r = client()
+            .get(gw.url(&format!("{path}/{msg}?model={model}")))
+            .headers(b.headers.clone())
+            .send()
+            .await
+            .unwrap();
+        let (text, event, _) = read_to_end(&mut Frames::sse(r), String::new()).await;
+        assert_eq!((event.as_str(), text), ("done", script(30)), "{model}");
+    }
+    let (_, stored) = b.send(&gw, "GET", &format!("/v1/conversations/{conv}"), None).await;
+    let mut models: Vec<_> = stored["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["parent_id"] == msg.as_str())
+        .map(|m| m["model"].as_str().unwrap_or("").to_owned())
+        .collect();
+    models.sort();
+    assert_eq!(models, ["mock-model", "other"]);
+}
