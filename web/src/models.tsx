@@ -10,7 +10,12 @@ export function ModelPicker(props: { value: string; onChange(m: string): void; a
   const [models, setModels] = useState<Model[]>([]);
   const [backends, setBackends] = useState<Record<string, Backend>>({});
   const [error, setError] = useState("");
+  const [loaded, setLoaded] = useState<Set<string>>(new Set());
   useEffect(() => {
+    // Embedded models in memory now (Ollama's /api/ps); others are remote.
+    api<{ models: { name: string }[] }>("GET", "/api/ps")
+      .then((r) => setLoaded(new Set(r.models.map((m) => m.name.replace(/:latest$/, "")))))
+      .catch(() => {});
     api<{ data: Model[] }>("GET", "/v1/models")
       .then((r) => {
         setModels(r.data);
@@ -29,15 +34,16 @@ export function ModelPicker(props: { value: string; onChange(m: string): void; a
   }, []);
   const state = (m: Model) => {
     const b = backends[m.owned_by];
-    if (!b) return "";
+    if (!b) return loaded.has(m.id) ? " — loaded" : "";
     const health = b.breaker === "open" ? "breaker open" : b.healthy ? "healthy" : "unhealthy";
-    return ` — ${b.kind}: ${health}${b.outstanding ? `, ${b.outstanding} running` : ""}`;
+    const where = b.kind === "agent" ? "agent online" : b.kind;
+    return ` — ${where}: ${health}${loaded.has(m.id) ? ", loaded" : ""}${b.outstanding ? `, ${b.outstanding} running` : ""}`;
   };
   if (error) return <span class="error" role="alert">Models: {error}</span>;
   return (
     <label class="picker">
       <span class={props.optional ? "muted small-label" : "sr-only"}>{props.label ?? "Model"}</span>
-      <select value={props.value} onChange={(e) => props.onChange(e.currentTarget.value)}>
+      <select aria-label={props.label ?? "Model"} value={props.value} onChange={(e) => props.onChange(e.currentTarget.value)}>
         {props.optional ? <option value="">nothing</option> : models.length === 0 && <option value="">No models</option>}
         {models.map((m) => (
           <option key={m.id} value={m.id}>

@@ -63,4 +63,7 @@ test("the embedded SmolLM2 answers in the browser, streamed", async () => {
   assert.equal(await answer.locator(".failure").count(), 0, await answer.textContent());
   assert.ok((await answer.locator(".md").textContent()).trim().length > 0, "a non-empty answer");
   assert.match(await answer.locator(".meta").textContent(), /smollm2/i);
+  // The picker says where the model runs and that it is in memory.
+  const picked = await page.locator(".picker select").first().evaluate((s) => s.selectedOptions[0]?.textContent ?? "");
+  assert.match(picked, /engine: healthy, loaded/);
 });
