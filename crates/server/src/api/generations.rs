@@ -195,29 +195,37 @@ async fn drive(
     run: Arc<Run>,
     stored: oneshot::Receiver<Option<String>>,
 ) {
-    let end = tokio::select! {
-        end = answer(&state, &ctx, req, recording, &run) => end,
-        () = state.core.shutdown.cancelled() => End::Failed {
-            message: "the gateway is shutting down".into(),
-            status: 503,
-        },
+    // On shutdown an answer may go on for the grace period, like an API request.
+    let grace = state.config.server.shutdown_grace;
+    let shutdown = state.core.shutdown.clone();
+    let over = async move {
+        shutdown.cancelled().await;
+        tokio::time::sleep(grace).await;
     };
-    // The answer's row is written by a tracked task when the stream is dropped.
+    let end = answer(&state, &ctx, req, recording, &run, over).await;
+    // The answer's row is written by a tracked task once the stream is settled.
     let answer_id = stored.await.ok().flatten();
     run.finish(end, answer_id);
 }
 
-/// Streams the answer into `run` until it ends.
+/// Streams the answer into `run` until it ends, is stopped, or `over` resolves.
 async fn answer(
     state: &AppState,
     ctx: &RequestContext,
     req: ChatRequest,
     recording: Recording,
     run: &Run,
+    over: impl std::future::Future<Output = ()>,
 ) -> End {
-    let mut started = match respond::start(state, ctx, req, "ui", Storing::Into(recording)).await {
-        Ok(s) => s,
-        Err((e, _)) => return failed(&e),
+    let shut_down = || End::Failed { message: SHUT_DOWN.into(), status: 503 };
+    tokio::pin!(over);
+    let start = respond::start(state, ctx, req, "ui", Storing::Into(recording));
+    let mut started = tokio::select! {
+        s = start => match s {
+            Ok(s) => s,
+            Err((e, _)) => return failed(&e),
+        },
+        () = &mut over => return shut_down(),
     };
     loop {
         let item = tokio::select! {
@@ -225,6 +233,10 @@ async fn answer(
             () = run.stopped() => {
                 started.reply.interrupt("stopped");
                 return End::Stopped;
+            }
+            () = &mut over => {
+                started.reply.interrupt(SHUT_DOWN);
+                return shut_down();
             }
         };
         match item {
@@ -245,6 +257,9 @@ async fn answer(
         }
     }
 }
+
+/// Why an answer cut by shutdown ended.
+const SHUT_DOWN: &str = "the gateway shut down before the answer ended";
 
 fn failed(e: &GatewayError) -> End {
     End::Failed { message: e.client_message(), status: e.status_code().as_u16() }

@@ -386,3 +386,34 @@ async fn two_models_answer_one_message_side_by_side() {
     models.sort();
     assert_eq!(models, ["mock-model", "other"]);
 }
+
+#[tokio::test]
+async fn shutdown_lets_an_answer_run_for_the_grace_period_then_stores_it_cut() {
+    let m = mock(MockConfig::default()).await;
+    let gw = Gateway::over(&m, "openai", "[server]\nshutdown_grace = \"300ms\"\n").await;
+    let b = setup_admin(&gw).await;
+    let (_, me) = b.send(&gw, "GET", "/auth/me", None).await;
+    let owner = me["user"]["id"].as_str().unwrap().to_owned();
+    let (_, conv) = b.send(&gw, "POST", "/v1/conversations", Some(json!({}))).await;
+    let conv = conv["id"].as_str().unwrap().to_owned();
+    let start = json!({"content": "[mock tokens=100000 delay_ms=10]", "model": "mock-model"});
+    let (_, started) =
+        b.send(&gw, "POST", &format!("/v1/conversations/{conv}/generations"), Some(start)).await;
+    let msg = started["message_id"].as_str().unwrap().to_owned();
+    let run = gw.state.runs.get(&owner, &msg, None).unwrap();
+    let mut progress = run.subscribe();
+    progress.wait_for(|p| !p.text.is_empty()).await.unwrap();
+    gw.state.core.shutdown.cancel();
+    let ended = tokio::time::timeout(SOON, progress.wait_for(|p| p.end.is_some())).await.unwrap().unwrap();
+    let (end, answer_id) = ended.end.clone().unwrap();
+    drop(ended);
+    assert!(
+        matches!(&end, sluice_server::runs::End::Failed { status: 503, message } if message.contains("shut down")),
+        "{end:?}"
+    );
+    tokio::time::timeout(SOON, m.stats().wait_cancelled(1)).await.unwrap();
+    let stored = gw.state.store.get_conversation(&owner, &conv).await.unwrap().unwrap();
+    let answer =
+        stored.messages.iter().find(|m| Some(&m.id) == answer_id.as_ref()).expect("the cut answer is stored");
+    assert!(answer.error.as_deref().is_some_and(|e| e.contains("shut down")) && !answer.content.is_empty());
+}
