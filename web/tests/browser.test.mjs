@@ -246,6 +246,27 @@ test("offline: a banner, then the answer resumes by itself", async () => {
   assert.equal((await stats()).requests - before.requests, 1);
 });
 
+test("edit and resend makes a branch; arrows move between versions; Ctrl+K finds it", async () => {
+  await send(admin, "Original question [mock tokens=3]");
+  await answered(admin);
+  const mine = admin.locator("article.user").last();
+  await mine.getByRole("button", { name: "Edit" }).click();
+  await admin.getByLabel("Edit message").fill("Edited zeppelin question [mock tokens=5]");
+  await admin.getByRole("button", { name: "Send as new branch" }).click();
+  await answered(admin);
+  assert.equal((await lastAnswer(admin).locator(".md").textContent()).trim(), script(5));
+  const edited = admin.locator("article.user").last();
+  await edited.getByText("2/2").waitFor();
+  await edited.getByRole("button", { name: "Previous version" }).click();
+  await admin.locator("article.user").last().getByText("1/2").waitFor();
+  assert.match(await admin.locator("article.user").last().textContent(), /Original question/);
+  assert.equal((await lastAnswer(admin).locator(".md").textContent()).trim(), script(3));
+  await admin.keyboard.press("Control+k");
+  await admin.keyboard.type("zeppelin");
+  await admin.getByRole("list", { name: "Search results" }).getByText("Edited zeppelin question", { exact: false }).waitFor();
+  await admin.getByLabel("Search conversations").fill("");
+});
+
 test("a failing backend shows the error with retry, and retry works", async () => {
   mockProc.kill("SIGTERM");
   await new Promise((r) => mockProc.once("exit", r));
