@@ -12,7 +12,9 @@
 #   paced  upstream at 1,000 tokens/s per stream (1 ms apart), 200 tokens: gap p99
 #   relay  64 concurrent streams of 512 tokens: tokens/s the gateway core relays
 #
-# Usage: scripts/bench-agents.sh [OUT_DIR]   (env: REPEAT=3, SCENARIOS="c1 paced relay", SKIP_BUILD=1)
+# Usage: scripts/bench-agents.sh [OUT_DIR]   (env: REPEAT=3, SCENARIOS="c1 paced relay", SKIP_BUILD=1,
+#        SLUICE_BIN=path of another sluice build to measure, QUICK=1: half the requests and
+#        duration per run, for many alternating runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-bench-results/agents-$(date +%Y%m%d-%H%M%S)}
@@ -69,24 +71,28 @@ bench() { # name target extra-args...
     taskset -c 1 "$BIN/sluice-bench" --url "http://$target" --quiet --no-progress --json "$OUT/$name.json" "$@"
 }
 
+# Requests and seconds per run: halved with QUICK=1.
+n() { if [ -n "${QUICK:-}" ]; then echo $(( $1 / 2 )); else echo "$1"; fi; }
+s() { echo "$(n "$1")s"; }
+
 for r in $(seq "$REPEAT"); do
     for sc in $SCENARIOS; do
         case $sc in
         c1)
             start --tokens 64
-            args=(--concurrency 1 --requests 3000 --duration 30s --stream --warmup 200)
+            args=(--concurrency 1 --requests "$(n 3000)" --duration "$(s 30)" --stream --warmup 200)
             bench "c1-direct-$r" "$MOCK" "${args[@]}"
             bench "c1-agent-$r" "$GW" "${args[@]}"
             stop_all ;;
         paced)
             start --tokens 200 --delay-ms 1
-            args=(--concurrency 8 --requests 400 --duration 30s --stream --warmup 16)
+            args=(--concurrency 8 --requests "$(n 400)" --duration "$(s 30)" --stream --warmup 16)
             bench "paced-direct-$r" "$MOCK" "${args[@]}"
             bench "paced-agent-$r" "$GW" "${args[@]}"
             stop_all ;;
         relay)
             start --tokens 512
-            args=(--concurrency 64 --requests 4000 --duration 20s --stream --warmup 64)
+            args=(--concurrency 64 --requests "$(n 4000)" --duration "$(s 20)" --stream --warmup 64)
             bench "relay-direct-$r" "$MOCK" "${args[@]}"
             t0=$(cpu_ticks "$GW_PID")
             bench "relay-agent-$r" "$GW" "${args[@]}"
