@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Sluice needs, idempotently: the C/C++ toolchain
-# pieces llama.cpp's build uses (cmake, libclang for bindgen), the Python `openai` SDK
+# pieces llama.cpp's build uses (cmake, libclang for bindgen), Node and Chromium for
+# the web UI's browser tests, the Python `openai` SDK
 # used by one test, a running Redis for the cache test, and the default model. Safe to
 # run again: it only installs or starts what is missing.
 set -euo pipefail
@@ -10,6 +11,11 @@ need_apt=()
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)
+# The web UI: Node builds and tests it (never needed by `cargo build`); Chromium runs
+# the browser tests.
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
     echo "setup: installing ${need_apt[*]}"

@@ -22,8 +22,28 @@ use crate::stats::MockStats;
 use crate::{ollama, openai};
 
 /// The mock's routes, OpenAI under `/v1` and Ollama under `/api`, reporting into `stats`.
+/// `GET /_mock/stats` answers the counters as JSON, for tests that drive a mock process.
 pub fn router(cfg: MockConfig, stats: Arc<MockStats>) -> Router {
-    Router::new().nest("/v1", openai::routes()).merge(ollama::routes()).with_state(AppState::new(cfg, stats))
+    let counters = Arc::clone(&stats);
+    Router::new()
+        .nest("/v1", openai::routes())
+        .merge(ollama::routes())
+        .route(
+            "/_mock/stats",
+            axum::routing::get(move || {
+                let s = counters.snapshot();
+                async move {
+                    axum::Json(serde_json::json!({
+                        "requests": s.requests,
+                        "streams_started": s.streams_started,
+                        "streams_completed": s.streams_completed,
+                        "streams_cancelled": s.streams_cancelled,
+                        "in_flight": s.in_flight,
+                    }))
+                }
+            }),
+        )
+        .with_state(AppState::new(cfg, stats))
 }
 
 /// A mock upstream serving on a local port. Dropping it stops the server and aborts

@@ -15,6 +15,7 @@
 //! - [`tls`]: the HTTPS listener.
 //! - [`usage_writer`]: the usage writer's life (start, drain, metrics).
 //! - [`retention`]: the task deleting expired conversations and usage.
+//! - [`runs`]: UI generations, which outlive the browser's connection.
 
 pub mod api;
 pub mod auth;
@@ -23,6 +24,7 @@ pub mod clock;
 pub mod exposition;
 pub mod hub;
 pub mod retention;
+pub mod runs;
 pub mod serve;
 pub mod state;
 pub mod tenancy;

@@ -52,6 +52,8 @@ pub struct Inner {
     pub retention: Retention,
     /// Per-key request and token counters (`[usage] per_key_metrics`).
     pub per_key: Option<Arc<crate::tenancy::KeyCounters>>,
+    /// UI generations (running, or finished a short while ago).
+    pub runs: crate::runs::Runs,
     /// This month's spend per key and user, for budgets.
     pub budgets: Arc<crate::budgets::Budgets>,
     /// Whether [`AppState::start_auth`] seeded the quotas.
@@ -95,6 +97,7 @@ impl AppState {
                 usage: UsageLife::default(),
                 retention: Retention::new(config.retention),
                 quotas_seeded: std::sync::atomic::AtomicBool::new(false),
+                runs: crate::runs::Runs::new(crate::runs::Limits::default()),
                 per_key: config.usage.per_key_metrics.then(Arc::default),
                 budgets: Arc::default(),
                 config,

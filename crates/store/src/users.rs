@@ -198,6 +198,53 @@ impl Store {
         Ok(user)
     }
 
+    /// Creates the first user, an admin, only while no user and no API key exists;
+    /// `None` when one does. Race-safe: the transaction first bumps the auth version,
+    /// which serializes concurrent callers (a row lock on Postgres, the write lock on
+    /// SQLite), so the emptiness check and the insert see every committed user.
+    pub async fn create_first_admin(&self, name: &str, password: &str) -> Result<Option<User>, StoreError> {
+        check_name(name)?;
+        check_password(password)?;
+        let hash = hash_password(password).await?;
+        let pool = self.open().await?;
+        let mut tx = pool.begin().await?;
+        self.auth_changed(&mut tx).await?;
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM users LIMIT 1) u) \
+                  + (SELECT COUNT(*) FROM (SELECT 1 FROM api_keys LIMIT 1) k) AS n",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        if n > 0 {
+            // Dropping `tx` rolls the version bump back.
+            return Ok(None);
+        }
+        let at = now();
+        let user = User {
+            id: new_id(),
+            name: name.to_owned(),
+            admin: true,
+            disabled: false,
+            created_at: at,
+            updated_at: at,
+            budget: None,
+        };
+        sqlx::query(
+            "INSERT INTO users (id, name, role, password_hash, disabled, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 0, $5, $5)",
+        )
+        .bind(&user.id)
+        .bind(&user.name)
+        .bind(role(true))
+        .bind(&hash)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(user))
+    }
+
     /// Every user, by name.
     pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
         let pool = self.open().await?;

@@ -94,6 +94,7 @@ impl Ledger {
             status,
             text: String::new(),
             finish_reason: None,
+            error: Some(err.client_message()),
         };
         s.finish();
     }
@@ -125,6 +126,8 @@ struct Settlement {
     /// The answer's text, kept only while it is being stored in a conversation.
     text: String,
     finish_reason: Option<&'static str>,
+    /// What the client was told went wrong, for the stored answer.
+    error: Option<String>,
 }
 
 impl<S> Metered<S> {
@@ -140,8 +143,16 @@ impl<S> Metered<S> {
             status: 200,
             text: String::new(),
             finish_reason: None,
+            error: None,
         };
         Metered { inner, settle: Some(settle) }
+    }
+
+    /// Says why the answer ends early (stored with it) before the stream is dropped.
+    pub fn interrupt(&mut self, why: &str) {
+        if let Some(s) = self.settle.as_mut() {
+            s.error = Some(why.to_owned());
+        }
     }
 
     /// The stream inside.
@@ -170,7 +181,10 @@ impl<S: Stream<Item = Result<Event, BackendError>> + Unpin> Stream for Metered<S
                     s.usage = *usage;
                     s.finish_reason = Some(finish_reason.as_str());
                 }
-                Some(Err(_)) => s.status = 502,
+                Some(Err(e)) => {
+                    s.status = 502;
+                    s.error = Some(GatewayError::Backend(e.clone()).client_message());
+                }
                 None => {}
             }
         }
@@ -204,6 +218,7 @@ impl Settlement {
             status,
             text,
             finish_reason,
+            error,
         } = self;
         let (prompt, completion) = match usage {
             Some(u) => (u64::from(u.prompt_tokens), u64::from(u.completion_tokens)),
@@ -221,10 +236,11 @@ impl Settlement {
         let now = Instant::now();
         let ttft_ms = first_event.map(|t| millis(t - ledger.received));
         if let Some(recording) = ledger.recording {
-            let error = match (status, finish_reason) {
-                (200, Some(_)) => None,
-                (200, None) => Some("the client left before the answer ended".to_owned()),
-                (s, _) => Some(format!("the answer failed (status {s})")),
+            let error = match (status, finish_reason, error) {
+                (200, Some(_), _) => None,
+                (_, _, Some(e)) => Some(e),
+                (200, None, None) => Some("the client left before the answer ended".to_owned()),
+                (s, _, None) => Some(format!("the answer failed (status {s})")),
             };
             recording.finish(Answer {
                 text,

@@ -89,10 +89,17 @@ async fn user_keys_use_user_routes_and_get_403_on_admin_routes() {
                 let message = error_message(path, &json).unwrap();
                 assert!(message.contains("admin"), "{message}");
             }
-            _ => assert!(!is_refusal(status) || *path == "/auth/login", "{method} {path}: {status} {json}"),
+            // Setup is over once accounts exist: refused to everyone.
+            _ => assert!(
+                !is_refusal(status) || ["/auth/login", "/auth/setup"].contains(path),
+                "{method} {path}: {status} {json}"
+            ),
         }
         let (status, json) = call(&state, method, path, body, Some(&admin)).await;
-        assert!(!is_refusal(status) || *path == "/auth/login", "admin: {method} {path}: {status} {json}");
+        assert!(
+            !is_refusal(status) || ["/auth/login", "/auth/setup"].contains(path),
+            "admin: {method} {path}: {status} {json}"
+        );
     }
 }
 
@@ -282,6 +289,7 @@ async fn anonymous_callers_are_users_never_admins() {
                 // Keys, conversations and usage belong to accounts: an anonymous caller has none.
                 !is_refusal(status)
                     || *path == "/auth/login"
+                    || *path == "/auth/setup"
                     || path.starts_with("/v1/keys")
                     || path.starts_with("/v1/conversations")
                     || path == &"/v1/usage",

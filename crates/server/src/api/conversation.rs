@@ -33,6 +33,8 @@ pub struct Recording {
     pub conversation_id: String,
     /// The stored user message the answer answers.
     parent_id: String,
+    /// Told the stored answer's id (`None` when storing failed), for UI generations.
+    stored: Option<tokio::sync::oneshot::Sender<Option<String>>>,
 }
 
 /// What an answer turned out to be, for its stored message.
@@ -111,13 +113,33 @@ pub async fn begin(
         owner: owner.id,
         conversation_id,
         parent_id: stored.id,
+        stored: None,
     }))
 }
 
 impl Recording {
+    /// Records the answer to `parent_id`, a user message of `owner`'s conversation
+    /// that is already stored; `stored` is told the answer's id once it is written.
+    pub fn to_message(
+        state: &AppState,
+        owner: String,
+        conversation_id: String,
+        parent_id: String,
+        stored: tokio::sync::oneshot::Sender<Option<String>>,
+    ) -> Recording {
+        Recording {
+            store: state.store.clone(),
+            tasks: state.core.tasks.clone(),
+            owner,
+            conversation_id,
+            parent_id,
+            stored: Some(stored),
+        }
+    }
+
     /// Stores the answer, off the request path (a tracked task: shutdown waits for it).
     pub fn finish(self, answer: Answer) {
-        let Recording { store, tasks, owner, conversation_id, parent_id } = self;
+        let Recording { store, tasks, owner, conversation_id, parent_id, stored } = self;
         tasks.spawn(async move {
             let message = NewMessage {
                 parent_id: Some(parent_id),
@@ -131,8 +153,16 @@ impl Recording {
                 finish_reason: answer.finish_reason,
                 error: answer.error,
             };
-            if let Err(e) = store.append_message(&owner, &conversation_id, message).await {
-                tracing::warn!(error = %e, conversation = %conversation_id, "storing an answer failed");
+            let id = match store.append_message(&owner, &conversation_id, message).await {
+                Ok(m) => m.map(|m| m.id),
+                Err(e) => {
+                    tracing::warn!(error = %e, conversation = %conversation_id, "storing an answer failed");
+                    None
+                }
+            };
+            if let Some(tell) = stored {
+                // The generation may be gone already; the answer is stored either way.
+                let _ = tell.send(id);
             }
         });
     }

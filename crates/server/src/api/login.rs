@@ -84,6 +84,11 @@ pub async fn login(
         Err(e) => return error_response(&store_error(e)),
     };
     state.logins.succeeded(&req.name, addr);
+    start_session(&state, &user).await
+}
+
+/// Opens a session for `user`: the answer sets the cookie and holds the CSRF token.
+pub async fn start_session(state: &AppState, user: &sluice_store::User) -> Response {
     let ttl = state.config.auth.session_ttl;
     let (session, token) = match state.store.create_session(&user.id, ttl).await {
         Ok(s) => s,
@@ -97,7 +102,7 @@ pub async fn login(
         "expires_at": session.expires_at,
     });
     let mut resp = Json(body).into_response();
-    resp.headers_mut().insert(header::SET_COOKIE, cookie(&state, &token, ttl.as_secs()));
+    resp.headers_mut().insert(header::SET_COOKIE, cookie(state, &token, ttl.as_secs()));
     resp
 }
 

@@ -24,6 +24,9 @@
 //! - [`conversations`]: `/v1/conversations*`, the caller's saved chats.
 //! - [`usage`]: `GET /v1/usage`, usage reports and CSV export.
 //! - [`admin_retention`]: `GET|PUT /admin/retention`.
+//! - [`setup`]: first-run admin creation and password changes.
+//! - [`generations`]: UI generations (start, attach over SSE, stop).
+//! - [`webui`]: the embedded web UI (pages, assets, security headers).
 //! - [`owner`]: who owns stored data ([`owner::owner`]); [`data_error`]: how those
 //!   routes fail.
 
@@ -38,6 +41,7 @@ pub mod conversations;
 pub mod data_error;
 #[cfg(test)]
 mod data_tests;
+pub mod generations;
 pub mod keys;
 pub mod login;
 pub mod ollama;
@@ -45,8 +49,10 @@ pub mod openai;
 pub mod ops;
 pub mod owner;
 pub mod respond;
+pub mod setup;
 pub mod stream_body;
 pub mod usage;
+pub mod webui;
 
 use std::{convert::Infallible, net::SocketAddr, sync::LazyLock};
 
@@ -113,7 +119,7 @@ fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
         ("/metrics", User, get(ops::metrics)),
         ("/healthz", Public, get(ops::healthz)),
         ("/readyz", Public, get(ops::readyz)),
-        ("/", Public, get(ops::root)),
+        ("/", Public, get(webui::root)),
         (sluice_protocol::agent::CONNECT_PATH, Public, get(agent_connect::connect)),
         ("/admin/agents", Admin, get(admin_agents::list_agents)),
         ("/admin/agent-tokens", Admin, get(admin_agents::list_tokens).post(admin_agents::create_token)),
@@ -130,6 +136,18 @@ fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
         ("/v1/conversations/{id}/export", User, get(conversations::export)),
         ("/v1/conversations/{id}/messages", User, post(conversations::append)),
         ("/v1/usage", User, get(usage::report)),
+        ("/v1/conversations/{id}/generations", User, get(generations::list).post(generations::start)),
+        ("/v1/conversations/{id}/generations/{message_id}", User, get(generations::attach)),
+        ("/v1/conversations/{id}/generations/{message_id}/stop", User, post(generations::stop)),
+        ("/auth/setup", Public, get(setup::status).post(setup::create)),
+        ("/auth/password", User, post(setup::change_password)),
+        // The web UI: its files, and index.html for each client-side route.
+        ("/assets/{file}", Public, get(webui::asset)),
+        ("/favicon.svg", Public, get(webui::favicon)),
+        ("/c/{id}", Public, get(webui::page)),
+        ("/login", Public, get(webui::page)),
+        ("/settings", Public, get(webui::page)),
+        ("/admin", Public, get(webui::page)),
     ]
 }
 
@@ -246,24 +264,36 @@ where
 /// Resolves the caller of `req`, checks it may call a route of `access`, and puts
 /// its [`RequestContext`] in the request.
 async fn admit(state: &AppState, req: &mut Request, access: Access) -> Result<(), GatewayError> {
+    let principal = caller(state, req.method(), req.headers(), req.uri(), req.extensions()).await?;
+    authorize(&principal, access)?;
+    let ctx = context(state, req, principal);
+    req.extensions_mut().insert(ctx);
+    Ok(())
+}
+
+/// Who the request with this head acts for under the gateway's rules (credentials,
+/// session and CSRF, keyless mode), or why it is refused.
+pub async fn caller(
+    state: &AppState,
+    method: &http::Method,
+    headers: &http::HeaderMap,
+    uri: &http::Uri,
+    extensions: &http::Extensions,
+) -> Result<Principal, GatewayError> {
     let rules = Rules {
         keys: &state.keys,
         directory: &state.directory,
         loopback_listener: state.config.server.listen.ip().is_loopback(),
         allow_anonymous: state.config.auth.allow_anonymous,
     };
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let presented = Presented {
-        method: req.method(),
-        headers: req.headers(),
-        host: host.or_else(|| req.uri().authority().map(|a| a.as_str())),
-        client: req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()),
+        method,
+        headers,
+        host: host.or_else(|| uri.authority().map(|a| a.as_str())),
+        client: extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()),
     };
-    let principal = rules.resolve(&presented).await?;
-    authorize(&principal, access)?;
-    let ctx = context(state, req, principal);
-    req.extensions_mut().insert(ctx);
-    Ok(())
+    rules.resolve(&presented).await
 }
 
 /// The request's context, made once here and taken by the handler ([`Ctx`]).
@@ -447,6 +477,16 @@ mod tests {
         assert_eq!(route_label("/v1/conversations/search"), "/v1/conversations/search");
         assert_eq!(route_label("/v1/conversations/abc"), "/v1/conversations/{id}");
         assert_eq!(route_label("/v1/conversations/abc/export"), "/v1/conversations/{id}/export");
+        assert_eq!(
+            route_label("/v1/conversations/a/generations/b"),
+            "/v1/conversations/{id}/generations/{message_id}"
+        );
+        assert_eq!(
+            route_label("/v1/conversations/a/generations/b/stop"),
+            "/v1/conversations/{id}/generations/{message_id}/stop"
+        );
+        assert_eq!(route_label("/assets/index-abc.js"), "/assets/{file}");
+        assert_eq!(route_label("/c/abc"), "/c/{id}");
         // Unknown paths and ids with slashes never become labels of their own.
         assert_eq!(route_label("/v1/models/a/b"), "unmatched");
         assert_eq!(route_label("/v1/models/"), "unmatched");

@@ -10,12 +10,16 @@ use sluice_core::{
     chat::{ChatRequest, Event},
     context::RequestContext,
     error::GatewayError,
+    registry::Served,
     reply::{self, Reply},
 };
+use sluice_limits::RateHeaders;
 
 use super::{
     accounting::{self, Ledger, Metered},
-    allowed_model, conversation, served_response,
+    allowed_model,
+    conversation::{self, Recording},
+    served_response,
     stream_body::{Encoder, EventBody, collect},
     streaming_response,
 };
@@ -49,62 +53,16 @@ pub async fn respond<D: Dialect>(
     req: ChatRequest,
     dialect: D,
 ) -> Response {
-    if let Err(e) = allowed_model(&ctx, &req.model) {
-        return D::error(&e);
-    }
     let stream = req.stream;
-    let prompt_estimate = u64::from(prompt_estimate(&req));
-    let (user_id, key_id) = tenancy::usage_owner(&ctx.principal);
-    let price = accounting::price_of(state, &req.model);
-    let mut ledger = Ledger {
-        admission: None,
-        usage: state.usage.sink().cloned(),
-        budgets: (price.is_some() && user_id.is_some()).then(|| state.budgets.clone()),
-        user_id,
-        key_id,
-        dialect: D::NAME,
-        prompt_estimate,
-        price,
-        received: ctx.received,
-        recording: None,
-        per_key: state.per_key.clone(),
-    };
-    let rate_headers = match accounting::admit(state, &ctx, prompt_estimate).await {
-        Ok(a) => {
-            let headers = a.headers().clone();
-            ledger.admission = Some(a);
-            headers
-        }
-        Err((err, headers)) => {
-            ledger.failed(&err, req.model);
-            let mut resp = D::error(&err);
+    let started = match start(state, &ctx, req, D::NAME, Storing::AsRequested).await {
+        Ok(s) => s,
+        Err((e, headers)) => {
+            let mut resp = D::error(&e);
             headers.apply(resp.headers_mut());
             return resp;
         }
     };
-    let recording = match conversation::begin(state, &ctx, &req).await {
-        Ok(r) => r,
-        Err(e) => {
-            ledger.failed(&e, req.model);
-            let mut resp = D::error(&e);
-            rate_headers.apply(resp.headers_mut());
-            return resp;
-        }
-    };
-    let conversation_id = recording.as_ref().map(|r| r.conversation_id.clone());
-    ledger.recording = recording;
-    let model = (ledger.usage.is_some()).then(|| req.model.clone());
-    let reply = match reply::start(&state.core, &ctx, req).await {
-        Ok(r) => r,
-        Err(e) => {
-            ledger.failed(&e, model.unwrap_or_default());
-            let mut resp = D::error(&e);
-            rate_headers.apply(resp.headers_mut());
-            return resp;
-        }
-    };
-    let (served, status) = (reply.served().clone(), reply.status());
-    let mut reply = Metered::new(reply, ledger, served.clone(), status);
+    let Started { mut reply, rate_headers, conversation_id, served, status } = started;
     let mut resp = if stream {
         let encoder = dialect.stream(reply.get_ref());
         let body = EventBody::new(reply, encoder, state.config.server.sse_keepalive);
@@ -127,6 +85,102 @@ pub async fn respond<D: Dialect>(
         resp.headers_mut().insert(conversation::HEADER, id);
     }
     served_response(tag(resp, status), served)
+}
+
+/// Where an answer is stored.
+pub enum Storing {
+    /// As the client asked with `x-sluice-conversation` (or not at all).
+    AsRequested,
+    /// Into a conversation whose user message is already stored (UI generations).
+    Into(Recording),
+}
+
+/// An answer under way, metered, with what its response says about it.
+pub struct Started {
+    /// The answer's events; settles usage and limits (and stores the answer) when it
+    /// ends or is dropped.
+    pub reply: Metered<Reply>,
+    /// The caller's rate-limit headers.
+    pub rate_headers: RateHeaders,
+    /// The conversation the answer is stored in, if any.
+    pub conversation_id: Option<String>,
+    /// Who serves it.
+    pub served: Served,
+    /// How the cache answered.
+    pub status: CacheStatus,
+}
+
+/// Starts answering `req` for `ctx` (a client of dialect `dialect`): the model check,
+/// the limits, the stored user message, then the cache and the scheduler. Every
+/// generating route — API chats and UI generations — starts here, so all are limited
+/// and metered alike. A refusal is recorded (and stored as the answer, when storing).
+pub async fn start(
+    state: &AppState,
+    ctx: &RequestContext,
+    req: ChatRequest,
+    dialect: &'static str,
+    storing: Storing,
+) -> Result<Started, (GatewayError, RateHeaders)> {
+    let given = match storing {
+        Storing::AsRequested => None,
+        Storing::Into(r) => Some(r),
+    };
+    let storing_given = given.is_some();
+    let prompt_estimate = u64::from(prompt_estimate(&req));
+    let (user_id, key_id) = tenancy::usage_owner(&ctx.principal);
+    let price = accounting::price_of(state, &req.model);
+    let mut ledger = Ledger {
+        admission: None,
+        usage: state.usage.sink().cloned(),
+        budgets: (price.is_some() && user_id.is_some()).then(|| state.budgets.clone()),
+        user_id,
+        key_id,
+        dialect,
+        prompt_estimate,
+        price,
+        received: ctx.received,
+        recording: given,
+        per_key: state.per_key.clone(),
+    };
+    if let Err(e) = allowed_model(ctx, &req.model) {
+        // Refused before anything ran: recorded only when an answer is owed.
+        if storing_given {
+            ledger.failed(&e, req.model);
+        }
+        return Err((e, RateHeaders::default()));
+    }
+    let rate_headers = match accounting::admit(state, ctx, prompt_estimate).await {
+        Ok(a) => {
+            let headers = a.headers().clone();
+            ledger.admission = Some(a);
+            headers
+        }
+        Err((err, headers)) => {
+            ledger.failed(&err, req.model);
+            return Err((err, headers));
+        }
+    };
+    if !storing_given {
+        match conversation::begin(state, ctx, &req).await {
+            Ok(r) => ledger.recording = r,
+            Err(e) => {
+                ledger.failed(&e, req.model);
+                return Err((e, rate_headers));
+            }
+        }
+    }
+    let conversation_id = ledger.recording.as_ref().map(|r| r.conversation_id.clone());
+    let model = (ledger.usage.is_some() || ledger.recording.is_some()).then(|| req.model.clone());
+    let reply = match reply::start(&state.core, ctx, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            ledger.failed(&e, model.unwrap_or_default());
+            return Err((e, rate_headers));
+        }
+    };
+    let (served, status) = (reply.served().clone(), reply.status());
+    let reply = Metered::new(reply, ledger, served.clone(), status);
+    Ok(Started { reply, rate_headers, conversation_id, served, status })
 }
 
 /// Adds `x-sluice-cache` to a response.

@@ -118,6 +118,19 @@ pub(super) const CALLS: &[(&str, &str, &str)] = &[
     ("GET", "/auth/me", ""),
     ("GET", "/admin/users", ""),
     ("PATCH", "/admin/users/x", r#"{"disabled":true}"#),
+    ("GET", "/v1/conversations/x/generations", ""),
+    ("POST", "/v1/conversations/x/generations", r#"{"content":"hi","model":"m"}"#),
+    ("GET", "/v1/conversations/x/generations/y", ""),
+    ("POST", "/v1/conversations/x/generations/y/stop", ""),
+    ("GET", "/auth/setup", ""),
+    ("POST", "/auth/setup", r#"{"name":"root","password":"password1"}"#),
+    ("POST", "/auth/password", r#"{"current":"password1","new":"password2"}"#),
+    ("GET", "/assets/x.js", ""),
+    ("GET", "/favicon.svg", ""),
+    ("GET", "/c/x", ""),
+    ("GET", "/login", ""),
+    ("GET", "/settings", ""),
+    ("GET", "/admin", ""),
 ];
 
 /// Sends one request with `headers` (a `Host: localhost` unless given) and reads
@@ -219,6 +232,19 @@ async fn every_route_answers_with_a_valid_key() {
             "/admin/agent-tokens/x" | "/v1/keys/x" | "/admin/users/x" => {
                 assert_eq!(status, StatusCode::NOT_FOUND, "{json}")
             }
+            // No such conversation, generation or file.
+            "/v1/conversations/x/generations/y"
+            | "/v1/conversations/x/generations/y/stop"
+            | "/assets/x.js" => {
+                assert_eq!(status, StatusCode::NOT_FOUND, "{json}")
+            }
+            "/v1/conversations/x/generations" if *method == "POST" => {
+                assert_eq!(status, StatusCode::NOT_FOUND, "{json}")
+            }
+            // A key exists: setup is over.
+            "/auth/setup" if *method == "POST" => assert_eq!(status, StatusCode::FORBIDDEN, "{json}"),
+            // A service key has no password.
+            "/auth/password" => assert_eq!(status, StatusCode::BAD_REQUEST, "{json}"),
             // Public, and nobody by that name.
             "/auth/login" => assert_eq!(status, StatusCode::UNAUTHORIZED, "{json}"),
             _ => assert!(status.is_success(), "{method} {path}: {status} {json}"),

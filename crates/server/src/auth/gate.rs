@@ -92,7 +92,7 @@ fn is_state_change(method: &Method) -> bool {
 impl Rules<'_> {
     /// True while keyless mode is possible: no user, no stored key, no service key,
     /// and a loopback listener.
-    fn keyless(&self) -> bool {
+    pub fn keyless(&self) -> bool {
         self.loopback_listener && self.keys.is_open() && !self.directory.any_credential()
     }
 

@@ -21,3 +21,4 @@ mod replicas;
 mod routing;
 mod store;
 mod streaming;
+mod ui;

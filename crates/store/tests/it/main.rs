@@ -6,5 +6,6 @@
 
 mod conversations;
 mod db;
+mod first_admin;
 mod usage;
 mod usage_writer;
