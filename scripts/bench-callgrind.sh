@@ -13,7 +13,8 @@
 #   env: SLUICE_BIN (default target/release/sluice) to measure another build,
 #        N1=200 N2=1200, WARMUP=20, SKIP_BUILD=1,
 #        SLUICE_ARGS="extra sluice serve flags, e.g. --config FILE",
-#        SLUICE_BENCH_ARGS="extra load flags, e.g. --keys-file FILE".
+#        SLUICE_BENCH_ARGS="extra load flags, e.g. --keys-file FILE",
+#        BEFORE_EACH="a command run before each measurement (restore a store copy)".
 # All traffic stays on 127.0.0.1; every load loop is bounded in count and time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +49,9 @@ wait_port "$MOCK"
 measure() { # name n bench-args...
     local name=$1 n=$2; shift 2
     local file="$OUT/$name-$n.callgrind"
+    # BEFORE_EACH: a command run before each measurement, e.g. restoring a store copy,
+    # so that what one run stored does not change the next one's start-up.
+    [ -z "${BEFORE_EACH:-}" ] || bash -c "$BEFORE_EACH"
     # shellcheck disable=SC2086 # SLUICE_ARGS and SLUICE_BENCH_ARGS are lists of flags
     valgrind --tool=callgrind --callgrind-out-file="$file" \
         "$SLUICE_BIN" serve --listen "$GW" --backend "openai=http://$MOCK/v1" ${SLUICE_ARGS:-} \
