@@ -242,6 +242,18 @@ impl Store {
         Ok((list, next))
     }
 
+    /// True when `user_id` has a conversation `id` (one indexed lookup; no messages
+    /// read).
+    pub async fn conversation_exists(&self, user_id: &str, id: &str) -> Result<bool, StoreError> {
+        let pool = self.open().await?;
+        let row = sqlx::query("SELECT 1 AS one FROM conversations WHERE id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// `user_id`'s conversation `id` with every message, oldest first.
     pub async fn get_conversation(
         &self,

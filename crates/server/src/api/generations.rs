@@ -268,6 +268,10 @@ fn failed(e: &GatewayError) -> End {
 /// `GET /v1/conversations/{id}/generations`: the caller's generations in it.
 pub async fn list(State(state): State<AppState>, Ctx(ctx): Ctx, Path(id): Path<String>) -> Result<Response> {
     let owner = signed_in(&ctx)?;
+    // Another user's conversation, or none: 404, as for every other conversation route.
+    if !state.store.conversation_exists(&owner.id, &id).await? {
+        return Err(not_found("conversation"));
+    }
     let data: Vec<_> = state
         .runs
         .of_conversation(&owner.id, &id)
