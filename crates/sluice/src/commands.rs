@@ -18,6 +18,15 @@ use crate::cli::{
     UserArgs,
 };
 
+/// `println!` that returns the write error instead of panicking, so that
+/// `sluice key list | head` ends quietly when `head` closes the pipe (see `main`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 /// `sluice serve`: the gateway, until SIGTERM/SIGINT (then a graceful drain).
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), &args.overrides())?;
@@ -95,19 +104,19 @@ pub async fn agent_token(args: AgentTokenArgs) -> anyhow::Result<()> {
                 i64::try_from((now + d).as_secs()).unwrap_or(i64::MAX)
             });
             let (t, secret) = store.create_agent_token_scoped(&name, models, expires_at).await?;
-            println!("id:    {}", t.id);
-            println!("name:  {}", t.name);
-            println!("token: {secret}");
-            println!(
+            out!("id:    {}", t.id);
+            out!("name:  {}", t.name);
+            out!("token: {secret}");
+            out!(
                 "\nGive the token to the agent (`sluice agent --token ...`); it is not stored and cannot be shown again."
             );
         }
         AgentTokenAction::List => {
             let tokens = store.list_agent_tokens().await?;
-            println!("{:<18} {:<24} {:<22} revoked", "id", "name", "created");
+            out!("{:<18} {:<24} {:<22} revoked", "id", "name", "created");
             for t in tokens {
                 let revoked = t.revoked_at.map_or_else(|| "-".to_owned(), time);
-                println!("{:<18} {:<24} {:<22} {revoked}", t.id, t.name, time(t.created_at));
+                out!("{:<18} {:<24} {:<22} {revoked}", t.id, t.name, time(t.created_at));
             }
         }
         AgentTokenAction::Revoke { id } => {
@@ -115,7 +124,7 @@ pub async fn agent_token(args: AgentTokenArgs) -> anyhow::Result<()> {
             if !done {
                 anyhow::bail!("no active agent token with id '{id}'");
             }
-            println!("revoked {id}");
+            out!("revoked {id}");
         }
     }
     Ok(())
@@ -141,14 +150,14 @@ pub async fn key(args: KeyArgs) -> anyhow::Result<()> {
     match args.action {
         KeyAction::Generate => {
             let k = auth::generate_key();
-            println!("key:    {k}");
-            println!("sha256: {}", auth::hash_key(&k));
-            println!("\nGive the key to the client; put only the sha256 in auth.api_key_sha256.");
+            out!("key:    {k}");
+            out!("sha256: {}", auth::hash_key(&k));
+            out!("\nGive the key to the client; put only the sha256 in auth.api_key_sha256.");
         }
         KeyAction::Hash => {
             let mut k = String::new();
             std::io::stdin().read_to_string(&mut k)?;
-            println!("{}", auth::hash_key(k.trim()));
+            out!("{}", auth::hash_key(k.trim()));
         }
         KeyAction::Create(c) => create_key(&store_of(args.config.as_deref())?, c).await?,
         KeyAction::List { user } => {
@@ -159,9 +168,14 @@ pub async fn key(args: KeyArgs) -> anyhow::Result<()> {
                 None => None,
             };
             let name_of = |id: &str| users.iter().find(|u| u.id == id).map_or("?", |u| u.name.as_str());
-            println!(
+            out!(
                 "{:<18} {:<16} {:<16} {:<16} {:<22} {:<22} state",
-                "id", "user", "name", "prefix", "created", "last used"
+                "id",
+                "user",
+                "name",
+                "prefix",
+                "created",
+                "last used"
             );
             for k in store.list_api_keys(owner.as_deref()).await? {
                 let state = match (k.revoked_at, k.expires_at) {
@@ -170,7 +184,7 @@ pub async fn key(args: KeyArgs) -> anyhow::Result<()> {
                     (None, None) => "active".to_owned(),
                 };
                 let used = k.last_used_at.map_or_else(|| "-".to_owned(), time);
-                println!(
+                out!(
                     "{:<18} {:<16} {:<16} {:<16} {:<22} {:<22} {state}",
                     k.id,
                     name_of(&k.user_id),
@@ -185,7 +199,7 @@ pub async fn key(args: KeyArgs) -> anyhow::Result<()> {
             if !store_of(args.config.as_deref())?.revoke_api_key(&id, None).await? {
                 anyhow::bail!("no active API key with id '{id}'");
             }
-            println!("revoked {id}");
+            out!("revoked {id}");
         }
     }
     Ok(())
@@ -212,10 +226,10 @@ async fn create_key(store: &Store, c: KeyCreate) -> anyhow::Result<()> {
         expires_at,
     };
     let (k, secret) = store.create_api_key(&new).await?;
-    println!("id:     {}", k.id);
-    println!("user:   {}", user.name);
-    println!("key:    {secret}");
-    println!("\nGive the key to its user; it is not stored and cannot be shown again.");
+    out!("id:     {}", k.id);
+    out!("user:   {}", user.name);
+    out!("key:    {secret}");
+    out!("\nGive the key to its user; it is not stored and cannot be shown again.");
     Ok(())
 }
 
@@ -242,41 +256,41 @@ pub async fn user(args: UserArgs) -> anyhow::Result<()> {
         UserAction::Create { name, admin } => {
             let password = read_password()?;
             let u = store.create_user(&name, &password, admin).await?;
-            println!("created {} ({}, id {})", u.name, if u.admin { "admin" } else { "user" }, u.id);
+            out!("created {} ({}, id {})", u.name, if u.admin { "admin" } else { "user" }, u.id);
         }
         UserAction::List => {
-            println!("{:<18} {:<24} {:<6} {:<9} created", "id", "name", "role", "state");
+            out!("{:<18} {:<24} {:<6} {:<9} created", "id", "name", "role", "state");
             for u in store.list_users().await? {
                 let role = if u.admin { "admin" } else { "user" };
                 let state = if u.disabled { "disabled" } else { "active" };
-                println!("{:<18} {:<24} {:<6} {:<9} {}", u.id, u.name, role, state, time(u.created_at));
+                out!("{:<18} {:<24} {:<6} {:<9} {}", u.id, u.name, role, state, time(u.created_at));
             }
         }
         UserAction::Disable { name } => {
             let u = user_named(&store, &name).await?;
             store.set_user_disabled(&u.id, true).await?;
             store.delete_user_sessions(&u.id).await?;
-            println!("disabled {name}");
+            out!("disabled {name}");
         }
         UserAction::Enable { name } => {
             let u = user_named(&store, &name).await?;
             store.set_user_disabled(&u.id, false).await?;
-            println!("enabled {name}");
+            out!("enabled {name}");
         }
         UserAction::Passwd { name } => {
             let u = user_named(&store, &name).await?;
             let password = read_password()?;
             store.set_password(&u.id, &password).await?;
             store.delete_user_sessions(&u.id).await?;
-            println!("password of {name} changed; their sessions ended");
+            out!("password of {name} changed; their sessions ended");
         }
         UserAction::Budget { name, usd, mode } => {
             let u = user_named(&store, &name).await?;
             let b = usd.map(|usd| budget(usd, mode)).transpose()?;
             store.set_user_budget(&u.id, b).await?;
             match b {
-                Some(b) => println!("budget of {name}: {b}"),
-                None => println!("budget of {name} removed"),
+                Some(b) => out!("budget of {name}: {b}"),
+                None => out!("budget of {name} removed"),
             }
         }
     }

@@ -276,3 +276,31 @@ async fn cli_changes_reach_a_running_gateway() {
     soon(&gw, 401, Some(&key)).await;
     gw.state.core.shutdown.cancel();
 }
+
+/// `sluice key list | head`: when the reader closes the pipe early, the command ends
+/// quietly and successfully instead of panicking. The list (1,000 keys, ~130 KB) is
+/// bigger than a pipe's buffer, so the write fails however the two processes race.
+#[tokio::test]
+async fn a_list_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    let db = format!("sqlite://{}", dir.path().join("sluice.db").display());
+    std::fs::write(&config, format!("[store]\nurl = \"{db}\"\n")).unwrap();
+    let s = store(&db);
+    let ann = s.create_user("ann", "correct horse", false).await.unwrap();
+    for i in 0..1000 {
+        let new = NewApiKey { user_id: ann.id.clone(), name: format!("k{i}"), ..NewApiKey::default() };
+        s.create_api_key(&new).await.unwrap();
+    }
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["key", "list", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away at once
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "nothing said: {}", String::from_utf8_lossy(&out.stderr));
+}
