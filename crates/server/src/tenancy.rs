@@ -53,27 +53,41 @@ pub async fn seed_quotas(
     limiter: &sluice_limits::Limiter,
 ) -> Result<usize, sluice_store::StoreError> {
     use sluice_limits::Period;
-    use sluice_store::UsageOwner;
+    use sluice_store::UsageGroup;
     let now = u64::try_from(crate::clock::now_ms()).unwrap_or(0);
     let since = |p: Period| i64::try_from(p.start(now)).unwrap_or(i64::MAX);
     let (day, month) = (since(Period::Day), since(Period::Month));
+    let used = |m: &std::collections::HashMap<String, u64>, id: &str| m.get(id).copied().unwrap_or(0);
     let mut seeded = 0;
-    for key in store.load_api_keys().await? {
-        let l = &key.limits;
-        if key.revoked_at.is_some() || (l.daily_tokens.is_none() && l.monthly_tokens.is_none()) {
-            continue;
+    let keys: Vec<_> = store
+        .load_api_keys()
+        .await?
+        .into_iter()
+        .filter(|k| {
+            k.revoked_at.is_none() && (k.limits.daily_tokens.is_some() || k.limits.monthly_tokens.is_some())
+        })
+        .collect();
+    if !keys.is_empty() {
+        // Four grouped queries in all, however many keys there are.
+        let (by_day, by_month) = (
+            store.tokens_since_by(UsageGroup::Key, day).await?,
+            store.tokens_since_by(UsageGroup::Key, month).await?,
+        );
+        for key in keys {
+            let (d, m) = (used(&by_day, &key.id), used(&by_month, &key.id));
+            limiter.seed_usage(&Subject::key(&key.id), d, m).await;
+            seeded += 1;
         }
-        let used_day = store.tokens_since(UsageOwner::Key(&key.id), day).await?;
-        let used_month = store.tokens_since(UsageOwner::Key(&key.id), month).await?;
-        limiter.seed_usage(&Subject::key(&key.id), used_day, used_month).await;
-        seeded += 1;
     }
     let user = &limiter.config().user;
     if user.daily_tokens.is_some() || user.monthly_tokens.is_some() {
+        let (by_day, by_month) = (
+            store.tokens_since_by(UsageGroup::User, day).await?,
+            store.tokens_since_by(UsageGroup::User, month).await?,
+        );
         for u in store.list_users().await? {
-            let used_day = store.tokens_since(UsageOwner::User(&u.id), day).await?;
-            let used_month = store.tokens_since(UsageOwner::User(&u.id), month).await?;
-            limiter.seed_usage(&Subject::user(&u.id), used_day, used_month).await;
+            let (d, m) = (used(&by_day, &u.id), used(&by_month, &u.id));
+            limiter.seed_usage(&Subject::user(&u.id), d, m).await;
             seeded += 1;
         }
     }

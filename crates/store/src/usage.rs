@@ -366,6 +366,34 @@ impl Store {
         Ok(to_u64(row.try_get("tokens")?))
     }
 
+    /// Prompt plus completion tokens of every key or user (by `group`:
+    /// [`UsageGroup::Key`] or [`UsageGroup::User`]) since `since_ms`, in one grouped
+    /// query (quotas after a restart: one query for all keys, not one per key). Owners
+    /// without records are left out.
+    pub async fn tokens_since_by(
+        &self,
+        group: UsageGroup,
+        since_ms: i64,
+    ) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+        let column = match group {
+            UsageGroup::Key => "key_id",
+            UsageGroup::User => "user_id",
+            UsageGroup::Day | UsageGroup::Model => {
+                return Err(StoreError::Invalid("tokens are summed per key or per user".into()));
+            }
+        };
+        let pool = self.open().await?;
+        let sql = format!(
+            "SELECT {column} AS owner, CAST(SUM(prompt_tokens + completion_tokens) AS BIGINT) AS tokens \
+             FROM usage_records WHERE at >= $1 AND {column} IS NOT NULL GROUP BY {column}"
+        );
+        let rows = sqlx::query(&sql).bind(since_ms).fetch_all(pool).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("owner")?, to_u64(r.try_get("tokens")?))))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
     /// Spend (micro-dollars) of every key or user (by `group`: [`UsageGroup::Key`] or
     /// [`UsageGroup::User`]) since `since_ms`, for budgets after a restart or from other
     /// replicas. Owners without spend are left out.

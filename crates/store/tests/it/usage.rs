@@ -113,6 +113,12 @@ async fn summaries_group_and_filter(db: &TestDb) {
     assert_eq!(s.tokens_since(UsageOwner::User("bob"), NOV_30 + DAY + 1).await.unwrap(), 100);
     assert_eq!(s.tokens_since(UsageOwner::Key("k1"), 0).await.unwrap(), 30);
     assert_eq!(s.tokens_since(UsageOwner::Key("nope"), 0).await.unwrap(), 0);
+    // The same figures for every owner at once.
+    let by_key = s.tokens_since_by(UsageGroup::Key, 0).await.unwrap();
+    assert_eq!(by_key.get("k1"), Some(&30));
+    assert_eq!(by_key.get("nope"), None);
+    let by_user = s.tokens_since_by(UsageGroup::User, NOV_30 + DAY + 1).await.unwrap();
+    assert_eq!(by_user.get("bob"), Some(&100));
 
     assert_eq!(s.delete_usage_before(NOV_30 + DAY).await.unwrap(), 2);
     assert_eq!(s.usage_records(&all, 100).await.unwrap(), records[2..]);
