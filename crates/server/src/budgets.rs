@@ -24,7 +24,7 @@ use std::{
 
 use sluice_core::{context::Principal, error::GatewayError};
 use sluice_limits::Period;
-use sluice_protocol::budget::{Budget, BudgetMode, micros_to_usd};
+use sluice_protocol::budget::{BudgetMode, micros_to_usd};
 
 /// How often replicas re-read the month's spend from the shared store.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
@@ -199,11 +199,6 @@ fn add(map: &mut HashMap<String, u64>, id: &str, micros: u64) {
     }
 }
 
-/// The budget a stored key or user has, for messages: `$X/month (mode)` or `none`.
-pub fn describe(budget: Option<Budget>) -> String {
-    budget.map_or_else(|| "none".to_owned(), |b| b.to_string())
-}
-
 /// Seeds `budgets` with this month's spend from the store.
 pub async fn seed_from_store(
     store: &sluice_store::Store,
@@ -226,6 +221,7 @@ mod tests {
     use std::sync::Arc;
 
     use sluice_core::context::{KeyInfo, KeyLimits, Role, UserPrincipal};
+    use sluice_protocol::budget::Budget;
 
     use super::*;
 
@@ -304,6 +300,5 @@ mod tests {
         assert_eq!((b.key_spend("k1"), b.key_spend("k9"), b.user_spend("u1")), (300, 50, 900));
         b.seed(vec![("k1".into(), 10_000)], vec![], NOV_30, DEC_1);
         assert_eq!(b.key_spend("k1"), 0, "November's figures do not count in December");
-        assert_eq!(describe(None), "none");
     }
 }

@@ -215,14 +215,14 @@ async fn create_key(store: &Store, c: KeyCreate) -> anyhow::Result<()> {
         user_id: user.id,
         name: c.name,
         models: (!c.models.is_empty()).then_some(c.models),
-        limits: Limits {
-            rpm: c.rpm.map(i64::from),
-            tpm: c.tpm.map(i64::from),
-            max_streams: c.max_streams.map(i64::from),
-            daily_tokens: c.daily_tokens.and_then(|v| i64::try_from(v).ok()),
-            monthly_tokens: c.monthly_tokens.and_then(|v| i64::try_from(v).ok()),
-            budget: c.budget.map(|usd| budget(usd, c.budget_mode)).transpose()?,
-        },
+        limits: Limits::new(
+            c.rpm,
+            c.tpm,
+            c.max_streams,
+            c.daily_tokens,
+            c.monthly_tokens,
+            c.budget.map(|usd| budget(usd, c.budget_mode)).transpose()?,
+        ),
         expires_at,
     };
     let (k, secret) = store.create_api_key(&new).await?;

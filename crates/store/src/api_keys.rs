@@ -49,6 +49,28 @@ pub struct Limits {
     pub budget: Option<Budget>,
 }
 
+impl Limits {
+    /// Limits as the key API and `sluice key create` take them (amounts above what the
+    /// store keeps saturate to no limit, as before).
+    pub fn new(
+        rpm: Option<u32>,
+        tpm: Option<u32>,
+        max_streams: Option<u32>,
+        daily_tokens: Option<u64>,
+        monthly_tokens: Option<u64>,
+        budget: Option<Budget>,
+    ) -> Limits {
+        Limits {
+            rpm: rpm.map(i64::from),
+            tpm: tpm.map(i64::from),
+            max_streams: max_streams.map(i64::from),
+            daily_tokens: daily_tokens.and_then(|v| i64::try_from(v).ok()),
+            monthly_tokens: monthly_tokens.and_then(|v| i64::try_from(v).ok()),
+            budget,
+        }
+    }
+}
+
 /// A stored key (never the key itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiKey {

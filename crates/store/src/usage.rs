@@ -72,15 +72,6 @@ pub enum UsageGroup {
     User,
 }
 
-/// Whose tokens [`Store::tokens_since`] counts.
-#[derive(Debug, Clone, Copy)]
-pub enum UsageOwner<'a> {
-    /// A user's.
-    User(&'a str),
-    /// An API key's.
-    Key(&'a str),
-}
-
 /// One group of a usage summary.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UsageRow {
@@ -163,6 +154,17 @@ fn cached_insert_sql(engine: Engine, rows: usize) -> &'static str {
     // `rows` is a power of two below 2^16 (a statement holds at most 65,535 binds).
     let i = rows.ilog2() as usize;
     slots[i.min(15)].get_or_init(|| insert_sql(engine, rows))
+}
+
+/// The column naming the owner `group` sums per: a key or a user.
+fn owner_column(group: UsageGroup) -> Result<&'static str, StoreError> {
+    match group {
+        UsageGroup::Key => Ok("key_id"),
+        UsageGroup::User => Ok("user_id"),
+        UsageGroup::Day | UsageGroup::Model => {
+            Err(StoreError::Invalid("tokens and spend are summed per key or per user".into()))
+        }
+    }
 }
 
 fn to_i64(n: u64) -> i64 {
@@ -351,21 +353,6 @@ impl Store {
         Ok(rows.iter().map(row_to_record).collect::<Result<_, _>>()?)
     }
 
-    /// Prompt plus completion tokens of `owner` since `since_ms` (quotas after a restart).
-    pub async fn tokens_since(&self, owner: UsageOwner<'_>, since_ms: i64) -> Result<u64, StoreError> {
-        let pool = self.open().await?;
-        let (column, id) = match owner {
-            UsageOwner::User(id) => ("user_id", id),
-            UsageOwner::Key(id) => ("key_id", id),
-        };
-        let sql = format!(
-            "SELECT CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT) AS tokens \
-             FROM usage_records WHERE {column} = $1 AND at >= $2"
-        );
-        let row = sqlx::query(&sql).bind(id).bind(since_ms).fetch_one(pool).await?;
-        Ok(to_u64(row.try_get("tokens")?))
-    }
-
     /// Prompt plus completion tokens of every key or user (by `group`:
     /// [`UsageGroup::Key`] or [`UsageGroup::User`]) since `since_ms`, in one grouped
     /// query (quotas after a restart: one query for all keys, not one per key). Owners
@@ -375,13 +362,7 @@ impl Store {
         group: UsageGroup,
         since_ms: i64,
     ) -> Result<std::collections::HashMap<String, u64>, StoreError> {
-        let column = match group {
-            UsageGroup::Key => "key_id",
-            UsageGroup::User => "user_id",
-            UsageGroup::Day | UsageGroup::Model => {
-                return Err(StoreError::Invalid("tokens are summed per key or per user".into()));
-            }
-        };
+        let column = owner_column(group)?;
         let pool = self.open().await?;
         let sql = format!(
             "SELECT {column} AS owner, CAST(SUM(prompt_tokens + completion_tokens) AS BIGINT) AS tokens \
@@ -402,13 +383,7 @@ impl Store {
         group: UsageGroup,
         since_ms: i64,
     ) -> Result<Vec<(String, u64)>, StoreError> {
-        let column = match group {
-            UsageGroup::Key => "key_id",
-            UsageGroup::User => "user_id",
-            UsageGroup::Day | UsageGroup::Model => {
-                return Err(StoreError::Invalid("spend is summed per key or per user".into()));
-            }
-        };
+        let column = owner_column(group)?;
         let pool = self.open().await?;
         let sql = format!(
             "SELECT {column} AS owner, SUM(spend) AS spend FROM usage_records \

@@ -105,14 +105,7 @@ pub async fn create(
             user_id,
             name: c.name,
             models: c.models,
-            limits: Limits {
-                rpm: c.rpm.map(i64::from),
-                tpm: c.tpm.map(i64::from),
-                max_streams: c.max_streams.map(i64::from),
-                daily_tokens: c.daily_tokens.and_then(|v| i64::try_from(v).ok()),
-                monthly_tokens: c.monthly_tokens.and_then(|v| i64::try_from(v).ok()),
-                budget: c.budget,
-            },
+            limits: Limits::new(c.rpm, c.tpm, c.max_streams, c.daily_tokens, c.monthly_tokens, c.budget),
             expires_at: c.expires_in.as_deref().map(expiry).transpose()?,
         };
         state.store.create_api_key(&new).await.map_err(store_error)
