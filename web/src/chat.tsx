@@ -33,7 +33,13 @@ export function Chat(props: { id: string | null; user: User }) {
   const [live, setLive] = useState<Record<string, Live>>({});
   const [draft, setDraft] = useState("");
   const [model, setModel] = useState(localStorage.getItem("sluice.model") ?? "");
-  const [compare, setCompare] = useState("");
+  // The second model of side by side stays chosen across chats (like the model).
+  const [compare, setCompareState] = useState(sessionStorage.getItem("sluice.compare") ?? "");
+  const setCompare = (m: string) => {
+    if (m) sessionStorage.setItem("sluice.compare", m);
+    else sessionStorage.removeItem("sluice.compare");
+    setCompareState(m);
+  };
   const [params, setParams] = useState<Params>(loadParams(props.id));
   const [showParams, setShowParams] = useState(false);
   const [sendError, setSendError] = useState("");

@@ -66,7 +66,8 @@ before(async () => {
     config,
     `[server]\nlisten = "127.0.0.1:${gwPort}"\n[store]\nurl = "sqlite://${dir}/sluice.db"\n[engine]\ndefault_model = "off"\n` +
       `[[backends]]\nname = "mock"\nkind = "openai"\nurl = "http://127.0.0.1:${mockPort}/v1"\nmodels = ["mock-model", { name = "other", upstream = "mock-model" }]\n` +
-      `breaker = { consecutive_failures = 1000, error_ratio = 1.0, min_requests = 1000 }\nhealth = { enabled = false }\n`,
+      `breaker = { consecutive_failures = 1000, error_ratio = 1.0, min_requests = 1000 }\nhealth = { enabled = false }\n` +
+      `[[models]]\nname = "mock-model"\nprice = { input_per_mtok = 1000, output_per_mtok = 2000 }\n`,
   );
   await start(BIN, ["serve", "--config", config], /listening|Listening|serving/);
 });
@@ -324,7 +325,6 @@ test("side by side: one prompt, two models streaming in columns", async () => {
   assert.deepEqual(await columns.locator(".column-head").allTextContents(), ["mock-model", "other"]);
   await admin.locator("article.live").first().waitFor({ state: "detached", timeout: 30000 });
   await admin.locator("article.live").waitFor({ state: "detached", timeout: 30000 });
-  await admin.getByLabel("Compare with").selectOption("");
   assert.equal((await stats()).requests - before.requests, 2);
   // Both answers are kept, as two versions of the answer to that message.
   await admin.getByText("2/2").waitFor();
@@ -332,6 +332,58 @@ test("side by side: one prompt, two models streaming in columns", async () => {
   await admin.getByRole("button", { name: "Previous version" }).last().click();
   await admin.getByText("1/2").waitFor();
   assert.equal((await lastAnswer(admin).locator(".md").textContent()).trim(), script(40));
+  // The second model stays chosen in a new chat, until it is cleared.
+  await admin.getByRole("button", { name: "+ New chat" }).click();
+  await admin.getByRole("heading", { name: "New chat" }).waitFor();
+  assert.equal(await admin.getByLabel("Compare with").inputValue(), "other");
+  await admin.getByLabel("Compare with").selectOption("");
+});
+
+/** Waits until the usage writer has stored every record (its pending gauge is 0). */
+async function usageSettled(page) {
+  await page.waitForFunction(async () => /\nsluice_usage_records_pending 0\n/.test(await (await fetch("/metrics")).text()), null, { polling: 100, timeout: 10000 });
+}
+
+test("admin usage: tokens and spend per day, split by model or by user", async () => {
+  await usageSettled(admin);
+  const totals = (await call(admin, "GET", "/v1/usage?group_by=model&all=true")).body.data;
+  const tokens = totals.reduce((a, r) => a + r.prompt_tokens + r.completion_tokens, 0);
+  const spend = totals.reduce((a, r) => a + r.spend, 0);
+  assert.ok(tokens > 0 && spend > 0, JSON.stringify(totals));
+  await admin.goto(base + "/admin?tab=usage");
+  const byModel = admin.getByRole("figure", { name: "Tokens per day by model" });
+  await byModel.locator("svg rect").first().waitFor();
+  const caption = await byModel.locator("figcaption").textContent();
+  const shown = Number(caption.match(/— ([\d,]+) in all/)[1].replaceAll(",", ""));
+  assert.equal(shown, tokens, caption);
+  const legend = await byModel.locator(".legend li").allTextContents();
+  assert.ok(legend.some((l) => l.startsWith("mock-model")) && legend.some((l) => l.startsWith("other")), legend.join(" | "));
+  const spendChart = admin.getByRole("figure", { name: "Spend per day by model" });
+  await spendChart.locator("svg rect").first().waitFor();
+  const spent = Number((await spendChart.locator("figcaption").textContent()).match(/\$([\d.,]+) in all/)[1].replaceAll(",", ""));
+  assert.ok(Math.abs(spent - spend) < 0.01, `${spent} vs ${spend}`);
+  // Split by user: the admin's name, not its id.
+  await admin.getByLabel("Split by").selectOption("user");
+  const byUser = admin.getByRole("figure", { name: "Tokens per day by user" });
+  await byUser.locator(".legend li").first().waitFor();
+  assert.ok((await byUser.locator(".legend li").allTextContents()).some((l) => l.startsWith("root")));
+  await axe(admin, "admin usage charts");
+});
+
+test("admin backends: live tokens/s while an answer streams", async () => {
+  await admin.goto(base + "/");
+  await send(admin, "A long one [mock tokens=400 delay_ms=25]");
+  await admin.locator("article.live").waitFor({ timeout: 20000 });
+  const page = await admin.context().newPage();
+  await page.goto(base + "/admin?tab=backends");
+  // The rate needs two reads of the token counter, three seconds apart.
+  await page.waitForFunction(() => Number(document.querySelector("[data-testid=rate]")?.textContent) > 0, null, { timeout: 15000 });
+  const row = await page.locator("tbody tr").first().locator("td").allTextContents();
+  assert.equal(row[0], "mock");
+  assert.equal(row[5], "—", "an HTTP upstream's queue is not visible");
+  await page.close();
+  await admin.getByRole("button", { name: "Stop generating" }).click();
+  await admin.locator("article.live").waitFor({ state: "detached", timeout: 30000 });
 });
 
 test("a 500-message conversation opens and scrolls back to its start", async () => {
@@ -375,6 +427,9 @@ test("settings and admin pages pass axe; screenshots", async () => {
   }
   if (!SHOTS) return;
   mkdirSync(SHOTS, { recursive: true });
+  await admin.goto(base + "/admin?tab=usage");
+  await admin.getByRole("figure", { name: "Spend per day by model" }).locator("svg rect").first().waitFor();
+  await admin.screenshot({ path: join(SHOTS, "admin-usage.png"), fullPage: true });
   const conv = await call(admin, "POST", "/v1/conversations", { title: "Reverse a string in Rust" });
   const id = conv.body.id;
   const u = await call(admin, "POST", `/v1/conversations/${id}/messages`, { role: "user", content: "How do I reverse a string in Rust, by characters?" });

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 pub mod agents;
 pub mod history;
 pub mod telemetry;
+pub mod ui;
 
 pub use sluice_backends::engine::config::{EngineModelConfig, EngineSection};
 pub use sluice_core::config::{BackendConfig, BackendKind, ModelEntry, Timeouts};
@@ -36,6 +37,7 @@ pub use sluice_core::config::{BackendConfig, BackendKind, ModelEntry, Timeouts};
 pub use self::{
     agents::AgentsConfig,
     history::{RetentionConfig, UsageConfig},
+    ui::UiConfig,
 };
 
 /// The whole configuration.
@@ -68,6 +70,8 @@ pub struct Config {
     pub usage: UsageConfig,
     /// How long conversations and usage are kept (`[retention]`).
     pub retention: RetentionConfig,
+    /// Bounds of the web UI's generations (`[ui]`).
+    pub ui: UiConfig,
 }
 
 /// Listener and request limits.
@@ -315,6 +319,7 @@ impl Config {
         }
         problems.extend(self.cache.problems());
         self.agents.check(&mut problems);
+        self.ui.check(&mut problems);
         self.store.check(&mut problems);
         // Building a limiter checks the Redis URL too; it connects only on first use.
         let clock = std::sync::Arc::new(sluice_limits::SystemClock);

@@ -220,6 +220,12 @@ pub trait Backend: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Requests waiting inside the backend for a free slot right now (in-process
+    /// engines); `None` for backends whose queue Sluice cannot see.
+    fn queued(&self) -> Option<u64> {
+        None
+    }
+
     /// Sets how long `model` stays loaded once idle; `None` restores the configured
     /// default. Only in-process engines hold models; others ignore it.
     fn set_keep_alive(&self, _model: &str, _keep_alive: Option<KeepAlive>) {}

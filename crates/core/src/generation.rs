@@ -11,7 +11,7 @@
 use std::{
     future::Future,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, atomic::Ordering},
     task::{Context, Poll, ready},
     time::Duration,
 };
@@ -69,6 +69,7 @@ pub async fn start(
     metrics.ttft.observe(ttft.as_secs_f64());
     state.metrics.active_streams.inc();
     let tokens_out = u64::from(matches!(first, Event::Delta(_)));
+    outstanding.slot().completion_tokens.fetch_add(tokens_out, Ordering::Relaxed);
     Ok(Generation {
         first: Some(first),
         inner,
@@ -109,6 +110,9 @@ impl Generation {
         m.duration.observe(self.started.elapsed().as_secs_f64());
         let completion = usage.map_or(self.tokens_out, |u| u64::from(u.completion_tokens));
         m.completion_tokens.inc_by(completion);
+        // Deltas were counted as they passed; the upstream's count settles the rest.
+        let rest = completion.saturating_sub(self.tokens_out);
+        self.outstanding.slot().completion_tokens.fetch_add(rest, Ordering::Relaxed);
         if let Some(u) = usage {
             m.prompt_tokens.inc_by(u64::from(u.prompt_tokens));
         }
@@ -129,6 +133,7 @@ impl Generation {
         if let Event::Delta(_) = ev {
             self.metrics.inter_token.observe((now - self.last_event).as_secs_f64());
             self.tokens_out += 1;
+            self.outstanding.slot().completion_tokens.fetch_add(1, Ordering::Relaxed);
         }
         self.last_event = now;
     }

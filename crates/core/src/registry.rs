@@ -43,6 +43,9 @@ pub struct BackendSlot {
     pub outstanding: AtomicU64,
     /// Last known health.
     pub healthy: AtomicBool,
+    /// Tokens it generated (monotonic): counted as deltas pass, settled to the
+    /// upstream's own count when an answer ends; for live tokens/s on the admin page.
+    pub completion_tokens: AtomicU64,
     /// Weight, circuit breaker, latency estimates.
     pub routing: crate::scheduler::BackendState,
     /// This backend's gauges, looked up once instead of by label on every request.
@@ -84,6 +87,7 @@ impl BackendSlot {
             discovered: RwLock::new(Vec::new()),
             outstanding: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
+            completion_tokens: AtomicU64::new(0),
             routing,
             gauges: OnceLock::new(),
         }

@@ -121,12 +121,6 @@ pub struct Limits {
     pub keep_finished: Duration,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits { per_owner: 4, max_text: 1 << 20, keep_finished: Duration::from_secs(120) }
-    }
-}
-
 /// Why a generation cannot start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
@@ -141,7 +135,6 @@ pub enum Refused {
 type Key = (String, String, String);
 
 /// Every UI generation of this gateway, by (owner, user message id, model).
-#[derive(Default)]
 pub struct Runs {
     table: Mutex<HashMap<Key, Arc<Run>>>,
     limits: Limits,

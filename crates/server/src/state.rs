@@ -97,7 +97,11 @@ impl AppState {
                 usage: UsageLife::default(),
                 retention: Retention::new(config.retention),
                 quotas_seeded: std::sync::atomic::AtomicBool::new(false),
-                runs: crate::runs::Runs::new(crate::runs::Limits::default()),
+                runs: crate::runs::Runs::new(crate::runs::Limits {
+                    per_owner: config.ui.generations_per_user,
+                    max_text: config.ui.max_answer_bytes,
+                    keep_finished: config.ui.keep_finished,
+                }),
                 per_key: config.usage.per_key_metrics.then(Arc::default),
                 budgets: Arc::default(),
                 config,

@@ -46,8 +46,8 @@ pub use conversations::{
 };
 pub use sessions::Session;
 pub use usage::{
-    UsageFilter, UsageGroup, UsageRecord, UsageRow, UsageSink, UsageStats, UsageTarget, UsageWriter,
-    UsageWriterConfig,
+    UsageFilter, UsageGroup, UsageRecord, UsageRow, UsageSeriesRow, UsageSink, UsageStats, UsageTarget,
+    UsageWriter, UsageWriterConfig,
 };
 pub use users::User;
 

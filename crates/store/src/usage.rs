@@ -89,6 +89,25 @@ pub struct UsageRow {
     pub spend: f64,
 }
 
+/// One day of one group in a usage series ([`Store::usage_series`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageSeriesRow {
+    /// The UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    /// The model, key or user; `None` groups records with no key (or no user).
+    pub group: Option<String>,
+    /// Requests.
+    pub requests: u64,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Requests answered from the cache.
+    pub cached: u64,
+    /// Cost in USD.
+    pub spend: f64,
+}
+
 /// The columns written, in bind order. (Read back with `cached` as an integer: the Any
 /// driver cannot decode SQLite's BOOLEAN.)
 const COLUMNS: &str = "at, user_id, key_id, model, backend, dialect, prompt_tokens, completion_tokens, \
@@ -323,6 +342,48 @@ impl Store {
             };
             out.push(UsageRow {
                 group,
+                requests: to_u64(row.try_get("requests")?),
+                prompt_tokens: to_u64(row.try_get("prompt_tokens")?),
+                completion_tokens: to_u64(row.try_get("completion_tokens")?),
+                cached: to_u64(row.try_get("cached")?),
+                spend: row.try_get("spend")?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Totals per UTC day and `split` (model, key or user) of the records `filter`
+    /// selects: the series of a stacked chart. Ordered by day, then group.
+    pub async fn usage_series(
+        &self,
+        filter: &UsageFilter<'_>,
+        split: UsageGroup,
+    ) -> Result<Vec<UsageSeriesRow>, StoreError> {
+        let pool = self.open().await?;
+        let key = match split {
+            UsageGroup::Model => "model",
+            UsageGroup::Key => "key_id",
+            UsageGroup::User => "user_id",
+            UsageGroup::Day => {
+                return Err(StoreError::Invalid("a series splits days by model, key or user".into()));
+            }
+        };
+        let conds = conditions(filter);
+        let sql = format!(
+            "SELECT CAST(at / 86400000 AS BIGINT) AS day, {key} AS grp, COUNT(*) AS requests, \
+             CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, \
+             CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, \
+             CAST(SUM(CASE WHEN cached THEN 1 ELSE 0 END) AS BIGINT) AS cached, \
+             SUM(spend) AS spend FROM usage_records{} \
+             GROUP BY CAST(at / 86400000 AS BIGINT), {key} ORDER BY day, {key} IS NULL, {key}",
+            where_sql(&conds)
+        );
+        let rows = bind_all(sqlx::query(&sql), conds).fetch_all(pool).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            out.push(UsageSeriesRow {
+                day: day_string(row.try_get::<i64, _>("day")?),
+                group: row.try_get::<Option<String>, _>("grp")?,
                 requests: to_u64(row.try_get("requests")?),
                 prompt_tokens: to_u64(row.try_get("prompt_tokens")?),
                 completion_tokens: to_u64(row.try_get("completion_tokens")?),

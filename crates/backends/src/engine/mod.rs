@@ -183,6 +183,10 @@ impl Backend for EngineBackend {
         }]
     }
 
+    fn queued(&self) -> Option<u64> {
+        Some(u64::try_from(self.engine.stats().queued_requests).unwrap_or(u64::MAX))
+    }
+
     fn set_keep_alive(&self, model: &str, keep_alive: Option<KeepAlive>) {
         if model == self.model {
             self.engine.set_keep_alive(engine_keep_alive(keep_alive.unwrap_or(self.default_keep_alive)));

@@ -101,6 +101,13 @@ impl Routing {
         self.gates.get(model)
     }
 
+    /// Every capped model's gate, by model name, sorted (for the admin page).
+    pub fn gates(&self) -> Vec<(&str, &Arc<Gate>)> {
+        let mut out: Vec<_> = self.gates.iter().map(|(m, g)| (m.as_str(), g)).collect();
+        out.sort_unstable_by_key(|(m, _)| *m);
+        out
+    }
+
     /// The priority class of requests from `principal` (0 = highest).
     pub fn class_of(&self, principal: &Principal) -> usize {
         principal.key_hash().and_then(|h| self.key_classes.get(h)).copied().unwrap_or(self.default_class)

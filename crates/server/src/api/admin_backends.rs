@@ -1,5 +1,6 @@
 //! `GET /admin/backends`: every backend's routing state (breaker, load, latency,
-//! health), for operators. Behind the normal API-key check like every admin route.
+//! health, tokens generated, requests waiting) and every capped model's admission
+//! queue, for operators. Behind the normal API-key check like every admin route.
 
 use std::sync::atomic::Ordering;
 
@@ -14,6 +15,19 @@ use crate::state::AppState;
 pub struct BackendList {
     /// The backends.
     pub backends: Vec<BackendStatus>,
+    /// The admission queue of every model with `max_concurrency`, by name.
+    pub admission: Vec<AdmissionStatus>,
+}
+
+/// One capped model's admission gate.
+#[derive(Debug, Serialize)]
+pub struct AdmissionStatus {
+    /// Public model name.
+    pub model: String,
+    /// Requests admitted and running.
+    pub running: usize,
+    /// Requests waiting for admission.
+    pub queued: usize,
 }
 
 /// One backend's routing state.
@@ -37,6 +51,12 @@ pub struct BackendStatus {
     pub weight: f64,
     /// Milliseconds a 429 still keeps requests away.
     pub throttled_ms: Option<f64>,
+    /// Tokens generated so far, counted as they stream (monotonic: a rate is the
+    /// difference between two reads over the time between them).
+    pub completion_tokens: u64,
+    /// Requests waiting inside the backend for a slot (embedded engines); `None` when
+    /// Sluice cannot see the backend's queue.
+    pub queued: Option<u64>,
 }
 
 /// `GET /admin/backends`.
@@ -60,8 +80,16 @@ pub async fn list(State(state): State<AppState>) -> Json<BackendList> {
                 healthy: s.healthy.load(Ordering::Relaxed),
                 weight: s.routing.weight,
                 throttled_ms: snap.throttled_for.map(ms),
+                completion_tokens: s.completion_tokens.load(Ordering::Relaxed),
+                queued: s.backend.queued(),
             }
         })
         .collect();
-    Json(BackendList { backends })
+    let admission = (state.core.routing.gates().into_iter())
+        .map(|(model, gate)| {
+            let (running, queued) = gate.load();
+            AdmissionStatus { model: model.to_owned(), running, queued }
+        })
+        .collect();
+    Json(BackendList { backends, admission })
 }

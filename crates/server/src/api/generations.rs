@@ -46,7 +46,7 @@ use tokio::sync::oneshot;
 
 use super::{
     Ctx, allowed_model, body_or_error,
-    conversation::Recording,
+    conversation::{Answer, Recording},
     data_error::DataError,
     owner::signed_in,
     parse_json,
@@ -58,9 +58,6 @@ use crate::{
 };
 
 type Result<T, E = DataError> = std::result::Result<T, E>;
-
-/// Longest user message, in bytes.
-const MAX_CONTENT: usize = 256 * 1024;
 
 /// Body of `POST …/generations`.
 #[derive(Debug, Deserialize)]
@@ -102,8 +99,9 @@ pub async fn start(
 ) -> Result<Response> {
     let owner = signed_in(&ctx)?;
     let req: Start = parse_json(&body_or_error(&state, body)?)?;
-    if req.content.as_ref().is_some_and(|c| c.len() > MAX_CONTENT || c.trim().is_empty()) {
-        return Err(DataError::bad(format!("content must be 1 to {MAX_CONTENT} bytes"), "content"));
+    let max_content = state.config.ui.max_message_bytes;
+    if req.content.as_ref().is_some_and(|c| c.len() > max_content || c.trim().is_empty()) {
+        return Err(DataError::bad(format!("content must be 1 to {max_content} bytes"), "content"));
     }
     if req.model.trim().is_empty() {
         return Err(DataError::bad("choose a model", "model"));
@@ -156,10 +154,9 @@ pub async fn start(
         stream: true,
         user: None,
     };
-    let (tell, stored) = oneshot::channel();
-    let recording = Recording::to_message(&state, owner.id, id.clone(), user_id.clone(), tell);
+    let to = AnswerTo { owner: owner.id, conversation_id: id.clone(), parent_id: user_id.clone() };
     let task_state = state.clone();
-    state.core.tasks.spawn(drive(task_state, ctx, chat, recording, run, stored));
+    state.core.tasks.spawn(drive(task_state, ctx, chat, to, run));
     let body = json!({ "conversation_id": id, "message_id": user_id, "model": req.model });
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
@@ -185,16 +182,26 @@ fn lineage(by_id: &HashMap<&str, &sluice_store::Message>, last: &sluice_store::M
     chain
 }
 
+/// Where an answer is stored: under a user message of the owner's conversation.
+struct AnswerTo {
+    owner: String,
+    conversation_id: String,
+    parent_id: String,
+}
+
+impl AnswerTo {
+    /// A recording of the answer, and the receiver told its stored id.
+    fn recording(&self, state: &AppState) -> (Recording, oneshot::Receiver<Option<String>>) {
+        let (tell, stored) = oneshot::channel();
+        let (owner, conv, parent) =
+            (self.owner.clone(), self.conversation_id.clone(), self.parent_id.clone());
+        (Recording::to_message(state, owner, conv, parent, tell), stored)
+    }
+}
+
 /// The generation task: runs the answer to its end (or a stop, or shutdown), feeding
 /// `run`; then waits until the answer is stored and says how it ended.
-async fn drive(
-    state: AppState,
-    ctx: RequestContext,
-    req: ChatRequest,
-    recording: Recording,
-    run: Arc<Run>,
-    stored: oneshot::Receiver<Option<String>>,
-) {
+async fn drive(state: AppState, ctx: RequestContext, req: ChatRequest, to: AnswerTo, run: Arc<Run>) {
     // On shutdown an answer may go on for the grace period, like an API request.
     let grace = state.config.server.shutdown_grace;
     let shutdown = state.core.shutdown.clone();
@@ -202,13 +209,37 @@ async fn drive(
         shutdown.cancelled().await;
         tokio::time::sleep(grace).await;
     };
-    let end = answer(&state, &ctx, req, recording, &run, over).await;
+    let (recording, mut stored) = to.recording(&state);
+    let model = req.model.clone();
+    let (end, recorded) = answer(&state, &ctx, req, recording, &run, over).await;
+    if !recorded {
+        // Cut before the upstream answered at all: the recording went with the request,
+        // so the failure is stored here, and the conversation shows why it has no answer.
+        let (recording, receiver) = to.recording(&state);
+        let message = match &end {
+            End::Failed { message, .. } => message.clone(),
+            _ => SHUT_DOWN.to_owned(),
+        };
+        let duration_ms = u64::try_from(ctx.received.elapsed().as_millis()).unwrap_or(u64::MAX);
+        recording.finish(Answer {
+            text: String::new(),
+            model,
+            tokens: (0, 0),
+            ttft_ms: None,
+            duration_ms,
+            finish_reason: None,
+            error: Some(message),
+        });
+        stored = receiver;
+    }
     // The answer's row is written by a tracked task once the stream is settled.
     let answer_id = stored.await.ok().flatten();
     run.finish(end, answer_id);
 }
 
-/// Streams the answer into `run` until it ends, is stopped, or `over` resolves.
+/// Streams the answer into `run` until it ends, is stopped, or `over` resolves; says
+/// how it ended and whether `recording` stores it (`false`: `over` came before the
+/// upstream answered, and the recording was dropped with the request).
 async fn answer(
     state: &AppState,
     ctx: &RequestContext,
@@ -216,17 +247,27 @@ async fn answer(
     recording: Recording,
     run: &Run,
     over: impl std::future::Future<Output = ()>,
-) -> End {
+) -> (End, bool) {
     let shut_down = || End::Failed { message: SHUT_DOWN.into(), status: 503 };
     tokio::pin!(over);
     let start = respond::start(state, ctx, req, "ui", Storing::Into(recording));
     let mut started = tokio::select! {
         s = start => match s {
             Ok(s) => s,
-            Err((e, _)) => return failed(&e),
+            Err((e, _)) => return (failed(&e), true),
         },
-        () = &mut over => return shut_down(),
+        () = &mut over => return (shut_down(), false),
     };
+    (stream_into(&mut started, run, over).await, true)
+}
+
+/// The answer's events into `run`, until it ends, is stopped or `over` resolves.
+async fn stream_into(
+    started: &mut respond::Started,
+    run: &Run,
+    mut over: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> End {
+    let shut_down = || End::Failed { message: SHUT_DOWN.into(), status: 503 };
     loop {
         let item = tokio::select! {
             item = started.reply.next() => item,

@@ -1,5 +1,6 @@
 //! `GET /v1/usage`: the caller's usage over a time range, grouped by day, model, key
-//! (or, for admins, user), as JSON or CSV; or the raw records (`group_by=none` or
+//! (or, for admins, user), as JSON or CSV; days split by model, key or user
+//! (`split=`, the series of a stacked chart); or the raw records (`group_by=none` or
 //! `records=true`, at most [`MAX_RECORDS`]).
 //!
 //! Whose records: the caller's own (as [`Owner::records`] says); an admin may ask for
@@ -52,6 +53,8 @@ pub struct UsageQuery {
     /// Raw records instead of groups (like `group_by=none`).
     #[serde(default)]
     records: bool,
+    /// With days: split each day by `model`, `key` or `user` (admins).
+    split: Option<String>,
 }
 
 /// Whose records a report covers.
@@ -121,6 +124,22 @@ impl Grouping {
         })
     }
 
+    /// The `split` of a day series: by model, key or user; only with days.
+    fn split(self, split: Option<&str>) -> Result<Option<UsageGroup>, DataError> {
+        let Some(split) = split else { return Ok(None) };
+        if self != Grouping::By(UsageGroup::Day) {
+            return Err(DataError::bad("split: only days (group_by=day) are split", "split"));
+        }
+        Ok(Some(match split {
+            "model" => UsageGroup::Model,
+            "key" => UsageGroup::Key,
+            "user" => UsageGroup::User,
+            other => {
+                return Err(DataError::bad(format!("split: '{other}' is not model, key or user"), "split"));
+            }
+        }))
+    }
+
     fn name(self) -> &'static str {
         match self {
             Grouping::By(UsageGroup::Day) => "day",
@@ -156,16 +175,30 @@ pub async fn report(
     let owner = signed_in(&ctx)?;
     let q = query(q)?;
     let grouping = Grouping::parse(q.group_by.as_deref(), q.records)?;
+    let split = grouping.split(q.split.as_deref())?;
     let csv = match q.format.as_deref().unwrap_or("json") {
         "json" => false,
         "csv" => true,
         other => return Err(DataError::bad(format!("format: '{other}' is not json or csv"), "format")),
     };
-    let by_user = grouping == Grouping::By(UsageGroup::User);
+    let by_user = grouping == Grouping::By(UsageGroup::User) || split == Some(UsageGroup::User);
     let scope = scope(&owner, q.user.as_deref(), q.all, by_user)?;
     let (from, to) = range(q.from.as_deref(), q.to.as_deref(), calendar::now_ms())?;
     let filter = filter(&owner, &scope, from, to);
     let (from_s, to_s) = (calendar::rfc3339(from), calendar::rfc3339(to));
+    if let Some(split) = split {
+        let rows = state.store.usage_series(&filter, split).await?;
+        let split_name = match split {
+            UsageGroup::Model => "model",
+            UsageGroup::Key => "key",
+            _ => "user",
+        };
+        if csv {
+            return Ok(csv_response(csv::series(split_name, &rows), false));
+        }
+        let body = json!({ "object": "usage.series", "from": from_s, "to": to_s, "group_by": "day", "split": split_name, "data": rows });
+        return Ok(Json(body).into_response());
+    }
     match grouping {
         Grouping::By(group) => {
             let rows = state.store.usage_summary(&filter, group).await?;

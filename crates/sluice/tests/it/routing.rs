@@ -347,14 +347,46 @@ async fn an_interactive_key_overtakes_a_batch_key_in_the_queue() {
     metrics_show(&gw, interactive, "sluice_queue_depth{model=\"mock-model\"} 1").await;
     let queued_interactive = send(interactive, "interactive");
     metrics_show(&gw, interactive, "sluice_queue_depth{model=\"mock-model\"} 2").await;
+    // The admin page sees the same queue, and no tokens yet.
+    let admin: serde_json::Value = client()
+        .get(gw.url("/admin/backends"))
+        .bearer_auth(interactive)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(admin["admission"], serde_json::json!([{"model": "mock-model", "running": 1, "queued": 2}]));
+    assert_eq!(admin["backends"][0]["completion_tokens"], 0, "{admin}");
+    assert_eq!(
+        admin["backends"][0]["queued"],
+        serde_json::Value::Null,
+        "an HTTP upstream's queue is not visible"
+    );
 
     // One slot: whoever gets it next reaches the upstream next, so the batch request,
     // queued first, must be the last request the upstream sees.
     gate.close();
+    let mut tokens = 0;
     for task in [running, queued_interactive, queued_batch] {
         let (status, body) = tokio::time::timeout(SOON, task).await.expect("answered").unwrap();
         assert_eq!(status, 200, "{body}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        tokens += body["usage"]["completion_tokens"].as_u64().expect("usage in the answer");
     }
+    let admin: serde_json::Value = client()
+        .get(gw.url("/admin/backends"))
+        .bearer_auth(interactive)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(tokens > 0);
+    assert_eq!(admin["backends"][0]["completion_tokens"], tokens, "every answered token counted: {admin}");
+    assert_eq!(admin["admission"][0]["queued"], 0);
     let last = m.stats().last().expect("the mock saw requests").body;
     assert_eq!(last["messages"][0]["content"], "batch", "the batch request went last: {last}");
     assert_eq!(requests(&m), 3);

@@ -417,3 +417,58 @@ async fn shutdown_lets_an_answer_run_for_the_grace_period_then_stores_it_cut() {
         stored.messages.iter().find(|m| Some(&m.id) == answer_id.as_ref()).expect("the cut answer is stored");
     assert!(answer.error.as_deref().is_some_and(|e| e.contains("shut down")) && !answer.content.is_empty());
 }
+
+#[tokio::test]
+async fn shutdown_before_the_first_token_stores_why_there_is_no_answer() {
+    let m = mock(MockConfig::default()).await;
+    let gw = Gateway::over(&m, "openai", "[server]\nshutdown_grace = \"200ms\"\n").await;
+    let b = setup_admin(&gw).await;
+    let (_, me) = b.send(&gw, "GET", "/auth/me", None).await;
+    let owner = me["user"]["id"].as_str().unwrap().to_owned();
+    let (_, conv) = b.send(&gw, "POST", "/v1/conversations", Some(json!({}))).await;
+    let conv = conv["id"].as_str().unwrap().to_owned();
+    // The first token would come after a minute: the grace period ends long before.
+    let start = json!({"content": "[mock first_ms=60000]", "model": "mock-model"});
+    let (_, started) =
+        b.send(&gw, "POST", &format!("/v1/conversations/{conv}/generations"), Some(start)).await;
+    let msg = started["message_id"].as_str().unwrap().to_owned();
+    tokio::time::timeout(SOON, m.stats().wait_started(1)).await.expect("the upstream was asked");
+    let run = gw.state.runs.get(&owner, &msg, None).unwrap();
+    let mut progress = run.subscribe();
+    gw.state.core.shutdown.cancel();
+    let ended = tokio::time::timeout(SOON, progress.wait_for(|p| p.end.is_some())).await.unwrap().unwrap();
+    let (end, answer_id) = ended.end.clone().unwrap();
+    drop(ended);
+    assert!(matches!(&end, sluice_server::runs::End::Failed { status: 503, .. }), "{end:?}");
+    let stored = gw.state.store.get_conversation(&owner, &conv).await.unwrap().unwrap();
+    let answer = stored
+        .messages
+        .iter()
+        .find(|m| Some(&m.id) == answer_id.as_ref())
+        .expect("an answer row says why there is no answer");
+    assert_eq!(answer.parent_id.as_deref(), Some(msg.as_str()));
+    assert!(answer.content.is_empty());
+    assert!(answer.error.as_deref().is_some_and(|e| e.contains("shut down")), "{:?}", answer.error);
+}
+
+#[tokio::test]
+async fn ui_bounds_come_from_the_ui_section() {
+    let m = mock(MockConfig::default()).await;
+    let ui = "[ui]\ngenerations_per_user = 1\nmax_message_bytes = 1024\n";
+    let gw = Gateway::over(&m, "openai", ui).await;
+    let b = setup_admin(&gw).await;
+    let (_, conv) = b.send(&gw, "POST", "/v1/conversations", Some(json!({}))).await;
+    let path = format!("/v1/conversations/{}/generations", conv["id"].as_str().unwrap());
+    let long = json!({"content": "x".repeat(1025), "model": "mock-model"});
+    let (status, refused) = b.send(&gw, "POST", &path, Some(long)).await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("1 to 1024 bytes"), "{refused}");
+    let slow = json!({"content": "[mock tokens=1000 delay_ms=20]", "model": "mock-model"});
+    let (status, first) = b.send(&gw, "POST", &path, Some(slow)).await;
+    assert_eq!(status, 202, "{first}");
+    let (status, second) =
+        b.send(&gw, "POST", &path, Some(json!({"content": "and this?", "model": "mock-model"}))).await;
+    assert_eq!(status, 429, "one answer at a time for this user: {second}");
+    let stop = format!("{path}/{}/stop", first["message_id"].as_str().unwrap());
+    assert_eq!(b.send(&gw, "POST", &stop, None).await.0, 200);
+}

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use sluice_store::{Engine, UsageFilter, UsageGroup, UsageRecord, UsageRow, UsageWriter, UsageWriterConfig};
+use sluice_store::{
+    Engine, UsageFilter, UsageGroup, UsageRecord, UsageRow, UsageSeriesRow, UsageWriter, UsageWriterConfig,
+};
 
 use crate::db::{TestDb, both_engines};
 
@@ -86,6 +88,43 @@ async fn summaries_group_and_filter(db: &TestDb) {
         s.usage_summary(&all, UsageGroup::Model).await.unwrap(),
         [row(Some("big"), 2, 101, 2, 1, 0.25), row(Some("small"), 3, 22, 25, 0, 0.75)]
     );
+    let point = |day: &str, group: Option<&str>, requests, p, c, cached, spend| UsageSeriesRow {
+        day: day.to_owned(),
+        group: group.map(str::to_owned),
+        requests,
+        prompt_tokens: p,
+        completion_tokens: c,
+        cached,
+        spend,
+    };
+    assert_eq!(
+        s.usage_series(&all, UsageGroup::Model).await.unwrap(),
+        [
+            point("2026-11-30", Some("big"), 1, 1, 2, 0, 0.25),
+            point("2026-11-30", Some("small"), 1, 10, 20, 0, 0.25),
+            point("2026-12-01", Some("small"), 2, 12, 5, 0, 0.5),
+            point("2026-12-02", Some("big"), 1, 100, 0, 1, 0.0),
+        ]
+    );
+    // Records without a user come last within their day, on both engines.
+    assert_eq!(
+        s.usage_series(&all, UsageGroup::User).await.unwrap(),
+        [
+            point("2026-11-30", Some("ann"), 2, 11, 22, 0, 0.5),
+            point("2026-12-01", Some("bob"), 1, 5, 5, 0, 0.25),
+            point("2026-12-01", None, 1, 7, 0, 0, 0.25),
+            point("2026-12-02", Some("bob"), 1, 100, 0, 1, 0.0),
+        ]
+    );
+    let ann_only = UsageFilter { user_id: Some("ann"), ..Default::default() };
+    assert_eq!(
+        s.usage_series(&ann_only, UsageGroup::Key).await.unwrap(),
+        [
+            point("2026-11-30", Some("k1"), 1, 10, 20, 0, 0.25),
+            point("2026-11-30", Some("k2"), 1, 1, 2, 0, 0.25)
+        ]
+    );
+    assert!(s.usage_series(&all, UsageGroup::Day).await.is_err(), "days are not split by days");
     let by_user = s.usage_summary(&all, UsageGroup::User).await.unwrap();
     assert_eq!(by_user.len(), 3);
     assert!(by_user.contains(&row(None, 1, 7, 0, 0, 0.25)), "{by_user:?}");

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use sluice_store::{UsageRecord, UsageRow};
+use sluice_store::{UsageRecord, UsageRow, UsageSeriesRow};
 
 /// One text cell, quoted when it must be and defused when it starts like a formula.
 fn cell(out: &mut String, text: &str) {
@@ -29,6 +29,22 @@ pub fn groups(group_by: &str, rows: &[UsageRow]) -> String {
     for r in rows {
         cell(&mut out, r.group.as_deref().unwrap_or(""));
         // Writing into a String cannot fail.
+        let _ = writeln!(
+            out,
+            ",{},{},{},{},{}",
+            r.requests, r.prompt_tokens, r.completion_tokens, r.cached, r.spend
+        );
+    }
+    out
+}
+
+/// A day series as CSV: `day`, then the split (`model`, `key` or `user`), then totals.
+pub fn series(split: &str, rows: &[UsageSeriesRow]) -> String {
+    let mut out = format!("day,{split},requests,prompt_tokens,completion_tokens,cached,spend\n");
+    for r in rows {
+        out.push_str(&r.day);
+        out.push(',');
+        cell(&mut out, r.group.as_deref().unwrap_or(""));
         let _ = writeln!(
             out,
             ",{},{},{},{},{}",

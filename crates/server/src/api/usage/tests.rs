@@ -121,6 +121,35 @@ async fn reports(s: &AppState) {
         theirs["data"],
         json!([{"group": "llama", "requests": 1, "prompt_tokens": 16, "completion_tokens": 10, "cached": 0, "spend": 0.25}])
     );
+    // Days split by model or by user: the series of a stacked chart.
+    let series = call(s, "GET", &format!("/v1/usage?{RANGE}&all=true&split=model"), A, "").await;
+    assert_eq!(series.status, StatusCode::OK, "{}", series.text());
+    let j = series.json();
+    assert_eq!((j["object"].clone(), j["split"].clone()), (json!("usage.series"), json!("model")));
+    let points: Vec<_> = j["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (r["day"].as_str().unwrap().to_owned(), r["group"].clone(), r["prompt_tokens"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        points,
+        [
+            ("2026-11-29".to_owned(), json!("llama"), 17),
+            ("2026-11-29".to_owned(), json!("qwen"), 2),
+            ("2026-11-30".to_owned(), json!("llama"), 12),
+        ]
+    );
+    let csv = call(s, "GET", &format!("/v1/usage?{RANGE}&user=u7&split=user&format=csv"), A, "").await;
+    assert_eq!(
+        csv.text(),
+        "day,user,requests,prompt_tokens,completion_tokens,cached,spend\n2026-11-29,u7,1,16,10,0,0.25\n"
+    );
+    let mine = call(s, "GET", &format!("/v1/usage?{RANGE}&split=model"), B, "").await.json();
+    assert_eq!(mine["data"].as_array().unwrap().len(), 1, "B's own series: {mine}");
+
     // B sees only B's own.
     let own = call(s, "GET", &format!("/v1/usage?{RANGE}&group_by=model"), B, "").await.json();
     assert_eq!(own["data"].as_array().unwrap().len(), 1);
@@ -134,6 +163,8 @@ async fn reports(s: &AppState) {
         ("format=xml", "format"),
         ("all=true&user=x", "user"),
         ("all=maybe", "query"),
+        ("split=week", "split"),
+        ("group_by=model&split=user", "split"),
     ] {
         let r = call(s, "GET", &format!("/v1/usage?{query}"), A, "").await;
         assert_eq!(
@@ -164,6 +195,7 @@ fn a_non_admin_sees_only_its_own_usage() {
     let user = Owner { id: "u1".into(), admin: false, records: OwnRecords::ByUserId };
     assert_eq!(scope(&user, None, false, false).unwrap(), Scope::Own);
     assert_eq!(scope(&user, Some("u1"), false, false).unwrap(), Scope::Own);
+    // `split=user` is a per-user breakdown too: the handler passes `by_user` for it.
     for (other, all, by_user) in [(Some("u2"), false, false), (None, true, false), (None, false, true)] {
         let refused = scope(&user, other, all, by_user).unwrap_err();
         assert!(matches!(refused, DataError::Forbidden(_)), "{other:?} {all} {by_user}: {refused:?}");
