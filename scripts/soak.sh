@@ -32,8 +32,12 @@ mkdir -p "$OUT"
 SLUICE_BIN=${SLUICE_BIN:-target/release/sluice}
 BENCH_BIN=${BENCH_BIN:-target/release/sluice-bench}
 MOCK_BIN=${MOCK_BIN:-target/release/sluice-mock}
-# Each stream holds a client connection and an upstream connection.
-ulimit -n $((STREAMS * 3 + 1024))
+# The gateway holds a client and an upstream connection per stream (the load generator
+# and the mock one each): 2 per stream is the most any one process needs.
+want=$((STREAMS * 2 + 1024))
+hard=$(ulimit -Hn)
+[ "$hard" = unlimited ] || [ "$want" -le "$hard" ] || { echo "soak.sh: $STREAMS streams need $want descriptors; the hard limit is $hard" >&2; exit 1; }
+ulimit -n "$want"
 
 MOCK=127.0.0.1:18101
 GW=127.0.0.1:18180

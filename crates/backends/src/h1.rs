@@ -45,7 +45,7 @@ const MAX_HEADERS: usize = 100;
 /// Longest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 4096;
 /// First read size; doubled while reads fill the buffer, up to [`MAX_READ`].
-const MIN_READ: usize = 4096;
+const MIN_READ: usize = 1024;
 const MAX_READ: usize = 256 * 1024;
 
 struct Idle {

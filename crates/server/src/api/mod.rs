@@ -25,6 +25,7 @@
 //! - [`usage`]: `GET /v1/usage`, usage reports and CSV export.
 //! - [`admin_retention`]: `GET|PUT /admin/retention`.
 //! - [`setup`]: first-run admin creation and password changes.
+//! - [`compress`]: response compression, skipped on the generating routes.
 //! - [`generations`]: UI generations (start, attach over SSE, stop).
 //! - [`webui`]: the embedded web UI (pages, assets, security headers).
 //! - [`owner`]: who owns stored data ([`owner::owner`]); [`data_error`]: how those
@@ -36,6 +37,7 @@ pub mod admin_backends;
 pub mod admin_retention;
 pub mod admin_users;
 pub mod agent_connect;
+pub mod compress;
 pub mod conversation;
 pub mod conversations;
 pub mod data_error;
@@ -175,7 +177,8 @@ pub fn app(
 + Sync
 + 'static {
     let limit = state.config.server.body_limit_bytes;
-    let compression = DefaultPredicate::new().and(NotForContentType::const_new("application/x-ndjson"));
+    let compression = CompressionLayer::new()
+        .compress_when(DefaultPredicate::new().and(NotForContentType::const_new("application/x-ndjson")));
     let gate_state = state.clone();
     tower::ServiceBuilder::new()
         .map_response(IntoResponse::into_response)
@@ -185,10 +188,10 @@ pub fn app(
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-        // The compression body holds the encoders' state inline (kilobytes): box it at
-        // once, or every layer above moves it with the response.
-        .map_response(IntoResponse::into_response)
-        .layer(CompressionLayer::new().compress_when(compression))
+        // Compressed answers come out boxed at once (the compression body holds the
+        // encoders' state inline: kilobytes that every layer above would move); the
+        // generating routes skip compression and its body entirely.
+        .layer(tower::layer::layer_fn(move |inner| compress::SkipGenerating::new(inner, &compression)))
         .layer(tower::layer::layer_fn(move |inner| Gate { inner, state: gate_state.clone() }))
         .layer(DefaultBodyLimit::max(limit))
         .service(router(state))
