@@ -138,7 +138,7 @@ mod tests {
         o.delta(1, "b".into());
         o.delta(2, "x".into());
         o.delta(1, "c".into());
-        o.end(1, ToGateway::Done { job: 1, finish_reason: "stop".into(), usage: None });
+        o.end(1, ToGateway::Done { job: 1, finish_reason: "stop".into(), usage: None, details: None });
         o.control(ToGateway::Pong { nonce: 3 });
         assert!(o.next_batch(&mut out).await);
         assert_eq!(
@@ -146,7 +146,7 @@ mod tests {
             [
                 ToGateway::Pong { nonce: 3 },
                 chunk(1, "bc"),
-                ToGateway::Done { job: 1, finish_reason: "stop".into(), usage: None },
+                ToGateway::Done { job: 1, finish_reason: "stop".into(), usage: None, details: None },
                 chunk(2, "x"),
             ]
         );

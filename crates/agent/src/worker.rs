@@ -70,8 +70,8 @@ async fn generate(registry: &Registry, outbox: &Outbox, job: u64, request: JobRe
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(Event::Delta(text)) => outbox.delta(job, text),
-            Ok(Event::Done { finish_reason, usage, .. }) => {
-                return outbox.end(job, convert::done_frame(job, finish_reason, usage));
+            Ok(Event::Done { finish_reason, usage, details, .. }) => {
+                return outbox.end(job, convert::done_frame(job, finish_reason, usage, details.as_deref()));
             }
             Err(e) => return outbox.end(job, error(job, &GatewayError::Backend(e))),
         }

@@ -10,7 +10,7 @@ use std::{
     collections::HashMap,
     pin::Pin,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use bytes::Bytes;
@@ -18,6 +18,7 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use super::{BackendError, Stage, h1::H1Client};
+use sluice_core::{backend::UpstreamError, scrub::scrub};
 
 /// Largest whole (non-streamed) upstream answer accepted.
 const MAX_WHOLE_BODY: usize = 64 << 20;
@@ -173,27 +174,44 @@ impl Response {
     /// message when it sent one in either dialect's error shape.
     pub async fn into_error(self) -> BackendError {
         let status = self.status;
-        let retry_after = self
-            .headers
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(&self.headers, SystemTime::now());
         // Bounded: an error body is small, and a hung one must not hang the request.
         let body = tokio::time::timeout(Duration::from_secs(5), self.bytes()).await;
-        let message = match body {
-            Ok(Ok(bytes)) => error_message(&bytes),
+        let parsed = match &body {
+            Ok(Ok(bytes)) => {
+                // The raw body is for the operator; the client gets the scrubbed message.
+                let raw = String::from_utf8_lossy(&bytes[..bytes.len().min(2048)]);
+                tracing::debug!(status, body = %raw, "upstream error body");
+                upstream_error(bytes)
+            }
             _ => None,
-        }
-        .unwrap_or_else(|| {
-            http::StatusCode::from_u16(status)
-                .ok()
-                .and_then(|s| s.canonical_reason())
-                .unwrap_or("error")
-                .to_owned()
-        });
-        BackendError::Status { status, message, retry_after }
+        };
+        let (message, detail) = match parsed {
+            Some((message, detail)) => (message, detail),
+            None => {
+                let reason = http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason());
+                (reason.unwrap_or("error").to_owned(), None)
+            }
+        };
+        BackendError::Status { status, message: scrub(&message), retry_after, detail: detail.map(Box::new) }
     }
+}
+
+/// How long an upstream asks to be left alone: OpenAI's `retry-after-ms`, else
+/// `Retry-After` in seconds or as an HTTP date (at most a day either way).
+pub fn retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<Duration> {
+    const MAX: Duration = Duration::from_secs(86_400);
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let ms = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok());
+    if let Some(ms) = ms.filter(|ms| ms.is_finite() && *ms >= 0.0) {
+        return Some(Duration::from_secs_f64(ms.min(MAX.as_secs_f64() * 1000.0) / 1000.0));
+    }
+    let v = header("retry-after")?;
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs).min(MAX));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO).min(MAX))
 }
 
 /// Classifies a reqwest error into a backend error, keeping the cause for the log.
@@ -215,11 +233,23 @@ pub fn classify(err: reqwest::Error) -> BackendError {
 
 /// Extracts the message of `{"error":{"message":..}}` or `{"error":".."}`.
 pub fn error_message(body: &[u8]) -> Option<String> {
+    upstream_error(body).map(|(m, _)| m)
+}
+
+/// The message of `{"error":{"message",...}}` or `{"error":"..."}`, with the rest of
+/// OpenAI's error object (`type`, `code`, `param`) when it is there.
+pub fn upstream_error(body: &[u8]) -> Option<(String, Option<UpstreamError>)> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
     let e = v.get("error")?;
     let msg = e.get("message").and_then(|m| m.as_str()).or_else(|| e.as_str())?;
+    let text = |k: &str| e.get(k).and_then(|v| v.as_str()).map(|s| s.chars().take(200).collect::<String>());
+    let detail = e.is_object().then(|| UpstreamError {
+        kind: text("type"),
+        code: e.get("code").filter(|c| c.is_string() || c.is_number()).cloned(),
+        param: text("param"),
+    });
     // Upstream messages are passed on, but never unbounded.
-    Some(msg.chars().take(500).collect())
+    Some((msg.chars().take(2000).collect(), detail))
 }
 
 /// `Content-Type: application/json`.
@@ -237,6 +267,30 @@ pub fn bearer(key: &str) -> Option<(HeaderName, HeaderValue)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_form_of_retry_after_is_read() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_str(v).unwrap());
+            }
+            h
+        };
+        let ms = headers(&[("retry-after-ms", "1500"), ("retry-after", "9")]);
+        assert_eq!(retry_after(&ms, now), Some(Duration::from_millis(1500)));
+        assert_eq!(retry_after(&headers(&[("retry-after", "7")]), now), Some(Duration::from_secs(7)));
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(retry_after(&headers(&[("retry-after", &date)]), now), Some(Duration::from_secs(30)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(retry_after(&headers(&[("retry-after", &past)]), now), Some(Duration::ZERO));
+        assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "99999999")]), now),
+            Some(Duration::from_secs(86_400))
+        );
+    }
 
     #[test]
     fn error_messages_in_both_shapes() {

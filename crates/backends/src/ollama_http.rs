@@ -14,7 +14,11 @@ use super::{
     ndjson::{LineDecoder, LineItem},
     upstream::{EventQueue, StreamFormat, UpstreamEvents},
 };
-use sluice_core::chat::{ChatRequest, EmbedRequest, Embeddings, Event, FinishReason, Input, Timings, Usage};
+use sluice_core::{
+    backend::carry_plan,
+    carry::WireDialect,
+    chat::{ChatRequest, DoneDetails, EmbedRequest, Embeddings, Event, FinishReason, Input, Timings, Usage},
+};
 
 /// An Ollama server.
 pub struct OllamaHttp {
@@ -44,7 +48,7 @@ impl OllamaHttp {
     }
 }
 
-fn options(req: &ChatRequest) -> Option<ol::Options> {
+fn options(req: &ChatRequest, carry: bool) -> Option<ol::Options> {
     let s = &req.sampling;
     let o = ol::Options {
         num_predict: s.max_tokens.map(i64::from),
@@ -56,8 +60,14 @@ fn options(req: &ChatRequest) -> Option<ol::Options> {
         seed: s.seed,
         stop: (!s.stop.is_empty()).then(|| sluice_protocol::common::OneOrMany::Many(s.stop.clone())),
         num_ctx: None,
+        presence_penalty: s.presence_penalty,
+        frequency_penalty: s.frequency_penalty,
+        extra: if carry { req.carried.options.clone() } else { ol::Fields::new() },
     };
-    let empty = o.num_predict.is_none()
+    let empty = o.extra.is_empty()
+        && o.presence_penalty.is_none()
+        && o.frequency_penalty.is_none()
+        && o.num_predict.is_none()
         && o.temperature.is_none()
         && o.top_p.is_none()
         && o.top_k.is_none()
@@ -70,8 +80,10 @@ fn options(req: &ChatRequest) -> Option<ol::Options> {
 
 /// Serializes the request for the upstream; returns the path and the body. The
 /// upstream always streams, whatever the client asked: the gateway assembles whole
-/// answers, so the first-token deadline never limits a whole generation.
-fn encode_request(req: &ChatRequest) -> Result<(&'static str, Vec<u8>), BackendError> {
+/// answers, so the first-token deadline never limits a whole generation. With `carry`,
+/// the fields an Ollama client sent that Sluice does not model go along unchanged.
+fn encode_request(req: &ChatRequest, carry: bool) -> Result<(&'static str, Vec<u8>), BackendError> {
+    let extra = if carry { req.carried.fields.clone() } else { ol::Fields::new() };
     let encoded = match &req.input {
         Input::Chat(messages) => serde_json::to_vec(&ol::ChatRequest {
             model: req.model.clone(),
@@ -81,12 +93,14 @@ fn encode_request(req: &ChatRequest) -> Result<(&'static str, Vec<u8>), BackendE
                     role: m.role.as_str().to_owned(),
                     content: m.content.clone(),
                     images: None,
+                    extra: if carry { m.extra.clone() } else { ol::Fields::new() },
                 })
                 .collect(),
             stream: Some(true),
-            options: options(req),
+            options: options(req, carry),
             keep_alive: None,
             format: None,
+            extra,
         })
         .map(|b| ("/api/chat", b)),
         Input::Text { prompt, system, raw } => serde_json::to_vec(&ol::GenerateRequest {
@@ -95,7 +109,8 @@ fn encode_request(req: &ChatRequest) -> Result<(&'static str, Vec<u8>), BackendE
             system: system.clone(),
             raw: raw.then_some(true),
             stream: Some(true),
-            options: options(req),
+            options: options(req, carry),
+            extra,
             ..Default::default()
         })
         .map(|b| ("/api/generate", b)),
@@ -112,12 +127,18 @@ impl Backend for OllamaHttp {
         "ollama"
     }
 
+    fn carries(&self) -> Option<WireDialect> {
+        Some(WireDialect::Ollama)
+    }
+
     fn chat(
         &self,
         _ctx: &sluice_core::context::RequestContext,
         req: ChatRequest,
     ) -> BoxFuture<'static, Result<EventStream, BackendError>> {
-        let rb = encode_request(&req).map(|(path, body)| self.post(path, body));
+        let rb = carry_plan(&req, Some(WireDialect::Ollama), &self.name)
+            .and_then(|carry| encode_request(&req, carry))
+            .map(|(path, body)| self.post(path, body));
         Box::pin(async move {
             let resp = rb?.await?;
             if !resp.is_success() {
@@ -212,10 +233,7 @@ impl OllamaNdjson {
             Err(e) => return self.fail(BackendError::Protocol(format!("malformed line: {e}")), out),
         };
         if let Some(err) = v.error {
-            return self.fail(
-                BackendError::Status { status: 500, message: err.0.into_owned(), retry_after: None },
-                out,
-            );
+            return self.fail(BackendError::status(500, sluice_core::scrub::scrub(&err)), out);
         }
         let text = v.message.and_then(|m| m.content).or(v.response);
         if let Some(text) = text.filter(|t| !t.is_empty()) {
@@ -223,8 +241,16 @@ impl OllamaNdjson {
         }
         if v.done {
             let ns = |n: Option<u64>| Duration::from_nanos(n.unwrap_or(0));
+            let known = v.done_reason.as_deref().map(|r| (r, FinishReason::known(r)));
+            let mut details = DoneDetails { dialect: Some(WireDialect::Ollama), ..DoneDetails::default() };
+            if let Some((raw, None)) = known {
+                details.finish_reason = Some(raw.to_owned());
+            }
+            if let Some(context) = v.context {
+                details.fields.insert("context".into(), context);
+            }
             out.push_back(Ok(Event::Done {
-                finish_reason: v.done_reason.as_deref().map_or(FinishReason::Stop, FinishReason::parse),
+                finish_reason: known.and_then(|(_, k)| k).unwrap_or_default(),
                 usage: Some(Usage {
                     prompt_tokens: v.prompt_eval_count.unwrap_or(0),
                     completion_tokens: v.eval_count.unwrap_or(0),
@@ -234,6 +260,7 @@ impl OllamaNdjson {
                     prompt_eval: ns(v.prompt_eval_duration),
                     eval: ns(v.eval_duration),
                 }),
+                details: (!details.is_empty()).then(|| Box::new(details)),
             }));
             self.finished = true;
         }
@@ -288,7 +315,7 @@ mod tests {
         let inputs = [Input::Chat(vec![]), Input::Text { prompt: "p".into(), system: None, raw: false }];
         for input in inputs {
             let req = ChatRequest { model: "m".into(), input, stream: false, ..Default::default() };
-            let (_, body) = encode_request(&req).unwrap();
+            let (_, body) = encode_request(&req, false).unwrap();
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(v["stream"], true, "{v}");
         }
@@ -302,7 +329,7 @@ mod tests {
         assert!(f.finished());
         let ev: Vec<_> = out.into_iter().map(Result::unwrap).collect();
         assert_eq!(ev[0], Event::Delta("a".into()));
-        let Event::Done { finish_reason, usage, timings } = &ev[1] else { panic!("{ev:?}") };
+        let Event::Done { finish_reason, usage, timings, .. } = &ev[1] else { panic!("{ev:?}") };
         assert_eq!(*finish_reason, FinishReason::Length);
         assert_eq!(usage.unwrap().completion_tokens, 1);
         assert_eq!(timings.unwrap().eval, Duration::from_nanos(5));

@@ -16,7 +16,14 @@ use super::{
     sse::{SseDecoder, SseItem},
     upstream::{EventQueue, StreamFormat, UpstreamEvents},
 };
-use sluice_core::chat::{ChatRequest, EmbedRequest, Embeddings, Event, FinishReason, Input, Role, Usage};
+use sluice_core::{
+    backend::{UpstreamError, carry_plan},
+    carry::WireDialect,
+    chat::{
+        ChatRequest, DoneDetails, EmbedRequest, Embeddings, Event, FinishReason, Input, Message, Role, Usage,
+    },
+    scrub::scrub,
+};
 
 /// An OpenAI-compatible upstream.
 pub struct OpenAiHttp {
@@ -50,14 +57,29 @@ impl OpenAiHttp {
     }
 }
 
-fn to_wire_messages(req: &ChatRequest) -> Vec<oa::ChatMessage> {
+fn to_wire_messages(req: &ChatRequest, carry: bool) -> Vec<oa::ChatMessage> {
     let msg = |role: Role, text: &str| oa::ChatMessage {
         role: role.as_str().to_owned(),
         content: Some(oa::MessageContent::Text(text.to_owned())),
         name: None,
+        extra: oa::Fields::new(),
+    };
+    // A client of this dialect gets its own spelling back: `developer`, `name`, ...
+    let carried = |m: &Message| {
+        let mut wire = msg(m.role, &m.content);
+        if carry {
+            wire.extra = m.extra.clone();
+            if let Some(serde_json::Value::String(role)) = wire.extra.remove("role") {
+                wire.role = role;
+            }
+            if let Some(serde_json::Value::String(name)) = wire.extra.remove("name") {
+                wire.name = Some(name);
+            }
+        }
+        wire
     };
     match &req.input {
-        Input::Chat(messages) => messages.iter().map(|m| msg(m.role, &m.content)).collect(),
+        Input::Chat(messages) => messages.iter().map(carried).collect(),
         Input::Text { prompt, system, .. } => system
             .iter()
             .map(|s| msg(Role::System, s))
@@ -66,14 +88,37 @@ fn to_wire_messages(req: &ChatRequest) -> Vec<oa::ChatMessage> {
     }
 }
 
+/// Ollama's `repeat_penalty` has no counterpart in OpenAI's API (vLLM's
+/// `repetition_penalty` is another scale): refused by name rather than dropped.
+fn refuse_repeat_penalty(req: &ChatRequest, backend: &str) -> Result<(), BackendError> {
+    match req.sampling.repeat_penalty {
+        None => Ok(()),
+        Some(_) => Err(BackendError::UnsupportedField {
+            param: "options.repeat_penalty".into(),
+            message: format!(
+                "'options.repeat_penalty' is not supported by model backend '{backend}' (an \
+                 OpenAI-compatible upstream has no counterpart for it)"
+            ),
+        }),
+    }
+}
+
 /// Serializes the request for the upstream; returns the path and the body. The
 /// upstream is always asked to stream (with usage), whatever the client asked: a whole
 /// answer is assembled by the gateway, so the first-token deadline guards only the
-/// first token, never the whole generation.
-fn encode_request(req: &ChatRequest) -> Result<(&'static str, Vec<u8>), BackendError> {
+/// first token, never the whole generation. With `carry`, the fields the client sent
+/// that Sluice does not model go along unchanged.
+fn encode_request(req: &ChatRequest, carry: bool) -> Result<(&'static str, Vec<u8>), BackendError> {
     let s = &req.sampling;
     let stop = (!s.stop.is_empty()).then(|| sluice_protocol::common::OneOrMany::Many(s.stop.clone()));
     let stream_options = Some(oa::StreamOptions { include_usage: Some(true) });
+    let mut extra = if carry { req.carried.fields.clone() } else { oa::Fields::new() };
+    // Sent from the canonical request.
+    extra.remove("user");
+    // The client named its cap `max_completion_tokens`: so does the upstream request.
+    let completion_cap = extra.remove("max_completion_tokens").is_some();
+    let (max_tokens, max_completion_tokens) =
+        if completion_cap { (None, s.max_tokens) } else { (s.max_tokens, None) };
     let body = match &req.input {
         Input::Text { prompt, raw: true, .. } => serde_json::to_vec(&oa::CompletionRequest {
             model: req.model.clone(),
@@ -87,22 +132,29 @@ fn encode_request(req: &ChatRequest) -> Result<(&'static str, Vec<u8>), BackendE
             stop,
             user: req.user.clone(),
             suffix: None,
+            presence_penalty: s.presence_penalty,
+            frequency_penalty: s.frequency_penalty,
+            extra,
         })
         .map(|b| ("/completions", b)),
         _ => serde_json::to_vec(&oa::ChatCompletionRequest {
             model: req.model.clone(),
-            messages: to_wire_messages(req),
+            messages: to_wire_messages(req, carry),
             stream: Some(true),
             stream_options,
-            max_tokens: s.max_tokens,
+            max_tokens,
+            max_completion_tokens,
             temperature: s.temperature,
             top_p: s.top_p,
+            top_k: s.top_k,
+            min_p: s.min_p,
             seed: s.seed,
             stop,
             user: req.user.clone(),
             presence_penalty: s.presence_penalty,
             frequency_penalty: s.frequency_penalty,
-            ..Default::default()
+            n: None,
+            extra,
         })
         .map(|b| ("/chat/completions", b)),
     };
@@ -118,12 +170,19 @@ impl Backend for OpenAiHttp {
         "openai"
     }
 
+    fn carries(&self) -> Option<WireDialect> {
+        Some(WireDialect::OpenAi)
+    }
+
     fn chat(
         &self,
         _ctx: &sluice_core::context::RequestContext,
         req: ChatRequest,
     ) -> BoxFuture<'static, Result<EventStream, BackendError>> {
-        let sent = encode_request(&req).map(|(path, body)| self.post(path, body));
+        let sent = carry_plan(&req, Some(WireDialect::OpenAi), &self.name)
+            .and_then(|carry| refuse_repeat_penalty(&req, &self.name).map(|()| carry))
+            .and_then(|carry| encode_request(&req, carry))
+            .map(|(path, body)| self.post(path, body));
         Box::pin(async move {
             let resp = sent?.await?;
             if !resp.is_success() {
@@ -189,6 +248,9 @@ pub struct OpenAiSse {
     decoder: SseDecoder,
     finish: Option<FinishReason>,
     usage: Option<Usage>,
+    /// What the upstream said beyond Sluice's terms: the fingerprint, usage details, a
+    /// finish reason Sluice has no name for.
+    details: DoneDetails,
     finished: bool,
 }
 
@@ -204,7 +266,14 @@ impl OpenAiSse {
         };
         if let Some(err) = chunk.error {
             let message = if err.message.is_empty() { "upstream error".to_owned() } else { err.message };
-            return self.fail(BackendError::Status { status: 500, message, retry_after: None }, out);
+            let detail = UpstreamError { kind: err.kind, code: err.code, param: err.param };
+            let err = BackendError::Status {
+                status: 500,
+                message: scrub(&message),
+                retry_after: None,
+                detail: Some(Box::new(detail)),
+            };
+            return self.fail(err, out);
         }
         for choice in chunk.choices {
             let text = choice.delta.and_then(|d| d.content).or(choice.text);
@@ -212,20 +281,30 @@ impl OpenAiSse {
                 out.push_back(Ok(Event::Delta(text.0.into_owned())));
             }
             if let Some(reason) = choice.finish_reason {
-                self.finish = Some(FinishReason::parse(&reason));
+                let known = FinishReason::known(&reason);
+                self.finish = Some(known.unwrap_or_default());
+                self.details.finish_reason = known.is_none().then(|| reason.0.into_owned());
             }
+        }
+        if let Some(fp) = chunk.system_fingerprint.filter(|_| self.details.system_fingerprint.is_none()) {
+            self.details.system_fingerprint = Some(fp.0.into_owned());
         }
         if let Some(u) = chunk.usage {
             self.usage =
                 Some(Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens });
+            self.details.usage = u.details;
+            self.details.usage.retain(|_, v| !v.is_null());
         }
     }
 
     fn finish_ok(&mut self, out: &mut EventQueue) {
+        let details = std::mem::take(&mut self.details);
         out.push_back(Ok(Event::Done {
             finish_reason: self.finish.unwrap_or_default(),
             usage: self.usage,
             timings: None,
+            details: (!details.is_empty())
+                .then(|| Box::new(DoneDetails { dialect: Some(WireDialect::OpenAi), ..details })),
         }));
         self.finished = true;
     }
@@ -297,7 +376,7 @@ mod tests {
     fn the_upstream_always_streams_with_usage() {
         for input in [Input::Chat(vec![]), Input::Text { prompt: "p".into(), system: None, raw: true }] {
             let req = ChatRequest { model: "m".into(), input, stream: false, ..Default::default() };
-            let (_, body) = encode_request(&req).unwrap();
+            let (_, body) = encode_request(&req, false).unwrap();
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(v["stream"], true, "{v}");
             assert_eq!(v["stream_options"]["include_usage"], true, "{v}");
@@ -321,7 +400,8 @@ mod tests {
             &Event::Done {
                 finish_reason: FinishReason::Length,
                 usage: Some(Usage { prompt_tokens: 3, completion_tokens: 1 }),
-                timings: None
+                timings: None,
+                details: None,
             }
         );
     }

@@ -187,5 +187,10 @@ async fn stream_answer(
 }
 
 fn message(role: &str, text: String) -> ChatMessage {
-    ChatMessage { role: role.to_owned(), content: Some(MessageContent::Text(text)), name: None }
+    ChatMessage {
+        role: role.to_owned(),
+        content: Some(MessageContent::Text(text)),
+        name: None,
+        extra: Default::default(),
+    }
 }

@@ -94,7 +94,31 @@ pub struct ServerConfig {
     /// PEM private key for `tls_cert`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Browser origins whose pages may read answers (CORS); a trailing `*` matches any
+    /// rest, `"*"` every origin. Ollama's localhost and desktop-app set by default.
+    pub cors_origins: Vec<String>,
 }
+
+/// The browser origins Ollama allows by default: local pages and desktop-app webviews.
+pub const DEFAULT_CORS_ORIGINS: &[&str] = &[
+    "http://localhost",
+    "https://localhost",
+    "http://localhost:*",
+    "https://localhost:*",
+    "http://127.0.0.1",
+    "https://127.0.0.1",
+    "http://127.0.0.1:*",
+    "https://127.0.0.1:*",
+    "http://0.0.0.0",
+    "https://0.0.0.0",
+    "http://0.0.0.0:*",
+    "https://0.0.0.0:*",
+    "app://*",
+    "file://*",
+    "tauri://*",
+    "vscode-webview://*",
+    "vscode-file://*",
+];
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -105,6 +129,7 @@ impl Default for ServerConfig {
             sse_keepalive: Duration::from_secs(15),
             tls_cert: None,
             tls_key: None,
+            cors_origins: DEFAULT_CORS_ORIGINS.iter().map(|o| (*o).to_owned()).collect(),
         }
     }
 }

@@ -58,10 +58,12 @@ pub enum BackendError {
     Status {
         /// HTTP status from the upstream.
         status: u16,
-        /// The upstream's error message (already stripped of internals).
+        /// The upstream's error message, credentials scrubbed ([`crate::scrub`]).
         message: String,
-        /// The upstream's `Retry-After`, if any.
+        /// The upstream's `retry-after-ms` or `Retry-After`, if any.
         retry_after: Option<Duration>,
+        /// The rest of the upstream's error object, when it sent one.
+        detail: Option<Box<UpstreamError>>,
     },
     /// The upstream sent something that is not its protocol.
     #[error("upstream sent a malformed response")]
@@ -80,12 +82,43 @@ pub enum BackendError {
     /// The backend cannot do this (e.g. embeddings on a chat-only upstream).
     #[error("{0}")]
     Unsupported(String),
+    /// The request has a field that would change the answer and that this backend has
+    /// no counterpart for ([`crate::carry`]).
+    #[error("{message}")]
+    UnsupportedField {
+        /// The field, by its path in the request.
+        param: String,
+        /// What to do about it.
+        message: String,
+    },
     /// The backend is at capacity.
     #[error("backend at capacity")]
     Overloaded,
 }
 
+/// The parts of an upstream's error object that clients act on, as OpenAI shapes
+/// them (`context_length_exceeded` makes clients trim their context).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UpstreamError {
+    /// `error.type`.
+    pub kind: Option<String>,
+    /// `error.code` (a string or a number).
+    pub code: Option<serde_json::Value>,
+    /// `error.param`.
+    pub param: Option<String>,
+}
+
 impl BackendError {
+    /// An upstream error status with a message and nothing else.
+    pub fn status(status: u16, message: impl Into<String>) -> BackendError {
+        BackendError::Status { status, message: message.into(), retry_after: None, detail: None }
+    }
+
+    /// True when the upstream refused the gateway's own credentials (401, 403, 407).
+    pub fn credentials_refused(&self) -> bool {
+        matches!(self, BackendError::Status { status: 401 | 403 | 407, .. })
+    }
+
     /// HTTP status for this error when it happens before the response started.
     pub fn status_code(&self) -> StatusCode {
         match self {
@@ -94,16 +127,16 @@ impl BackendError {
             }
             BackendError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             BackendError::Status { status, .. } => match *status {
-                400 | 404 | 413 | 422 | 429 => {
-                    StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
-                }
-                401 | 403 => StatusCode::BAD_GATEWAY,
+                // The gateway's credentials, not the client's: the gateway is at fault.
+                401 | 403 | 407 => StatusCode::BAD_GATEWAY,
+                408 | 504 => StatusCode::GATEWAY_TIMEOUT,
+                // The client's request as the upstream judged it: its status, exactly.
+                400..=499 => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
                 503 => StatusCode::SERVICE_UNAVAILABLE,
-                504 => StatusCode::GATEWAY_TIMEOUT,
                 _ => StatusCode::BAD_GATEWAY,
             },
             BackendError::ContextOverflow { .. } => StatusCode::BAD_REQUEST,
-            BackendError::Unsupported(_) => StatusCode::BAD_REQUEST,
+            BackendError::Unsupported(_) | BackendError::UnsupportedField { .. } => StatusCode::BAD_REQUEST,
             BackendError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -114,12 +147,14 @@ impl BackendError {
             BackendError::Connect(_) => "upstream_unreachable",
             BackendError::Timeout(_) => "upstream_timeout",
             BackendError::Status { status: 429, .. } => "rate_limit_error",
+            BackendError::Status { status: 401 | 403 | 407, .. } => "upstream_credentials_refused",
+            BackendError::Status { status: 408, .. } => "upstream_timeout",
             BackendError::Status { status, .. } if *status < 500 => "invalid_request_error",
             BackendError::Status { .. } => "upstream_error",
             BackendError::Protocol(_) => "upstream_protocol_error",
             BackendError::Interrupted(_) => "upstream_interrupted",
             BackendError::ContextOverflow { .. } => "context_length_exceeded",
-            BackendError::Unsupported(_) => "invalid_request_error",
+            BackendError::Unsupported(_) | BackendError::UnsupportedField { .. } => "invalid_request_error",
             BackendError::Overloaded => "service_unavailable",
         }
     }
@@ -138,9 +173,28 @@ impl BackendError {
             BackendError::Protocol(_) => "malformed",
             BackendError::Interrupted(_) => "interrupted",
             BackendError::ContextOverflow { .. } => "context_overflow",
-            BackendError::Unsupported(_) => "unsupported",
+            BackendError::Unsupported(_) | BackendError::UnsupportedField { .. } => "unsupported",
             BackendError::Overloaded => "overloaded",
         }
+    }
+}
+
+/// What a backend whose upstream speaks `target` (`None`: neither dialect) does with
+/// the fields `req` carries: `Ok(true)` to write them into its request unchanged,
+/// `Ok(false)` to leave them out, or the 400 naming a field it cannot honour.
+pub fn carry_plan(
+    req: &crate::chat::ChatRequest,
+    target: Option<crate::carry::WireDialect>,
+    backend: &str,
+) -> Result<bool, BackendError> {
+    let messages = match &req.input {
+        crate::chat::Input::Chat(m) => m.as_slice(),
+        crate::chat::Input::Text { .. } => &[],
+    };
+    let plan = req.carried.plan(target, messages.iter().map(|m| &m.extra));
+    match plan.refusal(backend) {
+        Some((param, message)) => Err(BackendError::UnsupportedField { param, message }),
+        None => Ok(plan.carry),
     }
 }
 
@@ -204,6 +258,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Embeds texts.
     fn embed(&self, req: EmbedRequest) -> BoxFuture<'static, Result<Embeddings, BackendError>>;
+
+    /// The dialect of the upstream, when it speaks one of the two the gateway serves:
+    /// carried request fields of that dialect are written into its requests unchanged.
+    fn carries(&self) -> Option<crate::carry::WireDialect> {
+        None
+    }
 
     /// Lists the models the upstream serves.
     fn models(&self) -> BoxFuture<'static, Result<Vec<ModelInfo>, BackendError>>;

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use crate::carry::{Carried, Fields, WireDialect};
+
 /// One chat or completion request in Sluice's own terms.
 #[derive(Debug, Clone, Default)]
 pub struct ChatRequest {
@@ -21,6 +23,9 @@ pub struct ChatRequest {
     pub stream: bool,
     /// End-user identifier supplied by the client.
     pub user: Option<String>,
+    /// Fields the client sent that Sluice does not model, for an upstream of the same
+    /// dialect ([`crate::carry`]).
+    pub carried: Carried,
 }
 
 /// The text to continue: a conversation, or a raw prompt.
@@ -62,6 +67,16 @@ pub struct Message {
     pub role: Role,
     /// What they said.
     pub content: String,
+    /// The message's fields Sluice does not model (`name`, a role spelled the
+    /// client's way such as `developer`), carried like [`ChatRequest::carried`].
+    pub extra: Fields,
+}
+
+impl Message {
+    /// A message with nothing carried.
+    pub fn new(role: Role, content: impl Into<String>) -> Message {
+        Message { role, content: content.into(), extra: Fields::new() }
+    }
 }
 
 /// Speaker of a message.
@@ -147,13 +162,20 @@ impl FinishReason {
         }
     }
 
-    /// Reads a finish reason from an upstream; unknown ones count as `stop`.
+    /// Reads a finish reason from an upstream; unknown ones count as `stop` (the
+    /// upstream's name travels on in [`DoneDetails::finish_reason`]).
     pub fn parse(s: &str) -> FinishReason {
-        match s {
+        FinishReason::known(s).unwrap_or(FinishReason::Stop)
+    }
+
+    /// The finish reason `s` names, if Sluice has a name for it.
+    pub fn known(s: &str) -> Option<FinishReason> {
+        Some(match s {
+            "stop" => FinishReason::Stop,
             "length" | "max_tokens" => FinishReason::Length,
             "content_filter" => FinishReason::ContentFilter,
-            _ => FinishReason::Stop,
-        }
+            _ => return None,
+        })
     }
 }
 
@@ -190,7 +212,52 @@ pub enum Event {
         usage: Option<Usage>,
         /// Timings, when the backend reported them.
         timings: Option<Timings>,
+        /// What else the upstream said about the answer, for clients of its dialect.
+        details: Option<Box<DoneDetails>>,
     },
+}
+
+/// What an upstream said about a finished answer beyond Sluice's own terms, carried to
+/// clients that can read it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DoneDetails {
+    /// The upstream's dialect (its `fields` are in that dialect's terms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialect: Option<WireDialect>,
+    /// The finish reason as the upstream named it, when Sluice has no name of its own
+    /// for it (`tool_calls`, `function_call`, a vendor's reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
+    /// OpenAI's `system_fingerprint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_fingerprint: Option<String>,
+    /// Usage entries beyond the three counts, in OpenAI's shape
+    /// (`prompt_tokens_details.cached_tokens`, `completion_tokens_details.reasoning_tokens`).
+    #[serde(default, skip_serializing_if = "Fields::is_empty")]
+    pub usage: Fields,
+    /// Other top-level fields of the upstream's final object (vendor extensions).
+    #[serde(default, skip_serializing_if = "Fields::is_empty")]
+    pub fields: Fields,
+}
+
+impl DoneDetails {
+    /// True when it says nothing.
+    pub fn is_empty(&self) -> bool {
+        self.finish_reason.is_none()
+            && self.system_fingerprint.is_none()
+            && self.usage.is_empty()
+            && self.fields.is_empty()
+    }
+
+    /// The finish reason a client sees: the upstream's own name when Sluice has none.
+    pub fn finish_reason(details: Option<&DoneDetails>, reason: FinishReason) -> &str {
+        details.and_then(|d| d.finish_reason.as_deref()).unwrap_or(reason.as_str())
+    }
+
+    /// The vendor fields, when the client speaks `dialect`.
+    pub fn fields_for(details: Option<&DoneDetails>, dialect: WireDialect) -> Option<&Fields> {
+        details.filter(|d| d.dialect == Some(dialect) && !d.fields.is_empty()).map(|d| &d.fields)
+    }
 }
 
 /// An embeddings request.

@@ -34,6 +34,9 @@ pub enum GatewayError {
     /// The route does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The route exists, but not for this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// The request body exceeds the limit.
     #[error("request body too large (limit {limit} bytes)")]
     PayloadTooLarge {
@@ -78,6 +81,7 @@ impl GatewayError {
             GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
             GatewayError::ModelNotFound(_) | GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::RateLimited { .. } | GatewayError::QuotaExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -95,6 +99,7 @@ impl GatewayError {
             GatewayError::Forbidden(_) => "permission_error",
             GatewayError::ModelNotFound(_) => "model_not_found",
             GatewayError::NotFound(_) => "not_found",
+            GatewayError::MethodNotAllowed(_) => "method_not_allowed",
             GatewayError::PayloadTooLarge { .. } => "request_too_large",
             GatewayError::RateLimited { .. } => "rate_limit_error",
             GatewayError::QuotaExceeded { .. } => "insufficient_quota",
@@ -109,6 +114,10 @@ impl GatewayError {
             GatewayError::BadRequest { param, .. } => param.as_deref(),
             GatewayError::ModelNotFound(_) => Some("model"),
             GatewayError::Backend(BackendError::ContextOverflow { .. }) => Some("messages"),
+            GatewayError::Backend(BackendError::UnsupportedField { param, .. }) => Some(param),
+            GatewayError::Backend(BackendError::Status { .. }) => {
+                self.upstream_detail().and_then(|d| d.param.as_deref())
+            }
             _ => None,
         }
     }
@@ -122,15 +131,57 @@ impl GatewayError {
             GatewayError::Backend(BackendError::Status { status: 429 | 503, retry_after, .. }) => {
                 Some(retry_after.unwrap_or(Duration::from_secs(1)))
             }
+            GatewayError::Backend(BackendError::Status { retry_after: Some(after), .. }) => Some(*after),
             GatewayError::Backend(BackendError::Overloaded) => Some(Duration::from_secs(1)),
             GatewayError::Unavailable(_) => Some(Duration::from_secs(1)),
             _ => None,
         }
     }
 
-    /// The message the client sees.
+    /// The message the client sees: an upstream's own message as it wrote it (its
+    /// credentials scrubbed where it was read), or the gateway's.
     pub fn client_message(&self) -> String {
-        self.to_string()
+        match self {
+            GatewayError::Backend(BackendError::Status { status: 401 | 403 | 407, message, .. }) => format!(
+                "the gateway's credentials for this model's upstream were refused (upstream status {}): \
+                 {message}; this is a gateway configuration problem, retrying will not help",
+                self.upstream_status().unwrap_or(0)
+            ),
+            GatewayError::Backend(BackendError::Status { message, .. }) => message.clone(),
+            _ => self.to_string(),
+        }
+    }
+
+    /// The upstream's HTTP status, for errors an upstream answered.
+    pub fn upstream_status(&self) -> Option<u16> {
+        match self {
+            GatewayError::Backend(BackendError::Status { status, .. }) => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The upstream's error object (`type`, `code`, `param`), to be passed on as it
+    /// came; `None` for the gateway's own errors and for credential failures (those
+    /// are the gateway's problem, not the client's).
+    pub fn upstream_detail(&self) -> Option<&crate::backend::UpstreamError> {
+        match self {
+            GatewayError::Backend(e @ BackendError::Status { detail: Some(d), .. })
+                if !e.credentials_refused() =>
+            {
+                Some(d)
+            }
+            _ => None,
+        }
+    }
+
+    /// `Some(false)` when a retry of the same request cannot succeed although the
+    /// status alone would invite one (OpenAI's SDKs retry every 5xx unless told not to
+    /// by `x-should-retry`).
+    pub fn should_retry(&self) -> Option<bool> {
+        match self {
+            GatewayError::Backend(e) if e.credentials_refused() => Some(false),
+            _ => None,
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //! request is, where it may go, and how it gets there.
 //!
 //! # Layout (the request path, in order)
-//! - [`chat`]: the canonical request and token events every dialect and backend share.
+//! - [`chat`]: the canonical request and token events every dialect and backend share;
+//!   [`carry`]: the fields it carries unmodeled, for an upstream of the client's dialect.
 //! - [`context`]: [`context::RequestContext`], who asks and under which limits,
 //!   carried by value down the path.
 //! - [`reply`]: answers a request from the cache, an identical request in flight, or
@@ -17,12 +18,14 @@
 //! - [`health`]: active probes of every backend.
 //! - [`backend`]: the [`backend::Backend`] trait every token source implements.
 //! - [`embeddings`]: embeddings through the same dispatch.
-//! - [`error`]: [`error::GatewayError`], what a client is told.
+//! - [`error`]: [`error::GatewayError`], what a client is told; [`scrub`]: credentials
+//!   out of the upstream messages it passes on.
 //! - [`gateway`]: [`gateway::Gateway`], the shared state holding all of the above.
 //! - [`metrics`], [`config`]: every metric, and the per-backend settings.
 
 pub mod backend;
 pub mod cache;
+pub mod carry;
 pub mod chat;
 pub mod config;
 pub mod context;
@@ -36,5 +39,6 @@ pub mod metrics;
 pub mod registry;
 pub mod reply;
 pub mod scheduler;
+pub mod scrub;
 
 pub use gateway::Gateway;

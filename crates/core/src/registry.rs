@@ -165,8 +165,14 @@ pub struct ModelTable {
 }
 
 impl ModelTable {
-    /// Routes for a model. As Ollama does, `name` and `name:latest` are the same model.
+    /// Routes for a model. As Ollama does, `name`, `name:latest`, `library/name` and
+    /// `registry.ollama.ai/library/name` are the same model.
     pub fn routes(&self, model: &str) -> Option<&[Route]> {
+        if let Some(r) = self.routes.get(model) {
+            return Some(r);
+        }
+        let unprefixed = model.strip_prefix("registry.ollama.ai/").unwrap_or(model);
+        let model = unprefixed.strip_prefix("library/").unwrap_or(unprefixed);
         if let Some(r) = self.routes.get(model) {
             return Some(r);
         }

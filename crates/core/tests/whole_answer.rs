@@ -55,7 +55,12 @@ impl Backend for Slow {
                 }
                 tokio::time::sleep(gap).await;
                 let ev = if i == tokens {
-                    Event::Done { finish_reason: FinishReason::Stop, usage: None, timings: None }
+                    Event::Done {
+                        finish_reason: FinishReason::Stop,
+                        usage: None,
+                        timings: None,
+                        details: None,
+                    }
                 } else {
                     Event::Delta(format!("t{i} "))
                 };
@@ -86,7 +91,7 @@ async fn a_three_minute_whole_answer_succeeds_once_and_keeps_the_breaker_closed(
         Gateway::new(Settings { routing: &routing, models: &[], cache: &cache }, vec![slot.clone()]);
     let req = ChatRequest {
         model: "m".into(),
-        input: Input::Chat(vec![Message { role: Role::User, content: "hi".into() }]),
+        input: Input::Chat(vec![Message::new(Role::User, "hi")]),
         stream: false,
         ..Default::default()
     };

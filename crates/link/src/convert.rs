@@ -6,7 +6,8 @@ use sluice_protocol::agent::{self as wire, JobError, JobErrorKind};
 
 use sluice_core::{
     backend::{BackendError, Stage},
-    chat::{ChatRequest, Event, FinishReason, Input, Message, Role, Sampling, Usage},
+    carry::Carried,
+    chat::{ChatRequest, DoneDetails, Event, FinishReason, Input, Message, Role, Sampling, Usage},
     context::RequestContext,
     error::GatewayError,
 };
@@ -17,7 +18,11 @@ pub fn job_request(ctx: &RequestContext, req: ChatRequest) -> wire::JobRequest {
         Input::Chat(messages) => wire::JobInput::Chat {
             messages: messages
                 .into_iter()
-                .map(|m| wire::Message { role: m.role.as_str().to_owned(), content: m.content })
+                .map(|m| wire::Message {
+                    role: m.role.as_str().to_owned(),
+                    content: m.content,
+                    extra: m.extra,
+                })
                 .collect(),
         },
         Input::Text { prompt, system, raw } => wire::JobInput::Text { prompt, system, raw },
@@ -41,6 +46,9 @@ pub fn job_request(ctx: &RequestContext, req: ChatRequest) -> wire::JobRequest {
         stream: req.stream,
         user: req.user,
         request_id: Some(ctx.request_id.to_string()),
+        carried: (req.carried != Carried::default())
+            .then(|| serde_json::to_value(&req.carried).ok())
+            .flatten(),
     }
 }
 
@@ -52,11 +60,15 @@ pub fn chat_request(job: wire::JobRequest) -> Result<ChatRequest, String> {
                 .into_iter()
                 .map(|m| {
                     let role = Role::parse(&m.role).ok_or_else(|| format!("unknown role '{}'", m.role))?;
-                    Ok(Message { role, content: m.content })
+                    Ok(Message { role, content: m.content, extra: m.extra })
                 })
                 .collect::<Result<_, String>>()?,
         ),
         wire::JobInput::Text { prompt, system, raw } => Input::Text { prompt, system, raw },
+    };
+    let carried = match job.carried {
+        Some(v) => serde_json::from_value(v).map_err(|e| format!("carried fields: {e}"))?,
+        None => Carried::default(),
     };
     let s = job.sampling;
     Ok(ChatRequest {
@@ -76,26 +88,39 @@ pub fn chat_request(job: wire::JobRequest) -> Result<ChatRequest, String> {
         },
         stream: job.stream,
         user: job.user,
+        carried,
     })
 }
 
 /// The Done frame for an event (the agent side).
-pub fn done_frame(job: u64, finish_reason: FinishReason, usage: Option<Usage>) -> wire::ToGateway {
+pub fn done_frame(
+    job: u64,
+    finish_reason: FinishReason,
+    usage: Option<Usage>,
+    details: Option<&DoneDetails>,
+) -> wire::ToGateway {
     wire::ToGateway::Done {
         job,
         finish_reason: finish_reason.as_str().to_owned(),
         usage: usage
             .map(|u| wire::Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }),
+        details: details.and_then(|d| serde_json::to_value(d).ok()),
     }
 }
 
 /// The event a Done frame stands for (the gateway side).
-pub fn done_event(finish_reason: &str, usage: Option<wire::Usage>) -> Event {
+pub fn done_event(
+    finish_reason: &str,
+    usage: Option<wire::Usage>,
+    details: Option<serde_json::Value>,
+) -> Event {
     Event::Done {
         finish_reason: FinishReason::parse(finish_reason),
         usage: usage
             .map(|u| Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }),
         timings: None,
+        // Details an older or newer agent wrote differently are left out, not fatal.
+        details: details.and_then(|d| serde_json::from_value(d).ok()).map(Box::new),
     }
 }
 
@@ -127,7 +152,9 @@ pub fn error_frame(err: &GatewayError) -> JobError {
             context: Some(*context),
             ..job_error(JobErrorKind::ContextOverflow, message)
         },
-        BackendError::Unsupported(m) => job_error(JobErrorKind::Unsupported, m.clone()),
+        BackendError::Unsupported(m) | BackendError::UnsupportedField { message: m, .. } => {
+            job_error(JobErrorKind::Unsupported, m.clone())
+        }
         BackendError::Overloaded => job_error(JobErrorKind::Overloaded, message),
     }
 }
@@ -141,9 +168,7 @@ pub fn backend_error(agent: &str, e: JobError, streaming: bool) -> BackendError 
         JobErrorKind::Timeout => {
             BackendError::Timeout(if streaming { Stage::Idle } else { Stage::FirstToken })
         }
-        JobErrorKind::Status => {
-            BackendError::Status { status: e.status.unwrap_or(502), message: e.message, retry_after: None }
-        }
+        JobErrorKind::Status => BackendError::status(e.status.unwrap_or(502), e.message),
         JobErrorKind::Protocol => BackendError::Protocol(msg),
         JobErrorKind::Interrupted => BackendError::Interrupted(msg),
         JobErrorKind::ContextOverflow => BackendError::ContextOverflow {
@@ -152,9 +177,7 @@ pub fn backend_error(agent: &str, e: JobError, streaming: bool) -> BackendError 
         },
         JobErrorKind::Unsupported => BackendError::Unsupported(e.message),
         JobErrorKind::Overloaded => BackendError::Overloaded,
-        JobErrorKind::ModelNotFound => {
-            BackendError::Status { status: 404, message: e.message, retry_after: None }
-        }
+        JobErrorKind::ModelNotFound => BackendError::status(404, e.message),
     }
 }
 
@@ -167,7 +190,7 @@ mod tests {
     fn requests_survive_the_round_trip() {
         let req = ChatRequest {
             model: "m".into(),
-            input: Input::Chat(vec![Message { role: Role::System, content: "be brief".into() }]),
+            input: Input::Chat(vec![Message::new(Role::System, "be brief")]),
             sampling: Sampling {
                 max_tokens: Some(5),
                 stop: vec!["\n".into()],
@@ -176,6 +199,7 @@ mod tests {
             },
             stream: true,
             user: Some("u".into()),
+            carried: Carried::default(),
         };
         let back = chat_request(job_request(&RequestContext::internal(), req.clone())).unwrap();
         assert_eq!(

@@ -63,9 +63,18 @@ impl MockError {
     /// OpenAI's `error.code`.
     fn error_code(&self) -> Option<&'static str> {
         match self {
-            MockError::Unauthorized => Some("invalid_api_key"),
+            MockError::Unauthorized | MockError::Injected(401) => Some("invalid_api_key"),
             MockError::ModelNotFound(_) => Some("model_not_found"),
             MockError::Injected(429) => Some("rate_limit_exceeded"),
+            MockError::Injected(400) => Some("context_length_exceeded"),
+            _ => None,
+        }
+    }
+
+    /// OpenAI's `error.param`.
+    fn error_param(&self) -> Option<&'static str> {
+        match self {
+            MockError::Injected(400) => Some("messages"),
             _ => None,
         }
     }
@@ -75,16 +84,25 @@ impl MockError {
         let status = self.status_code();
         let body = match dialect {
             Dialect::OpenAi => {
+                // OpenAI's own wording for the errors clients act on.
                 let message = match &self {
                     MockError::ModelNotFound(model) => {
                         format!("The model `{model}` does not exist or you do not have access to it.")
                     }
+                    MockError::Injected(400) => {
+                        "This model's maximum context length is 8192 tokens. However, \
+                        your messages resulted in 9000 tokens. Please reduce the length of the messages."
+                            .to_owned()
+                    }
+                    MockError::Injected(401) => "Incorrect API key provided: sk-mock-4f3a9c2b71de. You can \
+                        find your API key at https://platform.openai.com/account/api-keys."
+                        .to_owned(),
                     other => other.to_string(),
                 };
                 json!({"error": {
                     "message": message,
                     "type": self.error_type(),
-                    "param": null,
+                    "param": self.error_param(),
                     "code": self.error_code(),
                 }})
             }

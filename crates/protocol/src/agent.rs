@@ -39,6 +39,10 @@ pub enum ToGateway {
         /// Token counts, when the backend reported them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         usage: Option<Usage>,
+        /// What the agent's upstream said beyond that (its own finish reason name,
+        /// fingerprint, usage details), as the gateway's `DoneDetails`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        details: Option<serde_json::Value>,
     },
     /// A job failed.
     Error {
@@ -177,6 +181,10 @@ pub struct JobRequest {
     /// The gateway's request id, so both ends log the job under one id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// Fields the client sent that the gateway does not model, for an upstream of
+    /// the client's dialect (the gateway's `Carried`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried: Option<serde_json::Value>,
 }
 
 /// The text to continue.
@@ -208,6 +216,9 @@ pub struct Message {
     pub role: String,
     /// The text.
     pub content: String,
+    /// The message's fields the gateway does not model, as the client sent them.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Sampling parameters; absent means the backend's default.
@@ -301,12 +312,17 @@ mod tests {
             request: Box::new(JobRequest {
                 model: "m".into(),
                 input: JobInput::Chat {
-                    messages: vec![Message { role: "user".into(), content: "x".into() }],
+                    messages: vec![Message {
+                        role: "user".into(),
+                        content: "x".into(),
+                        extra: Default::default(),
+                    }],
                 },
                 sampling: Sampling { max_tokens: Some(3), ..Default::default() },
                 stream: true,
                 user: None,
                 request_id: None,
+                carried: None,
             }),
         };
         let text = serde_json::to_string(&j).unwrap();

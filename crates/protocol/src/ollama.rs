@@ -1,8 +1,8 @@
 //! Ollama `/api` wire types: chat, generate, tags, ps, show, embed, version, NDJSON
 //! stream lines and the error object.
 //!
-//! Durations are nanoseconds, as Ollama reports them. Request types ignore unknown
-//! fields; `*View` types borrow from the input for parsing upstream streams cheaply.
+//! Durations are nanoseconds, as Ollama reports them. Request types keep every field
+//! they do not model in `extra`, for an upstream of the same dialect; `*View` types borrow from the input for parsing upstream streams cheaply.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +28,17 @@ pub struct ChatRequest {
     /// Output format (`"json"` or a JSON schema), passed through when the backend allows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<serde_json::Value>,
+    /// Every other field (`tools`, `think`, ...), as sent.
+    #[serde(flatten)]
+    pub extra: Fields,
+}
+
+/// JSON fields by name.
+pub type Fields = serde_json::Map<String, serde_json::Value>;
+
+/// Reads a string that may be `null` as empty.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 /// One chat message.
@@ -35,12 +46,15 @@ pub struct ChatRequest {
 pub struct Message {
     /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
-    /// The text.
-    #[serde(default)]
+    /// The text (`null` reads as empty, as Ollama reads it).
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub content: String,
     /// Base64 images, for multimodal models.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images: Option<Vec<String>>,
+    /// Every other field (`tool_calls`, `thinking`, ...), as sent.
+    #[serde(flatten)]
+    pub extra: Fields,
 }
 
 /// `POST /api/generate` request body.
@@ -69,9 +83,12 @@ pub struct GenerateRequest {
     /// Output format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<serde_json::Value>,
+    /// Every other field (`suffix`, `template`, `context`, `images`, `think`), as sent.
+    #[serde(flatten)]
+    pub extra: Fields,
 }
 
-/// Runtime options Sluice understands; others are ignored.
+/// Runtime options Sluice maps; the others are kept in `extra`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Options {
     /// Output token cap (`-1`: unlimited).
@@ -101,6 +118,15 @@ pub struct Options {
     /// Context size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_ctx: Option<u32>,
+    /// Presence penalty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f32>,
+    /// Frequency penalty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f32>,
+    /// Every other option, as sent.
+    #[serde(flatten)]
+    pub extra: Fields,
 }
 
 /// Timing and count fields of the final line of a reply.
@@ -143,6 +169,9 @@ pub struct ChatResponse {
     /// Durations and counts, on the final object.
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<FinalStats>,
+    /// Other fields of an Ollama upstream's final object, carried.
+    #[serde(flatten)]
+    pub extra: Fields,
 }
 
 /// One `/api/generate` response object.
@@ -162,6 +191,10 @@ pub struct GenerateResponse {
     /// Durations and counts, on the final object.
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<FinalStats>,
+    /// Other fields of the final object: `context` (the conversation as token ids),
+    /// or what an Ollama upstream sent, carried.
+    #[serde(flatten)]
+    pub extra: Fields,
 }
 
 /// Borrowed view of one NDJSON line from an Ollama upstream (chat or generate).
@@ -197,6 +230,9 @@ pub struct StreamLineView<'a> {
     /// Error text some versions send inside the stream.
     #[serde(default, borrow)]
     pub error: Option<Text<'a>>,
+    /// The conversation as token ids, on the final `/api/generate` line.
+    #[serde(default)]
+    pub context: Option<serde_json::Value>,
 }
 
 /// Borrowed view of a streamed chat message.
@@ -366,10 +402,11 @@ mod tests {
         let line = ChatResponse {
             model: "m".into(),
             created_at: "t".into(),
-            message: Message { role: "assistant".into(), content: String::new(), images: None },
+            message: Message { role: "assistant".into(), ..Default::default() },
             done: true,
             done_reason: Some("stop".into()),
             stats: Some(FinalStats { eval_count: 3, ..Default::default() }),
+            extra: Fields::new(),
         };
         let v = serde_json::to_value(&line).unwrap();
         assert_eq!(v["eval_count"], 3);

@@ -1,9 +1,9 @@
 //! OpenAI `/v1` wire types: chat completions, legacy completions, models, embeddings,
 //! stream chunks and the error object.
 //!
-//! Request types are lenient (unknown fields are ignored, as the official API does for
-//! forward compatibility); response types serialize exactly the fields the official SDKs
-//! read. `*View` types borrow from the input and are for parsing upstream streams cheaply.
+//! Request types keep every field they do not model in `extra`, so the gateway can
+//! carry it to an upstream of the same dialect; response types serialize exactly the
+//! fields the official SDKs read. `*View` types borrow from the input and are for parsing upstream streams cheaply.
 
 use std::borrow::Cow;
 
@@ -54,7 +54,19 @@ pub struct ChatCompletionRequest {
     /// Frequency penalty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frequency_penalty: Option<f32>,
+    /// Top-k sampling (an extension of vLLM, llama.cpp and LM Studio).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u32>,
+    /// Min-p sampling (an extension of vLLM, llama.cpp and LM Studio).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_p: Option<f32>,
+    /// Every other field, as sent.
+    #[serde(flatten)]
+    pub extra: Fields,
 }
+
+/// JSON fields by name.
+pub type Fields = serde_json::Map<String, serde_json::Value>;
 
 /// `stream_options` of a streaming request.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -75,6 +87,9 @@ pub struct ChatMessage {
     /// Optional participant name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Every other field (`tool_calls`, `refusal`, vendor fields), as sent.
+    #[serde(flatten)]
+    pub extra: Fields,
 }
 
 /// Message content: a plain string or a list of parts.
@@ -151,10 +166,19 @@ pub struct CompletionRequest {
     /// Text appended after the completion (not supported by every backend).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suffix: Option<String>,
+    /// Presence penalty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f32>,
+    /// Frequency penalty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f32>,
+    /// Every other field (`n`, `echo`, `best_of`, `logit_bias`, ...), as sent.
+    #[serde(flatten)]
+    pub extra: Fields,
 }
 
 /// Token usage of one request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
     /// Tokens in the prompt.
     pub prompt_tokens: u32,
@@ -163,6 +187,9 @@ pub struct Usage {
     pub completion_tokens: u32,
     /// Sum of both.
     pub total_tokens: u32,
+    /// The upstream's details (`prompt_tokens_details`, `completion_tokens_details`).
+    #[serde(flatten)]
+    pub details: Fields,
 }
 
 /// Non-streaming `chat.completion` response.
@@ -181,6 +208,12 @@ pub struct ChatCompletion {
     /// Token usage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// The upstream's configuration fingerprint, when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_fingerprint: Option<String>,
+    /// Other fields of the upstream's answer, carried.
+    #[serde(flatten)]
+    pub extra: Fields,
 }
 
 /// One choice of a non-streaming chat completion.
@@ -204,6 +237,10 @@ pub struct AssistantMessage {
     pub role: String,
     /// The generated text.
     pub content: Option<String>,
+    /// The model's refusal message; null when it did not refuse (required by the
+    /// API reference).
+    #[serde(default)]
+    pub refusal: Option<String>,
 }
 
 /// Non-streaming `text_completion` response.
@@ -222,6 +259,9 @@ pub struct Completion {
     /// Token usage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// The upstream's configuration fingerprint, when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_fingerprint: Option<String>,
 }
 
 /// One choice of a text completion (also the shape of its stream chunks).
@@ -247,10 +287,31 @@ pub struct StreamChunkView<'a> {
     pub choices: Vec<StreamChoiceView<'a>>,
     /// Usage, on the final chunk when requested.
     #[serde(default)]
-    pub usage: Option<Usage>,
+    pub usage: Option<UsageView>,
+    /// The upstream's configuration fingerprint.
+    #[serde(default, borrow)]
+    pub system_fingerprint: Option<Text<'a>>,
     /// An error object some servers send inside the stream.
     #[serde(default)]
     pub error: Option<ErrorBody>,
+}
+
+/// Usage as an upstream reports it: the three counts and any details
+/// (`prompt_tokens_details`, `completion_tokens_details`, vendor entries).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct UsageView {
+    /// Tokens in the prompt.
+    #[serde(default)]
+    pub prompt_tokens: u32,
+    /// Tokens generated.
+    #[serde(default)]
+    pub completion_tokens: u32,
+    /// Sum of both (recomputed by the gateway).
+    #[serde(default)]
+    pub total_tokens: Option<u32>,
+    /// Everything else, as sent.
+    #[serde(flatten)]
+    pub details: Fields,
 }
 
 /// Borrowed view of one streamed choice.

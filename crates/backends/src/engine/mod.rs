@@ -114,6 +114,11 @@ impl Backend for EngineBackend {
         _ctx: &sluice_core::context::RequestContext,
         req: ChatRequest,
     ) -> BoxFuture<'static, Result<EventStream, BackendError>> {
+        // The engine speaks neither dialect: carried fields are dropped, or refused
+        // when they would change the answer.
+        if let Err(e) = sluice_core::backend::carry_plan(&req, None, &self.name) {
+            return Box::pin(async move { Err(e) });
+        }
         let engine = self.engine.clone();
         Box::pin(async move {
             let request = generate_request(req);
@@ -130,6 +135,7 @@ impl Backend for EngineBackend {
                         completion_tokens: u32::try_from(s.completion_tokens).unwrap_or(u32::MAX),
                     }),
                     timings: Some(Timings { load, prompt_eval: s.prompt_eval, eval: s.eval }),
+                    details: None,
                 }),
                 GenEvent::Error(e) => Err(backend_error(e)),
             });
@@ -239,7 +245,7 @@ fn backend_error(e: EngineError) -> BackendError {
             context: u32::try_from(context).unwrap_or(u32::MAX),
         },
         EngineError::InvalidRequest(message) | EngineError::Template(message) => {
-            BackendError::Status { status: 400, message, retry_after: None }
+            BackendError::status(400, message)
         }
         EngineError::QueueFull(_) => BackendError::Overloaded,
         EngineError::EmbeddingsDisabled => {
@@ -247,11 +253,7 @@ fn backend_error(e: EngineError) -> BackendError {
         }
         EngineError::Load(cause) => {
             tracing::error!(%cause, "model failed to load");
-            BackendError::Status {
-                status: 503,
-                message: "the model could not be loaded".into(),
-                retry_after: None,
-            }
+            BackendError::status(503, "the model could not be loaded")
         }
         EngineError::Decode(cause) => BackendError::Interrupted(cause),
         EngineError::Closed => BackendError::Interrupted("the engine stopped".into()),
@@ -275,7 +277,7 @@ mod tests {
         }
         assert!(matches!(generate_request(text(true)).prompt, Prompt::Text(p) if p == "hi"));
         let chat = ChatRequest {
-            input: Input::Chat(vec![Message { role: Role::Tool, content: "42".into() }]),
+            input: Input::Chat(vec![Message::new(Role::Tool, "42")]),
             ..ChatRequest::default()
         };
         assert!(matches!(generate_request(chat).prompt, Prompt::Chat(m) if m[0].role == "tool"));

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     backend::BackendError,
-    chat::{Event, FinishReason, Timings, Usage},
+    chat::{DoneDetails, Event, FinishReason, Timings, Usage},
 };
 
 /// The events of a completed generation (the last one is `Done`) and who made them.
@@ -107,7 +107,13 @@ enum WireEvent {
     /// Text.
     D(String),
     /// The end: finish reason, [prompt, completion] tokens, [load, prompt, eval] ns.
-    Done { finish: String, usage: Option<[u32; 2]>, timings: Option<[u64; 3]> },
+    Done {
+        finish: String,
+        usage: Option<[u32; 2]>,
+        timings: Option<[u64; 3]>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        details: Option<Box<DoneDetails>>,
+    },
 }
 
 impl From<&Event> for WireEvent {
@@ -115,10 +121,11 @@ impl From<&Event> for WireEvent {
         let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         match e {
             Event::Delta(t) => WireEvent::D(t.clone()),
-            Event::Done { finish_reason, usage, timings } => WireEvent::Done {
+            Event::Done { finish_reason, usage, timings, details } => WireEvent::Done {
                 finish: finish_reason.as_str().to_owned(),
                 usage: usage.map(|u| [u.prompt_tokens, u.completion_tokens]),
                 timings: timings.map(|t| [ns(t.load), ns(t.prompt_eval), ns(t.eval)]),
+                details: details.clone(),
             },
         }
     }
@@ -128,7 +135,7 @@ impl From<WireEvent> for Event {
     fn from(e: WireEvent) -> Self {
         match e {
             WireEvent::D(t) => Event::Delta(t),
-            WireEvent::Done { finish, usage, timings } => Event::Done {
+            WireEvent::Done { finish, usage, timings, details } => Event::Done {
                 finish_reason: FinishReason::parse(&finish),
                 usage: usage.map(|[p, c]| Usage { prompt_tokens: p, completion_tokens: c }),
                 timings: timings.map(|[l, p, e]| Timings {
@@ -136,6 +143,7 @@ impl From<WireEvent> for Event {
                     prompt_eval: Duration::from_nanos(p),
                     eval: Duration::from_nanos(e),
                 }),
+                details,
             },
         }
     }
@@ -153,6 +161,7 @@ pub(crate) fn sample_answer(text: &[&str]) -> Entry {
             prompt_eval: Duration::from_nanos(7),
             eval: Duration::ZERO,
         }),
+        details: None,
     });
     Entry::complete(events.into(), "b".into()).expect("ends with Done")
 }

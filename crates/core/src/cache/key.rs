@@ -1,13 +1,14 @@
 //! The cache key: a SHA-256 of the canonical request fields that change the answer.
 //!
 //! In: the public model (`name` and `name:latest` are one model), the input (chat
-//! messages, or prompt, system prompt and raw flag) and every sampling parameter.
+//! messages with their carried fields, or prompt, system prompt and raw flag), every
+//! sampling parameter, and the carried request fields with their dialect.
 //! Also in, unless `[cache] scope = "global"`: the tenant (user, service key, keyless
 //! owner or anonymous address), so one tenant's answers are never replayed to, nor
 //! coalesced with, another's.
 //! Out: the stream flag and the end-user id, so a streamed and a whole request share an
-//! entry, and the client's dialect (both dialects build the same [`ChatRequest`], so an
-//! answer stored through `/v1` is replayed to `/api`). Every field is written with its
+//! entry, and the client's dialect when nothing is carried (both dialects build the same
+//! [`ChatRequest`], so an answer stored through `/v1` is replayed to `/api`). Every field is written with its
 //! length or a tag first, so no two different requests encode to the same bytes.
 
 use std::fmt;
@@ -15,12 +16,13 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 
 use crate::{
+    carry::{Bearing, bearing, option_bearing},
     chat::{ChatRequest, Input, Sampling},
     context::TenantId,
 };
 
 /// Bumped whenever the encoding below changes, so old Redis entries are never misread.
-const VERSION: &[u8] = b"sluice-cache-v2";
+const VERSION: &[u8] = b"sluice-cache-v3";
 
 /// The key of one canonical request.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,6 +62,7 @@ impl Key {
                 for m in messages {
                     h.str(m.role.as_str());
                     h.str(&m.content);
+                    h.fields(m.extra.iter());
                 }
             }
             Input::Text { prompt, system, raw } => {
@@ -70,6 +73,19 @@ impl Key {
             }
         }
         h.sampling(&req.sampling);
+        // Carried fields reach the upstream: they are part of what is asked. Their
+        // names mean something in the client's dialect only, so it is in too.
+        // Fields that do not change the answer (`user`, `metadata`, `keep_alive`) are out.
+        let c = &req.carried;
+        match c.dialect.filter(|_| !c.is_empty()) {
+            None => h.tag(0),
+            Some(dialect) => {
+                h.tag(1);
+                h.str(dialect.as_str());
+                h.fields(c.fields.iter().filter(|(k, _)| bearing(dialect, k) != Bearing::Advisory));
+                h.fields(c.options.iter().filter(|(k, _)| option_bearing(k) != Bearing::Advisory));
+            }
+        }
         Key(h.0.finalize().into())
     }
 
@@ -114,6 +130,16 @@ impl Canonical {
             }
             None => self.tag(0),
         }
+    }
+
+    fn fields<'a>(&mut self, fields: impl Iterator<Item = (&'a String, &'a serde_json::Value)>) {
+        // serde_json's maps are sorted by key: equal maps write equal bytes.
+        for (k, v) in fields {
+            self.tag(1);
+            self.str(k);
+            self.bytes(&serde_json::to_vec(v).unwrap_or_default());
+        }
+        self.tag(0);
     }
 
     fn float(&mut self, v: Option<f32>) {
@@ -165,10 +191,11 @@ mod tests {
     fn base() -> ChatRequest {
         ChatRequest {
             model: "m".into(),
-            input: Input::Chat(vec![Message { role: Role::User, content: "hi".into() }]),
+            input: Input::Chat(vec![Message::new(Role::User, "hi")]),
             sampling: Sampling { temperature: Some(0.0), ..Sampling::default() },
             stream: true,
             user: None,
+            carried: Default::default(),
         }
     }
 
@@ -191,8 +218,8 @@ mod tests {
         type Change = fn(&mut ChatRequest);
         let changes: Vec<(&str, Change)> = vec![
             ("model", |r| r.model = "m2".into()),
-            ("content", |r| r.input = Input::Chat(vec![Message { role: Role::User, content: "ho".into() }])),
-            ("role", |r| r.input = Input::Chat(vec![Message { role: Role::System, content: "hi".into() }])),
+            ("content", |r| r.input = Input::Chat(vec![Message::new(Role::User, "ho")])),
+            ("role", |r| r.input = Input::Chat(vec![Message::new(Role::System, "hi")])),
             ("kind", |r| r.input = Input::Text { prompt: "hi".into(), system: None, raw: false }),
             ("max_tokens", |r| r.sampling.max_tokens = Some(3)),
             ("temperature", |r| r.sampling.temperature = Some(0.5)),
@@ -204,6 +231,15 @@ mod tests {
             ("frequency_penalty", |r| r.sampling.frequency_penalty = Some(0.1)),
             ("seed", |r| r.sampling.seed = Some(1)),
             ("stop", |r| r.sampling.stop = vec!["x".into()]),
+            ("carried", |r| {
+                r.carried = crate::carry::Carried::from(crate::carry::WireDialect::OpenAi);
+                r.carried.fields.insert("logit_bias".into(), serde_json::json!({"1": 2}));
+            }),
+            ("message extra", |r| {
+                let mut m = Message::new(Role::User, "hi");
+                m.extra.insert("name".into(), serde_json::json!("bob"));
+                r.input = Input::Chat(vec![m]);
+            }),
         ];
         let mut seen = std::collections::HashSet::from([k]);
         for (what, change) in changes {
@@ -224,9 +260,7 @@ mod tests {
         assert_ne!(text("a", None), text("a", Some("")));
         let chat = |parts: &[&str]| {
             let mut r = base();
-            r.input = Input::Chat(
-                parts.iter().map(|c| Message { role: Role::User, content: (*c).to_owned() }).collect(),
-            );
+            r.input = Input::Chat(parts.iter().map(|c| Message::new(Role::User, *c)).collect());
             Key::of(&r)
         };
         assert_ne!(chat(&["ab"]), chat(&["a", "b"]));

@@ -42,7 +42,7 @@ impl Failure {
             BackendError::Timeout(_) => Failure::Timeout,
             BackendError::Protocol(_) => Failure::Error,
             BackendError::ContextOverflow { .. } => Failure::ContextOverflow,
-            BackendError::Unsupported(_) => Failure::Client,
+            BackendError::Unsupported(_) | BackendError::UnsupportedField { .. } => Failure::Client,
             BackendError::Status { status, retry_after, .. } => match *status {
                 429 => Failure::RateLimited(*retry_after),
                 408 => Failure::Timeout,
@@ -181,7 +181,7 @@ mod tests {
 
     #[test]
     fn classification_follows_the_contract() {
-        let status = |s: u16| BackendError::Status { status: s, message: String::new(), retry_after: None };
+        let status = |s: u16| BackendError::status(s, String::new());
         assert_eq!(Failure::of(&BackendError::Connect("x".into())), Failure::Unreachable);
         assert_eq!(Failure::of(&BackendError::Interrupted("x".into())), Failure::Unreachable);
         assert_eq!(Failure::of(&status(500)), Failure::Error);

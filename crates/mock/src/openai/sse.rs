@@ -8,6 +8,9 @@ use crate::error::Dialect;
 use crate::plan::{Finish, push_token, reply_text};
 use crate::reply::{Encoder, Timing};
 
+/// The `system_fingerprint` every answer carries.
+pub(crate) const FINGERPRINT: &str = "fp_mock";
+
 /// Which OpenAI endpoint the reply is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -49,8 +52,10 @@ impl SseEncoder {
             Kind::Completion => (format!("cmpl-mock-{seq}"), "text_completion"),
         };
         let model_json = Value::from(model).to_string();
-        let head =
-            format!(r#"data: {{"id":"{id}","object":"{object}","created":{created},"model":{model_json},"#);
+        // As OpenAI does: every chunk names the serving configuration.
+        let head = format!(
+            r#"data: {{"id":"{id}","object":"{object}","created":{created},"model":{model_json},"system_fingerprint":"{FINGERPRINT}","#
+        );
         let token_prefix = match kind {
             Kind::Chat => r#""choices":[{"index":0,"delta":{"content":""#,
             Kind::Completion => r#""choices":[{"text":""#,
@@ -76,11 +81,11 @@ impl SseEncoder {
         Bytes::from(format!("{}{}", self.head, close(choices, self.include_usage)))
     }
 
-    /// The `usage` object, fields in OpenAI's order.
+    /// The `usage` object, fields and details in OpenAI's order.
     fn usage(&self, produced: usize) -> String {
         let prompt = self.prompt_tokens;
         format!(
-            r#"{{"prompt_tokens":{prompt},"completion_tokens":{produced},"total_tokens":{}}}"#,
+            r#"{{"prompt_tokens":{prompt},"completion_tokens":{produced},"total_tokens":{},"prompt_tokens_details":{{"cached_tokens":0}},"completion_tokens_details":{{"reasoning_tokens":0}}}}"#,
             prompt + produced
         )
     }
@@ -164,11 +169,14 @@ impl Encoder for SseEncoder {
             "object": object,
             "created": self.created,
             "model": self.model,
+            "system_fingerprint": FINGERPRINT,
             "choices": [choice],
             "usage": {
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": produced,
                 "total_tokens": self.prompt_tokens + produced,
+                "prompt_tokens_details": {"cached_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 0},
             },
         });
         Bytes::from(reply.to_string())

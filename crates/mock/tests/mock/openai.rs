@@ -27,7 +27,12 @@ async fn openai_stream_has_role_tokens_finish_usage_and_done() {
     assert_eq!(last["choices"][0]["delta"], json!({}));
     let usage = sse_json(&events[10]);
     assert_eq!(usage["choices"], json!([]));
-    assert_eq!(usage["usage"], json!({"prompt_tokens": 3, "completion_tokens": 8, "total_tokens": 11}));
+    assert_eq!(
+        usage["usage"],
+        json!({"prompt_tokens": 3, "completion_tokens": 8, "total_tokens": 11,
+               "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}})
+    );
+    assert_eq!(usage["system_fingerprint"], "fp_mock");
     assert_eq!(events[11], "data: [DONE]");
     assert!(events.iter().all(|e| e == "data: [DONE]" || sse_json(e)["id"] == first["id"]));
 

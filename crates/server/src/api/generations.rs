@@ -133,14 +133,14 @@ pub async fn start(
                 .await?
                 .ok_or_else(|| not_found("conversation"))?;
             let mut path = parent.map(|p| lineage(&by_id, p)).unwrap_or_default();
-            path.push(Message { role: Role::User, content: stored.content });
+            path.push(Message::new(Role::User, stored.content));
             (stored.id, path)
         }
         (None, Some(p)) if p.role == Role::User.as_str() => (p.id.clone(), lineage(&by_id, p)),
         (None, _) => return Err(DataError::bad("regenerate answers a user message: name it", "parent_id")),
     };
     if let Some(system) = req.system.as_deref().filter(|s| !s.trim().is_empty()) {
-        path.insert(0, Message { role: Role::System, content: system.to_owned() });
+        path.insert(0, Message::new(Role::System, system));
     }
     let run = state.runs.begin(&owner.id, &id, &user_id, &req.model).map_err(too_many)?;
     let chat = ChatRequest {
@@ -153,6 +153,7 @@ pub async fn start(
         },
         stream: true,
         user: None,
+        carried: Default::default(),
     };
     let to = AnswerTo { owner: owner.id, conversation_id: id.clone(), parent_id: user_id.clone() };
     let task_state = state.clone();
@@ -174,7 +175,7 @@ fn lineage(by_id: &HashMap<&str, &sluice_store::Message>, last: &sluice_store::M
         if let Some(role) = Role::parse(&m.role)
             && !(m.error.is_some() && m.content.is_empty())
         {
-            chain.push(Message { role, content: m.content.clone() });
+            chain.push(Message::new(role, m.content.clone()));
         }
         at = m.parent_id.as_deref().and_then(|p| by_id.get(p).copied());
     }

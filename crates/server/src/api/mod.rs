@@ -20,6 +20,7 @@
 //! - [`conversation`]: API chats stored on request (`x-sluice-conversation`).
 //! - [`respond`]: the one path from a canonical request to a response, through a
 //!   dialect's encoder.
+//! - [`cors`]: which browser origins may read answers; preflights before auth.
 //! - [`stream_body`]: the streamed response body and the [`stream_body::Encoder`] trait.
 //! - [`conversations`]: `/v1/conversations*`, the caller's saved chats.
 //! - [`usage`]: `GET /v1/usage`, usage reports and CSV export.
@@ -40,6 +41,7 @@ pub mod agent_connect;
 pub mod compress;
 pub mod conversation;
 pub mod conversations;
+pub mod cors;
 pub mod data_error;
 #[cfg(test)]
 mod data_tests;
@@ -159,6 +161,8 @@ pub fn router(state: AppState) -> Router {
         .into_iter()
         .fold(Router::new(), |r, (path, _, handler)| r.route(path, handler))
         .fallback(fallback)
+        // After every route: it applies to the routes already there.
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
@@ -180,6 +184,7 @@ pub fn app(
     let compression = CompressionLayer::new()
         .compress_when(DefaultPredicate::new().and(NotForContentType::const_new("application/x-ndjson")));
     let gate_state = state.clone();
+    let cors = std::sync::Arc::new(cors::Cors::new(&state.config.server.cors_origins));
     tower::ServiceBuilder::new()
         .map_response(IntoResponse::into_response)
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
@@ -192,13 +197,32 @@ pub fn app(
         // encoders' state inline: kilobytes that every layer above would move); the
         // generating routes skip compression and its body entirely.
         .layer(tower::layer::layer_fn(move |inner| compress::SkipGenerating::new(inner, &compression)))
-        .layer(tower::layer::layer_fn(move |inner| Gate { inner, state: gate_state.clone() }))
+        .layer(tower::layer::layer_fn(move |inner| Gate {
+            inner,
+            state: gate_state.clone(),
+            cors: cors.clone(),
+        }))
         .layer(DefaultBodyLimit::max(limit))
         .service(router(state))
 }
 /// True for paths answered in Ollama's error shape.
 fn is_ollama_path(path: &str) -> bool {
     path.starts_with("/api/")
+}
+
+/// The headers that tell a client when (or whether) to retry `err`: `Retry-After` in
+/// whole seconds, `retry-after-ms` exactly (OpenAI's SDKs read it first), and
+/// `x-should-retry: false` when retrying cannot help.
+pub fn retry_headers(err: &GatewayError, h: &mut http::HeaderMap) {
+    if let Some(after) = err.retry_after() {
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        h.insert(HeaderName::from_static("retry-after-ms"), HeaderValue::from(ms));
+    }
+    if err.should_retry() == Some(false) {
+        h.insert(HeaderName::from_static("x-should-retry"), HeaderValue::from_static("false"));
+    }
 }
 
 /// Renders an error in the dialect of `path`.
@@ -217,6 +241,7 @@ pub fn error_for_path(path: &str, err: &GatewayError) -> Response {
 struct Gate<S> {
     inner: S,
     state: AppState,
+    cors: std::sync::Arc<cors::Cors>,
 }
 
 impl<S> tower::Service<Request> for Gate<S>
@@ -239,6 +264,12 @@ where
         let state = self.state.clone();
         let mut req = req;
         let (route, access) = route_of(req.uri().path());
+        let cors = self.cors.clone();
+        // Browsers send preflights without credentials: answered before the gate.
+        if let Some(resp) = cors.preflight(req.method(), req.headers()) {
+            return Box::pin(std::future::ready(Ok(resp)));
+        }
+        let origin = cors.origin(req.headers()).cloned();
         Box::pin(async move {
             let admitted = match access {
                 Access::Public => Ok(()),
@@ -251,6 +282,8 @@ where
                     error_for_path(req.uri().path(), &e)
                 }
             };
+            let mut resp = resp;
+            cors.decorate(origin, &mut resp);
             let served = resp.extensions().get::<Served>();
             let labels = RequestLabels {
                 route: route.to_owned(),
@@ -347,6 +380,14 @@ fn route_of(path: &str) -> (&'static str, Access) {
     exact
         .or_else(|| PATTERNS.iter().copied().find(|(p, _)| p.contains('{') && matches(p)))
         .unwrap_or(("unmatched", Access::User))
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    let path = req.uri().path();
+    let message = format!("{} is not allowed on {path}", req.method());
+    let mut resp = error_for_path(path, &GatewayError::MethodNotAllowed(message));
+    *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    resp
 }
 
 async fn fallback(req: Request) -> Response {

@@ -7,7 +7,8 @@ use axum::response::Response;
 use http::{HeaderName, HeaderValue};
 use sluice_core::{
     cache::{self, CacheStatus},
-    chat::{ChatRequest, Event},
+    carry::{Carried, Fields},
+    chat::{ChatRequest, Event, Input},
     context::RequestContext,
     error::GatewayError,
     registry::Served,
@@ -28,6 +29,49 @@ use crate::{state::AppState, tenancy};
 /// Says the token counts of an answer are estimated (characters / 4), because the
 /// backend reported none.
 pub static USAGE_HEADER: HeaderName = HeaderName::from_static("x-sluice-usage");
+
+/// Names the request fields the serving backend left out ([`sluice_core::carry`]):
+/// advisory fields and vendor extensions its upstream's dialect has no place for.
+pub static DROPPED_HEADER: HeaderName = HeaderName::from_static("x-sluice-dropped");
+
+/// How long the gateway took to produce a whole answer, in milliseconds (OpenAI's
+/// header of the same name).
+pub static PROCESSING_MS_HEADER: HeaderName = HeaderName::from_static("openai-processing-ms");
+
+/// What is needed to tell, once a backend is chosen, which carried fields it dropped;
+/// `None` when nothing is carried (the common case costs nothing).
+struct CarryProbe(Carried, Vec<Fields>);
+
+impl CarryProbe {
+    fn of(req: &ChatRequest) -> Option<CarryProbe> {
+        let messages = match &req.input {
+            Input::Chat(m) => m.as_slice(),
+            Input::Text { .. } => &[],
+        };
+        let any_message = messages.iter().any(|m| !m.extra.is_empty());
+        (!req.carried.is_empty() || any_message)
+            .then(|| CarryProbe(req.carried.clone(), messages.iter().map(|m| m.extra.clone()).collect()))
+    }
+
+    /// The `x-sluice-dropped` value for an answer served by backend `served`.
+    fn dropped(&self, state: &AppState, served: &str) -> Option<HeaderValue> {
+        let slots = state.core.registry.slots();
+        let target = slots.iter().find(|s| s.name() == served).and_then(|s| s.backend.carries());
+        let plan = self.0.plan(target, self.1.iter());
+        if plan.dropped.is_empty() {
+            return None;
+        }
+        // Client-chosen names: only header-safe ones, and a bounded list.
+        let names: Vec<&str> = plan
+            .dropped
+            .iter()
+            .map(String::as_str)
+            .filter(|n| n.bytes().all(|b| b.is_ascii_graphic() && b != b','))
+            .take(32)
+            .collect();
+        HeaderValue::try_from(names.join(", ")).ok()
+    }
+}
 
 /// How one API dialect renders an answer.
 pub trait Dialect: Sized + Send + 'static {
@@ -54,6 +98,7 @@ pub async fn respond<D: Dialect>(
     dialect: D,
 ) -> Response {
     let stream = req.stream;
+    let probe = CarryProbe::of(&req);
     let started = match start(state, &ctx, req, D::NAME, Storing::AsRequested).await {
         Ok(s) => s,
         Err((e, headers)) => {
@@ -75,12 +120,17 @@ pub async fn respond<D: Dialect>(
                 if estimated {
                     resp.headers_mut().insert(USAGE_HEADER.clone(), HeaderValue::from_static("estimated"));
                 }
+                let ms = u64::try_from(ctx.received.elapsed().as_millis()).unwrap_or(u64::MAX);
+                resp.headers_mut().insert(PROCESSING_MS_HEADER.clone(), HeaderValue::from(ms));
                 resp
             }
             Err(e) => D::error(&e),
         }
     };
     rate_headers.apply(resp.headers_mut());
+    if let Some(dropped) = probe.and_then(|p| p.dropped(state, &served.backend)) {
+        resp.headers_mut().insert(DROPPED_HEADER.clone(), dropped);
+    }
     if let Some(id) = conversation_id.and_then(|id| HeaderValue::try_from(id).ok()) {
         resp.headers_mut().insert(conversation::HEADER, id);
     }

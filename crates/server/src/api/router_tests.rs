@@ -44,7 +44,7 @@ impl Backend for Echo {
     ) -> BoxFuture<'static, Result<EventStream, BackendError>> {
         let events = [
             Ok(Event::Delta("ok".into())),
-            Ok(Event::Done { finish_reason: FinishReason::Stop, usage: None, timings: None }),
+            Ok(Event::Done { finish_reason: FinishReason::Stop, usage: None, timings: None, details: None }),
         ];
         Box::pin(async move { Ok(Box::pin(futures_util::stream::iter(events)) as EventStream) })
     }

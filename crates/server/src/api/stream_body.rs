@@ -234,7 +234,12 @@ mod tests {
     async fn first_token_leaves_alone_then_everything_ready_leaves_together() {
         let mut events: Vec<Result<Event, BackendError>> =
             (0..4).map(|i| Ok(Event::Delta(format!("t{i}")))).collect();
-        events.push(Ok(Event::Done { finish_reason: FinishReason::Stop, usage: None, timings: None }));
+        events.push(Ok(Event::Done {
+            finish_reason: FinishReason::Stop,
+            usage: None,
+            timings: None,
+            details: None,
+        }));
         let mut body = EventBody::new(futures_util::stream::iter(events), Plain, Duration::from_secs(15));
         let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
         let waker = std::task::Waker::from(wakes.clone());

@@ -336,12 +336,12 @@ fn dispatch(
                 inbox.push(delta);
             }
         }
-        ToGateway::Done { job, finish_reason, usage } => {
+        ToGateway::Done { job, finish_reason, usage, details } => {
             if let Some(inbox) = conn.finish(job) {
                 let tokens = usage.map_or(inbox.chunks(), |u| u64::from(u.completion_tokens));
                 conn.tokens_served.fetch_add(tokens, std::sync::atomic::Ordering::Relaxed);
                 state.core.metrics.agents.tokens(&conn.info.id, tokens);
-                inbox.end(Ok(convert::done_event(&finish_reason, usage)));
+                inbox.end(Ok(convert::done_event(&finish_reason, usage, details)));
             }
         }
         ToGateway::Error { job, error } => {

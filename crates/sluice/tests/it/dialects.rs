@@ -52,7 +52,10 @@ async fn openai_non_stream_and_parameter_translation() {
     assert_eq!(v["usage"]["completion_tokens"], 2);
     let up = mock.stats().last().unwrap();
     assert_eq!(up.path, "/v1/chat/completions");
-    assert_eq!(up.body["max_tokens"], 2);
+    // The client's name for the cap, as reasoning models require.
+    assert_eq!(up.body["max_completion_tokens"], 2);
+    assert!(up.body.get("max_tokens").is_none());
+    assert_eq!(up.body["tools"], serde_json::json!([]));
     assert_eq!(up.body["seed"], 7);
     assert_eq!(up.body["stop"], serde_json::json!(["zz"]));
     assert_eq!(up.body["user"], "u1");

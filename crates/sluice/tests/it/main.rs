@@ -22,3 +22,4 @@ mod routing;
 mod store;
 mod streaming;
 mod ui;
+mod wire;

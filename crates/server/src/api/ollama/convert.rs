@@ -4,9 +4,30 @@
 use sluice_protocol::ollama as ol;
 
 use sluice_core::{
+    carry::{Carried, Fields, WireDialect},
     chat::{ChatRequest, Input, Message, Sampling},
     error::GatewayError,
 };
+
+/// The carry of an Ollama request: its unmodeled top-level fields, `keep_alive` (an
+/// Ollama upstream manages its own memory by it) and the options Sluice does not map.
+fn carried(
+    mut fields: Fields,
+    keep_alive: Option<&serde_json::Value>,
+    options: Option<&mut ol::Options>,
+) -> Carried {
+    if let Some(k) = keep_alive {
+        fields.insert("keep_alive".into(), k.clone());
+    }
+    let mut c = Carried { dialect: Some(WireDialect::Ollama), fields, ..Carried::default() };
+    if let Some(o) = options {
+        c.options = std::mem::take(&mut o.extra);
+        if let Some(n) = o.num_ctx {
+            c.options.insert("num_ctx".into(), n.into());
+        }
+    }
+    c
+}
 
 fn sampling(o: Option<ol::Options>) -> Result<Sampling, GatewayError> {
     let Some(o) = o else { return Ok(Sampling::default()) };
@@ -30,6 +51,8 @@ fn sampling(o: Option<ol::Options>) -> Result<Sampling, GatewayError> {
         top_k: o.top_k,
         min_p: o.min_p,
         repeat_penalty: o.repeat_penalty,
+        presence_penalty: o.presence_penalty,
+        frequency_penalty: o.frequency_penalty,
         seed: o.seed,
         stop: o
             .stop
@@ -38,7 +61,6 @@ fn sampling(o: Option<ol::Options>) -> Result<Sampling, GatewayError> {
             .into_iter()
             .filter(|s| !s.is_empty())
             .collect(),
-        ..Default::default()
     })
 }
 
@@ -61,9 +83,10 @@ fn check_model(model: &str) -> Result<(), GatewayError> {
 }
 
 /// Validates an `/api/chat` request and converts it.
-pub fn chat_request(r: ol::ChatRequest) -> Result<ChatRequest, GatewayError> {
+pub fn chat_request(mut r: ol::ChatRequest) -> Result<ChatRequest, GatewayError> {
     check_model(&r.model)?;
     check_format(&r.format)?;
+    let carried = carried(std::mem::take(&mut r.extra), r.keep_alive.as_ref(), r.options.as_mut());
     let mut messages = Vec::with_capacity(r.messages.len());
     for (i, m) in r.messages.into_iter().enumerate() {
         let role = crate::api::role_at(&m.role, i)?;
@@ -73,7 +96,11 @@ pub fn chat_request(r: ol::ChatRequest) -> Result<ChatRequest, GatewayError> {
                 Some(&format!("messages[{i}].images")),
             ));
         }
-        messages.push(Message { role, content: m.content });
+        let mut extra = m.extra;
+        if m.role != role.as_str() {
+            extra.insert("role".into(), m.role.into());
+        }
+        messages.push(Message { role, content: m.content, extra });
     }
     Ok(ChatRequest {
         model: r.model,
@@ -81,19 +108,22 @@ pub fn chat_request(r: ol::ChatRequest) -> Result<ChatRequest, GatewayError> {
         sampling: sampling(r.options)?,
         stream: r.stream.unwrap_or(true),
         user: None,
+        carried,
     })
 }
 
 /// Validates an `/api/generate` request and converts it.
-pub fn generate_request(r: ol::GenerateRequest) -> Result<ChatRequest, GatewayError> {
+pub fn generate_request(mut r: ol::GenerateRequest) -> Result<ChatRequest, GatewayError> {
     check_model(&r.model)?;
     check_format(&r.format)?;
+    let carried = carried(std::mem::take(&mut r.extra), r.keep_alive.as_ref(), r.options.as_mut());
     Ok(ChatRequest {
         model: r.model,
         input: Input::Text { prompt: r.prompt, system: r.system, raw: r.raw.unwrap_or(false) },
         sampling: sampling(r.options)?,
         stream: r.stream.unwrap_or(true),
         user: None,
+        carried,
     })
 }
 

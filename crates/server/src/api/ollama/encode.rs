@@ -17,7 +17,8 @@ use tokio::time::Instant;
 
 use crate::api::stream_body::{Encoder, push_json_str};
 use sluice_core::{
-    chat::{Event, FinishReason, Timings, Usage},
+    carry::WireDialect,
+    chat::{DoneDetails, Event, FinishReason, Timings, Usage},
     error::GatewayError,
 };
 
@@ -103,16 +104,17 @@ impl Encoder for OllamaNdjson {
                 }
                 buf.put_slice(b",\"done\":false}\n");
             }
-            Event::Done { finish_reason, usage, timings } => {
+            Event::Done { finish_reason, usage, timings, details } => {
                 let stats = self.clock.stats(*usage, *timings, self.deltas);
+                let end = End::of(*finish_reason, details.as_deref());
                 let _ = match self.kind {
                     Kind::Chat => serde_json::to_writer(
                         (&mut *buf).writer(),
-                        &chat_response(&self.model, String::new(), *finish_reason, stats),
+                        &chat_response(&self.model, String::new(), end, stats),
                     ),
                     Kind::Generate => serde_json::to_writer(
                         (&mut *buf).writer(),
-                        &generate_response(&self.model, String::new(), *finish_reason, stats),
+                        &generate_response(&self.model, String::new(), end, stats),
                     ),
                 };
                 buf.put_u8(b'\n');
@@ -127,20 +129,36 @@ impl Encoder for OllamaNdjson {
     }
 }
 
+/// How an answer ended, as an Ollama client reads it: the reason (an Ollama
+/// upstream's own name when Sluice has none) and the upstream's other final fields.
+#[derive(Default)]
+pub struct End {
+    /// `done_reason`.
+    pub reason: String,
+    /// Carried fields of an Ollama upstream's final object.
+    pub fields: ol::Fields,
+}
+
+impl End {
+    /// The end of an answer that finished for `finish`, with what the upstream said.
+    pub fn of(finish: FinishReason, details: Option<&DoneDetails>) -> End {
+        End {
+            reason: DoneDetails::finish_reason(details, finish).to_owned(),
+            fields: DoneDetails::fields_for(details, WireDialect::Ollama).cloned().unwrap_or_default(),
+        }
+    }
+}
+
 /// The final (or only) `/api/chat` object.
-pub fn chat_response(
-    model: &str,
-    content: String,
-    finish: FinishReason,
-    stats: ol::FinalStats,
-) -> ol::ChatResponse {
+pub fn chat_response(model: &str, content: String, end: End, stats: ol::FinalStats) -> ol::ChatResponse {
     ol::ChatResponse {
         model: model.to_owned(),
         created_at: timestamp(),
-        message: ol::Message { role: "assistant".into(), content, images: None },
+        message: ol::Message { role: "assistant".into(), content, ..Default::default() },
         done: true,
-        done_reason: Some(finish.as_str().to_owned()),
+        done_reason: Some(end.reason),
         stats: Some(stats),
+        extra: end.fields,
     }
 }
 
@@ -148,7 +166,7 @@ pub fn chat_response(
 pub fn generate_response(
     model: &str,
     response: String,
-    finish: FinishReason,
+    end: End,
     stats: ol::FinalStats,
 ) -> ol::GenerateResponse {
     ol::GenerateResponse {
@@ -156,31 +174,32 @@ pub fn generate_response(
         created_at: timestamp(),
         response,
         done: true,
-        done_reason: Some(finish.as_str().to_owned()),
+        done_reason: Some(end.reason),
         stats: Some(stats),
+        extra: end.fields,
     }
 }
 
 /// A whole non-streamed answer.
 pub fn whole(kind: Kind, model: &str, text: String, done: &Event, clock: Clock) -> Response {
-    let (finish, usage, timings) = match done {
-        Event::Done { finish_reason, usage, timings } => (*finish_reason, *usage, *timings),
-        Event::Delta(_) => (FinishReason::Stop, None, None),
+    let (end, usage, timings) = match done {
+        Event::Done { finish_reason, usage, timings, details } => {
+            (End::of(*finish_reason, details.as_deref()), *usage, *timings)
+        }
+        Event::Delta(_) => (End::of(FinishReason::Stop, None), None, None),
     };
     let stats = clock.stats(usage, timings, u32::from(!text.is_empty()));
     match kind {
-        Kind::Chat => Json(chat_response(model, text, finish, stats)).into_response(),
-        Kind::Generate => Json(generate_response(model, text, finish, stats)).into_response(),
+        Kind::Chat => Json(chat_response(model, text, end, stats)).into_response(),
+        Kind::Generate => Json(generate_response(model, text, end, stats)).into_response(),
     }
 }
 
-/// An error response in Ollama's shape, with `Retry-After` when it applies.
+/// An error response in Ollama's shape, with its retry headers.
 pub fn error_response(err: &GatewayError) -> Response {
     let mut resp =
         (err.status_code(), Json(ol::ErrorResponse { error: err.client_message() })).into_response();
-    if let Some(after) = err.retry_after() {
-        resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(after.as_secs().max(1)));
-    }
+    crate::api::retry_headers(err, resp.headers_mut());
     resp
 }
 
@@ -196,7 +215,12 @@ mod tests {
             let mut buf = BytesMut::new();
             enc.event(&Event::Delta("a\"\n".into()), &mut buf);
             enc.event(
-                &Event::Done { finish_reason: FinishReason::Length, usage: None, timings: None },
+                &Event::Done {
+                    finish_reason: FinishReason::Length,
+                    usage: None,
+                    timings: None,
+                    details: None,
+                },
                 &mut buf,
             );
             let text = String::from_utf8(buf.to_vec()).unwrap();

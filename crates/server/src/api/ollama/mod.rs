@@ -38,8 +38,8 @@ pub async fn chat(
     Ctx(ctx): Ctx,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match body_or_error(&state, body).and_then(|b| parse_json::<ol::ChatRequest>(&b)).and_then(|mut r| {
-        let keep_alive = keep_alive(r.keep_alive.take())?;
+    match body_or_error(&state, body).and_then(|b| parse_json::<ol::ChatRequest>(&b)).and_then(|r| {
+        let keep_alive = keep_alive(r.keep_alive.clone())?;
         Ok((convert::chat_request(r)?, keep_alive))
     }) {
         Ok((req, keep_alive)) => run(state, ctx, req, keep_alive, Kind::Chat).await,
@@ -53,8 +53,8 @@ pub async fn generate(
     Ctx(ctx): Ctx,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match body_or_error(&state, body).and_then(|b| parse_json::<ol::GenerateRequest>(&b)).and_then(|mut r| {
-        let keep_alive = keep_alive(r.keep_alive.take())?;
+    match body_or_error(&state, body).and_then(|b| parse_json::<ol::GenerateRequest>(&b)).and_then(|r| {
+        let keep_alive = keep_alive(r.keep_alive.clone())?;
         Ok((convert::generate_request(r)?, keep_alive))
     }) {
         Ok((req, keep_alive)) => run(state, ctx, req, keep_alive, Kind::Generate).await,
@@ -141,7 +141,12 @@ impl Dialect for Ollama {
 /// Ollama answers an empty prompt by loading the model (`done_reason` "load") or, with
 /// `keep_alive: 0`, by unloading it ("unload"); no stats.
 fn load_reply(kind: Kind, model: &str, reason: &str) -> Response {
-    let mut chat = encode::chat_response(model, String::new(), FinishReason::Stop, ol::FinalStats::default());
+    let mut chat = encode::chat_response(
+        model,
+        String::new(),
+        encode::End::of(FinishReason::Stop, None),
+        ol::FinalStats::default(),
+    );
     chat.done_reason = Some(reason.into());
     chat.stats = None;
     match kind {
@@ -153,6 +158,7 @@ fn load_reply(kind: Kind, model: &str, reason: &str) -> Response {
             done: true,
             done_reason: chat.done_reason,
             stats: None,
+            extra: ol::Fields::new(),
         })
         .into_response(),
     }

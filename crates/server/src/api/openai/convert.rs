@@ -4,6 +4,7 @@
 use sluice_protocol::openai as oa;
 
 use sluice_core::{
+    carry::{Carried, WireDialect},
     chat::{ChatRequest, Input, Message, Sampling},
     error::GatewayError,
 };
@@ -51,8 +52,16 @@ pub fn chat_request(r: oa::ChatCompletionRequest) -> Result<(ChatRequest, bool),
         ));
     }
     let mut messages = Vec::with_capacity(r.messages.len());
-    for (i, m) in r.messages.into_iter().enumerate() {
+    for (i, mut m) in r.messages.into_iter().enumerate() {
         let role = crate::api::role_at(&m.role, i)?;
+        // Carried: the participant name, and a role spelled otherwise than Sluice's own.
+        let mut extra = std::mem::take(&mut m.extra);
+        if let Some(name) = m.name.take() {
+            extra.insert("name".into(), name.into());
+        }
+        if m.role != role.as_str() {
+            extra.insert("role".into(), m.role.clone().into());
+        }
         let content = match &m.content {
             Some(c) if c.has_non_text() => {
                 return Err(GatewayError::bad_request(
@@ -63,7 +72,16 @@ pub fn chat_request(r: oa::ChatCompletionRequest) -> Result<(ChatRequest, bool),
             Some(c) => c.text().into_owned(),
             None => String::new(),
         };
-        messages.push(Message { role, content });
+        messages.push(Message { role, content, extra });
+    }
+    let mut carried = Carried { dialect: Some(WireDialect::OpenAi), fields: r.extra, ..Carried::default() };
+    if let Some(user) = &r.user {
+        // Mapped (the canonical `user`), and named when a backend drops it.
+        carried.fields.insert("user".into(), user.clone().into());
+    }
+    if r.max_completion_tokens.is_some() {
+        // Reasoning models refuse `max_tokens`: the same upstream dialect gets the name sent.
+        carried.fields.insert("max_completion_tokens".into(), r.max_completion_tokens.into());
     }
     let include_usage = r.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
     let max = match r.max_completion_tokens {
@@ -79,19 +97,26 @@ pub fn chat_request(r: oa::ChatCompletionRequest) -> Result<(ChatRequest, bool),
             top_p: r.top_p,
             presence_penalty: r.presence_penalty,
             frequency_penalty: r.frequency_penalty,
+            top_k: r.top_k,
+            min_p: r.min_p,
             seed: r.seed,
             stop: stop_list(r.stop)?,
             ..Default::default()
         },
         stream: r.stream.unwrap_or(false),
         user: r.user,
+        carried,
     };
     Ok((req, include_usage))
 }
 
 /// Validates a legacy completion request and converts it.
-pub fn completion_request(r: oa::CompletionRequest) -> Result<(ChatRequest, bool), GatewayError> {
-    check_common(&r.model, None, r.temperature, r.top_p)?;
+pub fn completion_request(mut r: oa::CompletionRequest) -> Result<(ChatRequest, bool), GatewayError> {
+    let n = match r.extra.get("n") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(v.as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(u32::MAX)),
+    };
+    check_common(&r.model, n, r.temperature, r.top_p)?;
     let prompt = match r.prompt.map(|p| p.into_vec()) {
         Some(mut v) if v.len() == 1 => v.remove(0),
         Some(v) if v.is_empty() => String::new(),
@@ -103,8 +128,9 @@ pub fn completion_request(r: oa::CompletionRequest) -> Result<(ChatRequest, bool
         }
         None => return Err(GatewayError::bad_request("'prompt' is required", Some("prompt"))),
     };
-    if r.suffix.is_some() {
-        return Err(GatewayError::bad_request("'suffix' is not supported", Some("suffix")));
+    if let Some(suffix) = r.suffix.take() {
+        // Carried: an OpenAI upstream inserts; any other backend refuses it by name.
+        r.extra.insert("suffix".into(), suffix.into());
     }
     let include_usage = r.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
     let req = ChatRequest {
@@ -114,12 +140,15 @@ pub fn completion_request(r: oa::CompletionRequest) -> Result<(ChatRequest, bool
             max_tokens: max_tokens(r.max_tokens, "max_tokens")?,
             temperature: r.temperature,
             top_p: r.top_p,
+            presence_penalty: r.presence_penalty,
+            frequency_penalty: r.frequency_penalty,
             seed: r.seed,
             stop: stop_list(r.stop)?,
             ..Default::default()
         },
         stream: r.stream.unwrap_or(false),
         user: r.user,
+        carried: Carried { dialect: Some(WireDialect::OpenAi), fields: r.extra, ..Carried::default() },
     };
     Ok((req, include_usage))
 }

@@ -16,7 +16,8 @@ use sluice_protocol::openai as oa;
 
 use crate::api::stream_body::{Encoder, push_json_str};
 use sluice_core::{
-    chat::{Event, Usage},
+    carry::WireDialect,
+    chat::{DoneDetails, Event, Usage},
     error::GatewayError,
 };
 
@@ -42,7 +43,9 @@ pub enum Kind {
 /// SSE encoder for OpenAI streams.
 pub struct OpenAiSse {
     kind: Kind,
-    /// `data: {"id":…,"choices":[` — everything before the choice.
+    /// `data: {"id":…,"model":…` — the fields every chunk opens with.
+    start: String,
+    /// `start` then `,"choices":[` — everything before the choice.
     head: String,
     include_usage: bool,
     sent_role: bool,
@@ -58,11 +61,27 @@ impl OpenAiSse {
             Kind::Completion => (new_id("cmpl-"), "text_completion"),
         };
         let model = serde_json::to_string(model).unwrap_or_else(|_| "\"\"".into());
-        let head = format!(
-            "data: {{\"id\":\"{id}\",\"object\":\"{object}\",\"created\":{},\"model\":{model},\"system_fingerprint\":null,\"choices\":[",
+        // `system_fingerprint` is a string or absent in the API reference, never null:
+        // it is written on the last chunks, once the upstream has said it.
+        let start = format!(
+            "data: {{\"id\":\"{id}\",\"object\":\"{object}\",\"created\":{},\"model\":{model}",
             unix_now()
         );
-        OpenAiSse { kind, head, include_usage, sent_role: false, deltas: 0, prompt_estimate }
+        let head = format!("{start},\"choices\":[");
+        OpenAiSse { kind, start, head, include_usage, sent_role: false, deltas: 0, prompt_estimate }
+    }
+
+    /// The head of a closing chunk: with the upstream's fingerprint when it gave one.
+    fn closing_head(&self, buf: &mut BytesMut, details: Option<&DoneDetails>) {
+        match details.and_then(|d| d.system_fingerprint.as_deref()) {
+            Some(fp) => {
+                buf.put_slice(self.start.as_bytes());
+                buf.put_slice(b",\"system_fingerprint\":");
+                push_json_str(buf, fp);
+                buf.put_slice(b",\"choices\":[");
+            }
+            None => buf.put_slice(self.head.as_bytes()),
+        }
     }
 
     fn choice_end(buf: &mut BytesMut, finish: Option<&str>) {
@@ -80,6 +99,10 @@ impl OpenAiSse {
 
     fn text_chunk(&mut self, text: &str, finish: Option<&str>, buf: &mut BytesMut) {
         buf.put_slice(self.head.as_bytes());
+        self.choice(text, finish, buf);
+    }
+
+    fn choice(&mut self, text: &str, finish: Option<&str>, buf: &mut BytesMut) {
         match self.kind {
             Kind::Chat => {
                 if self.sent_role {
@@ -107,12 +130,14 @@ impl Encoder for OpenAiSse {
                 self.deltas += 1;
                 self.text_chunk(t, None, buf);
             }
-            Event::Done { finish_reason, usage, .. } => {
-                self.text_chunk("", Some(finish_reason.as_str()), buf);
+            Event::Done { finish_reason, usage, details, .. } => {
+                let details = details.as_deref();
+                self.closing_head(buf, details);
+                self.choice("", Some(DoneDetails::finish_reason(details, *finish_reason)), buf);
                 if self.include_usage {
-                    let u = usage_or_estimate(*usage, self.prompt_estimate, self.deltas);
+                    let u = usage_or_estimate(*usage, details, self.prompt_estimate, self.deltas);
                     // The head ends inside `"choices":[`: close it empty, then the usage.
-                    buf.put_slice(self.head.as_bytes());
+                    self.closing_head(buf, details);
                     buf.put_slice(b"],\"usage\":");
                     let _ = serde_json::to_writer((&mut *buf).writer(), &u);
                     buf.put_slice(b"}\n\n");
@@ -133,13 +158,20 @@ impl Encoder for OpenAiSse {
     }
 }
 
-/// The backend's usage, or an estimate: prompt characters / 4 and one token per delta.
-pub fn usage_or_estimate(usage: Option<Usage>, prompt_estimate: u32, deltas: u32) -> oa::Usage {
+/// The backend's usage with the upstream's details, or an estimate: prompt characters
+/// / 4 and one token per delta.
+pub fn usage_or_estimate(
+    usage: Option<Usage>,
+    details: Option<&DoneDetails>,
+    prompt_estimate: u32,
+    deltas: u32,
+) -> oa::Usage {
     let u = usage.unwrap_or(Usage { prompt_tokens: prompt_estimate, completion_tokens: deltas });
     oa::Usage {
         prompt_tokens: u.prompt_tokens,
         completion_tokens: u.completion_tokens,
         total_tokens: u.prompt_tokens + u.completion_tokens,
+        details: details.filter(|_| usage.is_some()).map(|d| d.usage.clone()).unwrap_or_default(),
     }
 }
 
@@ -150,7 +182,8 @@ pub fn base64_vector(v: &[f32]) -> oa::EmbeddingVector {
     oa::EmbeddingVector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
-/// The OpenAI error object for `err`.
+/// The OpenAI error object for `err`. An upstream's own `type`, `code` and `param`
+/// are passed on as it sent them (clients act on `context_length_exceeded`).
 pub fn error_body(err: &GatewayError) -> oa::ErrorResponse {
     let status = err.status_code().as_u16();
     let kind = match status {
@@ -161,29 +194,31 @@ pub fn error_body(err: &GatewayError) -> oa::ErrorResponse {
         400..=499 => "invalid_request_error",
         _ => "server_error",
     };
+    let upstream = err.upstream_detail();
     oa::ErrorResponse {
         error: oa::ErrorBody {
             message: err.client_message(),
-            kind: Some(kind.to_owned()),
+            kind: Some(upstream.and_then(|d| d.kind.clone()).unwrap_or_else(|| kind.to_owned())),
             param: err.param().map(str::to_owned),
-            code: Some(serde_json::Value::String(err.error_type().to_owned())),
+            code: Some(
+                upstream
+                    .and_then(|d| d.code.clone())
+                    .unwrap_or_else(|| serde_json::Value::String(err.error_type().to_owned())),
+            ),
         },
     }
 }
 
-/// An error response in OpenAI's shape, with `Retry-After` when it applies.
+/// An error response in OpenAI's shape, with its retry headers.
 pub fn error_response(err: &GatewayError) -> Response {
     let mut resp = (err.status_code(), Json(error_body(err))).into_response();
-    if let Some(after) = err.retry_after() {
-        let secs = after.as_secs().max(1);
-        resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
-    }
+    crate::api::retry_headers(err, resp.headers_mut());
     resp
 }
 
 /// A whole chat completion.
 pub fn chat_completion(model: &str, text: String, done: &Event, prompt_estimate: u32) -> oa::ChatCompletion {
-    let (finish, usage) = finish_and_usage(done, prompt_estimate, &text);
+    let end = Ending::of(done, prompt_estimate, &text);
     oa::ChatCompletion {
         id: new_id("chatcmpl-"),
         object: "chat.completion".into(),
@@ -191,17 +226,19 @@ pub fn chat_completion(model: &str, text: String, done: &Event, prompt_estimate:
         model: model.to_owned(),
         choices: vec![oa::ChatChoice {
             index: 0,
-            message: oa::AssistantMessage { role: "assistant".into(), content: Some(text) },
-            finish_reason: Some(finish.to_owned()),
+            message: oa::AssistantMessage { role: "assistant".into(), content: Some(text), refusal: None },
+            finish_reason: Some(end.finish),
             logprobs: None,
         }],
-        usage: Some(usage),
+        usage: Some(end.usage),
+        system_fingerprint: end.fingerprint,
+        extra: end.fields,
     }
 }
 
 /// A whole legacy completion.
 pub fn completion(model: &str, text: String, done: &Event, prompt_estimate: u32) -> oa::Completion {
-    let (finish, usage) = finish_and_usage(done, prompt_estimate, &text);
+    let end = Ending::of(done, prompt_estimate, &text);
     oa::Completion {
         id: new_id("cmpl-"),
         object: "text_completion".into(),
@@ -211,19 +248,43 @@ pub fn completion(model: &str, text: String, done: &Event, prompt_estimate: u32)
             text,
             index: 0,
             logprobs: None,
-            finish_reason: Some(finish.to_owned()),
+            finish_reason: Some(end.finish),
         }],
-        usage: Some(usage),
+        usage: Some(end.usage),
+        system_fingerprint: end.fingerprint,
     }
 }
 
-fn finish_and_usage(done: &Event, prompt_estimate: u32, text: &str) -> (&'static str, oa::Usage) {
-    match done {
-        Event::Done { finish_reason, usage, .. } => {
-            let deltas = u32::from(!text.is_empty());
-            (finish_reason.as_str(), usage_or_estimate(*usage, prompt_estimate, deltas))
+/// How a whole answer ended, in OpenAI's terms.
+struct Ending {
+    finish: String,
+    usage: oa::Usage,
+    fingerprint: Option<String>,
+    fields: oa::Fields,
+}
+
+impl Ending {
+    fn of(done: &Event, prompt_estimate: u32, text: &str) -> Ending {
+        let deltas = u32::from(!text.is_empty());
+        match done {
+            Event::Done { finish_reason, usage, details, .. } => {
+                let details = details.as_deref();
+                Ending {
+                    finish: DoneDetails::finish_reason(details, *finish_reason).to_owned(),
+                    usage: usage_or_estimate(*usage, details, prompt_estimate, deltas),
+                    fingerprint: details.and_then(|d| d.system_fingerprint.clone()),
+                    fields: DoneDetails::fields_for(details, WireDialect::OpenAi)
+                        .cloned()
+                        .unwrap_or_default(),
+                }
+            }
+            Event::Delta(_) => Ending {
+                finish: "stop".into(),
+                usage: usage_or_estimate(None, None, prompt_estimate, 0),
+                fingerprint: None,
+                fields: oa::Fields::new(),
+            },
         }
-        Event::Delta(_) => ("stop", usage_or_estimate(None, prompt_estimate, 0)),
     }
 }
 
@@ -252,6 +313,7 @@ mod tests {
             finish_reason: FinishReason::Length,
             usage: Some(Usage { prompt_tokens: 5, completion_tokens: 2 }),
             timings: None,
+            details: None,
         };
         let v = events(&mut enc, &[Event::Delta("a\n\"b".into()), Event::Delta("c".into()), done]);
         assert_eq!(v.len(), 4);
@@ -269,7 +331,8 @@ mod tests {
     #[test]
     fn completion_chunks() {
         let mut enc = OpenAiSse::new(Kind::Completion, "m", false, 0);
-        let done = Event::Done { finish_reason: FinishReason::Stop, usage: None, timings: None };
+        let done =
+            Event::Done { finish_reason: FinishReason::Stop, usage: None, timings: None, details: None };
         let v = events(&mut enc, &[Event::Delta("x".into()), done]);
         assert_eq!(v[0]["object"], "text_completion");
         assert_eq!(v[0]["choices"][0]["text"], "x");

@@ -1,0 +1,192 @@
+//! Wire-faithful: fields Sluice does not model reach an upstream of the client's
+//! dialect unchanged; across dialects, advisory ones are dropped and named in
+//! `x-sluice-dropped`, answer-changing ones refused with a 400 naming them; what the
+//! upstream says about the answer reaches the client.
+
+use serde_json::json;
+use sluice_mock::MockConfig;
+
+use crate::util::*;
+
+#[tokio::test]
+async fn openai_fields_reach_an_openai_upstream_unchanged() {
+    let mock = mock(MockConfig { tokens: 2, ..Default::default() }).await;
+    let gw = Gateway::over(&mock, "openai", "").await;
+    let body = json!({
+        "model": "mock-model",
+        "messages": [
+            {"role": "developer", "content": "be brief"},
+            {"role": "user", "content": "hi", "name": "alice"},
+        ],
+        "max_completion_tokens": 9, "reasoning_effort": "high", "store": true,
+        "metadata": {"team": "x"}, "service_tier": "flex", "logit_bias": {"50256": -100},
+        "modalities": ["text"], "prediction": {"type": "content", "content": "hi"},
+        "web_search_options": {}, "top_k": 5, "min_p": 0.1, "user": "u1",
+        "x_vendor": {"nested": [1, 2]},
+    });
+    let resp = client().post(gw.url("/v1/chat/completions")).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("x-sluice-dropped").is_none(), "{:?}", resp.headers());
+    let up = mock.stats().last().unwrap().body;
+    for field in [
+        "reasoning_effort",
+        "store",
+        "metadata",
+        "service_tier",
+        "logit_bias",
+        "modalities",
+        "prediction",
+        "web_search_options",
+        "top_k",
+        "user",
+        "x_vendor",
+    ] {
+        assert_eq!(up[field], body[field], "{field} in {up}");
+    }
+    assert!((up["min_p"].as_f64().unwrap() - 0.1).abs() < 1e-6, "{up}");
+    // The cap keeps the client's name: reasoning models refuse `max_tokens`.
+    assert_eq!(up["max_completion_tokens"], 9);
+    assert!(up.get("max_tokens").is_none(), "{up}");
+    assert_eq!(up["messages"][0]["role"], "developer");
+    assert_eq!(up["messages"][1]["name"], "alice");
+}
+
+#[tokio::test]
+async fn across_dialects_advisory_fields_are_named_and_answer_changing_refused() {
+    let mock = mock(MockConfig { tokens: 2, ..Default::default() }).await;
+    let gw = Gateway::over(&mock, "ollama", "").await;
+    let body = json!({
+        "model": "mock-model",
+        "messages": [{"role": "developer", "content": "s"}, {"role": "user", "content": "q", "name": "bob"}],
+        "store": true, "metadata": {"a": "b"}, "user": "u", "x_vendor": 1, "max_completion_tokens": 3,
+    });
+    let resp = client().post(gw.url("/v1/chat/completions")).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-sluice-dropped"], "metadata, store, user, x_vendor, messages[1].name");
+    let up = mock.stats().last().unwrap().body;
+    assert_eq!(up["messages"][0]["role"], "system");
+    assert_eq!(up["options"]["num_predict"], 3);
+    assert!(up.get("store").is_none() && up["messages"][1].get("name").is_none(), "{up}");
+
+    let mut refused = body.clone();
+    refused["logit_bias"] = json!({"1": 5});
+    let before = mock.stats().snapshot().requests;
+    let resp = client().post(gw.url("/v1/chat/completions")).json(&refused).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let err: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["param"], "logit_bias", "{err}");
+    assert_eq!(err["error"]["type"], "invalid_request_error");
+    assert!(err["error"]["message"].as_str().unwrap().contains("'logit_bias'"), "{err}");
+    assert_eq!(mock.stats().snapshot().requests, before, "a refused request never reaches the upstream");
+}
+
+#[tokio::test]
+async fn ollama_fields_reach_an_ollama_upstream_and_are_sorted_elsewhere() {
+    let mock = mock(MockConfig { tokens: 2, ..Default::default() }).await;
+    let gw = Gateway::over(&mock, "ollama", "").await;
+    let body = json!({
+        "model": "mock-model", "prompt": "hi", "stream": false, "keep_alive": "10m",
+        "template": "{{ .Prompt }}", "context": [1, 2, 3],
+        "options": {"num_predict": 2, "num_ctx": 4096, "mirostat": 2, "typical_p": 0.7},
+    });
+    let resp = client().post(gw.url("/api/generate")).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("x-sluice-dropped").is_none());
+    let up = mock.stats().last().unwrap().body;
+    assert_eq!(up["template"], body["template"]);
+    assert_eq!(up["context"], body["context"]);
+    assert_eq!(up["keep_alive"], "10m");
+    assert_eq!(up["options"]["num_ctx"], 4096);
+    assert_eq!(up["options"]["mirostat"], 2);
+    assert_eq!(up["options"]["num_predict"], 2);
+
+    let gw = Gateway::over(&mock, "openai", "").await;
+    let resp = client().post(gw.url("/api/generate")).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let err: serde_json::Value = resp.json().await.unwrap();
+    assert!(err["error"].as_str().unwrap().contains("'context'"), "{err}");
+    let advisory = json!({
+        "model": "mock-model", "prompt": "hi", "stream": false, "keep_alive": "10m",
+        "options": {"num_ctx": 4096, "num_thread": 2},
+    });
+    let resp = client().post(gw.url("/api/generate")).json(&advisory).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-sluice-dropped"], "keep_alive, options.num_ctx, options.num_thread");
+}
+
+#[tokio::test]
+async fn whole_answers_carry_refusal_and_processing_time() {
+    let mock = mock(MockConfig { tokens: 2, ..Default::default() }).await;
+    let gw = Gateway::over(&mock, "openai", "").await;
+    let resp =
+        client().post(gw.url("/v1/chat/completions")).json(&chat_body("x", false)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let ms: u64 = resp.headers()["openai-processing-ms"].to_str().unwrap().parse().unwrap();
+    assert!(ms < 60_000);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    let message = v["choices"][0]["message"].as_object().unwrap();
+    assert!(message.contains_key("refusal") && message["refusal"].is_null(), "{v}");
+    // Streamed chunks carry no `"system_fingerprint": null` (a string or absent).
+    let resp =
+        client().post(gw.url("/v1/chat/completions")).json(&chat_body("x", true)).send().await.unwrap();
+    for frame in Frames::sse(resp).rest().await.iter().filter(|f| *f != "[DONE]") {
+        let chunk = json(frame);
+        assert!(chunk.get("system_fingerprint").is_none_or(|f| f.is_string()), "{chunk}");
+    }
+}
+
+#[tokio::test]
+async fn what_an_openai_upstream_says_about_the_answer_reaches_the_client() {
+    let mock = mock(MockConfig { tokens: 2, ..Default::default() }).await;
+    let gw = Gateway::over(&mock, "openai", "").await;
+    let resp =
+        client().post(gw.url("/v1/chat/completions")).json(&chat_body("x", false)).send().await.unwrap();
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["system_fingerprint"], "fp_mock", "{v}");
+    assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 0, "{v}");
+    assert_eq!(v["usage"]["completion_tokens_details"]["reasoning_tokens"], 0, "{v}");
+    let resp =
+        client().post(gw.url("/v1/chat/completions")).json(&chat_body("x", true)).send().await.unwrap();
+    let frames = Frames::sse(resp).rest().await;
+    let usage = json(&frames[frames.len() - 2]);
+    assert_eq!(usage["system_fingerprint"], "fp_mock", "{usage}");
+    assert_eq!(usage["usage"]["completion_tokens_details"]["reasoning_tokens"], 0, "{usage}");
+    let finish = json(&frames[frames.len() - 3]);
+    assert_eq!(finish["system_fingerprint"], "fp_mock", "{finish}");
+}
+
+#[tokio::test]
+async fn upstream_errors_keep_type_code_and_param() {
+    let mock = mock(MockConfig::default()).await;
+    let gw = Gateway::over(&mock, "openai", "").await;
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&chat_body("[mock mode=status:400]", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "context_length_exceeded", "{v}");
+    assert_eq!(v["error"]["param"], "messages", "{v}");
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("This model's maximum context length is 8192 tokens."), "{v}");
+}
+
+#[tokio::test]
+async fn refused_upstream_credentials_are_a_502_not_to_retry_with_the_key_scrubbed() {
+    let mock = mock(MockConfig::default()).await;
+    let gw = Gateway::over(&mock, "openai", "").await;
+    for (path, body) in [
+        ("/v1/chat/completions", chat_body("[mock mode=status:401]", false)),
+        ("/api/chat", ollama_chat_body("[mock mode=status:401]", false)),
+    ] {
+        let resp = client().post(gw.url(path)).json(&body).send().await.unwrap();
+        assert_eq!(resp.status(), 502, "{path}");
+        assert_eq!(resp.headers()["x-should-retry"], "false", "{path}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("credentials"), "{text}");
+        assert!(!text.contains("sk-mock-4f3a9c2b71de") && text.contains("[redacted]"), "{text}");
+    }
+}
