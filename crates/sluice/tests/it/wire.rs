@@ -190,3 +190,49 @@ async fn refused_upstream_credentials_are_a_502_not_to_retry_with_the_key_scrubb
         assert!(!text.contains("sk-mock-4f3a9c2b71de") && text.contains("[redacted]"), "{text}");
     }
 }
+
+#[tokio::test]
+async fn browsers_of_allowed_origins_get_cors_before_auth_and_405_is_json() {
+    let mock = mock(MockConfig::default()).await;
+    let key = sluice_server::auth::generate_key();
+    let auth = format!("[auth]\napi_key_sha256 = [\"{}\"]\n", sluice_server::auth::hash_key(&key));
+    let gw = Gateway::start(&format!("{auth}{}", backend_toml("m", "openai", &mock, ""))).await;
+    let preflight = |origin: &'static str| {
+        client()
+            .request(reqwest::Method::OPTIONS, gw.url("/v1/chat/completions"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, content-type")
+            .send()
+    };
+    // No credentials on a preflight, and yet no 401.
+    let ok = preflight("http://localhost:5173").await.unwrap();
+    assert_eq!(ok.status(), 204);
+    assert_eq!(ok.headers()["access-control-allow-origin"], "http://localhost:5173");
+    assert!(ok.headers().get("access-control-allow-credentials").is_none());
+    let foreign = preflight("https://evil.example").await.unwrap();
+    assert!(foreign.headers().get("access-control-allow-origin").is_none());
+
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header("origin", "http://localhost:5173")
+        .json(&chat_body("x", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["access-control-allow-origin"], "http://localhost:5173");
+    assert!(resp.headers()["access-control-expose-headers"].to_str().unwrap().contains("x-request-id"));
+
+    for (path, openai) in [("/v1/chat/completions", true), ("/api/chat", false)] {
+        let resp = client().get(gw.url(path)).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(resp.status(), 405, "{path}");
+        let v: serde_json::Value = resp.json().await.unwrap();
+        if openai {
+            assert_eq!(v["error"]["code"], "method_not_allowed", "{v}");
+        } else {
+            assert!(v["error"].as_str().unwrap().contains("GET"), "{v}");
+        }
+    }
+}
