@@ -149,11 +149,15 @@ impl Backend for OllamaHttp {
     }
 
     fn embed(&self, req: EmbedRequest) -> BoxFuture<'static, Result<Embeddings, BackendError>> {
+        if !req.tokens.is_empty() {
+            return Box::pin(async { Err(token_input_refused("an Ollama upstream")) });
+        }
         let body = serde_json::to_vec(&ol::EmbedRequest {
             model: req.model,
             input: sluice_protocol::common::OneOrMany::Many(req.input),
-            truncate: None,
+            truncate: req.truncate,
             keep_alive: None,
+            dimensions: req.dimensions,
         });
         let rb = body.map(|b| self.post("/api/embed", b));
         Box::pin(async move {
@@ -185,9 +189,10 @@ impl Backend for OllamaHttp {
             let models = tags.models.into_iter().map(|m| {
                 let t = t.clone();
                 async move {
-                    let capabilities = capabilities(&t, &m.name).await;
+                    let show = show(&t, &m.name).await;
                     ModelInfo {
-                        capabilities,
+                        capabilities: show.as_ref().and_then(|s| s.capabilities.clone()),
+                        show: show.map(Box::new),
                         name: m.name,
                         size: Some(m.size),
                         details: Some(m.details),
@@ -201,9 +206,9 @@ impl Backend for OllamaHttp {
     }
 }
 
-/// The model's capabilities as the upstream's `/api/show` states them; `None` if it
-/// does not answer or does not say (older Ollama versions).
-async fn capabilities(t: &Transport, model: &str) -> Option<Vec<String>> {
+/// The upstream's `/api/show` of the model (capabilities are `None` where older
+/// Ollama versions do not say); `None` if it does not answer.
+async fn show(t: &Transport, model: &str) -> Option<ol::ShowResponse> {
     let body = serde_json::to_vec(&ol::ShowRequest { model: Some(model.to_owned()), name: None }).ok()?;
     let resp = t.request(Method::POST, "/api/show", &[json_content_type()], Bytes::from(body)).await.ok()?;
     if !resp.is_success() {
@@ -211,11 +216,22 @@ async fn capabilities(t: &Transport, model: &str) -> Option<Vec<String>> {
     }
     let body = resp.bytes().await.ok()?;
     match serde_json::from_slice::<ol::ShowResponse>(&body) {
-        Ok(show) => show.capabilities,
+        Ok(show) => Some(show),
         Err(e) => {
             tracing::debug!(model, error = %e, "malformed /api/show answer");
             None
         }
+    }
+}
+
+/// The 400 for embedding inputs given as token ids to a backend that takes text only.
+pub fn token_input_refused(what: &str) -> BackendError {
+    BackendError::UnsupportedField {
+        param: "input".into(),
+        message: format!(
+            "'input' as token ids is not supported by {what}: send the text (LangChain: \
+             OpenAIEmbeddings(check_embedding_ctx_length=False))"
+        ),
     }
 }
 

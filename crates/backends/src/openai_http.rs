@@ -193,9 +193,15 @@ impl Backend for OpenAiHttp {
     }
 
     fn embed(&self, req: EmbedRequest) -> BoxFuture<'static, Result<Embeddings, BackendError>> {
+        let input = if req.tokens.is_empty() {
+            oa::EmbeddingInput::Text(sluice_protocol::common::OneOrMany::Many(req.input))
+        } else {
+            oa::EmbeddingInput::TokenLists(req.tokens)
+        };
         let body = serde_json::to_vec(&oa::EmbeddingRequest {
             model: req.model,
-            input: sluice_protocol::common::OneOrMany::Many(req.input),
+            input,
+            dimensions: req.dimensions,
             encoding_format: None,
             user: None,
         });

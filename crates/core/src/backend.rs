@@ -215,6 +215,9 @@ pub struct ModelInfo {
     /// What it can do, in Ollama's words (`completion`, `embedding`, `tools`, ...);
     /// `None` when unknown.
     pub capabilities: Option<Vec<String>>,
+    /// What Ollama's `/api/show` says of it (modelfile, parameters, template,
+    /// `model_info`, license), from the model file or an Ollama upstream.
+    pub show: Option<Box<sluice_protocol::ollama::ShowResponse>>,
 }
 
 /// A model an in-process backend holds in memory, for `/api/ps`.
@@ -231,6 +234,8 @@ pub struct RunningModel {
     pub unloads_at: Option<std::time::SystemTime>,
     /// Family, parameter size, quantization.
     pub details: Option<sluice_protocol::ollama::ModelDetails>,
+    /// Context window of one sequence, in tokens.
+    pub context_length: Option<u32>,
 }
 
 /// One token source.

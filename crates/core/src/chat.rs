@@ -261,12 +261,19 @@ impl DoneDetails {
 }
 
 /// An embeddings request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct EmbedRequest {
     /// Model name.
     pub model: String,
     /// Texts to embed.
     pub input: Vec<String>,
+    /// Inputs given as token ids instead (OpenAI's `[[int]]` form); `input` is then empty.
+    pub tokens: Vec<Vec<u32>>,
+    /// Length of the vectors wanted (models trained to be cut, e.g. OpenAI's v3).
+    pub dimensions: Option<u32>,
+    /// Cut inputs longer than the model's context instead of refusing them (Ollama's
+    /// `truncate`; its default is true).
+    pub truncate: Option<bool>,
 }
 
 /// An embeddings answer.

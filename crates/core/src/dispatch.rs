@@ -90,7 +90,7 @@ impl Ask for Embed<'_> {
         backend: &dyn Backend,
         model: &str,
     ) -> BoxFuture<'static, Result<Embeddings, BackendError>> {
-        backend.embed(EmbedRequest { model: model.to_owned(), input: self.0.input.clone() })
+        backend.embed(EmbedRequest { model: model.to_owned(), ..self.0.clone() })
     }
 }
 

@@ -87,7 +87,7 @@ fn gateway(slots: Vec<Arc<BackendSlot>>, models: &[ModelPolicy]) -> Gateway {
 }
 
 fn request() -> EmbedRequest {
-    EmbedRequest { model: "e".into(), input: vec!["a".into(), "b".into()] }
+    EmbedRequest { model: "e".into(), input: vec!["a".into(), "b".into()], ..Default::default() }
 }
 
 #[tokio::test(start_paused = true)]

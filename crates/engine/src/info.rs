@@ -73,7 +73,7 @@ fn kv_cache_bytes(model: &LlamaModel, cells: u32) -> u64 {
 }
 
 /// Names of llama.cpp's `llama_ftype` values (`general.file_type`).
-fn file_type_name(file_type: u32) -> String {
+pub fn file_type_name(file_type: u32) -> String {
     let name = match file_type {
         0 => "F32",
         1 => "F16",

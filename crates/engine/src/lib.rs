@@ -60,7 +60,7 @@ pub use config::{
 pub use embed::MAX_EMBED_TOKENS;
 pub use engine::Engine;
 pub use error::EngineError;
-pub use info::ModelInfo;
+pub use info::{ModelInfo, file_type_name};
 pub use managed::{KeepAlive, ManagedEngine};
 pub use request::{
     ChatMessage, Completion, FinishReason, GenEvent, GenerateRequest, Generation, Prompt, Sampling, Summary,

@@ -276,6 +276,9 @@ pub struct ModelTag {
     /// Bytes in accelerator memory (ps only; `0` for a model that runs on the CPU).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_vram: Option<u64>,
+    /// Context window it was loaded with, in tokens (ps only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_length: Option<u32>,
 }
 
 /// Model details block.
@@ -344,6 +347,9 @@ pub struct ShowResponse {
     /// RFC 3339 modification time; absent when unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified_at: Option<String>,
+    /// The model's license text or name; absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
 }
 
 /// `POST /api/embed` request body.
@@ -351,7 +357,8 @@ pub struct ShowResponse {
 pub struct EmbedRequest {
     /// Model name.
     pub model: String,
-    /// One text or a list.
+    /// One text or a list (none only loads the model).
+    #[serde(default)]
     pub input: OneOrMany,
     /// Truncate inputs that exceed the context (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -359,6 +366,29 @@ pub struct EmbedRequest {
     /// Keep-alive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_alive: Option<serde_json::Value>,
+    /// Length of the vectors wanted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<u32>,
+}
+
+/// `POST /api/embeddings` request body (the legacy single-text form).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LegacyEmbedRequest {
+    /// Model name.
+    pub model: String,
+    /// The text; empty answers an empty vector.
+    #[serde(default)]
+    pub prompt: String,
+    /// Keep-alive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive: Option<serde_json::Value>,
+}
+
+/// `POST /api/embeddings` response.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LegacyEmbedResponse {
+    /// The vector.
+    pub embedding: Vec<f32>,
 }
 
 /// `POST /api/embed` response.

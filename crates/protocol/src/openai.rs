@@ -360,13 +360,28 @@ pub struct Model {
     pub owned_by: String,
 }
 
+/// What `/v1/embeddings` embeds: text(s) or token ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EmbeddingInput {
+    /// One text, or a list of texts.
+    Text(OneOrMany),
+    /// One input as token ids.
+    Tokens(Vec<u32>),
+    /// Several inputs as token ids (what LangChain's `OpenAIEmbeddings` sends).
+    TokenLists(Vec<Vec<u32>>),
+}
+
 /// `POST /v1/embeddings` request body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EmbeddingRequest {
     /// Model name.
     pub model: String,
-    /// One text or a list of texts.
-    pub input: OneOrMany,
+    /// Text(s) or token ids.
+    pub input: EmbeddingInput,
+    /// Length of the vectors wanted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<u32>,
     /// `float` (default) or `base64`; Sluice serves `float`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding_format: Option<String>,

@@ -180,7 +180,7 @@ async fn model_listings_and_show() {
     assert!(v["error"]["message"].as_str().unwrap().contains("nope"));
     let v: serde_json::Value = c.get(gw.url("/api/tags")).send().await.unwrap().json().await.unwrap();
     assert_eq!(v["models"].as_array().unwrap().len(), 2);
-    assert_eq!(v["models"][1]["name"], "mock-model");
+    assert_eq!(v["models"][1]["name"], "mock-model:latest");
     assert!(v["models"][1].get("digest").is_none(), "an OpenAI upstream gives no digest: {v}");
     let r = c.post(gw.url("/api/show")).json(&serde_json::json!({"model": "alias"})).send().await.unwrap();
     assert_eq!(r.status(), 200);

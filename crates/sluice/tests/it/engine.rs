@@ -193,7 +193,7 @@ async fn models_are_listed_with_their_size() {
     let v: Value = client().get(gw.url("/v1/models")).send().await.unwrap().json().await.unwrap();
     assert_eq!(v["data"][0]["id"], "smollm2", "{v}");
     let v: Value = client().get(gw.url("/api/tags")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(v["models"][0]["name"], "smollm2", "{v}");
+    assert_eq!(v["models"][0]["name"], "smollm2:latest", "Ollama's names carry a tag: {v}");
     assert_eq!(v["models"][0]["size"], 98_362_432, "{v}");
 }
 
@@ -214,6 +214,16 @@ async fn ollama_metadata_is_the_model_files_own() {
     let v: Value = post(&gw, "/api/show", json!({"model": "smollm2"})).await.json().await.unwrap();
     // SmolLM2's template has no tools; embeddings are on by default.
     assert_eq!(v["capabilities"], json!(["completion", "embedding"]), "{v}");
+    // Read from the GGUF file, loaded or not (what Copilot Chat and Continue read).
+    assert_eq!(v["model_info"]["general.architecture"], "llama", "{v}");
+    assert_eq!(v["model_info"]["llama.context_length"], 8192, "{v}");
+    assert_eq!(v["model_info"]["llama.embedding_length"], 576, "{v}");
+    assert!(v["model_info"]["general.parameter_count"].as_u64().unwrap() > 100_000_000, "{v}");
+    assert!(v["template"].as_str().unwrap().contains("<|im_start|>"), "{v}");
+    assert!(v["parameters"].as_str().unwrap().starts_with("num_ctx "), "{v}");
+    assert!(v["modelfile"].as_str().unwrap().contains("FROM "), "{v}");
+    assert_eq!(v["details"]["family"], "llama", "{v}");
+    assert_eq!(v["details"]["quantization_level"], "Q4_1", "{v}");
     assert_eq!(v["modified_at"], humantime::format_rfc3339(mtime).to_string(), "{v}");
 
     let loaded: Value = post(&gw, "/api/generate", json!({"model": "smollm2"})).await.json().await.unwrap();
@@ -275,7 +285,8 @@ async fn ps_load_and_keep_alive_follow_ollama() {
     assert_eq!(v["done_reason"], "load", "{v}");
     let ps = ps_until(&gw, |v| v["models"].as_array().is_some_and(|m| m.len() == 1)).await;
     let m = &ps["models"][0];
-    assert_eq!(m["name"], "smollm2");
+    assert_eq!(m["name"], "smollm2:latest");
+    assert!(m["context_length"].as_u64().unwrap() >= 2048, "{m}");
     assert!(m["size"].as_u64().unwrap() > 98_000_000, "weights and KV cache: {m}");
     assert_eq!(m["details"]["quantization_level"], "Q4_1", "{m}");
     assert!(m["expires_at"].as_str().unwrap().starts_with("20"), "{m}");

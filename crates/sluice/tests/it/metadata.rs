@@ -32,9 +32,10 @@ async fn an_ollama_upstreams_digest_and_mtime_pass_through() {
     let discovering =
         format!("[[backends]]\nname = \"d\"\nkind = \"ollama\"\nurl = \"{}\"\n", mock.ollama_base());
     let configured = backend_toml("c", "ollama", &mock, "");
-    for (toml, name, upstream) in
-        [(discovering, "llama3:latest", "llama3:latest"), (configured, "mock-model", "mock-model:latest")]
-    {
+    for (toml, name, upstream) in [
+        (discovering, "llama3:latest", "llama3:latest"),
+        (configured, "mock-model:latest", "mock-model:latest"),
+    ] {
         let gw = Gateway::start(&toml).await;
         let theirs = upstream_tag(&mock, upstream).await;
         let ours = tags(&gw).await;
@@ -56,7 +57,7 @@ async fn unknown_metadata_is_left_out() {
     let mock = mock(MockConfig::default()).await;
     let gw = Gateway::over(&mock, "openai", "").await;
     let models = tags(&gw).await;
-    let m = models.iter().find(|m| m["name"] == "mock-model").expect("listed");
+    let m = models.iter().find(|m| m["name"] == "mock-model:latest").expect("listed");
     assert!(m.get("digest").is_none(), "an OpenAI upstream gives no digest: {m}");
     assert!(m.get("modified_at").is_none(), "nor a modification time: {m}");
     let shown = show(&gw, "mock-model").await;

@@ -236,3 +236,100 @@ async fn browsers_of_allowed_origins_get_cors_before_auth_and_405_is_json() {
         }
     }
 }
+
+#[tokio::test]
+async fn ollama_endpoints_clients_call_answer_as_ollama_does() {
+    let mock = mock(MockConfig::default()).await;
+    let gw = Gateway::over(&mock, "openai", "").await;
+    let c = client();
+    let r = c.get(gw.url("/api/version")).send().await.unwrap();
+    assert_eq!(r.headers()["x-sluice-version"], env!("CARGO_PKG_VERSION"));
+    let v: serde_json::Value = r.json().await.unwrap();
+    let parts: Vec<u32> = v["version"].as_str().unwrap().split('.').map(|p| p.parse().unwrap()).collect();
+    assert!(parts >= vec![0, 6, 4], "Copilot Chat wants at least 0.6.4: {v}");
+
+    // Tags carry `:latest`, and every spelling of the name finds the model.
+    let v: serde_json::Value = c.get(gw.url("/api/tags")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["models"][0]["name"], "mock-model:latest");
+    for name in ["mock-model:latest", "library/mock-model", "registry.ollama.ai/library/mock-model:latest"] {
+        let r = c.post(gw.url("/api/show")).json(&json!({"model": name})).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{name}");
+    }
+
+    // Pull: success for a served model (streamed or not), a clear 404 otherwise.
+    let r = c.post(gw.url("/api/pull")).json(&json!({"model": "mock-model"})).send().await.unwrap();
+    let lines = Frames::ndjson(r).rest().await;
+    assert_eq!(json(lines.last().unwrap())["status"], "success", "{lines:?}");
+    let r = c
+        .post(gw.url("/api/pull"))
+        .json(&json!({"model": "mock-model", "stream": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["status"], "success");
+    let r = c.post(gw.url("/api/pull")).json(&json!({"model": "llama9"})).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(
+        r.json::<serde_json::Value>().await.unwrap()["error"].as_str().unwrap().contains("configuration")
+    );
+
+    // Model management is refused in Ollama's shape, never as a 404.
+    for (method, path) in [
+        (reqwest::Method::POST, "/api/create"),
+        (reqwest::Method::POST, "/api/copy"),
+        (reqwest::Method::DELETE, "/api/delete"),
+        (reqwest::Method::POST, "/api/push"),
+        (reqwest::Method::POST, "/api/blobs/sha256:abc"),
+    ] {
+        let r = c.request(method, gw.url(path)).json(&json!({"model": "x"})).send().await.unwrap();
+        assert_eq!(r.status(), 501, "{path}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert!(v["error"].as_str().unwrap().contains("configuration"), "{path}: {v}");
+    }
+    let r = c.head(gw.url("/api/blobs/sha256:abc")).send().await.unwrap();
+    assert_eq!(r.status(), 501);
+
+    // Embeddings: the legacy route, empty input, `content: null`.
+    let r = c
+        .post(gw.url("/api/embeddings"))
+        .json(&json!({"model": "mock-model", "prompt": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(!r.json::<serde_json::Value>().await.unwrap()["embedding"].as_array().unwrap().is_empty());
+    let r = c
+        .post(gw.url("/api/embeddings"))
+        .json(&json!({"model": "mock-model", "prompt": ""}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["embedding"], json!([]));
+    let r =
+        c.post(gw.url("/api/embed")).json(&json!({"model": "mock-model", "input": []})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["embeddings"], json!([]));
+    let body = json!({"model": "mock-model", "stream": false,
+                      "messages": [{"role": "assistant", "content": null}, {"role": "user", "content": "x"}]});
+    assert_eq!(c.post(gw.url("/api/chat")).json(&body).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn token_embeddings_and_dimensions_reach_an_openai_upstream() {
+    let mock = mock(MockConfig::default()).await;
+    let gw = Gateway::over(&mock, "openai", "").await;
+    let body = json!({"model": "mock-model", "input": [[1, 2, 3], [4, 5]], "dimensions": 16});
+    let r = client().post(gw.url("/v1/embeddings")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    let up = mock.stats().last().unwrap().body;
+    assert_eq!(up["input"], body["input"]);
+    assert_eq!(up["dimensions"], 16);
+    // An Ollama upstream takes text only: a 400 naming `input`, not a parse error.
+    let gw = Gateway::over(&mock, "ollama", "").await;
+    let r = client().post(gw.url("/v1/embeddings")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["param"], "input", "{v}");
+}

@@ -4,6 +4,9 @@
 
 pub mod convert;
 pub mod encode;
+pub mod models;
+
+pub use models::{blobs, manage, ps, pull, show, tags, version};
 
 use axum::{
     Json,
@@ -15,7 +18,6 @@ use sluice_protocol::ollama as ol;
 
 use self::encode::{Clock, Kind, OllamaNdjson, error_response};
 use sluice_core::{
-    backend::ModelInfo,
     chat::{ChatRequest, EmbedRequest, Event, FinishReason, Input, KeepAlive},
     context::RequestContext,
     embeddings,
@@ -164,102 +166,6 @@ fn load_reply(kind: Kind, model: &str, reason: &str) -> Response {
     }
 }
 
-/// What discovery learned about `name` from its first route's backend.
-fn model_info(state: &AppState, name: &str) -> Option<ModelInfo> {
-    let table = state.core.registry.table();
-    table.routes(name).and_then(|r| r.first()).and_then(|r| r.slot.model_info(&r.upstream_model))
-}
-
-/// The `/api/tags` entry of `name`; facts the backend did not give are left out.
-fn tag(name: &str, info: Option<ModelInfo>) -> ol::ModelTag {
-    let info = info.unwrap_or_default();
-    ol::ModelTag {
-        name: name.to_owned(),
-        model: name.to_owned(),
-        modified_at: info.modified_at,
-        size: info.size.unwrap_or(0),
-        digest: info.digest,
-        details: info.details.unwrap_or_default(),
-        expires_at: None,
-        // Ollama leaves it out of tags too.
-        size_vram: None,
-    }
-}
-
-/// `GET /api/tags`.
-pub async fn tags(State(state): State<AppState>, Ctx(ctx): Ctx) -> Response {
-    let table = state.core.registry.table();
-    let models = table
-        .names()
-        .iter()
-        .filter(|n| ctx.principal.may_use_model(n))
-        .map(|n| tag(n, model_info(&state, n)))
-        .collect();
-    Json(ol::TagList { models }).into_response()
-}
-
-/// `GET /api/ps`: models loaded in memory. HTTP backends manage their own memory, so
-/// only in-process engines appear here.
-pub async fn ps(State(state): State<AppState>) -> Response {
-    // Ollama shows a model kept forever as expiring centuries from now.
-    let forever = std::time::UNIX_EPOCH + std::time::Duration::from_secs(10_000_000_000);
-    let table = state.core.registry.table();
-    let mut models = Vec::new();
-    for slot in state.core.registry.slots().iter() {
-        for running in slot.backend.running() {
-            let served_as = |name: &&String| {
-                table
-                    .routes(name)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|r| std::sync::Arc::ptr_eq(&r.slot, slot) && r.upstream_model == running.name)
-            };
-            let name = table.names().iter().find(served_as).cloned().unwrap_or_else(|| running.name.clone());
-            let expires = running.unloads_at.unwrap_or(forever);
-            models.push(ol::ModelTag {
-                model: name.clone(),
-                digest: slot.model_info(&running.name).and_then(|i| i.digest),
-                name,
-                modified_at: None,
-                size: running.size,
-                details: running.details.unwrap_or_default(),
-                expires_at: Some(humantime::format_rfc3339_seconds(expires).to_string()),
-                size_vram: running.size_vram,
-            });
-        }
-    }
-    Json(ol::PsList { models }).into_response()
-}
-
-/// `POST /api/show`.
-pub async fn show(
-    State(state): State<AppState>,
-    Ctx(ctx): Ctx,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let req = match body_or_error(&state, body).and_then(|b| parse_json::<ol::ShowRequest>(&b)) {
-        Ok(r) => r,
-        Err(e) => return error_response(&e),
-    };
-    let Some(name) = req.model.or(req.name).filter(|n| !n.is_empty()) else {
-        return error_response(&GatewayError::bad_request("model is required", Some("model")));
-    };
-    if let Err(e) = allowed_model(&ctx, &name) {
-        return error_response(&e);
-    }
-    if !model_known(&state, &name).await {
-        return error_response(&GatewayError::ModelNotFound(name));
-    }
-    let info = model_info(&state, &name).unwrap_or_default();
-    Json(ol::ShowResponse {
-        details: info.details.unwrap_or_default(),
-        capabilities: info.capabilities,
-        modified_at: info.modified_at,
-        ..Default::default()
-    })
-    .into_response()
-}
-
 /// `POST /api/embed`.
 pub async fn embed(
     State(state): State<AppState>,
@@ -274,16 +180,27 @@ pub async fn embed(
         return error_response(&e);
     }
     let input = req.input.into_vec();
-    if input.is_empty() {
-        return error_response(&GatewayError::bad_request("input must not be empty", Some("input")));
-    }
     match keep_alive(req.keep_alive) {
         Ok(k) => state.core.registry.set_keep_alive(&req.model, k),
         Err(e) => return error_response(&e),
     }
     let started = tokio::time::Instant::now();
+    if input.is_empty() {
+        // As Ollama: no input embeds nothing (a known model is still required).
+        if !model_known(&state, &req.model).await {
+            return error_response(&GatewayError::ModelNotFound(req.model));
+        }
+        return Json(ol::EmbedResponse { model: req.model, ..Default::default() }).into_response();
+    }
     let model = req.model.clone();
-    match embeddings::embed(&state.core, &ctx, EmbedRequest { model: req.model, input }).await {
+    let ask = EmbedRequest {
+        model: req.model,
+        input,
+        dimensions: req.dimensions,
+        truncate: req.truncate,
+        ..Default::default()
+    };
+    match embeddings::embed(&state.core, &ctx, ask).await {
         Ok((e, served)) => {
             let resp = ol::EmbedResponse {
                 model,
@@ -298,7 +215,36 @@ pub async fn embed(
     }
 }
 
-/// `GET /api/version`: Sluice's own version.
-pub async fn version() -> Response {
-    Json(ol::VersionResponse { version: env!("CARGO_PKG_VERSION").to_owned() }).into_response()
+/// `POST /api/embeddings`: the legacy one-text form (LlamaIndex, Haystack,
+/// ollama-python's `embeddings()`); an empty prompt is an empty vector, as in Ollama.
+pub async fn embeddings(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let req = match body_or_error(&state, body).and_then(|b| parse_json::<ol::LegacyEmbedRequest>(&b)) {
+        Ok(r) => r,
+        Err(e) => return error_response(&e),
+    };
+    if let Err(e) = allowed_model(&ctx, &req.model) {
+        return error_response(&e);
+    }
+    match keep_alive(req.keep_alive) {
+        Ok(k) => state.core.registry.set_keep_alive(&req.model, k),
+        Err(e) => return error_response(&e),
+    }
+    if req.prompt.is_empty() {
+        if !model_known(&state, &req.model).await {
+            return error_response(&GatewayError::ModelNotFound(req.model));
+        }
+        return Json(ol::LegacyEmbedResponse::default()).into_response();
+    }
+    let ask = EmbedRequest { model: req.model, input: vec![req.prompt], ..Default::default() };
+    match embeddings::embed(&state.core, &ctx, ask).await {
+        Ok((mut e, served)) => {
+            let embedding = e.vectors.pop().unwrap_or_default();
+            served_response(Json(ol::LegacyEmbedResponse { embedding }).into_response(), served)
+        }
+        Err(e) => error_response(&e),
+    }
 }

@@ -158,12 +158,23 @@ pub async fn embeddings(
     if let Err(e) = allowed_model(&ctx, &req.model) {
         return error_response(&e);
     }
-    let input = req.input.into_vec();
-    if input.is_empty() {
+    let (input, tokens) = match req.input {
+        oa::EmbeddingInput::Text(t) => (t.into_vec(), Vec::new()),
+        oa::EmbeddingInput::Tokens(t) => (Vec::new(), vec![t]),
+        oa::EmbeddingInput::TokenLists(t) => (Vec::new(), t),
+    };
+    if input.is_empty() && (tokens.is_empty() || tokens.iter().any(Vec::is_empty)) {
         return error_response(&GatewayError::bad_request("'input' must not be empty", Some("input")));
     }
+    if req.dimensions == Some(0) {
+        return error_response(&GatewayError::bad_request(
+            "'dimensions' must be at least 1",
+            Some("dimensions"),
+        ));
+    }
     let model = req.model.clone();
-    match embeddings::embed(&state.core, &ctx, EmbedRequest { model: req.model, input }).await {
+    let ask = EmbedRequest { model: req.model, input, tokens, dimensions: req.dimensions, truncate: None };
+    match embeddings::embed(&state.core, &ctx, ask).await {
         Ok((emb, served)) => {
             let data = emb
                 .vectors
