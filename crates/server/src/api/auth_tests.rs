@@ -136,7 +136,7 @@ async fn a_key_limited_to_models_gets_403_for_others_and_sees_only_its_own() {
     let (_, tags) = call(&state, "GET", "/api/tags", "", Some(&key)).await;
     let names: Vec<&str> =
         tags["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["llama3"]);
+    assert_eq!(names, ["llama3:latest"]);
 }
 
 /// Logs in; returns the cookie header value and the CSRF token.

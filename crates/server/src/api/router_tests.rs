@@ -95,6 +95,13 @@ pub(super) const CALLS: &[(&str, &str, &str)] = &[
     ("POST", "/api/show", r#"{"model":"m"}"#),
     ("POST", "/api/embed", r#"{"model":"m","input":"hi"}"#),
     ("GET", "/api/version", ""),
+    ("POST", "/api/embeddings", r#"{"model":"m","prompt":"hi"}"#),
+    ("POST", "/api/pull", r#"{"model":"m","stream":false}"#),
+    ("POST", "/api/create", r#"{"model":"x"}"#),
+    ("POST", "/api/copy", r#"{"source":"m","destination":"x"}"#),
+    ("DELETE", "/api/delete", r#"{"model":"m"}"#),
+    ("POST", "/api/push", r#"{"model":"m"}"#),
+    ("POST", "/api/blobs/sha256:x", ""),
     ("GET", "/admin/backends", ""),
     ("GET", "/metrics", ""),
     ("GET", "/healthz", ""),
@@ -245,6 +252,10 @@ async fn every_route_answers_with_a_valid_key() {
             "/auth/password" => assert_eq!(status, StatusCode::BAD_REQUEST, "{json}"),
             // Public, and nobody by that name.
             "/auth/login" => assert_eq!(status, StatusCode::UNAUTHORIZED, "{json}"),
+            // Models come from the configuration.
+            "/api/create" | "/api/copy" | "/api/delete" | "/api/push" | "/api/blobs/sha256:x" => {
+                assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{json}")
+            }
             _ => assert!(status.is_success(), "{method} {path}: {status} {json}"),
         }
     }
