@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Sluice needs, idempotently: the C/C++ toolchain
 # pieces llama.cpp's build uses (cmake, libclang for bindgen), Node and Chromium for
-# the web UI's browser tests, the Python `openai` SDK
-# used by one test, a running Redis for the cache test, and the default model. Safe to
+# the web UI's browser tests, the Python `openai` SDK and `ollama` client and nginx
+# used by client tests, a running Redis for the cache test, and the default model. Safe to
 # run again: it only installs or starts what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,8 @@ ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# A real reverse proxy for the slow-first-token test (never started as a service).
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
     echo "setup: installing ${need_apt[*]}"
@@ -38,6 +40,10 @@ fi
 if ! python3 -c "import openai" >/dev/null 2>&1; then
     echo "setup: installing the openai Python SDK"
     python3 -m pip install -q --disable-pip-version-check openai
+fi
+if ! python3 -c "import ollama" >/dev/null 2>&1; then
+    echo "setup: installing the ollama Python client"
+    python3 -m pip install -q --disable-pip-version-check ollama
 fi
 
 if [ -x scripts/fetch-model.sh ]; then

@@ -97,6 +97,12 @@ pub struct ServerConfig {
     /// Browser origins whose pages may read answers (CORS); a trailing `*` matches any
     /// rest, `"*"` every origin. Ollama's localhost and desktop-app set by default.
     pub cors_origins: Vec<String>,
+    /// A streamed answer whose first token has not come after this long gets its
+    /// status and headers sent, then keep-alives at this interval, so proxies with
+    /// idle timeouts keep the connection; later failures are in-stream error events.
+    /// `0s` turns it off.
+    #[serde(with = "humantime_serde")]
+    pub early_headers_after: Duration,
 }
 
 /// The browser origins Ollama allows by default: local pages and desktop-app webviews.
@@ -130,6 +136,7 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             cors_origins: DEFAULT_CORS_ORIGINS.iter().map(|o| (*o).to_owned()).collect(),
+            early_headers_after: Duration::from_secs(10),
         }
     }
 }

@@ -21,6 +21,7 @@
 //! - [`respond`]: the one path from a canonical request to a response, through a
 //!   dialect's encoder.
 //! - [`cors`]: which browser origins may read answers; preflights before auth.
+//! - [`early`]: headers and keep-alives before a slow first token.
 //! - [`stream_body`]: the streamed response body and the [`stream_body::Encoder`] trait.
 //! - [`conversations`]: `/v1/conversations*`, the caller's saved chats.
 //! - [`usage`]: `GET /v1/usage`, usage reports and CSV export.
@@ -45,6 +46,7 @@ pub mod cors;
 pub mod data_error;
 #[cfg(test)]
 mod data_tests;
+pub mod early;
 pub mod generations;
 pub mod keys;
 pub mod login;

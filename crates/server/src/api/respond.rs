@@ -4,6 +4,7 @@
 //! encoding.
 
 use axum::response::Response;
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use sluice_core::{
     cache::{self, CacheStatus},
@@ -20,7 +21,7 @@ use super::{
     accounting::{self, Ledger, Metered},
     allowed_model,
     conversation::{self, Recording},
-    served_response,
+    early, served_response,
     stream_body::{Encoder, EventBody, collect},
     streaming_response,
 };
@@ -74,7 +75,7 @@ impl CarryProbe {
 }
 
 /// How one API dialect renders an answer.
-pub trait Dialect: Sized + Send + 'static {
+pub trait Dialect: Sized + Send + Unpin + 'static {
     /// The streamed answer's encoder.
     type Stream: Encoder;
     /// The streamed answer's content type.
@@ -87,6 +88,11 @@ pub trait Dialect: Sized + Send + 'static {
     fn whole(self, reply: &Reply, text: String, done: &Event) -> Response;
     /// An error, in the dialect's shape.
     fn error(err: &GatewayError) -> Response;
+    /// What keeps a stream alive while its answer has not started ([`super::early`]).
+    fn early_keepalive(&self) -> Bytes;
+    /// An error as the last event of a stream whose headers left already, carrying
+    /// the status it would have had.
+    fn stream_error(err: &GatewayError) -> Bytes;
 }
 
 /// Answers `req` for `ctx` in dialect `D`: limits first, then the cache and the
@@ -99,7 +105,26 @@ pub async fn respond<D: Dialect>(
 ) -> Response {
     let stream = req.stream;
     let probe = CarryProbe::of(&req);
-    let started = match start(state, &ctx, req, D::NAME, Storing::AsRequested).await {
+    let received = ctx.received;
+    let mut starting: early::Starting = {
+        let state = state.clone();
+        Box::pin(async move { start(&state, &ctx, req, D::NAME, Storing::AsRequested).await })
+    };
+    let early = state.config.server.early_headers_after;
+    let started = if stream && !early.is_zero() {
+        match tokio::time::timeout(early, &mut starting).await {
+            Ok(started) => started,
+            Err(_) => {
+                // Headers now, the answer when it comes: proxies keep the connection.
+                let keepalive = state.config.server.sse_keepalive;
+                let body = early::EarlyBody::new(starting, dialect, early, keepalive);
+                return streaming_response(body, D::CONTENT_TYPE);
+            }
+        }
+    } else {
+        starting.await
+    };
+    let started = match started {
         Ok(s) => s,
         Err((e, headers)) => {
             let mut resp = D::error(&e);
@@ -120,7 +145,7 @@ pub async fn respond<D: Dialect>(
                 if estimated {
                     resp.headers_mut().insert(USAGE_HEADER.clone(), HeaderValue::from_static("estimated"));
                 }
-                let ms = u64::try_from(ctx.received.elapsed().as_millis()).unwrap_or(u64::MAX);
+                let ms = u64::try_from(received.elapsed().as_millis()).unwrap_or(u64::MAX);
                 resp.headers_mut().insert(PROCESSING_MS_HEADER.clone(), HeaderValue::from(ms));
                 resp
             }

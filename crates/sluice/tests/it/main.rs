@@ -16,6 +16,7 @@ mod engine;
 mod errors;
 mod metadata;
 mod ops;
+mod proxy;
 mod python_sdk;
 mod replicas;
 mod routing;

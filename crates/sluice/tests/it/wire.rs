@@ -333,3 +333,66 @@ async fn token_embeddings_and_dimensions_reach_an_openai_upstream() {
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["error"]["param"], "input", "{v}");
 }
+
+/// A gateway sending early headers after 200 ms, over `mock` with `timeouts`.
+async fn early_gateway(mock: &sluice_mock::MockServer, kind: &str, timeouts: &str) -> Gateway {
+    let server = "[server]\nearly_headers_after = \"200ms\"\n";
+    Gateway::start(&format!("{server}{}", backend_toml("m", kind, mock, timeouts))).await
+}
+
+#[tokio::test]
+async fn a_slow_first_token_gets_headers_and_keepalives_first() {
+    let mock = mock(MockConfig::default()).await;
+    for (kind, path, body) in [
+        ("openai", "/v1/chat/completions", chat_body("[mock first_ms=1200 tokens=2]", true)),
+        ("ollama", "/api/chat", ollama_chat_body("[mock first_ms=1200 tokens=2]", true)),
+    ] {
+        let gw = early_gateway(&mock, kind, "").await;
+        let sent = std::time::Instant::now();
+        let resp = client().post(gw.url(path)).json(&body).send().await.unwrap();
+        // The head comes long before the first token (1.2 s).
+        assert!(sent.elapsed() < std::time::Duration::from_millis(1000), "{path}: {:?}", sent.elapsed());
+        assert_eq!(resp.status(), 200);
+        let text = resp.text().await.unwrap();
+        if kind == "openai" {
+            assert!(text.starts_with(": keep-alive\n\n"), "{text}");
+            assert!(text.contains("t0 t1 ") || text.contains("\"t1 \""), "{text}");
+            assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        } else {
+            let lines: Vec<serde_json::Value> = text.lines().map(json).collect();
+            assert_eq!(lines[0]["message"]["content"], "", "an empty chunk keeps it alive: {text}");
+            assert_eq!(lines[0]["done"], false);
+            let said: String = lines.iter().filter_map(|l| l["message"]["content"].as_str()).collect();
+            assert_eq!(said, "t0 t1 ");
+            assert_eq!(lines.last().unwrap()["done"], true);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failure_after_early_headers_is_an_in_stream_error_with_its_status() {
+    let mock = mock(MockConfig::default()).await;
+    let timeouts = "timeouts = { first_token = \"700ms\", idle = \"5s\", total = \"10s\" }";
+    let gw = early_gateway(&mock, "openai", timeouts).await;
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&chat_body("[mock mode=hang]", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "the headers left before the deadline passed");
+    let frames = Frames::sse(resp).rest().await;
+    let error = frames.iter().find(|f| f.contains("\"error\"")).unwrap_or_else(|| panic!("{frames:?}"));
+    let v = json(error);
+    assert_eq!(v["error"]["status"], 504, "{v}");
+    assert_eq!(v["error"]["code"], "upstream_timeout", "{v}");
+    assert_eq!(frames.last().map(String::as_str), Some("[DONE]"));
+    // A whole answer keeps its status semantics.
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&chat_body("[mock mode=hang]", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 504);
+}

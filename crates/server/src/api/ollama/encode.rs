@@ -149,6 +149,20 @@ impl End {
     }
 }
 
+/// A chunk with no text, as Ollama streams while a model thinks: the keep-alive of a
+/// stream whose answer has not started.
+pub fn empty_chunk(kind: Kind, model: &str) -> bytes::Bytes {
+    let model = serde_json::to_string(model).unwrap_or_else(|_| "\"\"".into());
+    let body = match kind {
+        Kind::Chat => r#""message":{"role":"assistant","content":""}"#,
+        Kind::Generate => r#""response":"""#,
+    };
+    bytes::Bytes::from(format!(
+        "{{\"model\":{model},\"created_at\":\"{}\",{body},\"done\":false}}\n",
+        timestamp()
+    ))
+}
+
 /// The final (or only) `/api/chat` object.
 pub fn chat_response(model: &str, content: String, end: End, stats: ol::FinalStats) -> ol::ChatResponse {
     ol::ChatResponse {

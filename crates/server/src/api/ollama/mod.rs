@@ -138,6 +138,16 @@ impl Dialect for Ollama {
     fn error(err: &GatewayError) -> Response {
         error_response(err)
     }
+
+    fn early_keepalive(&self) -> Bytes {
+        // NDJSON has no comments: Ollama's own empty chunk, which every client reads.
+        encode::empty_chunk(self.kind, &self.model)
+    }
+
+    fn stream_error(err: &GatewayError) -> Bytes {
+        let line = serde_json::json!({"error": err.client_message(), "status": err.status_code().as_u16()});
+        Bytes::from(format!("{line}\n"))
+    }
 }
 
 /// Ollama answers an empty prompt by loading the model (`done_reason` "load") or, with

@@ -209,6 +209,17 @@ pub fn error_body(err: &GatewayError) -> oa::ErrorResponse {
     }
 }
 
+/// An error event ending a stream whose headers left already: the error object with
+/// the `status` the response would have had, then `[DONE]`.
+pub fn stream_error(err: &GatewayError) -> bytes::Bytes {
+    let mut v = serde_json::to_value(error_body(err)).unwrap_or_default();
+    v["error"]["status"] = err.status_code().as_u16().into();
+    if let Some(after) = err.retry_after() {
+        v["error"]["retry_after_ms"] = u64::try_from(after.as_millis()).unwrap_or(u64::MAX).into();
+    }
+    bytes::Bytes::from(format!("data: {v}\n\ndata: [DONE]\n\n"))
+}
+
 /// An error response in OpenAI's shape, with its retry headers.
 pub fn error_response(err: &GatewayError) -> Response {
     let mut resp = (err.status_code(), Json(error_body(err))).into_response();

@@ -103,6 +103,14 @@ impl Dialect for OpenAi {
     fn error(err: &GatewayError) -> Response {
         error_response(err)
     }
+
+    fn early_keepalive(&self) -> Bytes {
+        Bytes::from_static(b": keep-alive\n\n")
+    }
+
+    fn stream_error(err: &GatewayError) -> Bytes {
+        encode::stream_error(err)
+    }
 }
 
 /// `GET /v1/models`.
