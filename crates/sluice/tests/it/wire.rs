@@ -396,3 +396,18 @@ async fn a_failure_after_early_headers_is_an_in_stream_error_with_its_status() {
         .unwrap();
     assert_eq!(resp.status(), 504);
 }
+
+#[tokio::test]
+async fn a_models_created_is_stable_and_its_upstreams_when_known() {
+    let mock = mock(MockConfig::default()).await;
+    let gw = Gateway::over(&mock, "ollama", "").await;
+    let list = || async {
+        let v: serde_json::Value =
+            client().get(gw.url("/v1/models")).send().await.unwrap().json().await.unwrap();
+        v["data"][0]["created"].as_u64().unwrap()
+    };
+    let first = list().await;
+    assert_eq!(list().await, first, "the same on every call");
+    // The mock's Ollama entry was modified on 2023-11-14.
+    assert!((1_699_900_000..1_700_100_000).contains(&first), "{first}");
+}

@@ -51,7 +51,10 @@ impl Clock {
     fn stats(&self, usage: Option<Usage>, timings: Option<Timings>, deltas: u32) -> ol::FinalStats {
         let total = self.started.elapsed();
         let u = usage.unwrap_or(Usage { prompt_tokens: self.prompt_estimate, completion_tokens: deltas });
-        let t = timings.unwrap_or(Timings {
+        // A replay from the cache (or an answer joined in flight) took less than the
+        // generation it repeats: its parts must not exceed its whole, so the gateway's
+        // own readings stand in.
+        let t = timings.filter(|t| t.load + t.prompt_eval + t.eval <= total).unwrap_or(Timings {
             load: Duration::ZERO,
             prompt_eval: self.ttft,
             eval: total.saturating_sub(self.ttft),
@@ -260,5 +263,24 @@ mod tests {
             }
             assert_eq!(last["prompt_eval_duration"], 2_000_000);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replay_never_reports_parts_longer_than_its_whole() {
+        let clock = Clock { started: Instant::now(), ttft: Duration::from_micros(5), prompt_estimate: 1 };
+        tokio::time::advance(Duration::from_micros(40)).await;
+        // The cached answer's generation took 88 ms; the replay took 40 µs.
+        let replayed = Timings {
+            load: Duration::ZERO,
+            prompt_eval: Duration::from_millis(3),
+            eval: Duration::from_millis(88),
+        };
+        let s = clock.stats(None, Some(replayed), 2);
+        assert_eq!(s.total_duration, 40_000);
+        assert_eq!(s.prompt_eval_duration, 5_000);
+        assert!(s.load_duration + s.prompt_eval_duration + s.eval_duration <= s.total_duration, "{s:?}");
+        // A generation of its own keeps the backend's timings.
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert_eq!(clock.stats(None, Some(replayed), 2).eval_duration, 88_000_000);
     }
 }

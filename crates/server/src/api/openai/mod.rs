@@ -116,7 +116,7 @@ impl Dialect for OpenAi {
 /// `GET /v1/models`.
 pub async fn list_models(State(state): State<AppState>, Ctx(ctx): Ctx) -> Response {
     let table = state.core.registry.table();
-    let created = encode::unix_now().saturating_sub(state.started.elapsed().as_secs());
+    let created = started_unix(&state);
     let data = table
         .names()
         .iter()
@@ -126,10 +126,29 @@ pub async fn list_models(State(state): State<AppState>, Ctx(ctx): Ctx) -> Respon
     Json(oa::ModelList { object: "list".into(), data }).into_response()
 }
 
-fn model_entry(name: &str, table: &sluice_core::registry::ModelTable, created: u64) -> oa::Model {
-    let owner =
-        table.routes(name).and_then(|r| r.first()).map(|r| r.slot.name().to_owned()).unwrap_or_default();
-    oa::Model { id: name.to_owned(), object: "model".into(), created, owned_by: owner }
+/// The gateway's start in Unix seconds, read once: the same on every call.
+fn started_unix(state: &AppState) -> u64 {
+    static AT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *AT.get_or_init(|| encode::unix_now().saturating_sub(state.started.elapsed().as_secs()))
+}
+
+/// A model's entry. `created` is when its file or upstream entry last changed, when
+/// that is known, else when the gateway started: stable from call to call.
+fn model_entry(name: &str, table: &sluice_core::registry::ModelTable, started: u64) -> oa::Model {
+    let route = table.routes(name).and_then(|r| r.first());
+    let owner = route.map(|r| r.slot.name().to_owned()).unwrap_or_default();
+    let modified = route
+        .and_then(|r| r.slot.model_info(&r.upstream_model))
+        .and_then(|i| i.modified_at)
+        .and_then(|m| humantime::parse_rfc3339_weak(&m).ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs());
+    oa::Model {
+        id: name.to_owned(),
+        object: "model".into(),
+        created: modified.unwrap_or(started),
+        owned_by: owner,
+    }
 }
 
 /// `GET /v1/models/{id}`.
@@ -141,8 +160,7 @@ pub async fn get_model(State(state): State<AppState>, Ctx(ctx): Ctx, Path(id): P
         return error_response(&GatewayError::ModelNotFound(id));
     }
     let table = state.core.registry.table();
-    let created = encode::unix_now().saturating_sub(state.started.elapsed().as_secs());
-    Json(model_entry(&id, &table, created)).into_response()
+    Json(model_entry(&id, &table, started_unix(&state))).into_response()
 }
 
 /// `POST /v1/embeddings`.
