@@ -10,6 +10,7 @@ mod agents;
 mod agents_tls;
 mod cache;
 mod chat_cli;
+mod clients;
 mod deadlines;
 mod dialects;
 mod engine;

@@ -197,14 +197,20 @@ fn managed_in_config() -> GatewayError {
 }
 
 /// `/api/create`, `/api/copy`, `/api/delete`, `/api/push`: refused in Ollama's shape
-/// with 501, saying where models are managed.
-pub async fn manage() -> Response {
+/// with 501, saying where models are managed. The (small) body is read first, so the
+/// connection stays usable for the client's next request.
+pub async fn manage(_body: Result<Bytes, BytesRejection>) -> Response {
+    refused()
+}
+
+fn refused() -> Response {
     let mut resp = error_response(&managed_in_config());
     *resp.status_mut() = StatusCode::NOT_IMPLEMENTED;
     resp
 }
 
-/// `HEAD`/`POST /api/blobs/{digest}`: the same refusal (`ollama create` asks here first).
+/// `HEAD`/`POST /api/blobs/{digest}`: the same refusal (`ollama create` asks here
+/// first). A blob is a whole model file: it is not read.
 pub async fn blobs() -> Response {
-    manage().await
+    refused()
 }
