@@ -294,7 +294,7 @@ async fn next_route(
         return Some(pick);
     }
     let now = Instant::now();
-    let until = routes.iter().filter_map(|r| r.slot.routing.throttled_until(now)).min()?;
+    let until = routes.iter().filter_map(|r| r.slot.routing.throttled_until(&r.upstream_model, now)).min()?;
     if until - now > cfg.max_retry_after {
         return None;
     }
@@ -312,8 +312,9 @@ fn choose(
     sticky: Option<u64>,
 ) -> Option<(usize, Permit)> {
     let now = Instant::now();
-    let mut cands: Vec<usize> =
-        (0..routes.len()).filter(|&i| eligible(i) && routes[i].slot.routing.available(now)).collect();
+    let mut cands: Vec<usize> = (0..routes.len())
+        .filter(|&i| eligible(i) && routes[i].slot.routing.available(&routes[i].upstream_model, now))
+        .collect();
     let healthy = |i: &usize| routes[*i].slot.healthy.load(Ordering::Relaxed);
     if cands.iter().any(healthy) {
         cands.retain(healthy);
@@ -411,7 +412,7 @@ async fn attempt<A: Ask>(
         Err(e) => e,
     };
     let failure = Failure::of(&error);
-    slot.routing.on_failure(permit, failure, now - sent, now);
+    slot.routing.on_failure(permit, &route.upstream_model, failure, now - sent, now);
     publish_breaker(&state.metrics, slot, now);
     state.metrics.upstream_error(slot.name(), error.metric_kind());
     tracing::warn!(backend = slot.name(), model, error = %error, cause = ?error, "attempt failed before the first token");
@@ -422,7 +423,8 @@ async fn attempt<A: Ask>(
 /// limited, else 503.
 fn no_backend(state: &Gateway, model: &str, routes: &[Route]) -> GatewayError {
     let now = Instant::now();
-    let throttled: Vec<Instant> = routes.iter().filter_map(|r| r.slot.routing.throttled_until(now)).collect();
+    let throttled: Vec<Instant> =
+        routes.iter().filter_map(|r| r.slot.routing.throttled_until(&r.upstream_model, now)).collect();
     if !routes.is_empty() && throttled.len() == routes.len() {
         state.metrics.routing.rejection(model, "rate_limited");
         let wait = throttled.iter().min().map_or(std::time::Duration::from_secs(1), |t| *t - now);

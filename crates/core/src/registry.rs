@@ -380,7 +380,7 @@ pub fn publish_breaker(metrics: &Metrics, slot: &BackendSlot, now: Instant) {
 pub fn route_cost(r: &Route, now: Instant) -> Option<f64> {
     let s = &r.slot;
     let slots = s.backend.slots().map_or(1.0, |n| f64::from(n.max(1)));
-    s.routing.candidate_cost(s.outstanding.load(Ordering::Relaxed), now).map(|c| c / slots)
+    s.routing.candidate_cost(&r.upstream_model, s.outstanding.load(Ordering::Relaxed), now).map(|c| c / slots)
 }
 
 /// Whether `r` can start one more request without waiting for a slot.

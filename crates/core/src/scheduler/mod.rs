@@ -127,13 +127,18 @@ struct Live {
     breaker: CircuitBreaker,
     ewma: PeakEwma,
     ttfts: TtftWindow,
-    /// A 429 asked us to stay away until then.
-    throttled_until: Option<Instant>,
+    /// Models a 429 asked us to keep away from until then: hosted APIs limit each
+    /// model on its own, so one model's limit leaves the backend's others alone.
+    throttled: Vec<(Box<str>, Instant)>,
 }
 
 impl Live {
-    fn available(&self, now: Instant) -> bool {
-        self.breaker.allows(now) && self.throttled_until.is_none_or(|t| t <= now)
+    fn throttled_until(&self, model: &str, now: Instant) -> Option<Instant> {
+        self.throttled.iter().find(|(m, t)| &**m == model && *t > now).map(|(_, t)| *t)
+    }
+
+    fn available(&self, model: &str, now: Instant) -> bool {
+        self.breaker.allows(now) && self.throttled_until(model, now).is_none()
     }
 }
 
@@ -172,7 +177,7 @@ impl BackendState {
                 // Replaced by the configured decay when the gateway starts routing.
                 ewma: PeakEwma::new(Duration::from_secs(10), now),
                 ttfts: TtftWindow::default(),
-                throttled_until: None,
+                throttled: Vec::new(),
             }),
         }
     }
@@ -188,7 +193,7 @@ impl BackendState {
             breaker: l.breaker.state(now),
             ewma_ttft: l.ewma.estimate(now),
             p95_ttft: l.ttfts.p95(1),
-            throttled_for: l.throttled_until.filter(|t| *t > now).map(|t| t - now),
+            throttled_for: l.throttled.iter().map(|(_, t)| *t).filter(|t| *t > now).max().map(|t| t - now),
         }
     }
 
@@ -197,21 +202,22 @@ impl BackendState {
         self.live().breaker.state(now)
     }
 
-    /// True when a new request may go here now: breaker willing, not throttled.
-    pub fn available(&self, now: Instant) -> bool {
-        self.live().available(now)
+    /// True when a new request for `model` (the backend's name for it) may go here
+    /// now: breaker willing, the model not throttled.
+    pub fn available(&self, model: &str, now: Instant) -> bool {
+        self.live().available(model, now)
     }
 
-    /// The cost of one more request here (see [`balance::cost`]), or `None` when the
-    /// backend is not [`available`](Self::available).
-    pub fn candidate_cost(&self, outstanding: u64, now: Instant) -> Option<f64> {
+    /// The cost of one more request for `model` here (see [`balance::cost`]), or `None`
+    /// when it is not [`available`](Self::available).
+    pub fn candidate_cost(&self, model: &str, outstanding: u64, now: Instant) -> Option<f64> {
         let l = self.live();
-        l.available(now).then(|| balance::cost(outstanding, l.ewma.estimate(now), self.weight))
+        l.available(model, now).then(|| balance::cost(outstanding, l.ewma.estimate(now), self.weight))
     }
 
-    /// When a 429 stops keeping requests away, if one does.
-    pub fn throttled_until(&self, now: Instant) -> Option<Instant> {
-        self.live().throttled_until.filter(|t| *t > now)
+    /// When a 429 for `model` stops keeping its requests away, if one does.
+    pub fn throttled_until(&self, model: &str, now: Instant) -> Option<Instant> {
+        self.live().throttled_until(model, now)
     }
 
     /// The delay after which a request still waiting for its first token is hedged.
@@ -240,8 +246,15 @@ impl BackendState {
         self.live().breaker.on_success(permit, now);
     }
 
-    /// The attempt failed with `failure` after `elapsed`.
-    pub fn on_failure(&self, permit: Permit, failure: retry::Failure, elapsed: Duration, now: Instant) {
+    /// The attempt for `model` failed with `failure` after `elapsed`.
+    pub fn on_failure(
+        &self,
+        permit: Permit,
+        model: &str,
+        failure: retry::Failure,
+        elapsed: Duration,
+        now: Instant,
+    ) {
         let mut l = self.live();
         if failure.trips_breaker() {
             l.breaker.on_failure(permit, now, rand::random::<f64>());
@@ -252,7 +265,11 @@ impl BackendState {
                 retry::Failure::RateLimited(after) => {
                     l.breaker.on_abandon(permit);
                     let until = now + after.unwrap_or(Duration::from_secs(1));
-                    l.throttled_until = Some(l.throttled_until.map_or(until, |t| t.max(until)));
+                    l.throttled.retain(|(_, t)| *t > now);
+                    match l.throttled.iter_mut().find(|(m, _)| &**m == model) {
+                        Some((_, t)) => *t = (*t).max(until),
+                        None => l.throttled.push((model.into(), until)),
+                    }
                 }
                 _ => l.breaker.on_success(permit, now),
             }
@@ -274,5 +291,26 @@ impl BackendState {
     /// The attempt ended without an outcome (hedge loser, client gone).
     pub fn on_abandon(&self, permit: Permit) {
         self.live().breaker.on_abandon(permit);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn one_models_rate_limit_leaves_the_backends_other_models_alone() {
+        let state = BackendState::with_defaults();
+        let now = Instant::now();
+        let permit = state.try_acquire(now).unwrap();
+        let limited = retry::Failure::RateLimited(Some(Duration::from_secs(5)));
+        state.on_failure(permit, "gpt-a", limited, Duration::from_millis(10), now);
+        assert!(!state.available("gpt-a", now));
+        assert_eq!(state.throttled_until("gpt-a", now), Some(now + Duration::from_secs(5)));
+        assert!(state.available("gpt-b", now), "another model of the same backend");
+        assert!(state.candidate_cost("gpt-b", 0, now).is_some());
+        assert_eq!(state.snapshot(now).throttled_for, Some(Duration::from_secs(5)));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(state.available("gpt-a", Instant::now()), "its Retry-After has passed");
     }
 }

@@ -411,3 +411,19 @@ async fn a_models_created_is_stable_and_its_upstreams_when_known() {
     // The mock's Ollama entry was modified on 2023-11-14.
     assert!((1_699_900_000..1_700_100_000).contains(&first), "{first}");
 }
+
+#[tokio::test]
+async fn a_rate_limit_on_one_model_leaves_the_backends_other_models_served() {
+    let mock = mock(MockConfig { models: vec!["a".into(), "b".into()], ..Default::default() }).await;
+    let toml = format!(
+        "[[backends]]\nname = \"hosted\"\nkind = \"openai\"\nurl = \"{}\"\nmodels = [\"a\", \"b\"]\n",
+        mock.openai_base()
+    );
+    let gw = Gateway::start(&toml).await;
+    let ask = |model: &'static str, content: &'static str| {
+        let body = json!({"model": model, "messages": [{"role": "user", "content": content}]});
+        client().post(gw.url("/v1/chat/completions")).json(&body).send()
+    };
+    assert_eq!(ask("a", "[mock mode=status:429]").await.unwrap().status(), 429);
+    assert_eq!(ask("b", "hi").await.unwrap().status(), 200, "b is not limited by a's 429");
+}
