@@ -514,6 +514,8 @@ mod accounting_tests;
 mod auth_tests;
 #[cfg(test)]
 mod router_tests;
+#[cfg(test)]
+mod schema_tests;
 
 #[cfg(test)]
 mod tests {
