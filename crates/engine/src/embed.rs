@@ -42,12 +42,8 @@ impl<'m> Embedder<'m> {
         Ok(Self { ctx, batch: LlamaBatch::new(n_ctx, 1), n_ctx })
     }
 
-    /// One normalised vector per input, in order.
-    pub(crate) fn embed(&mut self, inputs: &[Vec<LlamaToken>]) -> Result<Vec<Vec<f32>>, EngineError> {
-        inputs.iter().map(|tokens| self.embed_one(tokens)).collect()
-    }
-
-    fn embed_one(&mut self, tokens: &[LlamaToken]) -> Result<Vec<f32>, EngineError> {
+    /// The normalised, mean-pooled vector of one input.
+    pub(crate) fn embed_one(&mut self, tokens: &[LlamaToken]) -> Result<Vec<f32>, EngineError> {
         if tokens.len() > self.n_ctx {
             return Err(EngineError::ContextOverflow { prompt_tokens: tokens.len(), context: self.n_ctx });
         }

@@ -20,6 +20,12 @@ use crate::{
     ChatMessage, EngineConfig, EngineError, EngineStats, GenerateRequest, Generation, ModelInfo, Prompt,
 };
 
+/// Most inputs in one embedding request.
+pub const MAX_EMBED_INPUTS: usize = 2048;
+
+/// Most tokens in one embedding request, all inputs together.
+pub const MAX_EMBED_REQUEST_TOKENS: usize = 300_000;
+
 /// Where the engine thread answers an embedding request.
 pub(crate) type EmbedReply = oneshot::Receiver<Result<Vec<Vec<f32>>, EngineError>>;
 
@@ -110,11 +116,26 @@ impl Engine {
 
     /// Validates and queues an embedding request; the answer arrives on the receiver.
     pub(crate) fn submit_embed(&self, inputs: &[String]) -> Result<EmbedReply, EngineError> {
+        let tokenized = self.tokenize_embed(inputs)?;
+        self.queue_embed(tokenized)
+    }
+
+    /// Tokenizes embedding inputs, checking each fits the embedding window and all
+    /// together stay within [`MAX_EMBED_INPUTS`] and [`MAX_EMBED_REQUEST_TOKENS`]. Costs CPU in
+    /// proportion to the input: call it off the async runtime's threads.
+    pub(crate) fn tokenize_embed(&self, inputs: &[String]) -> Result<Vec<Vec<LlamaToken>>, EngineError> {
         if !self.shared.embeddings {
             return Err(EngineError::EmbeddingsDisabled);
         }
+        if inputs.len() > MAX_EMBED_INPUTS {
+            return Err(EngineError::InvalidRequest(format!(
+                "at most {MAX_EMBED_INPUTS} embedding inputs per request, got {}",
+                inputs.len()
+            )));
+        }
         let window = usize::try_from(embed_window(&self.shared.resolved)).unwrap_or(usize::MAX);
         let mut tokenized = Vec::with_capacity(inputs.len());
+        let mut total = 0usize;
         for input in inputs {
             let tokens = self.tokenize(input, true);
             if tokens.is_empty() {
@@ -123,10 +144,24 @@ impl Engine {
             if tokens.len() > window {
                 return Err(EngineError::ContextOverflow { prompt_tokens: tokens.len(), context: window });
             }
+            total += tokens.len();
+            if total > MAX_EMBED_REQUEST_TOKENS {
+                return Err(EngineError::InvalidRequest(format!(
+                    "the embedding inputs are more than {MAX_EMBED_REQUEST_TOKENS} tokens together"
+                )));
+            }
             tokenized.push(tokens);
         }
+        Ok(tokenized)
+    }
+
+    /// Queues tokenized embedding inputs, counted in the queue bound. The engine thread
+    /// stops between inputs once the receiver is dropped.
+    pub(crate) fn queue_embed(&self, tokenized: Vec<Vec<LlamaToken>>) -> Result<EmbedReply, EngineError> {
         let (reply, answer) = oneshot::channel();
-        self.shared.load.update(|load| load.embeddings += 1);
+        if !self.shared.load.try_enqueue_embed(self.shared.max_queue) {
+            return Err(EngineError::QueueFull(self.shared.max_queue));
+        }
         if self.commands.send(Command::Embed { inputs: tokenized, reply }).is_err() {
             self.shared.load.update(|load| load.embeddings = load.embeddings.saturating_sub(1));
             return Err(EngineError::Closed);

@@ -59,6 +59,7 @@ pub use config::{
 };
 pub use embed::MAX_EMBED_TOKENS;
 pub use engine::Engine;
+pub use engine::{MAX_EMBED_INPUTS, MAX_EMBED_REQUEST_TOKENS};
 pub use error::EngineError;
 pub use info::{ModelInfo, file_type_name};
 pub use managed::{KeepAlive, ManagedEngine};

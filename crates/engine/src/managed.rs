@@ -97,7 +97,8 @@ impl ManagedEngine {
     }
 
     /// When the model will be unloaded if no work arrives: `None` when it is not loaded
-    /// or kept forever. While it is busy, this is the keep-alive from now.
+    /// or kept forever (or so long that no clock can say when). While it is busy, this
+    /// is the keep-alive from now.
     pub fn unloads_at(&self) -> Option<Instant> {
         let loaded = self.lock();
         let loaded = loaded.as_ref()?;
@@ -105,7 +106,8 @@ impl ManagedEngine {
         let idle_since = *self.inner.idle_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let from =
             if loaded.engine.is_idle() { idle_since.unwrap_or_else(Instant::now) } else { Instant::now() };
-        Some(from + keep)
+        // A keep-alive past the clock's range is forever (a client may send "300000000000y").
+        from.checked_add(keep)
     }
 
     /// The configuration this engine loads with.
@@ -140,13 +142,26 @@ impl ManagedEngine {
 
     /// Loads the model if needed, then embeds (see [`Engine::embed`]).
     pub async fn embed(&self, inputs: Vec<String>) -> Result<Vec<Vec<f32>>, EngineError> {
-        self.embed_timed(inputs).await.map(|(vectors, _)| vectors)
+        self.embed_timed(inputs).await.map(|(vectors, _, _)| vectors)
     }
 
-    /// Like [`ManagedEngine::embed`], with the time this call spent loading the model.
-    pub async fn embed_timed(&self, inputs: Vec<String>) -> Result<(Vec<Vec<f32>>, Duration), EngineError> {
-        let (reply, load) = self.with_engine(|engine| engine.submit_embed(&inputs)).await?;
-        Ok((reply.await.map_err(|_| EngineError::Closed)??, load))
+    /// Like [`ManagedEngine::embed`], with the tokens read and the time this call spent
+    /// loading the model.
+    ///
+    /// The inputs are tokenized on a blocking thread, outside the state lock; dropping
+    /// the future stops the engine thread before its next input.
+    pub async fn embed_timed(
+        &self,
+        inputs: Vec<String>,
+    ) -> Result<(Vec<Vec<f32>>, usize, Duration), EngineError> {
+        let (engine, load) = self.with_engine(|engine| Ok(engine.clone())).await?;
+        let tokenized = tokio::task::spawn_blocking(move || engine.tokenize_embed(&inputs))
+            .await
+            .map_err(|_| EngineError::Closed)??;
+        let tokens = tokenized.iter().map(Vec::len).sum();
+        // Queued on the engine loaded now (a reload between the two reads the same file).
+        let (reply, reload) = self.with_engine(|engine| engine.queue_embed(tokenized)).await?;
+        Ok((reply.await.map_err(|_| EngineError::Closed)??, tokens, load + reload))
     }
 
     /// Tokens in `prompt` as the loaded model reads it; `None` while unloaded.

@@ -89,13 +89,25 @@ impl LoadGauge {
         self.0.send_modify(change);
     }
 
-    /// Counts one more queued request unless `limit` are already waiting.
+    /// Counts one more queued request unless `limit` requests (generations waiting for
+    /// a slot and embedding requests, which share the engine thread) are already waiting.
     pub(crate) fn try_enqueue(&self, limit: usize) -> bool {
         self.0.send_if_modified(|load| {
-            if load.queued >= limit {
+            if load.queued + load.embeddings >= limit {
                 return false;
             }
             load.queued += 1;
+            true
+        })
+    }
+
+    /// Counts one more embedding request, under the same bound as [`Self::try_enqueue`].
+    pub(crate) fn try_enqueue_embed(&self, limit: usize) -> bool {
+        self.0.send_if_modified(|load| {
+            if load.queued + load.embeddings >= limit {
+                return false;
+            }
+            load.embeddings += 1;
             true
         })
     }

@@ -143,21 +143,44 @@ impl<'m> Worker<'m> {
         match command {
             Command::Generate(pending) => self.queue.push_back(pending),
             Command::Embed { inputs, reply } => {
-                let result = self.embed(&inputs);
+                let result = self.embed(&inputs, &reply);
+                // Counted before the load drops, so whoever waits for idle sees it.
+                if result.is_none() {
+                    Counters::add(&self.shared.counters.sequences_cancelled, 1);
+                }
                 self.shared.load.update(|load| load.embeddings = load.embeddings.saturating_sub(1));
-                let _ = reply.send(result);
+                if let Some(result) = result {
+                    let _ = reply.send(result);
+                }
             }
         }
     }
 
-    fn embed(&mut self, inputs: &[Vec<LlamaToken>]) -> Result<Vec<Vec<f32>>, EngineError> {
+    /// Embeds `inputs` one by one; `None` when the caller left before the last one
+    /// (checked between inputs, so a dropped request stops at once).
+    fn embed(
+        &mut self,
+        inputs: &[Vec<LlamaToken>],
+        reply: &oneshot::Sender<Result<Vec<Vec<f32>>, EngineError>>,
+    ) -> Option<Result<Vec<Vec<f32>>, EngineError>> {
         if self.embedder.is_none() {
-            self.embedder = Some(Embedder::new(&self.shared.model, &self.shared.resolved)?);
+            match Embedder::new(&self.shared.model, &self.shared.resolved) {
+                Ok(embedder) => self.embedder = Some(embedder),
+                Err(e) => return Some(Err(e)),
+            }
         }
-        match self.embedder.as_mut() {
-            Some(embedder) => embedder.embed(inputs),
-            None => Err(EngineError::EmbeddingsDisabled),
+        let embedder = self.embedder.as_mut()?;
+        let mut vectors = Vec::with_capacity(inputs.len());
+        for tokens in inputs {
+            if reply.is_closed() {
+                return None;
+            }
+            match embedder.embed_one(tokens) {
+                Ok(v) => vectors.push(v),
+                Err(e) => return Some(Err(e)),
+            }
         }
+        Some(Ok(vectors))
     }
 
     /// Forgets queued requests whose caller dropped the stream before admission.

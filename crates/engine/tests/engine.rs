@@ -306,3 +306,53 @@ async fn keep_alive_can_change_while_loaded() {
     assert!(!managed.is_loaded(), "keep_alive 0 unloads an idle model at once");
     assert_eq!(managed.unloads_at(), None);
 }
+
+/// A keep-alive past the clock's range (a client's `keep_alive: "300000000000y"`) is
+/// forever: asking when the model unloads must not overflow `Instant`, and the reaper
+/// must keep it loaded.
+#[tokio::test(start_paused = true)]
+async fn a_keep_alive_past_the_clock_is_forever() {
+    let huge = humantime_like_years(300_000_000_000);
+    let managed = ManagedEngine::new(config(), KeepAlive::For(huge));
+    managed.preload().await.unwrap();
+    settle(&managed).await;
+    assert_eq!(managed.unloads_at(), None, "no clock can say when");
+    tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+    assert!(managed.is_loaded());
+    managed.set_keep_alive(KeepAlive::For(Duration::MAX));
+    settle(&managed).await;
+    assert_eq!(managed.unloads_at(), None);
+}
+
+/// `n` years of 365.25 days, as humantime reads `"{n}y"`.
+fn humantime_like_years(n: u64) -> Duration {
+    Duration::from_secs(n * 31_557_600)
+}
+
+/// Embedding requests are bounded (2,048 inputs, 300,000 tokens together), count in
+/// the queue bound like generations, and a dropped one stops the engine thread before
+/// its next input instead of running to completion.
+#[tokio::test]
+async fn embeddings_are_bounded_counted_and_cancellable() {
+    let engine = Engine::load(EngineConfig { max_queue: 1, ..config() }).unwrap();
+    let too_many = engine.embed(vec!["a".to_owned(); 2049]).await;
+    assert!(matches!(&too_many, Err(EngineError::InvalidRequest(m)) if m.contains("2048")), "{too_many:?}");
+    let too_long = engine.embed(vec!["word ".repeat(300); 2048]).await;
+    assert!(matches!(&too_long, Err(EngineError::InvalidRequest(m)) if m.contains("300000")), "{too_long:?}");
+
+    // About 200,000 tokens: minutes of work on one thread.
+    let big = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.embed(vec!["word ".repeat(100); 2000]).await }
+    });
+    while engine.is_idle() {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(engine.generate(chat("Hi", greedy(2))).unwrap_err(), EngineError::QueueFull(1));
+    assert_eq!(engine.embed(vec!["x".into()]).await.unwrap_err(), EngineError::QueueFull(1));
+    big.abort();
+    tokio::time::timeout(Duration::from_secs(5), engine.wait_idle())
+        .await
+        .expect("a dropped embedding request stops at its next input");
+    assert_eq!(engine.stats().sequences_cancelled, 1);
+}

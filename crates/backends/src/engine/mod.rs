@@ -236,7 +236,8 @@ impl Backend for EngineBackend {
         }
         let engine = self.engine.clone();
         Box::pin(async move {
-            let (vectors, load) = engine.embed_timed(req.input.clone()).await.map_err(backend_error)?;
+            let (vectors, prompt_tokens, load) =
+                engine.embed_timed(req.input).await.map_err(backend_error)?;
             // The engine's vectors have the model's width; it cannot shorten them.
             if let Some(want) =
                 req.dimensions.filter(|d| vectors.first().is_some_and(|v| v.len() != *d as usize))
@@ -249,8 +250,6 @@ impl Backend for EngineBackend {
                     ),
                 });
             }
-            let prompt_tokens: usize =
-                req.input.into_iter().map(|text| engine.count_tokens(&Prompt::Text(text)).unwrap_or(0)).sum();
             Ok(Embeddings { vectors, prompt_tokens: u32::try_from(prompt_tokens).unwrap_or(u32::MAX), load })
         })
     }
@@ -301,7 +300,7 @@ impl Backend for EngineBackend {
         let unloads_at = self
             .engine
             .unloads_at()
-            .map(|at| SystemTime::now() + at.saturating_duration_since(Instant::now()));
+            .and_then(|at| SystemTime::now().checked_add(at.saturating_duration_since(Instant::now())));
         vec![RunningModel {
             name: self.model.clone(),
             size: info.memory_bytes,
