@@ -297,6 +297,15 @@ pub enum KeepAlive {
 }
 
 impl KeepAlive {
+    /// This keep-alive, cut to `max` when it is longer.
+    pub fn at_most(self, max: KeepAlive) -> KeepAlive {
+        match (self, max) {
+            (k, KeepAlive::Forever) => k,
+            (KeepAlive::Forever, m) => m,
+            (KeepAlive::For(k), KeepAlive::For(m)) => KeepAlive::For(k.min(m)),
+        }
+    }
+
     /// Reads Ollama's forms: seconds as a number, a duration string (`"5m"`, `"1h30m"`,
     /// `"0"`), and any negative value or `"forever"` for never.
     pub fn parse_value(v: &serde_json::Value) -> Result<KeepAlive, String> {
@@ -360,5 +369,17 @@ mod tests {
         assert!(KeepAlive::parse_value(&serde_json::json!([1])).is_err());
         let round: KeepAlive = serde_json::from_str(&serde_json::to_string(&secs(90)).unwrap()).unwrap();
         assert_eq!(round, secs(90));
+    }
+
+    #[test]
+    fn keep_alive_is_cut_to_a_maximum() {
+        let secs = |n| KeepAlive::For(Duration::from_secs(n));
+        assert_eq!(KeepAlive::Forever.at_most(secs(3600)), secs(3600));
+        assert_eq!(secs(7200).at_most(secs(3600)), secs(3600));
+        assert_eq!(secs(60).at_most(secs(3600)), secs(60));
+        assert_eq!(secs(0).at_most(secs(3600)), secs(0));
+        assert_eq!(KeepAlive::Forever.at_most(KeepAlive::Forever), KeepAlive::Forever);
+        let huge = KeepAlive::parse_str("300000000000y").unwrap();
+        assert_eq!(huge.at_most(secs(3600)), secs(3600));
     }
 }

@@ -4,7 +4,11 @@
 
 use std::sync::Arc;
 
-use sluice_core::context::{KeyLimits, Principal};
+use sluice_core::{
+    chat::KeepAlive,
+    context::{KeyLimits, Principal},
+    error::GatewayError,
+};
 use sluice_limits::{LimitSpec, LimitsConfig, Subject};
 
 /// The subjects `principal` is limited as, each with its limits: a user's key (its own
@@ -34,6 +38,22 @@ fn spec(l: &KeyLimits) -> LimitSpec {
         daily_tokens: l.daily_tokens,
         monthly_tokens: l.monthly_tokens,
     }
+}
+
+/// The keep-alive `principal` may set for a model it asked for `asked` (Ollama's
+/// `keep_alive`): it changes the model's lifetime for everyone, so unloading (`0`) is
+/// for admins, and nobody asks for longer than `[engine] max_keep_alive`.
+pub fn keep_alive_for(
+    principal: &Principal,
+    asked: KeepAlive,
+    max: KeepAlive,
+) -> Result<KeepAlive, GatewayError> {
+    if asked == KeepAlive::For(std::time::Duration::ZERO) && !principal.is_admin() {
+        return Err(GatewayError::Forbidden(
+            "keep_alive 0 unloads the model for everyone: only an admin may do that".into(),
+        ));
+    }
+    Ok(asked.at_most(max))
 }
 
 /// The stored owner of `principal`'s usage records and the key it used, if any.

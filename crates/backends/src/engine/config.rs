@@ -6,6 +6,7 @@
 //! threads = 2                # default: all cores
 //! parallel = 4               # sequences decoded together per model
 //! keep_alive = "5m"          # unload after idle; "0" at once; "forever"
+//! max_keep_alive = "1h"      # the most a client's keep_alive may ask for
 //! load = "start"             # or "first_use"
 //!
 //! [[engine.models]]
@@ -40,6 +41,9 @@ pub struct EngineSection {
     pub parallel: usize,
     /// How long an idle model stays loaded.
     pub keep_alive: KeepAlive,
+    /// The longest keep-alive a client may ask for (Ollama's `keep_alive`): a longer
+    /// one, or "forever", is cut to this. Only the configuration can pin a model.
+    pub max_keep_alive: KeepAlive,
     /// When models are loaded.
     pub load: LoadPolicy,
     /// Models given by path.
@@ -54,6 +58,7 @@ impl Default for EngineSection {
             threads: None,
             parallel: 4,
             keep_alive: KeepAlive::For(Duration::from_secs(300)),
+            max_keep_alive: KeepAlive::For(Duration::from_secs(3600)),
             load: LoadPolicy::Start,
             models: Vec::new(),
         }

@@ -17,7 +17,7 @@ use crate::{auth::gate::Access, state::AppState};
 
 /// A user (`admin` or not) with one key (limited to `models`, expiring at
 /// `expires_at`); returns the user's id and the key.
-async fn user_with_key(
+pub(super) async fn user_with_key(
     state: &AppState,
     name: &str,
     admin: bool,

@@ -446,6 +446,31 @@ pub fn role_at(s: &str, index: usize) -> Result<Role, GatewayError> {
     })
 }
 
+/// Most stop sequences a request may give (either dialect); the engine's stop matcher
+/// checks each one after every token.
+pub const MAX_STOP_SEQUENCES: usize = 16;
+
+/// Longest stop sequence, in bytes.
+pub const MAX_STOP_BYTES: usize = 256;
+
+/// Checks the stop sequences given in `field` (at most [`MAX_STOP_SEQUENCES`], each at
+/// most [`MAX_STOP_BYTES`]) and drops empty ones.
+pub fn stop_sequences(stop: Vec<String>, field: &str) -> Result<Vec<String>, GatewayError> {
+    if stop.len() > MAX_STOP_SEQUENCES {
+        return Err(GatewayError::bad_request(
+            format!("{field}: at most {MAX_STOP_SEQUENCES} stop sequences are allowed"),
+            Some(field),
+        ));
+    }
+    if stop.iter().any(|s| s.len() > MAX_STOP_BYTES) {
+        return Err(GatewayError::bad_request(
+            format!("{field}: a stop sequence may be at most {MAX_STOP_BYTES} bytes long"),
+            Some(field),
+        ));
+    }
+    Ok(stop.into_iter().filter(|s| !s.is_empty()).collect())
+}
+
 /// A store failure as the client sees it: input problems as 400 or 404, anything
 /// else as 503 (the cause goes to the log only).
 pub fn store_error(e: sluice_store::StoreError) -> GatewayError {
@@ -512,6 +537,8 @@ pub fn streaming_response(
 mod accounting_tests;
 #[cfg(test)]
 mod auth_tests;
+#[cfg(test)]
+mod bounds_tests;
 #[cfg(test)]
 mod router_tests;
 #[cfg(test)]

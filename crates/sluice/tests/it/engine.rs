@@ -275,7 +275,7 @@ async fn ps_until(gw: &Gateway, cond: impl Fn(&Value) -> bool) -> Value {
 
 #[tokio::test]
 async fn ps_load_and_keep_alive_follow_ollama() {
-    let gw = engine_gateway("load = 'first_use'").await;
+    let gw = engine_gateway("load = 'first_use'\nmax_keep_alive = 'forever'").await;
     let ps: Value = client().get(gw.url("/api/ps")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ps["models"], json!([]), "nothing is loaded before first use");
 
@@ -311,4 +311,29 @@ async fn ps_load_and_keep_alive_follow_ollama() {
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert!(v["error"].as_str().unwrap().contains("keep_alive"), "{v}");
+}
+
+/// A client's keep-alive is cut to `[engine] max_keep_alive` (1h by default): `-1`
+/// no longer pins the model for everyone. A keep-alive past the clock's range
+/// (`"300000000000y"`, allowed when the maximum is "forever") is forever, and `/api/ps`
+/// keeps answering.
+#[tokio::test]
+async fn client_keep_alive_is_bounded_and_never_overflows() {
+    let gw = engine_gateway("").await;
+    let body = |keep: Value| json!({"model": "smollm2", "prompt": "Hi", "keep_alive": keep, "stream": false, "options": {"num_predict": 2}});
+    let r = post(&gw, "/api/generate", body(json!(-1))).await;
+    assert_eq!(r.status(), 200);
+    let ps = ps_until(&gw, |v| v["models"].as_array().is_some_and(|m| m.len() == 1)).await;
+    let expires = ps["models"][0]["expires_at"].as_str().unwrap();
+    let expires = humantime::parse_rfc3339(expires).unwrap();
+    let in_an_hour = std::time::SystemTime::now() + Duration::from_secs(3600);
+    assert!(expires <= in_an_hour + Duration::from_secs(5), "cut to an hour: {ps}");
+
+    let gw = engine_gateway("max_keep_alive = 'forever'").await;
+    let r = post(&gw, "/api/generate", body(json!("300000000000y"))).await;
+    assert_eq!(r.status(), 200);
+    let ps = client().get(gw.url("/api/ps")).send().await.unwrap();
+    assert_eq!(ps.status(), 200, "/api/ps must not panic");
+    let ps: Value = ps.json().await.unwrap();
+    assert!(ps["models"][0]["expires_at"].as_str().unwrap().starts_with("2286"), "forever: {ps}");
 }

@@ -54,13 +54,7 @@ fn sampling(o: Option<ol::Options>) -> Result<Sampling, GatewayError> {
         presence_penalty: o.presence_penalty,
         frequency_penalty: o.frequency_penalty,
         seed: o.seed,
-        stop: o
-            .stop
-            .map(|s| s.into_vec())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .collect(),
+        stop: crate::api::stop_sequences(o.stop.map(|s| s.into_vec()).unwrap_or_default(), "options.stop")?,
     })
 }
 
@@ -154,5 +148,24 @@ mod tests {
         assert_eq!(generate_request(r).unwrap_err().param(), Some("format"));
         let r: ol::GenerateRequest = parse_json(br#"{"model":"","prompt":"x"}"#).unwrap();
         assert_eq!(generate_request(r).unwrap_err().param(), Some("model"));
+    }
+
+    /// The engine's stop matcher runs for every token: 16 sequences of at most 256
+    /// bytes, as on the OpenAI side.
+    #[test]
+    fn stop_sequences_are_bounded() {
+        let with_stop = |stop: serde_json::Value| {
+            let body = serde_json::json!({"model": "m", "prompt": "x", "options": {"stop": stop}});
+            generate_request(parse_json(body.to_string().as_bytes()).unwrap())
+        };
+        let sixteen: Vec<String> = (0..16).map(|i| i.to_string()).collect();
+        assert_eq!(with_stop(serde_json::json!(sixteen)).unwrap().sampling.stop.len(), 16);
+        let seventeen: Vec<String> = (0..17).map(|i| i.to_string()).collect();
+        let err = with_stop(serde_json::json!(seventeen)).unwrap_err();
+        assert_eq!(err.param(), Some("options.stop"));
+        assert!(err.client_message().contains("at most 16"), "{}", err.client_message());
+        assert!(with_stop(serde_json::json!(["x".repeat(256)])).is_ok());
+        let err = with_stop(serde_json::json!(["x".repeat(257)])).unwrap_err();
+        assert_eq!(err.param(), Some("options.stop"));
     }
 }

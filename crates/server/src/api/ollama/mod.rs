@@ -41,7 +41,7 @@ pub async fn chat(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     match body_or_error(&state, body).and_then(|b| parse_json::<ol::ChatRequest>(&b)).and_then(|r| {
-        let keep_alive = keep_alive(r.keep_alive.clone())?;
+        let keep_alive = keep_alive(&state, &ctx, r.keep_alive.clone())?;
         Ok((convert::chat_request(r)?, keep_alive))
     }) {
         Ok((req, keep_alive)) => run(state, ctx, req, keep_alive, Kind::Chat).await,
@@ -56,7 +56,7 @@ pub async fn generate(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     match body_or_error(&state, body).and_then(|b| parse_json::<ol::GenerateRequest>(&b)).and_then(|r| {
-        let keep_alive = keep_alive(r.keep_alive.clone())?;
+        let keep_alive = keep_alive(&state, &ctx, r.keep_alive.clone())?;
         Ok((convert::generate_request(r)?, keep_alive))
     }) {
         Ok((req, keep_alive)) => run(state, ctx, req, keep_alive, Kind::Generate).await,
@@ -64,10 +64,16 @@ pub async fn generate(
     }
 }
 
-/// Reads Ollama's `keep_alive` field.
-fn keep_alive(v: Option<serde_json::Value>) -> Result<Option<KeepAlive>, GatewayError> {
-    v.map(|v| KeepAlive::parse_value(&v).map_err(|m| GatewayError::bad_request(m, Some("keep_alive"))))
-        .transpose()
+/// Reads Ollama's `keep_alive` field, as the caller may have it
+/// ([`crate::tenancy::keep_alive_for`]).
+fn keep_alive(
+    state: &AppState,
+    ctx: &RequestContext,
+    v: Option<serde_json::Value>,
+) -> Result<Option<KeepAlive>, GatewayError> {
+    let Some(v) = v else { return Ok(None) };
+    let asked = KeepAlive::parse_value(&v).map_err(|m| GatewayError::bad_request(m, Some("keep_alive")))?;
+    crate::tenancy::keep_alive_for(&ctx.principal, asked, state.config.engine.max_keep_alive).map(Some)
 }
 
 fn is_load_only(req: &ChatRequest) -> bool {
@@ -190,7 +196,7 @@ pub async fn embed(
         return error_response(&e);
     }
     let input = req.input.into_vec();
-    match keep_alive(req.keep_alive) {
+    match keep_alive(&state, &ctx, req.keep_alive) {
         Ok(k) => state.core.registry.set_keep_alive(&req.model, k),
         Err(e) => return error_response(&e),
     }
@@ -239,7 +245,7 @@ pub async fn embeddings(
     if let Err(e) = allowed_model(&ctx, &req.model) {
         return error_response(&e);
     }
-    match keep_alive(req.keep_alive) {
+    match keep_alive(&state, &ctx, req.keep_alive) {
         Ok(k) => state.core.registry.set_keep_alive(&req.model, k),
         Err(e) => return error_response(&e),
     }

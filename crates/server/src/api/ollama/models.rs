@@ -87,7 +87,8 @@ pub async fn ps(State(state): State<AppState>) -> Response {
             };
             let name = table.names().iter().find(served_as).cloned().unwrap_or_else(|| running.name.clone());
             let name = tagged(&name);
-            let expires = running.unloads_at.unwrap_or(forever);
+            // Past year 9999 the timestamp cannot be written: that is forever too.
+            let expires = running.unloads_at.filter(|at| *at < forever).unwrap_or(forever);
             models.push(ol::ModelTag {
                 model: name.clone(),
                 digest: slot.model_info(&running.name).and_then(|i| i.digest),

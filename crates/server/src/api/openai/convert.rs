@@ -154,11 +154,7 @@ pub fn completion_request(mut r: oa::CompletionRequest) -> Result<(ChatRequest, 
 }
 
 fn stop_list(stop: Option<sluice_protocol::common::OneOrMany>) -> Result<Vec<String>, GatewayError> {
-    let v = stop.map(|s| s.into_vec()).unwrap_or_default();
-    if v.len() > 16 {
-        return Err(GatewayError::bad_request("at most 16 stop sequences are allowed", Some("stop")));
-    }
-    Ok(v.into_iter().filter(|s| !s.is_empty()).collect())
+    crate::api::stop_sequences(stop.map(|s| s.into_vec()).unwrap_or_default(), "stop")
 }
 
 #[cfg(test)]
