@@ -37,8 +37,11 @@ pub struct AgentOptions {
     pub agent_id: String,
     /// Jobs run at once.
     pub slots: u32,
-    /// Extra CA certificate(s) to trust, PEM.
+    /// Extra CA certificate(s) to trust, PEM; each is also pinned (a gateway showing
+    /// exactly that certificate is trusted).
     pub ca: Option<std::path::PathBuf>,
+    /// Allow `ws://` (the token in clear) to a gateway that is not on this machine.
+    pub insecure: bool,
     /// Deadline for dialing and for the handshake.
     pub connect_timeout: Duration,
     /// First reconnect delay.
@@ -59,6 +62,7 @@ impl AgentOptions {
             agent_id: default_agent_id(),
             slots: 4,
             ca: None,
+            insecure: false,
             connect_timeout: Duration::from_secs(10),
             backoff_min: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
@@ -110,6 +114,26 @@ pub enum AgentError {
     /// The TLS settings cannot be used.
     #[error("TLS: {0}")]
     Tls(String),
+    /// `ws://` to another machine without `--insecure`.
+    #[error(
+        "refusing to send the agent token in clear to {0}: use https:// (wss://) for a gateway on another machine, or pass --insecure"
+    )]
+    Cleartext(String),
+}
+
+/// The host of a `ws://` URL that is not on this machine (a loopback address or
+/// `localhost`), if `url` is one: sending the token there would send it in clear.
+pub fn cleartext_host(url: &str) -> Option<String> {
+    let u = reqwest::Url::parse(url).ok()?;
+    if u.scheme() != "ws" {
+        return None;
+    }
+    let host = u.host_str()?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let local = bare.eq_ignore_ascii_case("localhost")
+        || bare.to_ascii_lowercase().ends_with(".localhost")
+        || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    (!local).then(|| host.to_owned())
 }
 
 /// A configured agent.
@@ -124,6 +148,11 @@ pub struct Agent {
 impl Agent {
     /// An agent offering the models of `registry`'s backends (discovered now).
     pub async fn new(options: AgentOptions, registry: Registry) -> Result<Agent, AgentError> {
+        if !options.insecure
+            && let Some(host) = cleartext_host(&options.url)
+        {
+            return Err(AgentError::Cleartext(host));
+        }
         registry.discover().await;
         let models = registry.table().names().to_vec();
         let registry = Arc::new(registry);
@@ -197,6 +226,17 @@ mod tests {
         assert_eq!(connect_url("http://h:8080").unwrap(), "ws://h:8080/agent/v1/connect");
         assert_eq!(connect_url("https://h").unwrap(), "wss://h/agent/v1/connect");
         assert_eq!(connect_url("wss://h/custom/path").unwrap(), "wss://h/custom/path");
+    }
+
+    /// The token never travels in clear to another machine unless asked.
+    #[test]
+    fn cleartext_is_only_for_this_machine() {
+        for local in ["ws://127.0.0.1:8080/a", "ws://localhost/a", "ws://[::1]:1/a", "ws://gw.localhost/a"] {
+            assert_eq!(cleartext_host(local), None, "{local}");
+        }
+        assert_eq!(cleartext_host("wss://gateway.example/a"), None);
+        assert_eq!(cleartext_host("ws://gateway.example:8080/a").as_deref(), Some("gateway.example"));
+        assert_eq!(cleartext_host("ws://10.0.0.5/a").as_deref(), Some("10.0.0.5"));
         assert!(connect_url("ftp://h").is_err());
     }
 

@@ -99,7 +99,9 @@ async fn connect(agent: &Agent) -> Result<Socket, SessionError> {
     );
     match tokio::time::timeout(o.connect_timeout, connecting).await {
         Err(_) => Err(SessionError::Connect(format!("no connection within {:?}", o.connect_timeout))),
-        Ok(Err(e)) => Err(SessionError::Connect(e.to_string())),
+        Ok(Err(e)) => {
+            Err(SessionError::Connect(sluice_link::tls::explain(&e).unwrap_or_else(|| e.to_string())))
+        }
         Ok(Ok((ws, _))) => Ok(ws),
     }
 }

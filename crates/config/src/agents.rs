@@ -20,8 +20,14 @@ pub struct AgentsConfig {
     /// How long a new connection may take to send its Hello.
     #[serde(with = "humantime_serde")]
     pub hello_timeout: Duration,
-    /// Largest frame accepted from an agent, in bytes.
+    /// Largest frame accepted from an agent, in bytes (the Hello included: a stranger
+    /// may send this much before its token is checked).
     pub max_frame_bytes: usize,
+    /// Connections whose Hello is not yet verified, at most, at once; more are refused
+    /// with 503 before the WebSocket upgrade.
+    pub max_handshakes: usize,
+    /// Connection attempts per client address and minute; more are refused with 429.
+    pub attempts_per_minute: u32,
     /// Deadlines for jobs run on agents.
     pub timeouts: Timeouts,
 }
@@ -33,7 +39,9 @@ impl Default for AgentsConfig {
             heartbeat: Duration::from_secs(3),
             dead_after: Duration::from_secs(9),
             hello_timeout: Duration::from_secs(10),
-            max_frame_bytes: 16 << 20,
+            max_frame_bytes: 1 << 20,
+            max_handshakes: 64,
+            attempts_per_minute: 30,
             timeouts: Timeouts::default(),
         }
     }
@@ -50,6 +58,10 @@ impl AgentsConfig {
         }
         if self.max_frame_bytes < 1024 {
             problems.push("agents.max_frame_bytes must be at least 1024".to_owned());
+        }
+        if self.max_handshakes == 0 || self.attempts_per_minute == 0 {
+            problems
+                .push("agents.max_handshakes and agents.attempts_per_minute must be at least 1".to_owned());
         }
     }
 }

@@ -103,6 +103,20 @@ pub struct ServerConfig {
     /// `0s` turns it off.
     #[serde(with = "humantime_serde")]
     pub early_headers_after: Duration,
+    /// Time a client has to send a request head (on a kept-alive HTTP/1 connection,
+    /// counted from the end of the previous response).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Time a client has to send a request body, once its head has arrived.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// A connection with no request running and no byte moving for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Open connections in all; a connection over the cap gets a 503 and is closed.
+    pub max_connections: usize,
+    /// Open connections from one client address (IPv6: one /64).
+    pub max_connections_per_ip: usize,
 }
 
 /// The browser origins Ollama allows by default: local pages and desktop-app webviews.
@@ -137,11 +151,34 @@ impl Default for ServerConfig {
             tls_key: None,
             cors_origins: DEFAULT_CORS_ORIGINS.iter().map(|o| (*o).to_owned()).collect(),
             early_headers_after: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            max_connections_per_ip: 1_000,
         }
     }
 }
 
 impl ServerConfig {
+    /// Adds what is wrong with the connection limits to `problems`.
+    pub fn check_limits(&self, problems: &mut Vec<String>) {
+        for (key, d) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if d.is_zero() {
+                problems.push(format!("server.{key} must be more than 0"));
+            }
+        }
+        if self.max_connections == 0 || self.max_connections_per_ip == 0 {
+            problems.push(
+                "server.max_connections and server.max_connections_per_ip must be at least 1".to_owned(),
+            );
+        }
+    }
+
     /// Adds what is wrong with the TLS settings to `problems`.
     pub fn check_tls(&self, problems: &mut Vec<String>) {
         match (&self.tls_cert, &self.tls_key) {
@@ -359,6 +396,7 @@ impl Config {
             problems.push(format!("limits: {e}"));
         }
         self.server.check_tls(&mut problems);
+        self.server.check_limits(&mut problems);
         self.usage.check(&mut problems);
         if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(problems)) }
     }

@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`serve`]: startup announcement, the serve loop, graceful shutdown.
+//! - [`connections`]: accepting connections: caps, timeouts, the hard stop.
 //! - [`state`]: [`state::AppState`], the core plus what only the server holds
 //!   (configuration, keys, agent hub, store).
 //! - [`api`]: the route table, middleware, one module per dialect, the streaming body.
@@ -12,7 +13,7 @@
 //! - [`exposition`]: counters outside the registry, written into `/metrics`.
 //! - [`hub`]: connected agents as backends (the gateway's side of the agent link).
 //! - [`tenancy`]: who a request is limited and recorded as.
-//! - [`tls`]: the HTTPS listener.
+//! - [`tls`]: the TLS server configuration.
 //! - [`usage_writer`]: the usage writer's life (start, drain, metrics).
 //! - [`retention`]: the task deleting expired conversations and usage.
 //! - [`runs`]: UI generations, which outlive the browser's connection.
@@ -21,6 +22,7 @@ pub mod api;
 pub mod auth;
 pub mod budgets;
 pub mod clock;
+pub mod connections;
 pub mod exposition;
 pub mod hub;
 pub mod retention;

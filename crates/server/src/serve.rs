@@ -1,9 +1,8 @@
 //! Startup and the serve loop: discover backends, log what is served, accept
 //! connections until shutdown, then give in-flight requests a grace period.
 
-use std::{io, sync::atomic::Ordering};
+use std::{io, sync::atomic::Ordering, time::Duration};
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::{api, state::AppState};
@@ -43,15 +42,16 @@ pub async fn announce(state: &AppState, addr: std::net::SocketAddr) {
 }
 
 /// Serves `state` on `listener` until `state.core.shutdown` is cancelled, then lets
-/// in-flight requests finish for up to the configured grace period, then writes the
-/// queued usage records (for up to one more grace period).
+/// in-flight requests finish for up to the configured grace period, then drops every
+/// connection still open (and, a second later, stops waiting for the gateway's own
+/// tasks), then writes the queued usage records (for up to one more grace period).
 ///
 /// Also starts the usage writer (`[usage]`) and the retention task (`[retention]`).
 pub async fn run(listener: TcpListener, state: AppState) -> io::Result<()> {
     let shutdown = state.core.shutdown.clone();
     let grace = state.config.server.shutdown_grace;
-    // Fail closed: never serve with users and keys unread.
-    state.start_auth().await.map_err(io::Error::other)?;
+    // Fail closed: users and keys unread, only the configured service keys work.
+    state.start_auth_or_retry().await.map_err(io::Error::other)?;
     sluice_core::health::spawn_probes(&state.core);
     state.start_usage();
     // Expired conversations and usage go at start, then hourly and on every change.
@@ -82,43 +82,32 @@ pub async fn run(listener: TcpListener, state: AppState) -> io::Result<()> {
             }
         });
     }
-    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-        std::net::SocketAddr,
-    >(api::app(state.clone()));
-    let stop = shutdown.clone().cancelled_owned();
-    let serve: std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<()>> + Send>> =
-        match (&state.config.server.tls_cert, &state.config.server.tls_key) {
-            (Some(cert), Some(key)) => {
-                let config = crate::tls::server_config(cert, key).map_err(io::Error::other)?;
-                // The TLS listener sets TCP_NODELAY itself.
-                let listener = crate::tls::TlsListener::new(listener, config)?.tap_io(|_| {});
-                Box::pin(axum::serve(listener, app).with_graceful_shutdown(stop).into_future())
-            }
-            _ => {
-                // Tokens are small writes: never let Nagle hold one back.
-                let listener = listener.tap_io(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                Box::pin(axum::serve(listener, app).with_graceful_shutdown(stop).into_future())
-            }
-        };
-    let deadline = async {
-        shutdown.cancelled().await;
-        tracing::info!(grace = ?grace, "shutting down: no new connections, finishing in-flight requests");
-        tokio::time::sleep(grace).await;
+    let tls = match (&state.config.server.tls_cert, &state.config.server.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key).map_err(io::Error::other)?),
+        _ => None,
     };
-    let result = tokio::select! {
-        r = serve => r,
-        () = deadline => {
-            tracing::warn!(active = state.core.metrics.active_streams.get(), "grace period over; closing remaining streams");
-            Ok(())
+    let limits = crate::connections::Limits::from_config(&state.config.server);
+    let announce = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
+            tracing::info!(grace = ?grace, "shutting down: no new connections, finishing in-flight requests");
         }
     };
+    let serve = crate::connections::serve(listener, tls, api::app(state.clone()), limits, shutdown, grace);
+    tokio::join!(serve, announce);
+    // Every connection is closed now; the gateway's own tasks (agent sessions, UI
+    // generations, cache flights) stop with the grace period too.
     state.core.tasks.close();
-    state.core.tasks.wait().await;
+    if tokio::time::timeout(Duration::from_secs(1), state.core.tasks.wait()).await.is_err() {
+        tracing::warn!(
+            tasks = state.core.tasks.len(),
+            "tasks still running after the grace period; leaving them"
+        );
+    }
     // After the requests: the last ones record their usage as they finish.
     state.usage.drain(grace).await;
-    result
+    Ok(())
 }
 
 #[cfg(test)]

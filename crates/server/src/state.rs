@@ -91,7 +91,7 @@ impl AppState {
                 directory: Arc::new(Directory::new(store.clone())),
                 logins: LoginThrottle::default(),
                 started: Instant::now(),
-                agents: Arc::default(),
+                agents: Arc::new(AgentHub::new(&config.agents)),
                 store,
                 limits,
                 usage: UsageLife::default(),
@@ -144,6 +144,39 @@ impl AppState {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Like [`AppState::start_auth`], but a Postgres store that cannot be read now is
+    /// read again in the background (every few seconds, until shutdown) instead of
+    /// stopping the gateway: meanwhile service keys from the configuration work, user
+    /// keys get 503 and agents a retryable refusal. A SQLite store that cannot be
+    /// opened is a configuration problem and still fails here.
+    pub async fn start_auth_or_retry(&self) -> Result<(), sluice_store::StoreError> {
+        let Err(e) = self.start_auth().await else { return Ok(()) };
+        if !self.store.is_postgres() {
+            return Err(e);
+        }
+        tracing::warn!(error = %e, "the store is unreachable: serving with service keys only until it is back");
+        let state = self.clone();
+        self.core.tasks.spawn(async move {
+            let shutdown = state.core.shutdown.clone();
+            let mut wait = std::time::Duration::from_millis(500);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                match state.start_auth().await {
+                    Ok(()) => {
+                        tracing::info!("the store is back: users, keys and agents are served");
+                        return;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "the store is still unreachable"),
+                }
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+        });
         Ok(())
     }
 

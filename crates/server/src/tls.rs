@@ -1,18 +1,12 @@
 //! TLS on the gateway's listener (`[server] tls_cert` and `tls_key`): https for the
 //! APIs and wss for agents, with rustls.
 //!
-//! Handshakes run in their own tasks (each bounded by [`HANDSHAKE_TIMEOUT`]) so a slow
-//! or silent client never holds up the accept loop; finished connections are handed
-//! to the server through a channel.
+//! Handshakes run in each connection's own task (the `connections` module), bounded
+//! by [`HANDSHAKE_TIMEOUT`], so a slow or silent client never holds up the accept loop.
 
-use std::{io, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::mpsc,
-};
-use tokio_rustls::{TlsAcceptor, server::TlsStream};
 
 /// Longest a TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,74 +30,60 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
     Ok(Arc::new(config))
 }
 
-/// A listener that yields TLS connections.
-pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-    acceptor: tokio::task::JoinHandle<()>,
+/// A CA and a server certificate it signed, as PEM: what `sluice tls generate`
+/// writes.
+pub struct GeneratedTls {
+    /// The CA certificate, for `sluice agent --ca` and for clients (`curl --cacert`).
+    pub ca_cert: String,
+    /// The server certificate followed by the CA's: `[server] tls_cert`.
+    pub server_chain: String,
+    /// The server's private key: `[server] tls_key`.
+    pub server_key: String,
 }
 
-impl TlsListener {
-    /// Accepts on `listener` and runs handshakes with `config`.
-    pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> io::Result<TlsListener> {
-        let local = listener.local_addr()?;
-        let (tx, ready) = mpsc::channel(64);
-        let acceptor = tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), tx));
-        Ok(TlsListener { ready, local, acceptor })
+/// Makes a CA (valid ten years) and a certificate for `hosts` (names or IP addresses)
+/// that it signs, valid for `days`.
+pub fn generate(hosts: &[String], days: u32) -> Result<GeneratedTls, String> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+        Issuer, KeyPair, KeyUsagePurpose,
+    };
+    if hosts.is_empty() {
+        return Err("name at least one host the gateway is reached by (--host NAME)".to_owned());
     }
-}
+    // Now, a minute early (the clocks of two machines may differ a little).
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_sub(std::time::Duration::from_secs(60));
+    let now = rcgen::date_time_ymd(1970, 1, 1) + since_epoch;
+    let err = |e: rcgen::Error| e.to_string();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, "Sluice gateway CA");
+    ca.distinguished_name = name;
+    ca.not_before = now;
+    ca.not_after = now + std::time::Duration::from_secs(10 * 365 * 86_400);
+    let ca_key = KeyPair::generate().map_err(err)?;
+    let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
 
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.acceptor.abort();
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-) {
-    loop {
-        let (tcp, addr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = tx.closed() => return,
-        };
-        let _ = tcp.set_nodelay(true);
-        let (acceptor, tx) = (acceptor.clone(), tx.clone());
-        tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => {
-                    let _ = tx.send((tls, addr)).await;
-                }
-                Ok(Err(e)) => tracing::debug!(peer = %addr, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(peer = %addr, "TLS handshake timed out"),
-            }
-        });
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(c) => c,
-            // The accept loop only ends when this listener is dropped.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local)
-    }
+    let mut server = CertificateParams::new(hosts.to_vec()).map_err(|e| format!("--host: {e}"))?;
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, hosts[0].clone());
+    server.distinguished_name = name;
+    server.is_ca = IsCa::ExplicitNoCa;
+    server.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    server.not_before = now;
+    server.not_after = now + std::time::Duration::from_secs(u64::from(days) * 86_400);
+    let server_key = KeyPair::generate().map_err(err)?;
+    let issuer = Issuer::new(ca, ca_key);
+    let server_cert = server.signed_by(&server_key, &issuer).map_err(err)?;
+    Ok(GeneratedTls {
+        ca_cert: ca_cert.pem(),
+        server_chain: format!("{}{}", server_cert.pem(), ca_cert.pem()),
+        server_key: server_key.serialize_pem(),
+    })
 }

@@ -30,6 +30,8 @@ pub enum Command {
     Agent(AgentArgs),
     /// Manage agent tokens (`create --name N`, `list`, `revoke ID`).
     AgentToken(AgentTokenArgs),
+    /// TLS certificates for the gateway (`generate --host NAME...`).
+    Tls(TlsArgs),
     /// Manage client API keys (`create --user N`, `list`, `revoke ID`; `generate` and
     /// `hash` for service keys in the configuration).
     Key(KeyArgs),
@@ -218,9 +220,14 @@ pub struct AgentArgs {
     /// Jobs to run at once.
     #[arg(long, default_value_t = 4)]
     pub slots: u32,
-    /// Extra CA certificate (PEM) to trust for the gateway's TLS certificate.
+    /// The gateway's certificate (PEM), or the CA that signed it: trusted, and pinned
+    /// (a self-signed gateway certificate works as is).
     #[arg(long)]
     pub ca: Option<PathBuf>,
+    /// Allow `http://` / `ws://` to a gateway on another machine (the agent token
+    /// travels in clear).
+    #[arg(long)]
+    pub insecure: bool,
     /// TOML configuration with the local `[[backends]]` (same format as `sluice serve`).
     #[arg(long, short, env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -237,6 +244,32 @@ pub struct AgentArgs {
     /// Log format (overrides `log.format`).
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+}
+
+/// `sluice tls` flags.
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: TlsAction,
+}
+
+/// `sluice tls ...`.
+#[derive(Debug, Subcommand)]
+pub enum TlsAction {
+    /// Write a CA (`ca.pem`) and a server certificate it signs (`server.pem`,
+    /// `server-key.pem`) for `[server] tls_cert` / `tls_key` and `sluice agent --ca`.
+    Generate {
+        /// A name or IP address clients and agents reach the gateway by (repeat for more).
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+        /// Directory to write the files to (created if missing; existing files are kept).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Days the server certificate is valid.
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+    },
 }
 
 /// `sluice agent-token` flags.

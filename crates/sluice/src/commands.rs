@@ -14,8 +14,8 @@ use sluice_store::{NewApiKey, Store, api_keys::Limits};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    AgentArgs, AgentTokenAction, AgentTokenArgs, KeyAction, KeyArgs, KeyCreate, ServeArgs, UserAction,
-    UserArgs,
+    AgentArgs, AgentTokenAction, AgentTokenArgs, KeyAction, KeyArgs, KeyCreate, ServeArgs, TlsAction,
+    TlsArgs, UserAction, UserArgs,
 };
 
 /// `println!` that returns the write error instead of panicking, so that
@@ -33,9 +33,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     telemetry::init(&config.log);
     let listen = config.server.listen;
     let state = AppState::new(config)?;
-    state.store.open().await?;
-    // Fail closed: an unreadable store stops here, before the port is bound.
-    state.start_auth().await?;
+    // Fail closed: an unreadable SQLite store stops here, before the port is bound; a
+    // Postgres one that is down is waited for in the background (service keys only).
+    state.start_auth_or_retry().await?;
     let auth = &state.config.auth;
     if !listen.ip().is_loopback()
         && auth.api_key_sha256.is_empty()
@@ -81,6 +81,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     }
     options.slots = args.slots.max(1);
     options.ca = args.ca;
+    options.insecure = args.insecure;
     options.drain_timeout = args.drain_timeout;
     let agent = Agent::new(options, Registry::new(slots)).await?;
     if agent.models().is_empty() {
@@ -90,6 +91,57 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     cancel_on_signal(shutdown.clone());
     agent.run(shutdown).await?;
     Ok(())
+}
+
+/// `sluice tls generate`: a CA and a server certificate, written as PEM files, and
+/// how to use them.
+pub fn tls(args: TlsArgs) -> anyhow::Result<()> {
+    let TlsAction::Generate { hosts, out, days } = args.action;
+    let made = sluice_server::tls::generate(&hosts, days).map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&out).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
+    let files = [
+        ("ca.pem", made.ca_cert.as_str(), 0o644),
+        ("server.pem", made.server_chain.as_str(), 0o644),
+        ("server-key.pem", made.server_key.as_str(), 0o600),
+    ];
+    for (name, _, _) in &files {
+        let path = out.join(name);
+        if path.exists() {
+            anyhow::bail!("{} exists already: remove it or choose another --out", path.display());
+        }
+    }
+    for (name, pem, mode) in files {
+        let path = out.join(name);
+        write_private(&path, pem, mode)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    }
+    let abs = |name: &str| {
+        let p = out.join(name);
+        std::fs::canonicalize(&p).unwrap_or(p).display().to_string()
+    };
+    out!(
+        "wrote {}, {} and {} (for {})",
+        abs("ca.pem"),
+        abs("server.pem"),
+        abs("server-key.pem"),
+        hosts.join(", ")
+    );
+    out!(
+        "gateway configuration:\n  [server]\n  tls_cert = \"{}\"\n  tls_key = \"{}\"",
+        abs("server.pem"),
+        abs("server-key.pem")
+    );
+    out!("agents:  sluice agent --gateway https://{}:PORT --ca {} ...", hosts[0], abs("ca.pem"));
+    out!("clients: curl --cacert {} https://{}:PORT/healthz", abs("ca.pem"), hosts[0]);
+    Ok(())
+}
+
+/// Writes `text` to a new file with permissions `mode`.
+fn write_private(path: &std::path::Path, text: &str, mode: u32) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path)?;
+    f.write_all(text.as_bytes())
 }
 
 /// `sluice agent-token`: create, list or revoke agent tokens in the configured store.

@@ -27,7 +27,11 @@ fn main() -> ExitCode {
         Command::User(args) => runtime.block_on(commands::user(args)),
         Command::Agent(args) => runtime.block_on(commands::agent(args)),
         Command::AgentToken(args) => runtime.block_on(commands::agent_token(args)),
+        Command::Tls(args) => commands::tls(args),
     };
+    // A blocking task still running (a model load, say) must not hold the exit: the
+    // grace period is over by now.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of our output went away (`sluice key list | head`): nothing to say.

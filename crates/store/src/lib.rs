@@ -183,6 +183,11 @@ impl Store {
     }
 }
 
+/// Longest a Postgres statement may run (SQLite waits at most 5 s for a lock).
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(15);
+
+const STATEMENT_TIMEOUT_SQL: &str = "SET statement_timeout = 15000";
+
 /// Now, in unix milliseconds.
 pub(crate) fn now_ms() -> i64 {
     let ms =
@@ -235,7 +240,14 @@ async fn connect(url: &str, engine: Engine) -> Result<AnyPool, StoreError> {
             })
         });
     } else {
-        options = options.max_connections(8);
+        // No query may hold a connection for long: a stuck statement fails instead of
+        // starving the pool (SQLite's counterpart is its busy timeout above).
+        options = options.max_connections(8).after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute(STATEMENT_TIMEOUT_SQL).await?;
+                Ok(())
+            })
+        });
     }
     let pool = options.connect(&url).await.map_err(|e| fail(e.to_string()))?;
     migrations::run(&pool, engine).await.map_err(|e| fail(format!("migrations failed: {e}")))?;

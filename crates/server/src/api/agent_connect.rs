@@ -1,6 +1,10 @@
-//! `GET /agent/v1/connect`: where agents dial in. The handler only checks that agents
-//! are enabled and that this is a WebSocket upgrade; the session itself (handshake,
-//! frames, heartbeats) is the hub's ([`crate::hub::session`]).
+//! `GET /agent/v1/connect`: where agents dial in. The handler checks that agents are
+//! enabled, that this is a WebSocket upgrade, and that the handshake gate has room
+//! ([`crate::hub::handshakes`]); the session itself (handshake, frames, heartbeats) is
+//! the hub's ([`crate::hub::session`]).
+//!
+//! An idle agent socket keeps small buffers ([`SOCKET_BUFFER_BYTES`] each way instead
+//! of tungstenite's 128 KiB): thousands of connected agents cost little memory.
 
 use std::net::SocketAddr;
 
@@ -11,7 +15,7 @@ use axum::{
 use http::Extensions;
 use sluice_core::error::GatewayError;
 
-use crate::{api::openai::encode::error_response, hub, state::AppState};
+use crate::{api::openai::encode::error_response, hub, hub::handshakes::Busy, state::AppState};
 
 /// `GET /agent/v1/connect`: upgrades to the agent protocol.
 pub async fn connect(
@@ -31,9 +35,30 @@ pub async fn connect(
         }
     };
     let addr = ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let handshake = match state.agents.handshakes.begin(addr.map(|a| a.ip())) {
+        Ok(permit) => permit,
+        Err(busy) => {
+            state.core.metrics.agents.refused(sluice_protocol::agent::RefuseCode::Unavailable);
+            return error_response(&match busy {
+                Busy::Handshakes => {
+                    GatewayError::Unavailable("too many agents are connecting at once; retry shortly".into())
+                }
+                Busy::Attempts => GatewayError::RateLimited {
+                    message: "too many agent connection attempts from your address; retry in a minute".into(),
+                    retry_after: Some(std::time::Duration::from_secs(60)),
+                },
+            });
+        }
+    };
     let max = state.config.agents.max_frame_bytes;
     let link = state.link();
     ws.max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| hub::session::serve(link, socket, addr))
+        .read_buffer_size(SOCKET_BUFFER_BYTES)
+        .write_buffer_size(SOCKET_BUFFER_BYTES)
+        .on_upgrade(move |socket| hub::session::serve(link, socket, addr, handshake))
 }
+
+/// Read and write buffer of an agent socket; larger messages still pass (up to
+/// `agents.max_frame_bytes`), in more reads.
+pub const SOCKET_BUFFER_BYTES: usize = 4096;

@@ -126,6 +126,13 @@ impl Rules<'_> {
             if self.keyless() {
                 return self.local(req);
             }
+            if !self.directory.is_loaded() {
+                // The store has not been read yet (it was down at start): the key may
+                // well be valid.
+                return Err(GatewayError::Unavailable(
+                    "API keys cannot be checked now (the store is unreachable); try again".into(),
+                ));
+            }
             return Err(GatewayError::Unauthorized("invalid API key".into()));
         }
         if let Some(token) = session_cookie(req.headers) {

@@ -54,7 +54,7 @@ pub struct AgentInfo {
 pub struct AgentConn {
     /// The agent's Hello.
     pub info: AgentInfo,
-    tx: mpsc::UnboundedSender<ToAgent>,
+    tx: mpsc::Sender<ToAgent>,
     jobs: Mutex<HashMap<u64, Arc<Inbox>>>,
     next_job: AtomicU64,
     permits: Arc<Semaphore>,
@@ -73,7 +73,7 @@ pub struct AgentConn {
 impl AgentConn {
     /// A connection for `info`, writing frames into `tx`, publishing its job count in
     /// `jobs_gauge`.
-    pub fn new(info: AgentInfo, tx: mpsc::UnboundedSender<ToAgent>, jobs_gauge: Gauge) -> Self {
+    pub fn new(info: AgentInfo, tx: mpsc::Sender<ToAgent>, jobs_gauge: Gauge) -> Self {
         let slots = usize::try_from(info.slots).unwrap_or(1);
         AgentConn {
             info,
@@ -106,9 +106,13 @@ impl AgentConn {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    /// Sends a frame to the agent (dropped silently once the connection is gone).
+    /// Queues a frame to the agent (dropped silently once the connection is gone). An
+    /// agent whose queue is full is not reading: its connection is closed, saying so.
     pub fn send(&self, frame: ToAgent) {
-        let _ = self.tx.send(frame);
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(frame) {
+            let max = self.tx.max_capacity();
+            self.close(format!("the agent is not reading: its queue of {max} frames is full"));
+        }
     }
 
     /// The inbox of a running job.
@@ -163,13 +167,30 @@ struct InboxState {
     waker: Option<Waker>,
 }
 
+/// Text a job's inbox holds for a client that does not take it, at most; past it the
+/// job ends with an error (see [`Inbox::push`]).
+pub const MAX_INBOX_BYTES: usize = 4 << 20;
+
 impl Inbox {
-    /// Appends generated text and wakes the stream.
-    pub fn push(&self, delta: String) {
+    /// Appends generated text and wakes the stream. Returns `false` when the client has
+    /// left [`MAX_INBOX_BYTES`] untaken: the job then ends with an error, and the agent
+    /// should be told to stop it.
+    pub fn push(&self, delta: String) -> bool {
         let waker = {
             let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
             if s.end.is_some() {
-                return;
+                return true;
+            }
+            if s.text.len() + delta.len() > MAX_INBOX_BYTES {
+                s.end = Some(Err(BackendError::Interrupted(format!(
+                    "the client did not read the answer: more than {MAX_INBOX_BYTES} bytes waited for it"
+                ))));
+                s.text.clear();
+                if let Some(w) = s.waker.take() {
+                    drop(s);
+                    w.wake();
+                }
+                return false;
             }
             s.delivered = true;
             s.chunks += 1;
@@ -183,6 +204,7 @@ impl Inbox {
         if let Some(w) = waker {
             w.wake();
         }
+        true
     }
 
     /// Ends the job (the first end wins) and wakes the stream.

@@ -7,11 +7,13 @@
 //! - [`backend`]: [`backend::AgentBackend`], the `Backend` a connected agent is, and
 //!   the per-job inbox the reader fills.
 //! - [`socket`]: axum's WebSocket adapted to the link's message type.
+//! - [`handshakes`]: what a connection may cost before its Hello is verified.
 //!
 //! The session skeleton (codec, heartbeat, frame reader and writer) and the wire
 //! conversions are shared with the agent: [`sluice_link`].
 
 pub mod backend;
+pub mod handshakes;
 pub mod session;
 pub mod socket;
 
@@ -53,15 +55,26 @@ pub type Connected = (Arc<AgentConn>, Arc<BackendSlot>);
 pub struct AgentHub {
     conns: Mutex<HashMap<String, Connected>>,
     count: watch::Sender<usize>,
+    /// Unverified connections at once and attempts per address.
+    pub handshakes: handshakes::Handshakes,
 }
 
 impl Default for AgentHub {
     fn default() -> Self {
-        AgentHub { conns: Mutex::new(HashMap::new()), count: watch::Sender::new(0) }
+        AgentHub::new(&AgentsConfig::default())
     }
 }
 
 impl AgentHub {
+    /// A hub with no agent, limiting handshakes as `config` says.
+    pub fn new(config: &AgentsConfig) -> AgentHub {
+        AgentHub {
+            conns: Mutex::new(HashMap::new()),
+            count: watch::Sender::new(0),
+            handshakes: handshakes::Handshakes::new(config.max_handshakes, config.attempts_per_minute),
+        }
+    }
+
     /// Records a new connection; an older connection with the same id (an agent that
     /// reconnected before its old connection was found dead) is told to close.
     pub fn join(&self, conn: Arc<AgentConn>, slot: Arc<BackendSlot>) {

@@ -15,7 +15,10 @@ use std::{net::SocketAddr, sync::Arc, time::SystemTime};
 use axum::extract::ws::{WebSocket, close_code};
 use futures_util::{Sink, Stream, StreamExt};
 use sluice_protocol::agent::{Hello, HelloVersion, PROTOCOL_VERSION, RefuseCode, ToAgent, ToGateway};
-use tokio::{sync::mpsc, time::Instant};
+use tokio::{
+    sync::{OwnedSemaphorePermit, mpsc},
+    time::Instant,
+};
 
 use super::Link;
 use super::backend::{AgentBackend, AgentConn, AgentInfo};
@@ -29,10 +32,28 @@ use sluice_link::{
 };
 
 /// Serves one upgraded agent socket until it ends, as a task tracked by the gateway.
-pub fn serve(link: Link, socket: WebSocket, addr: Option<SocketAddr>) -> impl Future<Output = ()> + Send {
+/// `handshake` holds the connection's place at the handshake gate until its Hello is
+/// verified or refused.
+pub fn serve(
+    link: Link,
+    socket: WebSocket,
+    addr: Option<SocketAddr>,
+    handshake: OwnedSemaphorePermit,
+) -> impl Future<Output = ()> + Send {
     let tasks = link.core.tasks.clone();
-    tasks.track_future(run(link, socket, addr))
+    tasks.track_future(run(link, socket, addr, handshake))
 }
+
+/// Frames queued to one agent, at most; an agent that does not read them is
+/// disconnected (see [`AgentConn::send`]).
+pub const FRAME_QUEUE: usize = 1024;
+
+/// Longest Hello, in bytes: checked before it is parsed.
+pub const MAX_HELLO_BYTES: usize = 64 << 10;
+
+/// Most models one agent may announce, and the longest name and version.
+const MAX_MODELS: usize = 256;
+const MAX_NAME_BYTES: usize = 256;
 
 /// A refused handshake.
 struct Refusal {
@@ -61,12 +82,14 @@ impl Ending {
 /// The gateway's end of the link: sends [`ToAgent`], receives [`ToGateway`].
 type Writer<S> = FrameWriter<S, ToAgent, ToGateway>;
 
-async fn run(state: Link, socket: WebSocket, addr: Option<SocketAddr>) {
+async fn run(state: Link, socket: WebSocket, addr: Option<SocketAddr>, place: OwnedSemaphorePermit) {
     let (sink, mut source) = socket::split(socket);
     let codec = GatewayCodec::new(state.config.max_frame_bytes);
     let mut writer = FrameWriter::new(sink, codec);
     let peer = addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
-    let (hello, token_id) = match handshake(&state, &codec, &mut source).await {
+    let checked = handshake(&state, &codec, &mut source).await;
+    drop(place);
+    let (hello, token_id) = match checked {
         Ok(h) => h,
         Err(r) => {
             tracing::warn!(peer = %peer, code = ?r.code, reason = %r.reason, "agent refused");
@@ -92,7 +115,7 @@ async fn run(state: Link, socket: WebSocket, addr: Option<SocketAddr>) {
         token_id,
         connected_at: SystemTime::now(),
     };
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::channel(FRAME_QUEUE);
     let jobs_gauge = state
         .core
         .metrics
@@ -163,7 +186,13 @@ async fn handshake<E>(
     let first = tokio::time::timeout(state.config.hello_timeout, source.next()).await;
     let text = match first {
         Err(_) => return Err(Refusal::new(RefuseCode::BadHello, "no hello within the hello timeout")),
-        Ok(Some(Ok(LinkMessage::Text(t)))) => t,
+        Ok(Some(Ok(LinkMessage::Text(t)))) if t.len() <= MAX_HELLO_BYTES => t,
+        Ok(Some(Ok(LinkMessage::Text(_)))) => {
+            return Err(Refusal::new(
+                RefuseCode::BadHello,
+                format!("the hello is longer than {MAX_HELLO_BYTES} bytes"),
+            ));
+        }
         Ok(Some(Ok(_))) => {
             return Err(Refusal::new(RefuseCode::BadHello, "the first frame must be a text hello"));
         }
@@ -198,6 +227,21 @@ async fn handshake<E>(
     }
     if hello.models.is_empty() {
         return Err(Refusal::new(RefuseCode::BadHello, "the agent serves no model"));
+    }
+    let name_ok = |s: &str| !s.is_empty() && s.len() <= MAX_NAME_BYTES && !s.chars().any(char::is_control);
+    if hello.models.len() > MAX_MODELS || !hello.models.iter().all(|m| name_ok(m)) {
+        return Err(Refusal::new(
+            RefuseCode::BadHello,
+            format!(
+                "an agent announces 1-{MAX_MODELS} models, each named in 1-{MAX_NAME_BYTES} bytes without control characters"
+            ),
+        ));
+    }
+    if !name_ok(&hello.version) {
+        return Err(Refusal::new(
+            RefuseCode::BadHello,
+            format!("version must be 1-{MAX_NAME_BYTES} bytes without control characters"),
+        ));
     }
     let token = match state.store.verify_agent_token(&hello.token).await {
         Ok(Some(token)) => token,
@@ -332,8 +376,11 @@ fn dispatch(
 ) -> Result<(), Ending> {
     match frame {
         ToGateway::Chunk { job, delta } => {
-            if let Some(inbox) = conn.inbox(job) {
-                inbox.push(delta);
+            if let Some(inbox) = conn.inbox(job)
+                && !inbox.push(delta)
+                && conn.finish(job).is_some()
+            {
+                conn.send(ToAgent::Cancel { job });
             }
         }
         ToGateway::Done { job, finish_reason, usage, details } => {
@@ -372,7 +419,7 @@ fn dispatch(
 /// write failed.
 async fn write_frames<S>(
     mut writer: Writer<S>,
-    mut rx: mpsc::UnboundedReceiver<ToAgent>,
+    mut rx: mpsc::Receiver<ToAgent>,
     conn: Arc<AgentConn>,
 ) -> Option<Writer<S>>
 where
@@ -437,7 +484,7 @@ mod tests {
         }
     }
 
-    fn connection(state: &Link) -> (Arc<AgentConn>, Arc<BackendSlot>, mpsc::UnboundedReceiver<ToAgent>) {
+    fn connection(state: &Link) -> (Arc<AgentConn>, Arc<BackendSlot>, mpsc::Receiver<ToAgent>) {
         let info = AgentInfo {
             id: "a".into(),
             addr: None,
@@ -447,14 +494,14 @@ mod tests {
             token_id: "t".into(),
             connected_at: SystemTime::now(),
         };
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(FRAME_QUEUE);
         let conn = Arc::new(AgentConn::new(info, tx, Default::default()));
         let backend = Arc::new(AgentBackend::new(conn.clone()));
         let slot = Arc::new(BackendSlot::with_models(backend, state.config.timeouts, vec![]));
         (conn, slot, rx)
     }
 
-    fn pings(rx: &mut mpsc::UnboundedReceiver<ToAgent>) -> usize {
+    fn pings(rx: &mut mpsc::Receiver<ToAgent>) -> usize {
         std::iter::from_fn(|| rx.try_recv().ok()).filter(|f| matches!(f, ToAgent::Ping { .. })).count()
     }
 
@@ -494,6 +541,32 @@ mod tests {
         assert!(ending.reason.contains("presumed dead"), "{}", ending.reason);
         let took = started.elapsed();
         assert!(took >= Duration::from_secs(29) && took < Duration::from_secs(30), "{took:?}");
+    }
+
+    /// The queue of frames to an agent is bounded: an agent that reads none of them is
+    /// disconnected with the reason, instead of the gateway buffering without end.
+    #[tokio::test]
+    async fn an_agent_that_reads_no_frame_is_disconnected_saying_why() {
+        let state = link();
+        let (conn, _slot, _rx) = connection(&state);
+        for nonce in 0..FRAME_QUEUE as u64 {
+            conn.send(ToAgent::Ping { nonce });
+        }
+        assert!(!conn.closed.is_cancelled());
+        conn.send(ToAgent::Ping { nonce: 0 });
+        assert!(conn.closed.is_cancelled());
+        let why = conn.close_reason().unwrap();
+        assert!(why.contains("not reading") && why.contains("1024 frames"), "{why}");
+    }
+
+    /// A job's inbox holds at most 4 MiB a client has not taken; past it the job ends
+    /// with an error instead of growing.
+    #[test]
+    fn a_job_inbox_is_bounded() {
+        let inbox = super::super::backend::Inbox::default();
+        assert!(inbox.push("x".repeat(3 << 20)));
+        assert!(!inbox.push("y".repeat(2 << 20)), "over the bound");
+        assert!(inbox.push("z".into()), "an ended job ignores more text");
     }
 
     #[tokio::test(start_paused = true)]

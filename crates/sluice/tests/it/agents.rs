@@ -604,3 +604,53 @@ async fn an_agent_runs_each_job_once_and_the_gateway_counts_the_attempts() {
     agent.shutdown.cancel();
     agent.result().await.unwrap();
 }
+
+/// Before its Hello is verified a connection holds a place at the handshake gate:
+/// past `agents.max_handshakes` unverified sockets, the upgrade itself is refused with
+/// 503; a refused Hello frees its place; past `agents.attempts_per_minute` from one
+/// address, 429. A Hello longer than 64 KiB is refused unread.
+#[tokio::test]
+async fn strangers_are_bounded_before_their_hello_is_verified() {
+    let gw = gateway("max_handshakes = 2\nattempts_per_minute = 6\n").await;
+    let url = format!("ws://{}{}", gw.addr, sluice_protocol::agent::CONNECT_PATH);
+    let connect = || tokio::time::timeout(SOON, tokio_tungstenite::connect_async(url.clone()));
+    let (mut first, _) = connect().await.unwrap().unwrap();
+    let (_second, _) = connect().await.unwrap().unwrap();
+    match connect().await.unwrap() {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 503),
+        other => panic!("a third unverified socket must be refused: {other:?}"),
+    }
+    // A Hello over 64 KiB: refused without being parsed, and the place is free again.
+    let mut big = hello("t", "big");
+    big.version = "v".repeat(70 << 10);
+    first.send(Message::Text(serde_json::to_string(&ToGateway::Hello(big)).unwrap().into())).await.unwrap();
+    let answer = next_frame(&mut first).await;
+    let ToAgent::Refused { code, reason } = answer else { panic!("{answer:?}") };
+    assert_eq!(code, RefuseCode::BadHello);
+    assert!(reason.contains("longer than 65536 bytes"), "{reason}");
+    let mut third = loop {
+        // The gateway frees the place right after answering; the close may race it.
+        if let Ok((ws, _)) = connect().await.unwrap() {
+            break ws;
+        }
+    };
+    // Hello fields are bounded: a model name with a newline is refused.
+    let mut bad = hello("t", "bad");
+    bad.models = vec!["a\nb".into()];
+    third.send(Message::Text(serde_json::to_string(&ToGateway::Hello(bad)).unwrap().into())).await.unwrap();
+    let answer = next_frame(&mut third).await;
+    assert!(
+        matches!(&answer, ToAgent::Refused { code: RefuseCode::BadHello, reason } if reason.contains("control")),
+        "{answer:?}"
+    );
+    // Six attempts this minute from 127.0.0.1 (some may have raced above): then 429.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        match connect().await.unwrap() {
+            Ok(_) => statuses.push(101),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => statuses.push(resp.status().as_u16()),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+}

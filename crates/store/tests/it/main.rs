@@ -7,5 +7,6 @@
 mod conversations;
 mod db;
 mod first_admin;
+mod timeouts;
 mod usage;
 mod usage_writer;
