@@ -195,6 +195,9 @@ pub struct Registry {
     slots: RwLock<Arc<Vec<Arc<BackendSlot>>>>,
     table: RwLock<Arc<ModelTable>>,
     last_discovery: Mutex<Option<Instant>>,
+    /// Held while an on-demand rediscovery runs: concurrent requests for unknown
+    /// models share one.
+    rediscovering: tokio::sync::Mutex<()>,
 }
 
 impl Registry {
@@ -204,6 +207,7 @@ impl Registry {
             slots: RwLock::new(Arc::new(slots)),
             table: RwLock::new(Arc::default()),
             last_discovery: Mutex::new(None),
+            rediscovering: tokio::sync::Mutex::new(()),
         };
         r.rebuild();
         r
@@ -291,19 +295,25 @@ impl Registry {
     }
 
     /// Runs discovery again if a backend discovers its models and the last run is
-    /// old enough; returns whether it ran.
+    /// old enough; returns whether the table is new. Callers that arrive while one
+    /// runs wait for it instead of starting their own; within [`REDISCOVER_EVERY`] of
+    /// a run, an unknown name is unknown without asking the backends again.
     pub async fn rediscover_if_stale(&self) -> bool {
-        if !self.slots().iter().any(|s| s.discovers()) {
+        if !self.slots().iter().any(|s| s.discovers()) || self.discovered_lately() {
             return false;
         }
-        {
-            let last = self.last_discovery.lock().unwrap_or_else(|p| p.into_inner());
-            if last.is_some_and(|t| t.elapsed() < REDISCOVER_EVERY) {
-                return false;
-            }
+        let _one = self.rediscovering.lock().await;
+        if self.discovered_lately() {
+            // Another caller just ran it.
+            return true;
         }
         self.discover().await;
         true
+    }
+
+    fn discovered_lately(&self) -> bool {
+        let last = self.last_discovery.lock().unwrap_or_else(|p| p.into_inner());
+        last.is_some_and(|t| t.elapsed() < REDISCOVER_EVERY)
     }
 
     /// Every route of `model`: asks discovering backends again (rate-limited) when the
@@ -405,4 +415,73 @@ pub fn pick(routes: &[Route]) -> Option<&Route> {
         let (ka, kb) = (key(a), key(b));
         (ka.0, ka.1, ka.2).cmp(&(kb.0, kb.1, kb.2)).then(ka.3.total_cmp(&kb.3))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::atomic::AtomicUsize;
+
+    use futures_util::future::BoxFuture;
+
+    use super::*;
+    use crate::{
+        backend::{Backend, BackendError, EventStream, ModelInfo},
+        chat::{ChatRequest, EmbedRequest, Embeddings},
+        config::Timeouts,
+        context::RequestContext,
+    };
+
+    /// Counts model listings, each taking a moment.
+    struct Listing(Arc<AtomicUsize>);
+
+    impl Backend for Listing {
+        fn name(&self) -> &str {
+            "listing"
+        }
+        fn kind(&self) -> &'static str {
+            "test"
+        }
+        fn chat(
+            &self,
+            _: &RequestContext,
+            _: ChatRequest,
+        ) -> BoxFuture<'static, Result<EventStream, BackendError>> {
+            Box::pin(async { Err(BackendError::Unsupported("no".into())) })
+        }
+        fn embed(&self, _: EmbedRequest) -> BoxFuture<'static, Result<Embeddings, BackendError>> {
+            Box::pin(async { Err(BackendError::Unsupported("no".into())) })
+        }
+        fn models(&self) -> BoxFuture<'static, Result<Vec<ModelInfo>, BackendError>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(vec![ModelInfo { name: "known".into(), ..ModelInfo::default() }])
+            })
+        }
+    }
+
+    /// Many requests for an unknown model at once, on every worker thread: one
+    /// rediscovery for all of them, and none again within the negative-cache window.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn unknown_models_share_one_rediscovery() {
+        let listings = Arc::new(AtomicUsize::new(0));
+        let slot = BackendSlot::with_models(Arc::new(Listing(listings.clone())), Timeouts::default(), vec![]);
+        let registry = Arc::new(Registry::new(vec![Arc::new(slot)]));
+        let barrier = Arc::new(tokio::sync::Barrier::new(64));
+        let asks = (0..64).map(|i| {
+            let (registry, barrier) = (registry.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                registry.routes(&format!("unknown-{i}")).await.is_err()
+            })
+        });
+        for unknown in futures_util::future::join_all(asks).await {
+            assert!(unknown.unwrap());
+        }
+        assert_eq!(listings.load(Ordering::SeqCst), 1, "one discovery for every request");
+        assert!(registry.routes("another").await.is_err());
+        assert_eq!(listings.load(Ordering::SeqCst), 1, "an unknown name within the window asks nobody");
+        assert!(registry.routes("known").await.is_ok());
+    }
 }
