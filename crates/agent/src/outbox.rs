@@ -93,6 +93,9 @@ impl Outbox {
     }
 }
 
+/// Longest text in one chunk frame, well under the gateway's default frame limit.
+pub const MAX_CHUNK_BYTES: usize = 256 << 10;
+
 impl State {
     fn pending_mut(&mut self, job: u64) -> &mut Pending {
         self.pending.entry(job).or_insert_with(|| {
@@ -106,8 +109,16 @@ impl State {
         out.append(&mut self.control);
         for job in self.order.drain(..) {
             let Some(p) = self.pending.remove(&job) else { continue };
-            if !p.delta.is_empty() {
-                out.push(ToGateway::Chunk { job, delta: p.delta });
+            // Merged text goes out in frames of at most MAX_CHUNK_BYTES: the gateway
+            // refuses large frames (`agents.max_frame_bytes`).
+            let mut rest = p.delta.as_str();
+            while !rest.is_empty() {
+                let mut cut = rest.len().min(MAX_CHUNK_BYTES);
+                while !rest.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                out.push(ToGateway::Chunk { job, delta: rest[..cut].to_owned() });
+                rest = &rest[cut..];
             }
             out.extend(p.end);
         }
@@ -123,6 +134,25 @@ mod tests {
 
     fn chunk(job: u64, d: &str) -> ToGateway {
         ToGateway::Chunk { job, delta: d.into() }
+    }
+
+    /// However much text piles up while the socket is busy, no frame carries more
+    /// than [`MAX_CHUNK_BYTES`] of it, and the text is whole, in order.
+    #[test]
+    fn merged_text_goes_out_in_bounded_chunks() {
+        let mut state = State::default();
+        let text = "é".repeat(300_000);
+        state.pending_mut(1).delta = text.clone();
+        let mut out = Vec::new();
+        assert!(state.take_into(&mut out));
+        let mut joined = String::new();
+        for frame in &out {
+            let ToGateway::Chunk { delta, .. } = frame else { panic!("{frame:?}") };
+            assert!(delta.len() <= MAX_CHUNK_BYTES);
+            joined.push_str(delta);
+        }
+        assert_eq!(out.len(), 3);
+        assert_eq!(joined, text);
     }
 
     #[tokio::test]
