@@ -70,6 +70,14 @@ async fn generate(registry: &Registry, outbox: &Outbox, job: u64, request: JobRe
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(Event::Delta(text)) => outbox.delta(job, text),
+            // Reasoning has no frame in this protocol version; the answer stays whole.
+            Ok(Event::Reasoning(_)) => {}
+            Ok(Event::ToolCall(_) | Event::Logprobs(_)) => {
+                let e = BackendError::Unsupported(
+                    "this agent cannot send tool calls or log probabilities".into(),
+                );
+                return outbox.end(job, error(job, &GatewayError::Backend(e)));
+            }
             Ok(Event::Done { finish_reason, usage, details, .. }) => {
                 return outbox.end(job, convert::done_frame(job, finish_reason, usage, details.as_deref()));
             }

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::Method;
-use sluice_protocol::ollama as ol;
+use sluice_protocol::{ollama as ol, openai as oa};
 
 use super::{
     Backend, BackendError, EventStream, ModelInfo,
@@ -16,8 +16,14 @@ use super::{
 };
 use sluice_core::{
     backend::carry_plan,
+    capabilities,
     carry::WireDialect,
-    chat::{ChatRequest, DoneDetails, EmbedRequest, Embeddings, Event, FinishReason, Input, Timings, Usage},
+    chat::{
+        ChatRequest, DoneDetails, EmbedRequest, Embeddings, Event, FinishReason, Input, Message, Role,
+        Timings, Usage,
+    },
+    output::{ResponseFormat, Think, TokenLogprob, TopLogprob},
+    tools::{ToolCall, ToolCallDelta, ToolChoice},
 };
 
 /// An Ollama server.
@@ -78,42 +84,141 @@ fn options(req: &ChatRequest, carry: bool) -> Option<ol::Options> {
     (!empty).then_some(o)
 }
 
+/// A canonical message in Ollama's shape. Images must be base64 (`data:` URLs): the
+/// gateway does not fetch URLs on a client's behalf.
+fn wire_message(i: usize, m: &Message, carry: bool) -> Result<ol::Message, BackendError> {
+    let images = m
+        .images
+        .iter()
+        .map(|img| {
+            img.base64().map(str::to_owned).ok_or_else(|| {
+                BackendError::Unsupported(format!(
+                    "messages[{i}]: an Ollama backend takes images as data: URLs (base64), not links"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let tool_calls = m
+        .tool_calls
+        .iter()
+        .map(|c| ol::ToolCall {
+            id: Some(c.id.clone()),
+            function: ol::FunctionCall {
+                index: None,
+                name: c.name.clone(),
+                arguments: serde_json::from_str(&c.arguments)
+                    .unwrap_or_else(|_| serde_json::Value::String(c.arguments.clone())),
+            },
+        })
+        .collect::<Vec<_>>();
+    Ok(ol::Message {
+        role: m.role.as_str().to_owned(),
+        content: m.content.clone(),
+        thinking: m.reasoning.clone(),
+        images: (!images.is_empty()).then_some(images),
+        tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
+        tool_name: if m.role == Role::Tool { m.name.clone() } else { None },
+        tool_call_id: m.tool_call_id.clone(),
+        extra: if carry { m.extra.clone() } else { ol::Fields::new() },
+    })
+}
+
+fn wire_format(f: &ResponseFormat) -> serde_json::Value {
+    match f {
+        ResponseFormat::JsonObject => "json".into(),
+        ResponseFormat::JsonSchema { schema, .. } => schema.clone(),
+    }
+}
+
+fn wire_think(t: &Think) -> serde_json::Value {
+    match t {
+        Think::Off => false.into(),
+        Think::On => true.into(),
+        Think::Level(l) => l.as_str().into(),
+    }
+}
+
+/// The tools as Ollama takes them: it has no `tool_choice` (`none` is no tools; `auto`
+/// is its only way), and always lets the model call several.
+fn wire_tools(req: &ChatRequest) -> Result<Option<Vec<oa::Tool>>, BackendError> {
+    match &req.tool_choice {
+        Some(ToolChoice::None) => return Ok(None),
+        Some(ToolChoice::Required | ToolChoice::Function(_)) => {
+            return Err(BackendError::Unsupported(
+                "'tool_choice' other than auto or none cannot be expressed to an Ollama backend".into(),
+            ));
+        }
+        Some(ToolChoice::Auto) | None => {}
+    }
+    if req.parallel_tool_calls == Some(false) {
+        return Err(BackendError::Unsupported(
+            "'parallel_tool_calls': false cannot be expressed to an Ollama backend".into(),
+        ));
+    }
+    Ok((!req.tools.is_empty()).then(|| {
+        req.tools
+            .iter()
+            .map(|t| oa::Tool {
+                kind: "function".into(),
+                function: Some(oa::FunctionDef {
+                    name: t.name.clone(),
+                    description: t.description.clone(),
+                    parameters: t.parameters.clone(),
+                    strict: None,
+                }),
+            })
+            .collect()
+    }))
+}
+
 /// Serializes the request for the upstream; returns the path and the body. The
 /// upstream always streams, whatever the client asked: the gateway assembles whole
 /// answers, so the first-token deadline never limits a whole generation. With `carry`,
 /// the fields an Ollama client sent that Sluice does not model go along unchanged.
 fn encode_request(req: &ChatRequest, carry: bool) -> Result<(&'static str, Vec<u8>), BackendError> {
     let extra = if carry { req.carried.fields.clone() } else { ol::Fields::new() };
+    let format = req.response_format.as_ref().map(wire_format);
+    let think = req.think.as_ref().map(wire_think);
+    let (logprobs, top_logprobs) = (req.logprobs.map(|_| true), req.logprobs.filter(|n| *n > 0));
     let encoded = match &req.input {
         Input::Chat(messages) => serde_json::to_vec(&ol::ChatRequest {
             model: req.model.clone(),
             messages: messages
                 .iter()
-                .map(|m| ol::Message {
-                    role: m.role.as_str().to_owned(),
-                    content: m.content.clone(),
-                    images: None,
-                    extra: if carry { m.extra.clone() } else { ol::Fields::new() },
-                })
-                .collect(),
+                .enumerate()
+                .map(|(i, m)| wire_message(i, m, carry))
+                .collect::<Result<_, _>>()?,
             stream: Some(true),
             options: options(req, carry),
             keep_alive: None,
-            format: None,
-            extra,
+            format,
+            tools: wire_tools(req)?,
+            think,
+            logprobs,
+            top_logprobs,
+            extra: extra.clone(),
         })
         .map(|b| ("/api/chat", b)),
-        Input::Text { prompt, system, raw } => serde_json::to_vec(&ol::GenerateRequest {
-            model: req.model.clone(),
-            prompt: prompt.clone(),
-            system: system.clone(),
-            raw: raw.then_some(true),
-            stream: Some(true),
-            options: options(req, carry),
-            extra,
-            ..Default::default()
-        })
-        .map(|b| ("/api/generate", b)),
+        Input::Text { prompt, system, raw } => {
+            if !req.tools.is_empty() {
+                return Err(BackendError::Unsupported("a prompt without a chat cannot offer tools".into()));
+            }
+            serde_json::to_vec(&ol::GenerateRequest {
+                model: req.model.clone(),
+                prompt: prompt.clone(),
+                system: system.clone(),
+                raw: raw.then_some(true),
+                stream: Some(true),
+                options: options(req, carry),
+                format,
+                think,
+                logprobs,
+                top_logprobs,
+                extra,
+                ..Default::default()
+            })
+            .map(|b| ("/api/generate", b))
+        }
     };
     encoded.map_err(|e| BackendError::Protocol(format!("encoding request: {e}")))
 }
@@ -216,7 +321,17 @@ async fn show(t: &Transport, model: &str) -> Option<ol::ShowResponse> {
     }
     let body = resp.bytes().await.ok()?;
     match serde_json::from_slice::<ol::ShowResponse>(&body) {
-        Ok(show) => Some(show),
+        // Ollama takes `format` (structured output) and `logprobs` for every model that
+        // completes, but does not list them (versions before 0.12.11 ignore logprobs).
+        Ok(mut show) => {
+            show.capabilities = show.capabilities.map(|mut caps| {
+                if caps.iter().any(|c| c == "completion") {
+                    caps.extend([capabilities::JSON_SCHEMA.to_owned(), capabilities::LOGPROBS.to_owned()]);
+                }
+                caps
+            });
+            Some(show)
+        }
         Err(e) => {
             tracing::debug!(model, error = %e, "malformed /api/show answer");
             None
@@ -235,11 +350,28 @@ pub fn token_input_refused(what: &str) -> BackendError {
     }
 }
 
-/// Decoder for Ollama's NDJSON stream (chat and generate lines alike).
+/// Decoder for Ollama's NDJSON stream (chat and generate lines alike). Ollama sends
+/// tool calls whole and without ids (older versions): each becomes one piece with an
+/// id made here, numbered across the answer.
 #[derive(Default)]
 pub struct OllamaNdjson {
     decoder: LineDecoder,
     finished: bool,
+    calls: u32,
+}
+
+fn token_logprob(l: ol::Logprob) -> TokenLogprob {
+    TokenLogprob {
+        token: l.token,
+        logprob: l.logprob,
+        bytes: l.bytes,
+        top: l
+            .top_logprobs
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| TopLogprob { token: a.token, logprob: a.logprob, bytes: a.bytes })
+            .collect(),
+    }
 }
 
 impl OllamaNdjson {
@@ -251,9 +383,31 @@ impl OllamaNdjson {
         if let Some(err) = v.error {
             return self.fail(BackendError::status(500, sluice_core::scrub::scrub(&err)), out);
         }
-        let text = v.message.and_then(|m| m.content).or(v.response);
+        if let Some(l) = v.logprobs.filter(|l| !l.is_empty()) {
+            out.push_back(Ok(Event::Logprobs(l.into_iter().map(token_logprob).collect())));
+        }
+        let (mut text, mut thinking, mut calls) = (v.response, v.thinking, None);
+        if let Some(m) = v.message {
+            text = m.content.or(text);
+            thinking = m.thinking.or(thinking);
+            calls = m.tool_calls;
+        }
+        if let Some(t) = thinking.filter(|t| !t.is_empty()) {
+            out.push_back(Ok(Event::Reasoning(t.0.into_owned())));
+        }
         if let Some(text) = text.filter(|t| !t.is_empty()) {
             out.push_back(Ok(Event::Delta(text.0.into_owned())));
+        }
+        for c in calls.into_iter().flatten() {
+            let arguments = match c.function.arguments {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Null => "{}".to_owned(),
+                v => v.to_string(),
+            };
+            let call =
+                ToolCall { id: c.id.unwrap_or_else(ToolCall::new_id), name: c.function.name, arguments };
+            out.push_back(Ok(Event::ToolCall(ToolCallDelta::whole(self.calls, call))));
+            self.calls += 1;
         }
         if v.done {
             let ns = |n: Option<u64>| Duration::from_nanos(n.unwrap_or(0));
@@ -335,6 +489,47 @@ mod tests {
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(v["stream"], true, "{v}");
         }
+    }
+
+    #[test]
+    fn images_tools_and_options_in_ollamas_shape() {
+        use sluice_core::media::Image;
+        let mut user = Message::new(Role::User, "look");
+        user.images.push(Image { url: "data:image/png;base64,AAAA".into(), detail: None });
+        let mut result = Message::new(Role::Tool, "42");
+        result.name = Some("f".into());
+        let mut req = ChatRequest {
+            model: "m".into(),
+            input: Input::Chat(vec![user, result]),
+            response_format: Some(ResponseFormat::JsonObject),
+            think: Some(Think::Level("high".into())),
+            ..Default::default()
+        };
+        let (_, body) = encode_request(&req, false).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["messages"][0]["images"], serde_json::json!(["AAAA"]));
+        assert_eq!(v["messages"][1]["tool_name"], "f");
+        assert_eq!((v["format"].as_str(), v["think"].as_str()), (Some("json"), Some("high")));
+        // What Ollama cannot be told is refused, not dropped.
+        req.tool_choice = Some(ToolChoice::Required);
+        assert!(matches!(encode_request(&req, false), Err(BackendError::Unsupported(_))));
+        req.tool_choice = None;
+        let Input::Chat(m) = &mut req.input else { unreachable!() };
+        m[0].images[0].url = "https://example.com/cat.png".into();
+        assert!(matches!(encode_request(&req, false), Err(BackendError::Unsupported(_))));
+    }
+
+    #[test]
+    fn thinking_and_whole_tool_calls_get_stable_ids() {
+        let mut f = OllamaNdjson::default();
+        let mut out = EventQueue::new();
+        f.feed(b"{\"message\":{\"role\":\"assistant\",\"content\":\"\",\"thinking\":\"hm\"},\"done\":false}\n{\"message\":{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"function\":{\"name\":\"f\",\"arguments\":{\"a\":1}}},{\"function\":{\"name\":\"g\",\"arguments\":{}}}]},\"done\":false}\n{\"done\":true,\"done_reason\":\"stop\"}\n", &mut out);
+        let ev: Vec<_> = out.into_iter().map(Result::unwrap).collect();
+        assert_eq!(ev[0], Event::Reasoning("hm".into()));
+        let (Event::ToolCall(a), Event::ToolCall(b)) = (&ev[1], &ev[2]) else { panic!("{ev:?}") };
+        assert_eq!((a.index, a.name.as_deref(), a.arguments.as_str()), (0, Some("f"), "{\"a\":1}"));
+        assert_eq!((b.index, b.name.as_deref()), (1, Some("g")));
+        assert!(a.id.as_deref().is_some_and(|id| id.starts_with("call_")) && a.id != b.id);
     }
 
     #[test]

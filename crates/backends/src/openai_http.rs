@@ -22,7 +22,9 @@ use sluice_core::{
     chat::{
         ChatRequest, DoneDetails, EmbedRequest, Embeddings, Event, FinishReason, Input, Message, Role, Usage,
     },
+    output::{ResponseFormat, Think, TokenLogprob, TopLogprob},
     scrub::scrub,
+    tools::{ToolCallDelta, ToolChoice},
 };
 
 /// An OpenAI-compatible upstream.
@@ -57,33 +59,55 @@ impl OpenAiHttp {
     }
 }
 
-fn to_wire_messages(req: &ChatRequest, carry: bool) -> Vec<oa::ChatMessage> {
-    let msg = |role: Role, text: &str| oa::ChatMessage {
-        role: role.as_str().to_owned(),
-        content: Some(oa::MessageContent::Text(text.to_owned())),
+/// A canonical message in OpenAI's shape. With `carry` (a client of this dialect), its
+/// own spelling comes back: `developer`, `name`, other fields it sent.
+fn wire_message(m: &Message, carry: bool) -> oa::ChatMessage {
+    let content = if m.images.is_empty() {
+        // A turn that only called tools has no content, as OpenAI clients send it.
+        (!m.content.is_empty() || m.tool_calls.is_empty())
+            .then(|| oa::MessageContent::Text(m.content.clone()))
+    } else {
+        let text = (!m.content.is_empty()).then(|| oa::ContentPart::text(m.content.clone()));
+        let images = m.images.iter().map(|i| oa::ContentPart::image(i.url.clone(), i.detail.clone()));
+        Some(oa::MessageContent::Parts(text.into_iter().chain(images).collect()))
+    };
+    let mut wire = oa::ChatMessage {
+        role: m.role.as_str().to_owned(),
+        content,
         name: None,
+        tool_calls: (!m.tool_calls.is_empty()).then(|| {
+            m.tool_calls
+                .iter()
+                .map(|c| oa::ToolCall {
+                    id: c.id.clone(),
+                    kind: "function".into(),
+                    function: oa::FunctionCall { name: c.name.clone(), arguments: c.arguments.clone() },
+                })
+                .collect()
+        }),
+        tool_call_id: m.tool_call_id.clone(),
+        reasoning_content: m.reasoning.clone(),
         extra: oa::Fields::new(),
     };
-    // A client of this dialect gets its own spelling back: `developer`, `name`, ...
-    let carried = |m: &Message| {
-        let mut wire = msg(m.role, &m.content);
-        if carry {
-            wire.extra = m.extra.clone();
-            if let Some(serde_json::Value::String(role)) = wire.extra.remove("role") {
-                wire.role = role;
-            }
-            if let Some(serde_json::Value::String(name)) = wire.extra.remove("name") {
-                wire.name = Some(name);
-            }
+    if carry {
+        wire.extra = m.extra.clone();
+        if let Some(serde_json::Value::String(role)) = wire.extra.remove("role") {
+            wire.role = role;
         }
-        wire
-    };
+        if let Some(serde_json::Value::String(name)) = wire.extra.remove("name") {
+            wire.name = Some(name);
+        }
+    }
+    wire
+}
+
+fn to_wire_messages(req: &ChatRequest, carry: bool) -> Vec<oa::ChatMessage> {
     match &req.input {
-        Input::Chat(messages) => messages.iter().map(carried).collect(),
+        Input::Chat(messages) => messages.iter().map(|m| wire_message(m, carry)).collect(),
         Input::Text { prompt, system, .. } => system
             .iter()
-            .map(|s| msg(Role::System, s))
-            .chain(std::iter::once(msg(Role::User, prompt)))
+            .map(|s| wire_message(&Message::new(Role::System, s.clone()), false))
+            .chain(std::iter::once(wire_message(&Message::new(Role::User, prompt.clone()), false)))
             .collect(),
     }
 }
@@ -103,12 +127,70 @@ fn refuse_repeat_penalty(req: &ChatRequest, backend: &str) -> Result<(), Backend
     }
 }
 
+fn wire_tools(req: &ChatRequest) -> Option<Vec<oa::Tool>> {
+    (!req.tools.is_empty()).then(|| {
+        req.tools
+            .iter()
+            .map(|t| oa::Tool {
+                kind: "function".into(),
+                function: Some(oa::FunctionDef {
+                    name: t.name.clone(),
+                    description: t.description.clone(),
+                    parameters: t.parameters.clone(),
+                    strict: t.strict,
+                }),
+            })
+            .collect()
+    })
+}
+
+fn wire_tool_choice(c: &ToolChoice) -> serde_json::Value {
+    match c {
+        ToolChoice::Auto => "auto".into(),
+        ToolChoice::None => "none".into(),
+        ToolChoice::Required => "required".into(),
+        ToolChoice::Function(name) => serde_json::json!({"type": "function", "function": {"name": name}}),
+    }
+}
+
+fn wire_format(f: &ResponseFormat) -> oa::ResponseFormat {
+    match f {
+        ResponseFormat::JsonObject => oa::ResponseFormat::JsonObject,
+        ResponseFormat::JsonSchema { name, description, schema, strict } => oa::ResponseFormat::JsonSchema {
+            json_schema: oa::JsonSchemaFormat {
+                // OpenAI requires a name; an Ollama client's schema has none.
+                name: name.clone().unwrap_or_else(|| "response".into()),
+                description: description.clone(),
+                schema: Some(schema.clone()),
+                strict: *strict,
+            },
+        },
+    }
+}
+
+/// Refuses what an OpenAI-compatible upstream has no field for, rather than sending the
+/// request without it.
+fn check_expressible(req: &ChatRequest) -> Result<(), BackendError> {
+    let raw = matches!(req.input, Input::Text { raw: true, .. });
+    let unsupported = |m: &str| Err(BackendError::Unsupported(m.to_owned()));
+    if raw && (req.response_format.is_some() || !req.tools.is_empty() || req.logprobs.is_some()) {
+        return unsupported(
+            "a raw prompt cannot ask an OpenAI-compatible upstream for a format, tools or log probabilities",
+        );
+    }
+    if req.think == Some(Think::Off) {
+        return unsupported("'think': false cannot be expressed to an OpenAI-compatible upstream");
+    }
+    Ok(())
+}
+
 /// Serializes the request for the upstream; returns the path and the body. The
 /// upstream is always asked to stream (with usage), whatever the client asked: a whole
 /// answer is assembled by the gateway, so the first-token deadline guards only the
 /// first token, never the whole generation. With `carry`, the fields the client sent
 /// that Sluice does not model go along unchanged.
 fn encode_request(req: &ChatRequest, carry: bool) -> Result<(&'static str, Vec<u8>), BackendError> {
+    check_expressible(req)?;
     let s = &req.sampling;
     let stop = (!s.stop.is_empty()).then(|| sluice_protocol::common::OneOrMany::Many(s.stop.clone()));
     let stream_options = Some(oa::StreamOptions { include_usage: Some(true) });
@@ -155,6 +237,16 @@ fn encode_request(req: &ChatRequest, carry: bool) -> Result<(&'static str, Vec<u
             frequency_penalty: s.frequency_penalty,
             n: None,
             extra,
+            tools: wire_tools(req),
+            tool_choice: req.tool_choice.as_ref().map(wire_tool_choice),
+            parallel_tool_calls: req.parallel_tool_calls,
+            response_format: req.response_format.as_ref().map(wire_format),
+            logprobs: req.logprobs.map(|_| true),
+            top_logprobs: req.logprobs.filter(|n| *n > 0),
+            reasoning_effort: match &req.think {
+                Some(Think::Level(l)) => Some(l.clone()),
+                _ => None,
+            },
         })
         .map(|b| ("/chat/completions", b)),
     };
@@ -248,6 +340,19 @@ impl Backend for OpenAiHttp {
     }
 }
 
+fn token_logprob(t: oa::TokenLogprob) -> TokenLogprob {
+    TokenLogprob {
+        token: t.token,
+        logprob: t.logprob,
+        bytes: t.bytes,
+        top: t
+            .top_logprobs
+            .into_iter()
+            .map(|a| TopLogprob { token: a.token, logprob: a.logprob, bytes: a.bytes })
+            .collect(),
+    }
+}
+
 /// Decoder for OpenAI's SSE stream (chat and legacy completions chunks alike).
 #[derive(Default)]
 pub struct OpenAiSse {
@@ -282,9 +387,33 @@ impl OpenAiSse {
             return self.fail(err, out);
         }
         for choice in chunk.choices {
-            let text = choice.delta.and_then(|d| d.content).or(choice.text);
+            // Log probabilities go first: they describe the text that follows.
+            if let Some(content) = choice.logprobs.and_then(|l| l.content).filter(|c| !c.is_empty()) {
+                out.push_back(Ok(Event::Logprobs(content.into_iter().map(token_logprob).collect())));
+            }
+            let (mut text, mut reasoning, mut calls) = (choice.text, None, None);
+            if let Some(d) = choice.delta {
+                text = d.content.or(text);
+                reasoning = d.reasoning_content.or(d.reasoning);
+                calls = d.tool_calls;
+            }
+            if let Some(r) = reasoning.filter(|t| !t.is_empty()) {
+                out.push_back(Ok(Event::Reasoning(r.0.into_owned())));
+            }
             if let Some(text) = text.filter(|t| !t.is_empty()) {
                 out.push_back(Ok(Event::Delta(text.0.into_owned())));
+            }
+            for c in calls.into_iter().flatten() {
+                let (name, arguments) = match c.function {
+                    Some(f) => (f.name.map(|n| n.0.into_owned()), f.arguments.map(|a| a.0.into_owned())),
+                    None => (None, None),
+                };
+                out.push_back(Ok(Event::ToolCall(ToolCallDelta {
+                    index: c.index,
+                    id: c.id.map(|i| i.0.into_owned()),
+                    name,
+                    arguments: arguments.unwrap_or_default(),
+                })));
             }
             if let Some(reason) = choice.finish_reason {
                 let known = FinishReason::known(&reason);
@@ -387,6 +516,76 @@ mod tests {
             assert_eq!(v["stream"], true, "{v}");
             assert_eq!(v["stream_options"]["include_usage"], true, "{v}");
         }
+    }
+
+    #[test]
+    fn tools_images_formats_and_history_reach_the_upstream() {
+        use sluice_core::{
+            media::Image,
+            tools::{Tool, ToolCall},
+        };
+        let mut user = Message::new(Role::User, "look");
+        user.images.push(Image { url: "data:image/png;base64,AAAA".into(), detail: Some("high".into()) });
+        let mut called = Message::new(Role::Assistant, "");
+        called.tool_calls.push(ToolCall { id: "c1".into(), name: "f".into(), arguments: "{\"a\":1}".into() });
+        let mut result = Message::new(Role::Tool, "42");
+        result.tool_call_id = Some("c1".into());
+        let req = ChatRequest {
+            model: "m".into(),
+            input: Input::Chat(vec![user, called, result]),
+            tools: vec![Tool { name: "f".into(), description: None, parameters: None, strict: Some(true) }],
+            tool_choice: Some(ToolChoice::Function("f".into())),
+            response_format: Some(ResponseFormat::JsonSchema {
+                name: None,
+                description: None,
+                schema: serde_json::json!({"type": "object"}),
+                strict: Some(true),
+            }),
+            logprobs: Some(2),
+            ..Default::default()
+        };
+        let (_, body) = encode_request(&req, false).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["messages"][0]["content"][0], serde_json::json!({"type": "text", "text": "look"}));
+        assert_eq!(v["messages"][0]["content"][1]["image_url"]["url"], "data:image/png;base64,AAAA");
+        assert!(v["messages"][1]["content"].is_null(), "a turn of tool calls has no content: {v}");
+        assert_eq!(v["messages"][1]["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
+        assert_eq!(v["messages"][2]["tool_call_id"], "c1");
+        assert_eq!(v["tools"][0]["function"]["strict"], true);
+        assert_eq!(v["tool_choice"]["function"]["name"], "f");
+        assert_eq!(v["response_format"]["json_schema"]["name"], "response", "OpenAI requires a name: {v}");
+        assert_eq!((v["logprobs"].as_bool(), v["top_logprobs"].as_u64()), (Some(true), Some(2)));
+    }
+
+    #[test]
+    fn reasoning_tool_call_pieces_and_logprobs_become_events() {
+        let ev = run(
+            &[
+                "data: {\"choices\":[{\"delta\":{\"reasoning_content\":\"hm\"}}]}\n\n",
+                "data: {\"choices\":[{\"delta\":{\"content\":\"a\"},\"logprobs\":{\"content\":[{\"token\":\"a\",\"logprob\":-0.1,\"bytes\":[97],\"top_logprobs\":[]}]}}]}\n\n",
+                "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]}}]}\n\n",
+                "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{}\"}}]},\"finish_reason\":\"tool_calls\"}]}\n\ndata: [DONE]\n\n",
+            ],
+            false,
+        );
+        let ev: Vec<Event> = ev.into_iter().map(Result::unwrap).collect();
+        assert_eq!(ev[0], Event::Reasoning("hm".into()));
+        assert!(matches!(&ev[1], Event::Logprobs(l) if l[0].token == "a"), "log probabilities come first");
+        assert_eq!(ev[2], Event::Delta("a".into()));
+        assert_eq!(
+            ev[3],
+            Event::ToolCall(ToolCallDelta {
+                index: 0,
+                id: Some("c".into()),
+                name: Some("f".into()),
+                arguments: String::new()
+            })
+        );
+        assert_eq!(
+            ev[4],
+            Event::ToolCall(ToolCallDelta { index: 0, id: None, name: None, arguments: "{}".into() })
+        );
+        assert!(matches!(ev[5], Event::Done { finish_reason: FinishReason::ToolCalls, .. }));
     }
 
     #[test]

@@ -187,10 +187,5 @@ async fn stream_answer(
 }
 
 fn message(role: &str, text: String) -> ChatMessage {
-    ChatMessage {
-        role: role.to_owned(),
-        content: Some(MessageContent::Text(text)),
-        name: None,
-        extra: Default::default(),
-    }
+    ChatMessage { role: role.to_owned(), content: Some(MessageContent::Text(text)), ..ChatMessage::default() }
 }

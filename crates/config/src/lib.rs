@@ -315,6 +315,7 @@ impl Config {
                 weight: sluice_core::config::default_weight(),
                 breaker: Default::default(),
                 health: Default::default(),
+                capabilities: None,
             });
         }
         for path in &o.models {

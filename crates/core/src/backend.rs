@@ -279,6 +279,13 @@ pub trait Backend: Send + Sync + 'static {
         Box::pin(async move { models.await.map(|_| ()) })
     }
 
+    /// What `model` can do beyond text (see [`crate::capabilities`]), when this backend
+    /// knows it without asking (embedded engines, agents); `None` leaves it to discovery
+    /// or the configuration.
+    fn capabilities(&self, _model: &str) -> Option<Vec<String>> {
+        None
+    }
+
     /// Models held in memory by this process (in-process engines); remote backends
     /// manage their own memory and report none.
     fn running(&self) -> Vec<RunningModel> {

@@ -6,7 +6,12 @@
 
 use std::time::Duration;
 
-use crate::carry::{Carried, Fields, WireDialect};
+use crate::{
+    carry::{Carried, Fields, WireDialect},
+    media::Image,
+    output::{ResponseFormat, Think, TokenLogprob},
+    tools::{Tool, ToolCall, ToolCallDelta, ToolChoice},
+};
 
 /// One chat or completion request in Sluice's own terms.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +31,19 @@ pub struct ChatRequest {
     /// Fields the client sent that Sluice does not model, for an upstream of the same
     /// dialect ([`crate::carry`]).
     pub carried: Carried,
+    /// Functions the model may call.
+    pub tools: Vec<Tool>,
+    /// Whether and which tool the model must call; `None` leaves the backend's default.
+    pub tool_choice: Option<ToolChoice>,
+    /// Whether the model may call several tools in one turn; `None`: the default.
+    pub parallel_tool_calls: Option<bool>,
+    /// The format the answer must have; `None` is free text.
+    pub response_format: Option<ResponseFormat>,
+    /// `Some(n)`: return each output token's log probability and its `n` likeliest
+    /// alternatives.
+    pub logprobs: Option<u8>,
+    /// Whether a thinking model should think; `None`: the model's default.
+    pub think: Option<Think>,
 }
 
 /// The text to continue: a conversation, or a raw prompt.
@@ -54,7 +72,10 @@ impl Input {
     /// All text of the input, for rough size checks and cache keys.
     pub fn char_len(&self) -> usize {
         match self {
-            Input::Chat(m) => m.iter().map(|m| m.content.len()).sum(),
+            Input::Chat(m) => m
+                .iter()
+                .map(|m| m.content.len() + m.tool_calls.iter().map(|c| c.arguments.len()).sum::<usize>())
+                .sum(),
             Input::Text { prompt, system, .. } => prompt.len() + system.as_ref().map_or(0, String::len),
         }
     }
@@ -65,17 +86,36 @@ impl Input {
 pub struct Message {
     /// Who speaks.
     pub role: Role,
-    /// What they said.
+    /// What they said: the text (an OpenAI client's text parts, joined by newlines).
     pub content: String,
-    /// The message's fields Sluice does not model (`name`, a role spelled the
-    /// client's way such as `developer`), carried like [`ChatRequest::carried`].
+    /// The message's fields Sluice does not model (a role spelled the client's way
+    /// such as `developer`), carried like [`ChatRequest::carried`].
     pub extra: Fields,
+    /// Images, after the text.
+    pub images: Vec<Image>,
+    /// The calls an assistant message made.
+    pub tool_calls: Vec<ToolCall>,
+    /// The call a `tool` message answers.
+    pub tool_call_id: Option<String>,
+    /// The function a `tool` message answers for (Ollama's `tool_name`).
+    pub name: Option<String>,
+    /// An assistant message's reasoning, as a thinking model gave it.
+    pub reasoning: Option<String>,
 }
 
 impl Message {
-    /// A message with nothing carried.
+    /// A text message with nothing carried.
     pub fn new(role: Role, content: impl Into<String>) -> Message {
-        Message { role, content: content.into(), extra: Fields::new() }
+        Message {
+            role,
+            content: content.into(),
+            extra: Fields::new(),
+            images: Vec::new(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            name: None,
+            reasoning: None,
+        }
     }
 }
 
@@ -150,6 +190,8 @@ pub enum FinishReason {
     Length,
     /// The backend filtered the content.
     ContentFilter,
+    /// The model called tools.
+    ToolCalls,
 }
 
 impl FinishReason {
@@ -159,6 +201,7 @@ impl FinishReason {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
             FinishReason::ContentFilter => "content_filter",
+            FinishReason::ToolCalls => "tool_calls",
         }
     }
 
@@ -174,6 +217,7 @@ impl FinishReason {
             "stop" => FinishReason::Stop,
             "length" | "max_tokens" => FinishReason::Length,
             "content_filter" => FinishReason::ContentFilter,
+            "tool_calls" | "function_call" => FinishReason::ToolCalls,
             _ => return None,
         })
     }
@@ -204,6 +248,12 @@ pub struct Timings {
 pub enum Event {
     /// New text.
     Delta(String),
+    /// New reasoning text, from a model that thinks before it answers.
+    Reasoning(String),
+    /// A piece of a tool call (or a whole one, from upstreams that send them whole).
+    ToolCall(ToolCallDelta),
+    /// Log probabilities of the tokens of the `Delta` just before.
+    Logprobs(Vec<TokenLogprob>),
     /// The end, with why and how much.
     Done {
         /// Why it ended.
@@ -257,6 +307,14 @@ impl DoneDetails {
     /// The vendor fields, when the client speaks `dialect`.
     pub fn fields_for(details: Option<&DoneDetails>, dialect: WireDialect) -> Option<&Fields> {
         details.filter(|d| d.dialect == Some(dialect) && !d.fields.is_empty()).map(|d| &d.fields)
+    }
+}
+
+impl Event {
+    /// True for events that carry generated output (text, reasoning, a tool-call
+    /// piece): what token counts and inter-token timings count.
+    pub fn is_output(&self) -> bool {
+        matches!(self, Event::Delta(_) | Event::Reasoning(_) | Event::ToolCall(_))
     }
 }
 

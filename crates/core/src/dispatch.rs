@@ -18,6 +18,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::{
     backend::{Backend, BackendError, EventStream, Stage},
+    capabilities,
     chat::{ChatRequest, EmbedRequest, Embeddings, Event, Input, Role},
     config::FallbackOn,
     context::RequestContext,
@@ -48,6 +49,12 @@ trait Ask: Sync {
         backend: &dyn Backend,
         model: &str,
     ) -> BoxFuture<'static, Result<Self::Out, BackendError>>;
+
+    /// The routes of `model` that can take this request; a 400 naming the field when
+    /// none can.
+    fn capable(&self, _model: &str, routes: Vec<Route>) -> Result<Vec<Route>, GatewayError> {
+        Ok(routes)
+    }
 }
 
 /// A chat request, answered once its first event is in.
@@ -56,6 +63,25 @@ struct Chat<'a>(&'a ChatRequest);
 impl Ask for Chat<'_> {
     type Out = (EventStream, Event);
     const FIRST_TOKEN: bool = true;
+
+    fn capable(&self, model: &str, routes: Vec<Route>) -> Result<Vec<Route>, GatewayError> {
+        let needs = capabilities::needs(self.0);
+        if needs.is_empty() {
+            return Ok(routes);
+        }
+        let caps: Vec<Option<Vec<String>>> =
+            routes.iter().map(|r| r.slot.capabilities(&r.upstream_model)).collect();
+        let fit: Vec<Route> = routes
+            .iter()
+            .zip(&caps)
+            .filter(|(_, c)| capabilities::satisfies(c.as_deref(), &needs))
+            .map(|(r, _)| r.clone())
+            .collect();
+        if fit.is_empty() {
+            return Err(capabilities::refusal(model, &needs, caps.iter().map(Option::as_deref)));
+        }
+        Ok(fit)
+    }
 
     fn ask(
         &self,
@@ -201,7 +227,7 @@ async fn open_model<A: Ask>(
     model: &str,
     sticky: Option<u64>,
 ) -> Result<Landed<A::Out>, GatewayError> {
-    let routes = state.registry.routes(model).await?;
+    let routes = ask.capable(model, state.registry.routes(model).await?)?;
     let cfg = &state.routing.config;
     let max = cfg.retry.max_attempts;
     let mut tried = vec![false; routes.len()];

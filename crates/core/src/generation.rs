@@ -68,7 +68,7 @@ pub async fn start(
     let ttft = now - started;
     metrics.ttft.observe(ttft.as_secs_f64());
     state.metrics.active_streams.inc();
-    let tokens_out = u64::from(matches!(first, Event::Delta(_)));
+    let tokens_out = u64::from(first.is_output());
     outstanding.slot().completion_tokens.fetch_add(tokens_out, Ordering::Relaxed);
     Ok(Generation {
         first: Some(first),
@@ -130,7 +130,7 @@ impl Generation {
 
     fn observe(&mut self, ev: &Event) {
         let now = Instant::now();
-        if let Event::Delta(_) = ev {
+        if ev.is_output() {
             self.metrics.inter_token.observe((now - self.last_event).as_secs_f64());
             self.tokens_out += 1;
             self.outstanding.slot().completion_tokens.fetch_add(1, Ordering::Relaxed);

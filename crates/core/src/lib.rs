@@ -3,7 +3,10 @@
 //!
 //! # Layout (the request path, in order)
 //! - [`chat`]: the canonical request and token events every dialect and backend share;
-//!   [`carry`]: the fields it carries unmodeled, for an upstream of the client's dialect.
+//!   [`carry`]: the fields it carries unmodeled, for an upstream of the client's dialect;
+//!   what it holds besides text: [`tools`] (function calling), [`media`] (images),
+//!   [`output`] (formats, log probabilities, reasoning); [`answer`] assembles events
+//!   into a whole answer.
 //! - [`context`]: [`context::RequestContext`], who asks and under which limits,
 //!   carried by value down the path.
 //! - [`reply`]: answers a request from the cache, an identical request in flight, or
@@ -14,7 +17,8 @@
 //!   hedging, fallbacks.
 //! - [`scheduler`]: the routing state those attempts consult: admission queues,
 //!   balancing, circuit breakers, the retry budget.
-//! - [`registry`]: which backends serve which models, and the cheapest one now.
+//! - [`registry`]: which backends serve which models, and the cheapest one now;
+//!   [`capabilities`]: which of them can take what a request asks beyond text.
 //! - [`health`]: active probes of every backend.
 //! - [`backend`]: the [`backend::Backend`] trait every token source implements.
 //! - [`embeddings`]: embeddings through the same dispatch.
@@ -23,8 +27,10 @@
 //! - [`gateway`]: [`gateway::Gateway`], the shared state holding all of the above.
 //! - [`metrics`], [`config`]: every metric, and the per-backend settings.
 
+pub mod answer;
 pub mod backend;
 pub mod cache;
+pub mod capabilities;
 pub mod carry;
 pub mod chat;
 pub mod config;
@@ -35,10 +41,13 @@ pub mod error;
 pub mod gateway;
 pub mod generation;
 pub mod health;
+pub mod media;
 pub mod metrics;
+pub mod output;
 pub mod registry;
 pub mod reply;
 pub mod scheduler;
 pub mod scrub;
+pub mod tools;
 
 pub use gateway::Gateway;

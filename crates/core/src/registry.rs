@@ -39,6 +39,8 @@ pub struct BackendSlot {
     configured: Vec<(String, String)>,
     /// Models found by discovery.
     discovered: RwLock<Vec<ModelInfo>>,
+    /// Configured capabilities of every model, overriding what the backend says.
+    capabilities: Option<Vec<String>>,
     /// Requests in flight.
     pub outstanding: AtomicU64,
     /// Last known health.
@@ -64,7 +66,10 @@ impl BackendSlot {
     /// A slot for `backend` configured by `cfg`.
     pub fn new(backend: Arc<dyn Backend>, cfg: &BackendConfig) -> Self {
         let models = cfg.models.iter().map(|m| (m.names().0.to_owned(), m.names().1.to_owned())).collect();
-        Self::with_state(backend, cfg.timeouts, models, crate::scheduler::BackendState::new(cfg))
+        let mut slot =
+            Self::with_state(backend, cfg.timeouts, models, crate::scheduler::BackendState::new(cfg));
+        slot.capabilities.clone_from(&cfg.capabilities);
+        slot
     }
 
     /// A slot for a backend without a `[[backends]]` entry (embedded engines, agents)
@@ -85,6 +90,7 @@ impl BackendSlot {
             timeouts,
             configured: models,
             discovered: RwLock::new(Vec::new()),
+            capabilities: None,
             outstanding: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
             completion_tokens: AtomicU64::new(0),
@@ -122,6 +128,17 @@ impl BackendSlot {
             .find(|m| m.name == upstream)
             .or_else(|| d.iter().find(|m| bare && m.name.strip_suffix(":latest") == Some(upstream)))
             .cloned()
+    }
+}
+
+impl BackendSlot {
+    /// What `upstream` can do here: the configuration's word, else the backend's own,
+    /// else discovery's; `None` when nobody knows.
+    pub fn capabilities(&self, upstream: &str) -> Option<Vec<String>> {
+        self.capabilities
+            .clone()
+            .or_else(|| self.backend.capabilities(upstream))
+            .or_else(|| self.model_info(upstream).and_then(|m| m.capabilities))
     }
 }
 

@@ -104,6 +104,7 @@ async fn a_three_minute_whole_answer_succeeds_once_and_keeps_the_breaker_closed(
         match ev.unwrap() {
             Event::Delta(t) => text.push_str(&t),
             Event::Done { .. } => done = true,
+            other => panic!("unexpected {other:?}"),
         }
     }
     assert!(done, "the answer ended normally");

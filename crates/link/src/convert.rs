@@ -13,7 +13,12 @@ use sluice_core::{
 };
 
 /// The wire form of a request (the gateway side), tagged with the request id of `ctx`.
-pub fn job_request(ctx: &RequestContext, req: ChatRequest) -> wire::JobRequest {
+/// A request this protocol version cannot express (tools, images, formats, log
+/// probabilities, thinking) is refused rather than sent without them.
+pub fn job_request(ctx: &RequestContext, req: ChatRequest) -> Result<wire::JobRequest, BackendError> {
+    if let Some(field) = inexpressible(&req) {
+        return Err(BackendError::Unsupported(format!("agents cannot take '{field}' yet")));
+    }
     let input = match req.input {
         Input::Chat(messages) => wire::JobInput::Chat {
             messages: messages
@@ -28,7 +33,7 @@ pub fn job_request(ctx: &RequestContext, req: ChatRequest) -> wire::JobRequest {
         Input::Text { prompt, system, raw } => wire::JobInput::Text { prompt, system, raw },
     };
     let s = req.sampling;
-    wire::JobRequest {
+    Ok(wire::JobRequest {
         model: req.model,
         input,
         sampling: wire::Sampling {
@@ -49,6 +54,29 @@ pub fn job_request(ctx: &RequestContext, req: ChatRequest) -> wire::JobRequest {
         carried: (req.carried != Carried::default())
             .then(|| serde_json::to_value(&req.carried).ok())
             .flatten(),
+    })
+}
+
+/// The first field of `req` the agent protocol cannot carry.
+fn inexpressible(req: &ChatRequest) -> Option<&'static str> {
+    let messages = match &req.input {
+        Input::Chat(m) => m.as_slice(),
+        Input::Text { .. } => &[],
+    };
+    if !req.tools.is_empty() || req.tool_choice.is_some() || req.parallel_tool_calls.is_some() {
+        Some("tools")
+    } else if req.response_format.is_some() {
+        Some("response_format")
+    } else if req.logprobs.is_some() {
+        Some("logprobs")
+    } else if req.think.is_some() {
+        Some("think")
+    } else if messages.iter().any(|m| !m.images.is_empty()) {
+        Some("images")
+    } else if messages.iter().any(|m| !m.tool_calls.is_empty() || m.tool_call_id.is_some()) {
+        Some("tool_calls")
+    } else {
+        None
     }
 }
 
@@ -60,7 +88,9 @@ pub fn chat_request(job: wire::JobRequest) -> Result<ChatRequest, String> {
                 .into_iter()
                 .map(|m| {
                     let role = Role::parse(&m.role).ok_or_else(|| format!("unknown role '{}'", m.role))?;
-                    Ok(Message { role, content: m.content, extra: m.extra })
+                    let mut msg = Message::new(role, m.content);
+                    msg.extra = m.extra;
+                    Ok(msg)
                 })
                 .collect::<Result<_, String>>()?,
         ),
@@ -89,6 +119,7 @@ pub fn chat_request(job: wire::JobRequest) -> Result<ChatRequest, String> {
         stream: job.stream,
         user: job.user,
         carried,
+        ..ChatRequest::default()
     })
 }
 
@@ -199,9 +230,9 @@ mod tests {
             },
             stream: true,
             user: Some("u".into()),
-            carried: Carried::default(),
+            ..ChatRequest::default()
         };
-        let back = chat_request(job_request(&RequestContext::internal(), req.clone())).unwrap();
+        let back = chat_request(job_request(&RequestContext::internal(), req.clone()).unwrap()).unwrap();
         assert_eq!(
             (back.model, back.sampling, back.stream, back.user),
             (req.model, req.sampling, true, req.user)

@@ -3,15 +3,19 @@
 //! [`MockConfig`](crate::MockConfig) for that one request, so a test can drive any
 //! behaviour through the gateway in either dialect.
 //!
-//! Keys (any subset, any order): `tokens=N`, `delay_ms=N`, `first_ms=N`, and
-//! `mode=normal|hang|hang_after:K|status:CODE|drop_after:K|malformed_after:K`.
+//! Keys (any subset, any order): `tokens=N`, `delay_ms=N`, `first_ms=N`,
+//! `mode=normal|hang|hang_after:K|status:CODE|drop_after:K|malformed_after:K`,
+//! `reasoning=N` (the first N tokens are reasoning, as thinking models stream it) and
+//! `call=NAME` (the tokens after the reasoning are the argument text of one call to the
+//! function NAME; a conversation whose last message is a tool result gets text instead,
+//! so a function-calling round trip ends).
 
 use std::time::Duration;
 
 use crate::config::Behavior;
 
 /// What a directive overrides; `None` fields keep the server's setting.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Directive {
     /// Tokens in the reply.
     pub tokens: Option<usize>,
@@ -21,6 +25,10 @@ pub struct Directive {
     pub first_token_delay: Option<Duration>,
     /// Fault to inject.
     pub behavior: Option<Behavior>,
+    /// Leading tokens that are reasoning.
+    pub reasoning: Option<usize>,
+    /// Function the reply calls with its remaining tokens as argument text.
+    pub call: Option<String>,
 }
 
 /// A directive that could not be understood; the request is answered with 400 so a
@@ -57,6 +65,8 @@ impl Directive {
                 "delay_ms" => directive.token_delay = Some(millis(key, value)?),
                 "first_ms" => directive.first_token_delay = Some(millis(key, value)?),
                 "mode" => directive.behavior = Some(behavior(value)?),
+                "reasoning" => directive.reasoning = Some(number(key, value)?),
+                "call" if !value.is_empty() => directive.call = Some(value.to_owned()),
                 _ => return Err(DirectiveError(format!("unknown key `{key}`"))),
             }
         }
@@ -128,6 +138,13 @@ mod tests {
         assert_eq!(d.token_delay, Some(Duration::from_millis(10)));
         assert_eq!(d.first_token_delay, Some(Duration::from_millis(50)));
         assert_eq!(d.behavior, Some(Behavior::HangAfter(3)));
+    }
+
+    #[test]
+    fn parses_reasoning_and_calls() {
+        let d = Directive::find("[mock reasoning=2 call=get_weather]").unwrap().unwrap();
+        assert_eq!((d.reasoning, d.call.as_deref()), (Some(2), Some("get_weather")));
+        assert!(Directive::find("[mock call=]").is_err());
     }
 
     #[test]

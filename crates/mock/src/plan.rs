@@ -41,6 +41,81 @@ pub(crate) enum Interrupt {
     Malformed,
 }
 
+/// What the reply's tokens are: leading reasoning, then text or the argument text of
+/// one tool call; and whether text tokens carry log probabilities.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Shape {
+    /// Leading tokens that are reasoning.
+    pub(crate) reasoning: usize,
+    /// The function the rest of the tokens call.
+    pub(crate) call: Option<String>,
+    /// `Some(n)`: every text token carries its log probability and `n` alternatives.
+    pub(crate) logprobs: Option<u8>,
+}
+
+/// What one token of the reply is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// Reasoning text.
+    Reasoning,
+    /// Answer text.
+    Text,
+    /// Argument text of the call; `first` for the call's first piece.
+    Argument {
+        /// Whether this is the call's first piece (it carries the id and name).
+        first: bool,
+    },
+}
+
+impl Shape {
+    /// The shape a directive asks for; `tool_turn` (the last message is a tool result)
+    /// turns a call into text.
+    pub(crate) fn new(directive: Option<&Directive>, tool_turn: bool, logprobs: Option<u8>) -> Shape {
+        let d = directive.cloned().unwrap_or_default();
+        Shape { reasoning: d.reasoning.unwrap_or(0), call: d.call.filter(|_| !tool_turn), logprobs }
+    }
+
+    /// What token `index` is.
+    pub(crate) fn part(&self, index: usize) -> Part {
+        if index < self.reasoning {
+            Part::Reasoning
+        } else if self.call.is_some() {
+            Part::Argument { first: index == self.reasoning }
+        } else {
+            Part::Text
+        }
+    }
+
+    /// The whole reply split into reasoning, text and the call's argument text (`None`
+    /// without a call).
+    pub(crate) fn split(&self, produced: usize) -> (String, String, Option<String>) {
+        let (mut reasoning, mut text, mut args) = (BytesMut::new(), BytesMut::new(), None::<BytesMut>);
+        for index in 0..produced {
+            match self.part(index) {
+                Part::Reasoning => push_token(&mut reasoning, index),
+                Part::Text => push_token(&mut text, index),
+                Part::Argument { .. } => push_token(args.get_or_insert_with(BytesMut::new), index),
+            }
+        }
+        let s = |b: BytesMut| String::from_utf8_lossy(&b).into_owned();
+        let args =
+            self.call.as_ref().map(|_| format!("{ARGS_OPEN}{}{ARGS_CLOSE}", args.map(s).unwrap_or_default()));
+        (s(reasoning), s(text), args)
+    }
+}
+
+/// The argument text of a call opens and closes around its tokens.
+pub(crate) const ARGS_OPEN: &str = "{\"q\":\"";
+/// See [`ARGS_OPEN`].
+pub(crate) const ARGS_CLOSE: &str = "\"}";
+
+/// Token `index`'s log probability: a made-up but deterministic figure.
+pub(crate) fn logprob(index: usize, alternative: usize) -> f32 {
+    #[allow(clippy::cast_precision_loss)] // small test numbers
+    let v = -((index % 10) as f32) / 10.0 - alternative as f32;
+    v
+}
+
 /// One request's reply, fully resolved.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
@@ -144,6 +219,17 @@ mod tests {
         let d = Directive { tokens: Some(2), behavior: Some(Behavior::Hang), ..Directive::default() };
         let plan = Plan::new(&cfg, Some(d), None);
         assert_eq!((plan.tokens, plan.behavior), (2, Behavior::Hang));
+    }
+
+    #[test]
+    fn shapes_split_reasoning_text_and_calls() {
+        let d = Directive { reasoning: Some(1), call: Some("f".into()), ..Directive::default() };
+        let shape = Shape::new(Some(&d), false, None);
+        assert_eq!(shape.part(0), Part::Reasoning);
+        assert_eq!(shape.part(1), Part::Argument { first: true });
+        assert_eq!(shape.split(3), ("t0 ".into(), String::new(), Some("{\"q\":\"t1 t2 \"}".into())));
+        let answered = Shape::new(Some(&d), true, None);
+        assert_eq!(answered.split(2), ("t0 ".into(), "t1 ".into(), None), "after a tool result: text");
     }
 
     #[test]

@@ -25,9 +25,21 @@ pub struct ChatRequest {
     /// How long the model stays loaded after this request (`"5m"`, seconds, `0`, `-1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_alive: Option<serde_json::Value>,
-    /// Output format (`"json"` or a JSON schema), passed through when the backend allows.
+    /// Output format (`"json"` or a JSON schema).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<serde_json::Value>,
+    /// Functions the model may call (the same shape as OpenAI's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<crate::openai::Tool>>,
+    /// Let a thinking model think (`true`/`false`, or `"low"`, `"medium"`, `"high"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub think: Option<serde_json::Value>,
+    /// Return the log probability of each output token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<bool>,
+    /// Also return this many likeliest alternatives per token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_logprobs: Option<u8>,
     /// Every other field (`tools`, `think`, ...), as sent.
     #[serde(flatten)]
     pub extra: Fields,
@@ -49,12 +61,62 @@ pub struct Message {
     /// The text (`null` reads as empty, as Ollama reads it).
     #[serde(default, deserialize_with = "null_as_empty")]
     pub content: String,
+    /// The model's reasoning (assistant messages of thinking models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<String>,
     /// Base64 images, for multimodal models.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images: Option<Vec<String>>,
     /// Every other field (`tool_calls`, `thinking`, ...), as sent.
     #[serde(flatten)]
     pub extra: Fields,
+    /// Calls an assistant message made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// The tool a `tool` message answers for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_name: Option<String>,
+    /// The call a `tool` message answers (newer Ollama versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+/// A call the model made. Ollama sends whole calls, arguments as a JSON object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// Call id (newer Ollama versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The function and its arguments.
+    pub function: FunctionCall,
+}
+
+/// The function of a tool call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    /// Position among the message's calls (newer Ollama versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    /// Function name.
+    pub name: String,
+    /// Arguments, a JSON object.
+    #[serde(default)]
+    pub arguments: serde_json::Value,
+}
+
+/// One output token's log probability (Ollama's shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Logprob {
+    /// The token text.
+    pub token: String,
+    /// Its log probability.
+    pub logprob: f32,
+    /// Its UTF-8 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<Vec<u8>>,
+    /// The likeliest tokens at this position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_logprobs: Option<Vec<Logprob>>,
 }
 
 /// `POST /api/generate` request body.
@@ -86,6 +148,18 @@ pub struct GenerateRequest {
     /// Every other field (`suffix`, `template`, `context`, `images`, `think`), as sent.
     #[serde(flatten)]
     pub extra: Fields,
+    /// Base64 images, for multimodal models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<Vec<String>>,
+    /// Let a thinking model think.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub think: Option<serde_json::Value>,
+    /// Return the log probability of each output token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<bool>,
+    /// Also return this many likeliest alternatives per token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_logprobs: Option<u8>,
 }
 
 /// Runtime options Sluice maps; the others are kept in `extra`.
@@ -161,6 +235,9 @@ pub struct ChatResponse {
     pub created_at: String,
     /// The (partial) assistant message.
     pub message: Message,
+    /// Log probabilities of this object's tokens, when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Vec<Logprob>>,
     /// True on the final object.
     pub done: bool,
     /// `stop`, `length` or `load`, on the final object.
@@ -183,6 +260,12 @@ pub struct GenerateResponse {
     pub created_at: String,
     /// The (partial) generated text.
     pub response: String,
+    /// The (partial) reasoning of a thinking model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<String>,
+    /// Log probabilities of this object's tokens, when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Vec<Logprob>>,
     /// True on the final object.
     pub done: bool,
     /// `stop`, `length` or `load`, on the final object.
@@ -206,6 +289,12 @@ pub struct StreamLineView<'a> {
     /// Generate text delta.
     #[serde(default, borrow)]
     pub response: Option<Text<'a>>,
+    /// Generate reasoning delta.
+    #[serde(default, borrow)]
+    pub thinking: Option<Text<'a>>,
+    /// Log probabilities of this line's tokens.
+    #[serde(default)]
+    pub logprobs: Option<Vec<Logprob>>,
     /// True on the final line.
     #[serde(default)]
     pub done: bool,
@@ -241,6 +330,12 @@ pub struct MessageView<'a> {
     /// New text.
     #[serde(default, borrow)]
     pub content: Option<Text<'a>>,
+    /// New reasoning text.
+    #[serde(default, borrow)]
+    pub thinking: Option<Text<'a>>,
+    /// Whole tool calls (Ollama never splits one across lines).
+    #[serde(default)]
+    pub tool_calls: Option<Vec<ToolCall>>,
 }
 
 /// `GET /api/tags` response.
@@ -433,6 +528,7 @@ mod tests {
             model: "m".into(),
             created_at: "t".into(),
             message: Message { role: "assistant".into(), ..Default::default() },
+            logprobs: None,
             done: true,
             done_reason: Some("stop".into()),
             stats: Some(FinalStats { eval_count: 3, ..Default::default() }),

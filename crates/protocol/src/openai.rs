@@ -63,6 +63,146 @@ pub struct ChatCompletionRequest {
     /// Every other field, as sent.
     #[serde(flatten)]
     pub extra: Fields,
+    /// Functions the model may call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Tool>>,
+    /// `none`, `auto`, `required`, or `{"type":"function","function":{"name":…}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<serde_json::Value>,
+    /// Whether the model may call several tools in one turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
+    /// Output format: text, any JSON object, or JSON matching a schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
+    /// Return the log probability of each output token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<bool>,
+    /// Also return this many likeliest alternatives per token (0 to 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_logprobs: Option<u8>,
+    /// How hard a reasoning model thinks (`minimal`, `low`, `medium`, `high`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<String>,
+}
+
+/// A tool definition: `{"type":"function","function":{…}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tool {
+    /// Always `function` (the only kind of tool chat completions know).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<FunctionDef>,
+}
+
+/// A function the model may call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionDef {
+    /// Its name.
+    pub name: String,
+    /// What it does, for the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema of its arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Value>,
+    /// Whether the arguments must follow the schema exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+/// A call the model made: `{"id":…,"type":"function","function":{"name","arguments"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// Call id, echoed by the `tool` message that answers it.
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type", default = "function_kind")]
+    pub kind: String,
+    /// The function and its arguments.
+    pub function: FunctionCall,
+}
+
+fn function_kind() -> String {
+    "function".to_owned()
+}
+
+/// The function part of a tool call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    /// Function name.
+    pub name: String,
+    /// Arguments as JSON text.
+    #[serde(default)]
+    pub arguments: String,
+}
+
+/// `response_format` of a chat request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat {
+    /// Plain text (the default).
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON matching a schema.
+    JsonSchema {
+        /// The schema and its name.
+        json_schema: JsonSchemaFormat,
+    },
+}
+
+/// The `json_schema` of a `response_format`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JsonSchemaFormat {
+    /// Name of the schema.
+    pub name: String,
+    /// What the output is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The JSON Schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
+    /// Whether the output must follow the schema exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+/// Log probabilities of a choice: one entry per output token.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChoiceLogprobs {
+    /// One entry per token of the content.
+    #[serde(default)]
+    pub content: Option<Vec<TokenLogprob>>,
+}
+
+/// One output token's log probability and its likeliest alternatives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    /// The token text.
+    pub token: String,
+    /// Its log probability.
+    pub logprob: f32,
+    /// Its UTF-8 bytes (a token may be part of a character).
+    #[serde(default)]
+    pub bytes: Option<Vec<u8>>,
+    /// The likeliest tokens at this position.
+    #[serde(default)]
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+/// One alternative token at a position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopLogprob {
+    /// The token text.
+    pub token: String,
+    /// Its log probability.
+    pub logprob: f32,
+    /// Its UTF-8 bytes.
+    #[serde(default)]
+    pub bytes: Option<Vec<u8>>,
 }
 
 /// JSON fields by name.
@@ -90,6 +230,15 @@ pub struct ChatMessage {
     /// Every other field (`tool_calls`, `refusal`, vendor fields), as sent.
     #[serde(flatten)]
     pub extra: Fields,
+    /// Calls an assistant message made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// The call a `tool` message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// An assistant message's reasoning (vLLM, DeepSeek).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
 }
 
 /// Message content: a plain string or a list of parts.
@@ -111,6 +260,35 @@ pub struct ContentPart {
     /// The text, for `text` parts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// The image, for `image_url` parts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<ImageUrl>,
+}
+
+/// An image of a message: an `http(s)` URL or a `data:` URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageUrl {
+    /// The URL.
+    pub url: String,
+    /// `auto`, `low` or `high`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl ContentPart {
+    /// A `text` part.
+    pub fn text(text: impl Into<String>) -> ContentPart {
+        ContentPart { kind: "text".into(), text: Some(text.into()), image_url: None }
+    }
+
+    /// An `image_url` part.
+    pub fn image(url: impl Into<String>, detail: Option<String>) -> ContentPart {
+        ContentPart {
+            kind: "image_url".into(),
+            text: None,
+            image_url: Some(ImageUrl { url: url.into(), detail }),
+        }
+    }
 }
 
 impl MessageContent {
@@ -223,11 +401,11 @@ pub struct ChatChoice {
     pub index: u32,
     /// The assistant message.
     pub message: AssistantMessage,
-    /// `stop`, `length`, ...
+    /// `stop`, `length`, `tool_calls`, ...
     pub finish_reason: Option<String>,
-    /// Always null: Sluice does not return log probabilities.
+    /// Log probabilities, when asked for.
     #[serde(default)]
-    pub logprobs: Option<serde_json::Value>,
+    pub logprobs: Option<ChoiceLogprobs>,
 }
 
 /// The assistant message of a completion.
@@ -241,6 +419,12 @@ pub struct AssistantMessage {
     /// API reference).
     #[serde(default)]
     pub refusal: Option<String>,
+    /// The reasoning, from models that think before they answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    /// Calls the model made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
 }
 
 /// Non-streaming `text_completion` response.
@@ -326,6 +510,9 @@ pub struct StreamChoiceView<'a> {
     /// Set on the last content chunk.
     #[serde(default, borrow)]
     pub finish_reason: Option<Text<'a>>,
+    /// Log probabilities of this chunk's tokens.
+    #[serde(default)]
+    pub logprobs: Option<ChoiceLogprobs>,
 }
 
 /// Borrowed view of a chat delta.
@@ -334,6 +521,40 @@ pub struct DeltaView<'a> {
     /// New text, if any.
     #[serde(default, borrow)]
     pub content: Option<Text<'a>>,
+    /// New reasoning text (vLLM, DeepSeek).
+    #[serde(default, borrow)]
+    pub reasoning_content: Option<Text<'a>>,
+    /// New reasoning text, as some servers name it.
+    #[serde(default, borrow)]
+    pub reasoning: Option<Text<'a>>,
+    /// Pieces of tool calls.
+    #[serde(default, borrow)]
+    pub tool_calls: Option<Vec<ToolCallDeltaView<'a>>>,
+}
+
+/// Borrowed view of one streamed piece of a tool call.
+#[derive(Debug, Deserialize)]
+pub struct ToolCallDeltaView<'a> {
+    /// Which call of the message this piece belongs to.
+    #[serde(default)]
+    pub index: u32,
+    /// The call id, on its first piece.
+    #[serde(default, borrow)]
+    pub id: Option<Text<'a>>,
+    /// Name and argument text.
+    #[serde(default, borrow)]
+    pub function: Option<FunctionDeltaView<'a>>,
+}
+
+/// Borrowed view of the function of a tool-call piece.
+#[derive(Debug, Deserialize)]
+pub struct FunctionDeltaView<'a> {
+    /// The name, on the call's first piece.
+    #[serde(default, borrow)]
+    pub name: Option<Text<'a>>,
+    /// More argument text.
+    #[serde(default, borrow)]
+    pub arguments: Option<Text<'a>>,
 }
 
 /// `GET /v1/models` response.
@@ -358,6 +579,10 @@ pub struct Model {
     /// Owner (Sluice reports the backend name).
     #[serde(default)]
     pub owned_by: String,
+    /// What the model can do beyond text (`tools`, `vision`, `json_schema`, `logprobs`,
+    /// `thinking`; Sluice's extension); absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<String>>,
 }
 
 /// What `/v1/embeddings` embeds: text(s) or token ids.

@@ -21,8 +21,12 @@ use tokio::time::Instant;
 
 use self::{config::ResolvedModel, digest::DigestCache};
 use super::{Backend, BackendError, EventStream, ModelInfo, RunningModel};
-use sluice_core::chat::{
-    ChatRequest, EmbedRequest, Embeddings, Event, FinishReason, Input, KeepAlive, Sampling, Timings, Usage,
+use sluice_core::{
+    chat::{
+        ChatRequest, EmbedRequest, Embeddings, Event, FinishReason, Input, KeepAlive, Sampling, Timings,
+        Usage,
+    },
+    output::Think,
 };
 
 /// How long discovery waits for a model file's digest; a larger file is hashed on in
@@ -207,7 +211,11 @@ impl Backend for EngineBackend {
             return Box::pin(async move { Err(e) });
         }
         let engine = self.engine.clone();
+        let refused = unsupported(&req, &self.model);
         Box::pin(async move {
+            if let Some(e) = refused {
+                return Err(e);
+            }
             let request = generate_request(req);
             let (generation, load) = engine.generate_timed(request).await.map_err(backend_error)?;
             let events = generation.map(move |ev| match ev {
@@ -295,6 +303,10 @@ impl Backend for EngineBackend {
         })
     }
 
+    fn capabilities(&self, _model: &str) -> Option<Vec<String>> {
+        Some(self.capabilities())
+    }
+
     fn running(&self) -> Vec<RunningModel> {
         let Some(info) = self.engine.info() else { return Vec::new() };
         let unloads_at = self
@@ -326,6 +338,28 @@ impl Backend for EngineBackend {
         let engine = self.engine.clone();
         Box::pin(async move { engine.preload().await.map_err(backend_error) })
     }
+}
+
+/// What the engine cannot do yet for `req`, named with the field and the model.
+fn unsupported(req: &ChatRequest, model: &str) -> Option<BackendError> {
+    let messages = match &req.input {
+        Input::Chat(m) => m.as_slice(),
+        Input::Text { .. } => &[],
+    };
+    let field = if messages.iter().any(|m| !m.images.is_empty()) {
+        "images"
+    } else if !req.tools.is_empty() {
+        "tools"
+    } else if req.response_format.is_some() {
+        "response_format"
+    } else if req.logprobs.is_some() {
+        "logprobs"
+    } else if matches!(req.think, Some(Think::On | Think::Level(_))) {
+        "think"
+    } else {
+        return None;
+    };
+    Some(BackendError::Unsupported(format!("model '{model}' does not support '{field}'")))
 }
 
 /// The engine's request for a canonical one. Ollama's `generate` without `raw` goes

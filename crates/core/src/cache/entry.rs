@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::{
     backend::BackendError,
     chat::{DoneDetails, Event, FinishReason, Timings, Usage},
+    output::TokenLogprob,
+    tools::ToolCallDelta,
 };
 
 /// The events of a completed generation (the last one is `Done`) and who made them.
@@ -42,7 +44,13 @@ impl Entry {
             .events
             .iter()
             .map(|e| match e {
-                Event::Delta(t) => t.len(),
+                Event::Delta(t) | Event::Reasoning(t) => t.len(),
+                Event::ToolCall(d) => {
+                    d.arguments.len()
+                        + d.id.as_ref().map_or(0, String::len)
+                        + d.name.as_ref().map_or(0, String::len)
+                }
+                Event::Logprobs(l) => l.len() * 64,
                 Event::Done { .. } => 0,
             })
             .sum();
@@ -106,6 +114,12 @@ struct Wire {
 enum WireEvent {
     /// Text.
     D(String),
+    /// Reasoning text.
+    R(String),
+    /// A piece of a tool call.
+    T(ToolCallDelta),
+    /// Log probabilities.
+    L(Vec<TokenLogprob>),
     /// The end: finish reason, [prompt, completion] tokens, [load, prompt, eval] ns.
     Done {
         finish: String,
@@ -121,6 +135,9 @@ impl From<&Event> for WireEvent {
         let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         match e {
             Event::Delta(t) => WireEvent::D(t.clone()),
+            Event::Reasoning(t) => WireEvent::R(t.clone()),
+            Event::ToolCall(d) => WireEvent::T(d.clone()),
+            Event::Logprobs(l) => WireEvent::L(l.clone()),
             Event::Done { finish_reason, usage, timings, details } => WireEvent::Done {
                 finish: finish_reason.as_str().to_owned(),
                 usage: usage.map(|u| [u.prompt_tokens, u.completion_tokens]),
@@ -135,6 +152,9 @@ impl From<WireEvent> for Event {
     fn from(e: WireEvent) -> Self {
         match e {
             WireEvent::D(t) => Event::Delta(t),
+            WireEvent::R(t) => Event::Reasoning(t),
+            WireEvent::T(d) => Event::ToolCall(d),
+            WireEvent::L(l) => Event::Logprobs(l),
             WireEvent::Done { finish, usage, timings, details } => Event::Done {
                 finish_reason: FinishReason::parse(&finish),
                 usage: usage.map(|[p, c]| Usage { prompt_tokens: p, completion_tokens: c }),

@@ -1,8 +1,10 @@
 //! The cache key: a SHA-256 of the canonical request fields that change the answer.
 //!
 //! In: the public model (`name` and `name:latest` are one model), the input (chat
-//! messages with their carried fields, or prompt, system prompt and raw flag), every
-//! sampling parameter, and the carried request fields with their dialect.
+//! messages with their carried fields, images, tool calls and tool results, or prompt,
+//! system prompt and raw flag), every sampling parameter, the carried request fields
+//! with their dialect, the tools and tool choice, the response format, the
+//! log-probability settings and the thinking switch.
 //! Also in, unless `[cache] scope = "global"`: the tenant (user, service key, keyless
 //! owner or anonymous address), so one tenant's answers are never replayed to, nor
 //! coalesced with, another's.
@@ -17,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     carry::{Bearing, bearing, option_bearing},
-    chat::{ChatRequest, Input, Sampling},
+    chat::{ChatRequest, Input, Message, Sampling},
     context::TenantId,
 };
 
@@ -60,9 +62,7 @@ impl Key {
                 h.tag(b'c');
                 h.len(messages.len());
                 for m in messages {
-                    h.str(m.role.as_str());
-                    h.str(&m.content);
-                    h.fields(m.extra.iter());
+                    h.message(m);
                 }
             }
             Input::Text { prompt, system, raw } => {
@@ -86,6 +86,7 @@ impl Key {
                 h.fields(c.options.iter().filter(|(k, _)| option_bearing(k) != Bearing::Advisory));
             }
         }
+        h.extras(req);
         Key(h.0.finalize().into())
     }
 
@@ -152,6 +153,51 @@ impl Canonical {
         self.opt(v.map(i64::to_le_bytes).as_ref().map(|b| b.as_slice()));
     }
 
+    fn message(&mut self, m: &Message) {
+        // Destructured: a new message field is a compile error here, not a collision.
+        let Message { role, content, extra, images, tool_calls, tool_call_id, name, reasoning } = m;
+        self.str(role.as_str());
+        self.str(content);
+        self.fields(extra.iter());
+        self.len(images.len());
+        for i in images {
+            self.str(&i.url);
+            self.opt(i.detail.as_deref().map(str::as_bytes));
+        }
+        self.len(tool_calls.len());
+        for c in tool_calls {
+            self.str(&c.id);
+            self.str(&c.name);
+            self.str(&c.arguments);
+        }
+        self.opt(tool_call_id.as_deref().map(str::as_bytes));
+        self.opt(name.as_deref().map(str::as_bytes));
+        self.opt(reasoning.as_deref().map(str::as_bytes));
+    }
+
+    /// Everything a request asks besides input and sampling, as JSON: equal values
+    /// encode equally, and the one length-prefixed blob cannot run into a neighbour.
+    fn extras(&mut self, req: &ChatRequest) {
+        let ChatRequest {
+            model: _,
+            input: _,
+            sampling: _,
+            stream: _,
+            user: _,
+            carried: _,
+            tools,
+            tool_choice,
+            parallel_tool_calls,
+            response_format,
+            logprobs,
+            think,
+        } = req;
+        let json =
+            serde_json::to_vec(&(tools, tool_choice, parallel_tool_calls, response_format, logprobs, think))
+                .unwrap_or_default();
+        self.bytes(&json);
+    }
+
     fn sampling(&mut self, s: &Sampling) {
         // Destructured so that a new sampling field is a compile error here, not a
         // silent key collision.
@@ -186,7 +232,11 @@ impl Canonical {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::{Message, Role};
+    use crate::{
+        chat::Role,
+        output::{ResponseFormat, Think},
+        tools::{Tool, ToolCall, ToolChoice},
+    };
 
     fn base() -> ChatRequest {
         ChatRequest {
@@ -194,8 +244,7 @@ mod tests {
             input: Input::Chat(vec![Message::new(Role::User, "hi")]),
             sampling: Sampling { temperature: Some(0.0), ..Sampling::default() },
             stream: true,
-            user: None,
-            carried: Default::default(),
+            ..ChatRequest::default()
         }
     }
 
@@ -220,6 +269,30 @@ mod tests {
             ("model", |r| r.model = "m2".into()),
             ("content", |r| r.input = Input::Chat(vec![Message::new(Role::User, "ho")])),
             ("role", |r| r.input = Input::Chat(vec![Message::new(Role::System, "hi")])),
+            ("image", |r| {
+                let mut m = Message::new(Role::User, "hi");
+                m.images.push(crate::media::Image { url: "https://x/a.png".into(), detail: None });
+                r.input = Input::Chat(vec![m]);
+            }),
+            ("tool call", |r| {
+                let mut m = Message::new(Role::User, "hi");
+                m.tool_calls.push(ToolCall { id: "c".into(), name: "f".into(), arguments: "{}".into() });
+                r.input = Input::Chat(vec![m]);
+            }),
+            ("tool call id", |r| {
+                let mut m = Message::new(Role::User, "hi");
+                m.tool_call_id = Some("c".into());
+                r.input = Input::Chat(vec![m]);
+            }),
+            ("tools", |r| {
+                r.tools = vec![Tool { name: "f".into(), description: None, parameters: None, strict: None }];
+            }),
+            ("tool choice", |r| r.tool_choice = Some(ToolChoice::Required)),
+            ("parallel tool calls", |r| r.parallel_tool_calls = Some(false)),
+            ("response format", |r| r.response_format = Some(ResponseFormat::JsonObject)),
+            ("logprobs", |r| r.logprobs = Some(0)),
+            ("top logprobs", |r| r.logprobs = Some(2)),
+            ("think", |r| r.think = Some(Think::On)),
             ("kind", |r| r.input = Input::Text { prompt: "hi".into(), system: None, raw: false }),
             ("max_tokens", |r| r.sampling.max_tokens = Some(3)),
             ("temperature", |r| r.sampling.temperature = Some(0.5)),

@@ -42,6 +42,11 @@ pub struct BackendConfig {
     /// Active health probe.
     #[serde(default)]
     pub health: routing::HealthConfig,
+    /// What its models can do beyond text (`tools`, `vision`, `json_schema`,
+    /// `logprobs`, `thinking`); overrides discovery. Absent: as discovered (Ollama's
+    /// `/api/show`), or unknown (the upstream decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<String>>,
 }
 
 impl BackendConfig {
@@ -58,6 +63,7 @@ impl BackendConfig {
             weight: routing::default_weight(),
             breaker: Default::default(),
             health: Default::default(),
+            capabilities: None,
         }
     }
 }

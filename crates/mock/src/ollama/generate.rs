@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::ndjson::{Kind, NdjsonEncoder};
 use crate::directive::Directive;
 use crate::error::{Dialect, MockError};
-use crate::plan::{Plan, count_words};
+use crate::plan::{Plan, Shape, count_words};
 use crate::reply::execute;
 use crate::state::{AppState, typed};
 
@@ -22,6 +22,9 @@ struct ChatBody {
     messages: Vec<Message>,
     stream: Option<bool>,
     options: Option<Options>,
+    #[serde(default)]
+    logprobs: bool,
+    top_logprobs: Option<u8>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,6 +43,9 @@ struct GenerateBody {
     system: String,
     stream: Option<bool>,
     options: Option<Options>,
+    #[serde(default)]
+    logprobs: bool,
+    top_logprobs: Option<u8>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,8 +75,11 @@ pub(crate) async fn chat(State(state): State<AppState>, headers: HeaderMap, body
             None => None,
         };
         let words = count_words(req.messages.iter().map(|m| m.content.as_str()));
+        let tool_turn = req.messages.last().is_some_and(|m| m.role == "tool");
+        let shape =
+            Shape::new(directive.as_ref(), tool_turn, req.logprobs.then(|| req.top_logprobs.unwrap_or(0)));
         let plan = Plan::new(state.cfg(), directive, Options::limit(req.options.as_ref()));
-        let encoder = NdjsonEncoder::new(Kind::Chat, &req.model, words);
+        let encoder = NdjsonEncoder::new(Kind::Chat, &req.model, words, shape);
         Ok((plan, encoder, req.stream.unwrap_or(true)))
     });
     match prepared {
@@ -90,8 +99,10 @@ pub(crate) async fn generate(State(state): State<AppState>, headers: HeaderMap, 
         state.check_model(&req.model)?;
         let directive = Directive::find(&req.prompt)?;
         let words = count_words([req.system.as_str(), req.prompt.as_str()]);
+        // A prompt has no tools: `call=` is ignored here, as after a tool result.
+        let shape = Shape::new(directive.as_ref(), true, req.logprobs.then(|| req.top_logprobs.unwrap_or(0)));
         let plan = Plan::new(state.cfg(), directive, Options::limit(req.options.as_ref()));
-        let encoder = NdjsonEncoder::new(Kind::Generate, &req.model, words);
+        let encoder = NdjsonEncoder::new(Kind::Generate, &req.model, words, shape);
         Ok((plan, encoder, req.stream.unwrap_or(true)))
     });
     match prepared {

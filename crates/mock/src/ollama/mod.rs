@@ -117,7 +117,7 @@ async fn show(State(state): State<AppState>, body: Bytes) -> Response {
                 "mock.context_length": 8192,
                 "mock.embedding_length": DIMENSIONS,
             },
-            "capabilities": ["completion", "embedding"],
+            "capabilities": ["completion", "embedding", "tools", "vision", "thinking"],
         }))
     });
     match answer {

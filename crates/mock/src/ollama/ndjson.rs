@@ -1,6 +1,7 @@
 //! The Ollama reply encoder for `/api/chat` and `/api/generate`: NDJSON lines
 //! pre-formatted once per request, and the final `done: true` object with its durations.
 
+use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
@@ -9,7 +10,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::error::Dialect;
-use crate::plan::{Finish, push_token, reply_text};
+use crate::plan::{Finish, Part, Shape, logprob, push_token};
 use crate::reply::{Encoder, Timing};
 
 /// Which Ollama endpoint the reply is for.
@@ -30,18 +31,34 @@ pub(crate) struct NdjsonEncoder {
     prompt_tokens: usize,
     token_prefix: String,
     token_suffix: &'static str,
+    /// Everything before a reasoning token's text.
+    thinking_prefix: String,
+    /// A line with no text (Ollama sends no argument pieces: the call comes whole).
+    empty_line: Bytes,
+    shape: Shape,
 }
 
 impl NdjsonEncoder {
     /// An encoder for one reply; `created_at` is taken now and reused on every line.
-    pub(crate) fn new(kind: Kind, model: &str, prompt_tokens: usize) -> NdjsonEncoder {
+    pub(crate) fn new(kind: Kind, model: &str, prompt_tokens: usize, shape: Shape) -> NdjsonEncoder {
         let created_at = rfc3339(SystemTime::now());
         let model_json = Value::from(model).to_string();
         let (field, token_suffix) = match kind {
             Kind::Chat => (r#""message":{"role":"assistant","content":""#, "\"},\"done\":false}\n"),
             Kind::Generate => (r#""response":""#, "\",\"done\":false}\n"),
         };
+        let head = format!(r#"{{"model":{model_json},"created_at":"{created_at}","#);
+        let (thinking, empty) = match kind {
+            Kind::Chat => (
+                r#""message":{"role":"assistant","content":"","thinking":""#,
+                r#""message":{"role":"assistant","content":""},"done":false}"#,
+            ),
+            Kind::Generate => (r#""response":"","thinking":""#, r#""response":"","done":false}"#),
+        };
         NdjsonEncoder {
+            thinking_prefix: format!("{head}{thinking}"),
+            empty_line: Bytes::from(format!("{head}{empty}\n")),
+            shape,
             token_prefix: format!(r#"{{"model":{model_json},"created_at":"{created_at}",{field}"#),
             token_suffix,
             kind,
@@ -51,19 +68,33 @@ impl NdjsonEncoder {
         }
     }
 
-    /// The `done: true` object carrying `text`, fields in Ollama's order.
-    fn done(&self, text: String, produced: usize, finish: Finish, timing: Timing) -> Done<'_> {
+    /// The `done: true` object carrying `produced` tokens (`whole`) or none (the end of
+    /// a stream), fields in Ollama's order.
+    fn done(&self, whole: bool, produced: usize, finish: Finish, timing: Timing) -> Done<'_> {
         let now = Instant::now();
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1);
-        let (message, response) = match self.kind {
-            Kind::Chat => (Some(Message { role: "assistant", content: text }), None),
-            Kind::Generate => (None, Some(text)),
+        let (thinking, text, args) = if whole { self.shape.split(produced) } else { Default::default() };
+        let thinking = (!thinking.is_empty()).then_some(thinking);
+        let (message, response, thinking) = match self.kind {
+            Kind::Chat => {
+                let tool_calls = args.map(|a| self.tool_calls(&a));
+                (Some(Message { role: "assistant", content: text, thinking, tool_calls }), None, None)
+            }
+            Kind::Generate => (None, Some(text), thinking),
         };
+        let logprobs = self.shape.logprobs.filter(|_| whole).map(|top| {
+            (0..produced)
+                .filter(|i| self.shape.part(*i) == Part::Text)
+                .map(|i| token_logprob(i, top))
+                .collect()
+        });
         Done {
             model: &self.model,
             created_at: &self.created_at,
             message,
             response,
+            thinking,
+            logprobs,
             done: true,
             done_reason: finish.as_str(),
             total_duration: nanos(now - timing.received),
@@ -74,6 +105,24 @@ impl NdjsonEncoder {
             eval_duration: nanos(now - timing.first_token),
         }
     }
+
+    /// The call, whole, as Ollama sends it (arguments as an object, no id).
+    fn tool_calls(&self, args: &str) -> Value {
+        let arguments: Value = serde_json::from_str(args).unwrap_or(Value::Null);
+        serde_json::json!([{"function": {"name": self.shape.call, "arguments": arguments}}])
+    }
+}
+
+/// Token `index` in Ollama's log-probability shape, with `top` alternatives.
+fn token_logprob(index: usize, top: u8) -> Value {
+    let token = format!("t{index} ");
+    let alternatives: Vec<Value> = (0..usize::from(top))
+        .map(|k| {
+            let t = if k == 0 { token.clone() } else { format!("a{k} ") };
+            serde_json::json!({"token": t, "logprob": logprob(index, k), "bytes": t.as_bytes()})
+        })
+        .collect();
+    serde_json::json!({"token": token, "logprob": logprob(index, 0), "bytes": token.as_bytes(), "top_logprobs": alternatives})
 }
 
 /// The final object of a reply (the only one when not streaming).
@@ -85,6 +134,10 @@ struct Done<'a> {
     message: Option<Message>,
     #[serde(skip_serializing_if = "Option::is_none")]
     response: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<Vec<Value>>,
     done: bool,
     done_reason: &'static str,
     total_duration: u64,
@@ -99,6 +152,10 @@ struct Done<'a> {
 struct Message {
     role: &'static str,
     content: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Value>,
 }
 
 impl Encoder for NdjsonEncoder {
@@ -106,8 +163,21 @@ impl Encoder for NdjsonEncoder {
     const STREAM_CONTENT_TYPE: &'static str = "application/x-ndjson";
 
     fn token(&mut self, index: usize) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.token_prefix.len() + self.token_suffix.len() + 24);
-        out.extend_from_slice(self.token_prefix.as_bytes());
+        let prefix = match self.shape.part(index) {
+            Part::Argument { .. } => return self.empty_line.clone(),
+            Part::Text if self.shape.logprobs.is_some() => {
+                let mut line = self.token_prefix.clone();
+                let _ = write!(line, "t{index} ");
+                let tail = if self.kind == Kind::Chat { "\"}," } else { "\"," };
+                let logprobs = Value::from(vec![token_logprob(index, self.shape.logprobs.unwrap_or(0))]);
+                let _ = writeln!(line, "{tail}\"logprobs\":{logprobs},\"done\":false}}");
+                return Bytes::from(line);
+            }
+            Part::Text => &self.token_prefix,
+            Part::Reasoning => &self.thinking_prefix,
+        };
+        let mut out = BytesMut::with_capacity(prefix.len() + self.token_suffix.len() + 24);
+        out.extend_from_slice(prefix.as_bytes());
         push_token(&mut out, index);
         out.extend_from_slice(self.token_suffix.as_bytes());
         out.freeze()
@@ -118,15 +188,29 @@ impl Encoder for NdjsonEncoder {
     }
 
     fn end(&mut self, produced: usize, finish: Finish, timing: Timing) -> Vec<Bytes> {
-        let done = self.done(String::new(), produced, finish, timing);
+        let mut lines = Vec::new();
+        if self.kind == Kind::Chat
+            && let (_, _, Some(args)) = self.shape.split(produced)
+        {
+            let message = Message {
+                role: "assistant",
+                content: String::new(),
+                thinking: None,
+                tool_calls: Some(self.tool_calls(&args)),
+            };
+            let line = serde_json::json!({"model": self.model, "created_at": self.created_at, "message": message, "done": false});
+            lines.push(Bytes::from(format!("{line}\n")));
+        }
+        let done = self.done(false, produced, finish, timing);
         // Serializing plain strings and numbers cannot fail.
         let mut line = serde_json::to_vec(&done).unwrap_or_default();
         line.push(b'\n');
-        vec![Bytes::from(line)]
+        lines.push(Bytes::from(line));
+        lines
     }
 
     fn whole(&self, produced: usize, finish: Finish, timing: Timing) -> Bytes {
-        let done = self.done(reply_text(produced), produced, finish, timing);
+        let done = self.done(true, produced, finish, timing);
         Bytes::from(serde_json::to_vec(&done).unwrap_or_default())
     }
 }

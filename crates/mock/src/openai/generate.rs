@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::sse::{Kind, SseEncoder};
 use crate::directive::Directive;
 use crate::error::{Dialect, MockError};
-use crate::plan::{Plan, count_words};
+use crate::plan::{Plan, Shape, count_words};
 use crate::reply::execute;
 use crate::state::{AppState, typed, unix_seconds};
 
@@ -24,6 +24,9 @@ struct ChatBody {
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
     stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    logprobs: bool,
+    top_logprobs: Option<u8>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,9 +68,13 @@ pub(crate) async fn chat(State(state): State<AppState>, headers: HeaderMap, body
         };
         let words = count_words(req.messages.iter().flat_map(|m| text_parts(&m.content)));
         let limit = req.max_completion_tokens.or(req.max_tokens);
+        let tool_turn = req.messages.last().is_some_and(|m| m.role == "tool");
+        let logprobs = req.logprobs.then(|| req.top_logprobs.unwrap_or(0));
+        let shape = Shape::new(directive.as_ref(), tool_turn, logprobs);
         let plan = Plan::new(state.cfg(), directive, limit);
         let usage = req.stream_options.is_some_and(|o| o.include_usage);
-        let encoder = SseEncoder::new(Kind::Chat, state.next_id(), unix_seconds(), &req.model, usage, words);
+        let encoder =
+            SseEncoder::new(Kind::Chat, state.next_id(), unix_seconds(), &req.model, usage, words, shape);
         Ok((plan, encoder, req.stream.unwrap_or(false)))
     });
     match prepared {
@@ -90,8 +97,15 @@ pub(crate) async fn completions(State(state): State<AppState>, headers: HeaderMa
         let words = count_words(prompts.texts.iter().copied()) + prompts.token_ids;
         let plan = Plan::new(state.cfg(), directive, req.max_tokens);
         let usage = req.stream_options.is_some_and(|o| o.include_usage);
-        let encoder =
-            SseEncoder::new(Kind::Completion, state.next_id(), unix_seconds(), &req.model, usage, words);
+        let encoder = SseEncoder::new(
+            Kind::Completion,
+            state.next_id(),
+            unix_seconds(),
+            &req.model,
+            usage,
+            words,
+            Shape::default(),
+        );
         Ok((plan, encoder, req.stream.unwrap_or(false)))
     });
     match prepared {

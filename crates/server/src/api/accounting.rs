@@ -176,6 +176,15 @@ impl<S: Stream<Item = Result<Event, BackendError>> + Unpin> Stream for Metered<S
                         s.text.push_str(text);
                     }
                 }
+                Some(Ok(Event::Reasoning(text))) => {
+                    s.first_event.get_or_insert_with(Instant::now);
+                    s.generated_chars += text.len() as u64;
+                }
+                Some(Ok(Event::ToolCall(d))) => {
+                    s.first_event.get_or_insert_with(Instant::now);
+                    s.generated_chars += (d.arguments.len() + d.name.as_ref().map_or(0, String::len)) as u64;
+                }
+                Some(Ok(Event::Logprobs(_))) => {}
                 Some(Ok(Event::Done { usage, finish_reason, .. })) => {
                     s.first_event.get_or_insert_with(Instant::now);
                     s.usage = *usage;

@@ -152,8 +152,7 @@ pub async fn start(
             ..Sampling::default()
         },
         stream: true,
-        user: None,
-        carried: Default::default(),
+        ..ChatRequest::default()
     };
     let to = AnswerTo { owner: owner.id, conversation_id: id.clone(), parent_id: user_id.clone() };
     let task_state = state.clone();
@@ -289,6 +288,9 @@ async fn stream_into(
                     return End::Failed { message, status: 502 };
                 }
             }
+            // The web UI shows and stores the answer's text; it asks for no tools, and
+            // a thinking model's reasoning is not part of the stored answer.
+            Some(Ok(Event::Reasoning(_) | Event::ToolCall(_) | Event::Logprobs(_))) => {}
             Some(Ok(Event::Done { finish_reason, .. })) => {
                 return End::Done { finish_reason: finish_reason.as_str().to_owned() };
             }

@@ -47,6 +47,7 @@ pub mod data_error;
 #[cfg(test)]
 mod data_tests;
 pub mod early;
+pub mod extras;
 pub mod generations;
 pub mod keys;
 pub mod login;

@@ -7,9 +7,10 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use sluice_core::{
+    answer::Answer,
     cache::{self, CacheStatus},
     carry::{Carried, Fields},
-    chat::{ChatRequest, Event, Input},
+    chat::{ChatRequest, Input},
     context::RequestContext,
     error::GatewayError,
     registry::Served,
@@ -84,8 +85,8 @@ pub trait Dialect: Sized + Send + Unpin + 'static {
     const NAME: &'static str;
     /// The encoder for a streamed `reply`.
     fn stream(self, reply: &Reply) -> Self::Stream;
-    /// A whole answer: `text`, ended by `done`.
-    fn whole(self, reply: &Reply, text: String, done: &Event) -> Response;
+    /// A whole answer.
+    fn whole(self, reply: &Reply, answer: Answer) -> Response;
     /// An error, in the dialect's shape.
     fn error(err: &GatewayError) -> Response;
     /// What keeps a stream alive while its answer has not started ([`super::early`]).
@@ -139,9 +140,9 @@ pub async fn respond<D: Dialect>(
         streaming_response(body, D::CONTENT_TYPE)
     } else {
         match collect(&mut reply).await {
-            Ok((text, done)) => {
-                let estimated = matches!(done, Event::Done { usage: None, .. });
-                let mut resp = dialect.whole(reply.get_ref(), text, &done);
+            Ok(answer) => {
+                let estimated = answer.usage.is_none();
+                let mut resp = dialect.whole(reply.get_ref(), answer);
                 if estimated {
                     resp.headers_mut().insert(USAGE_HEADER.clone(), HeaderValue::from_static("estimated"));
                 }

@@ -22,7 +22,13 @@ use futures_util::{Stream, StreamExt};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use sluice_core::{backend::BackendError, chat::Event, error::GatewayError, generation::Generation};
+use sluice_core::{
+    answer::{Answer, AnswerBuilder},
+    backend::BackendError,
+    chat::Event,
+    error::GatewayError,
+    generation::Generation,
+};
 
 /// Stop batching once a frame holds this much.
 const MAX_FRAME: usize = 64 * 1024;
@@ -117,8 +123,10 @@ impl<E: Encoder, S: Stream<Item = Result<Event, BackendError>> + Unpin> Body for
                         this.ended = true;
                         break;
                     }
-                    // The first token goes out alone: it is what the user waits for.
-                    if !this.sent_first {
+                    // The first token goes out alone: it is what the user waits for. An
+                    // event that wrote nothing (a tool-call piece an encoder holds until
+                    // the call is whole) is no first token: read on.
+                    if !this.sent_first && !buf.is_empty() {
                         break;
                     }
                 }
@@ -162,16 +170,14 @@ impl<E: Encoder, S: Stream<Item = Result<Event, BackendError>> + Unpin> Body for
     }
 }
 
-/// Drains a generation into its text, finish event and whether it failed, for
-/// non-streamed answers.
+/// Drains a generation into a whole answer, for non-streamed responses.
 pub async fn collect(
     mut generation: impl Stream<Item = Result<Event, BackendError>> + Unpin,
-) -> Result<(String, Event), GatewayError> {
-    let mut text = String::new();
+) -> Result<Answer, GatewayError> {
+    let mut answer = AnswerBuilder::default();
     while let Some(ev) = generation.next().await {
-        match ev? {
-            Event::Delta(t) => text.push_str(&t),
-            done @ Event::Done { .. } => return Ok((text, done)),
+        if answer.push(ev?) {
+            return Ok(answer.finish());
         }
     }
     Err(GatewayError::Backend(sluice_core::backend::BackendError::Interrupted("no end event".into())))
@@ -208,6 +214,7 @@ mod tests {
                     buf.extend_from_slice(b"|");
                 }
                 Event::Done { .. } => buf.extend_from_slice(b"."),
+                _ => {}
             }
         }
         fn error(&mut self, _: &GatewayError, buf: &mut BytesMut) {

@@ -267,6 +267,7 @@ impl Backend for AgentBackend {
         let conn = self.conn.clone();
         let request = convert::job_request(ctx, req);
         Box::pin(async move {
+            let request = request?;
             let gone = || BackendError::Connect(format!("agent {} disconnected", conn.info.id));
             // Waits for a free slot: an agent never holds more jobs than it has slots.
             let permit = tokio::select! {
@@ -300,6 +301,11 @@ impl Backend for AgentBackend {
             self.conn.info.models.iter().map(|m| ModelInfo { name: m.clone(), ..Default::default() });
         let models: Vec<_> = models.collect();
         Box::pin(async move { Ok(models) })
+    }
+
+    /// The agent protocol carries text only: a request asking for more goes elsewhere.
+    fn capabilities(&self, _model: &str) -> Option<Vec<String>> {
+        Some(vec!["completion".to_owned()])
     }
 
     fn health(&self) -> BoxFuture<'static, Result<(), BackendError>> {

@@ -46,7 +46,11 @@ async fn an_ollama_upstreams_digest_and_mtime_pass_through() {
         assert!(ours.get("size_vram").is_none(), "Ollama leaves size_vram out of tags: {ours}");
 
         let shown = show(&gw, name).await;
-        assert_eq!(shown["capabilities"], json!(["completion", "embedding"]), "the upstream's own: {shown}");
+        assert_eq!(
+            shown["capabilities"],
+            json!(["completion", "embedding", "tools", "vision", "thinking", "json_schema", "logprobs"]),
+            "the upstream's own, with what every Ollama model takes: {shown}"
+        );
         assert_eq!(shown["modified_at"], theirs["modified_at"]);
         assert_eq!(shown["details"]["family"], "mock");
     }

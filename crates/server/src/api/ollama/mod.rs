@@ -18,7 +18,8 @@ use sluice_protocol::ollama as ol;
 
 use self::encode::{Clock, Kind, OllamaNdjson, error_response};
 use sluice_core::{
-    chat::{ChatRequest, EmbedRequest, Event, FinishReason, Input, KeepAlive},
+    answer::Answer,
+    chat::{ChatRequest, EmbedRequest, Input, KeepAlive},
     context::RequestContext,
     embeddings,
     error::GatewayError,
@@ -137,8 +138,8 @@ impl Dialect for Ollama {
         OllamaNdjson::new(self.kind, &self.model, self.clock(reply))
     }
 
-    fn whole(self, reply: &Reply, text: String, done: &Event) -> Response {
-        encode::whole(self.kind, &self.model, text, done, self.clock(reply))
+    fn whole(self, reply: &Reply, answer: Answer) -> Response {
+        encode::whole(self.kind, &self.model, answer, self.clock(reply))
     }
 
     fn error(err: &GatewayError) -> Response {
@@ -159,12 +160,7 @@ impl Dialect for Ollama {
 /// Ollama answers an empty prompt by loading the model (`done_reason` "load") or, with
 /// `keep_alive: 0`, by unloading it ("unload"); no stats.
 fn load_reply(kind: Kind, model: &str, reason: &str) -> Response {
-    let mut chat = encode::chat_response(
-        model,
-        String::new(),
-        encode::End::of(FinishReason::Stop, None),
-        ol::FinalStats::default(),
-    );
+    let mut chat = encode::chat_response(model, Answer::default(), ol::FinalStats::default());
     chat.done_reason = Some(reason.into());
     chat.stats = None;
     match kind {
@@ -173,6 +169,8 @@ fn load_reply(kind: Kind, model: &str, reason: &str) -> Response {
             model: chat.model,
             created_at: chat.created_at,
             response: String::new(),
+            thinking: None,
+            logprobs: None,
             done: true,
             done_reason: chat.done_reason,
             stats: None,

@@ -135,7 +135,10 @@ pub async fn show(
     if let Some(details) = info.details {
         show.details = details;
     }
-    show.capabilities = info.capabilities.or(show.capabilities);
+    // Every route's word (configured, the backend's own, discovered), not only the first's.
+    show.capabilities = sluice_core::capabilities::of_model(&state.core.registry.table(), &name)
+        .or(info.capabilities)
+        .or(show.capabilities);
     show.modified_at = info.modified_at.or(show.modified_at);
     Json(show).into_response()
 }

@@ -5,9 +5,13 @@ use sluice_protocol::openai as oa;
 
 use sluice_core::{
     carry::{Carried, WireDialect},
-    chat::{ChatRequest, Input, Message, Sampling},
+    chat::{ChatRequest, Input, Message, Role, Sampling},
     error::GatewayError,
+    output::{ResponseFormat, Think},
+    tools::{Tool, ToolChoice},
 };
+
+use crate::api::extras;
 
 fn check_range(name: &str, v: Option<f32>, lo: f32, hi: f32) -> Result<(), GatewayError> {
     match v {
@@ -51,29 +55,11 @@ pub fn chat_request(r: oa::ChatCompletionRequest) -> Result<(ChatRequest, bool),
             Some("messages"),
         ));
     }
-    let mut messages = Vec::with_capacity(r.messages.len());
-    for (i, mut m) in r.messages.into_iter().enumerate() {
-        let role = crate::api::role_at(&m.role, i)?;
-        // Carried: the participant name, and a role spelled otherwise than Sluice's own.
-        let mut extra = std::mem::take(&mut m.extra);
-        if let Some(name) = m.name.take() {
-            extra.insert("name".into(), name.into());
-        }
-        if m.role != role.as_str() {
-            extra.insert("role".into(), m.role.clone().into());
-        }
-        let content = match &m.content {
-            Some(c) if c.has_non_text() => {
-                return Err(GatewayError::bad_request(
-                    format!("messages[{i}].content: only text parts are supported"),
-                    Some(&format!("messages[{i}].content")),
-                ));
-            }
-            Some(c) => c.text().into_owned(),
-            None => String::new(),
-        };
-        messages.push(Message { role, content, extra });
-    }
+    let messages =
+        r.messages.into_iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<_, _>>()?;
+    let tools = extras::tools(r.tools)?;
+    let tool_choice = r.tool_choice.map(|c| tool_choice(c, &tools)).transpose()?;
+    let logprobs = logprobs(r.logprobs, r.top_logprobs)?;
     let mut carried = Carried { dialect: Some(WireDialect::OpenAi), fields: r.extra, ..Carried::default() };
     if let Some(user) = &r.user {
         // Mapped (the canonical `user`), and named when a backend drops it.
@@ -106,8 +92,146 @@ pub fn chat_request(r: oa::ChatCompletionRequest) -> Result<(ChatRequest, bool),
         stream: r.stream.unwrap_or(false),
         user: r.user,
         carried,
+        tools,
+        tool_choice,
+        parallel_tool_calls: r.parallel_tool_calls,
+        response_format: r.response_format.map(response_format).transpose()?.flatten(),
+        logprobs,
+        think: r.reasoning_effort.map(Think::Level),
     };
     Ok((req, include_usage))
+}
+
+/// History message `i`: text and image parts, tool calls, the call a tool result
+/// answers, the reasoning of an earlier answer.
+fn message(i: usize, mut m: oa::ChatMessage) -> Result<Message, GatewayError> {
+    let role = crate::api::role_at(&m.role, i)?;
+    let mut msg = Message::new(role, String::new());
+    // Carried: the participant name, and a role spelled otherwise than Sluice's own.
+    msg.extra = std::mem::take(&mut m.extra);
+    if let Some(name) = m.name.take() {
+        msg.extra.insert("name".into(), name.into());
+    }
+    if m.role != role.as_str() {
+        msg.extra.insert("role".into(), m.role.clone().into());
+    }
+    match m.content {
+        Some(oa::MessageContent::Text(t)) => msg.content = t,
+        Some(oa::MessageContent::Parts(parts)) => {
+            let mut texts = Vec::new();
+            for (j, part) in parts.into_iter().enumerate() {
+                let field = format!("messages[{i}].content[{j}]");
+                match (part.kind.as_str(), part.text, part.image_url) {
+                    ("text", Some(text), _) => texts.push(text),
+                    ("image_url", _, Some(image)) if role == Role::User => {
+                        msg.images.push(extras::image_url(
+                            &format!("{field}.image_url"),
+                            image.url,
+                            image.detail,
+                        )?);
+                    }
+                    ("image_url", _, Some(_)) => {
+                        let m = format!("{field}: images are only allowed in user messages");
+                        return Err(GatewayError::bad_request(m, Some(&field)));
+                    }
+                    (kind @ ("text" | "image_url"), _, _) => {
+                        let m = format!("{field}: a '{kind}' part needs its '{kind}' field");
+                        return Err(GatewayError::bad_request(m, Some(&field)));
+                    }
+                    (other, _, _) => {
+                        let m = format!("{field}: content parts of type '{other}' are not supported");
+                        return Err(GatewayError::bad_request(m, Some(&field)));
+                    }
+                }
+            }
+            msg.content = texts.join("\n");
+        }
+        None => {}
+    }
+    if let Some(calls) = m.tool_calls.filter(|c| !c.is_empty()) {
+        if role != Role::Assistant {
+            let field = format!("messages[{i}].tool_calls");
+            return Err(GatewayError::bad_request(
+                format!("{field}: only assistant messages make tool calls"),
+                Some(&field),
+            ));
+        }
+        msg.tool_calls = extras::openai_tool_calls(i, calls)?;
+    }
+    msg.tool_call_id = m.tool_call_id;
+    msg.reasoning = m.reasoning_content;
+    Ok(msg)
+}
+
+/// `tool_choice`: a mode, or one function that must be among the tools.
+fn tool_choice(v: serde_json::Value, tools: &[Tool]) -> Result<ToolChoice, GatewayError> {
+    let bad = |m: String| GatewayError::bad_request(format!("tool_choice: {m}"), Some("tool_choice"));
+    let choice = match &v {
+        serde_json::Value::String(s) => match s.as_str() {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            other => {
+                return Err(bad(format!("must be 'auto', 'none', 'required' or a function, got '{other}'")));
+            }
+        },
+        serde_json::Value::Object(o) => {
+            let name = o.get("function").and_then(|f| f.get("name")).and_then(|n| n.as_str());
+            match (o.get("type").and_then(|t| t.as_str()), name) {
+                (Some("function"), Some(name)) => ToolChoice::Function(name.to_owned()),
+                _ => return Err(bad("expected {\"type\":\"function\",\"function\":{\"name\":…}}".into())),
+            }
+        }
+        _ => return Err(bad("must be a string or an object".into())),
+    };
+    match &choice {
+        ToolChoice::Required if tools.is_empty() => Err(bad("'required' needs 'tools'".into())),
+        ToolChoice::Function(name) if !tools.iter().any(|t| &t.name == name) => {
+            Err(bad(format!("no tool named '{name}' in 'tools'")))
+        }
+        _ => Ok(choice),
+    }
+}
+
+/// `response_format`; `text` is the default and asks for nothing.
+fn response_format(f: oa::ResponseFormat) -> Result<Option<ResponseFormat>, GatewayError> {
+    Ok(match f {
+        oa::ResponseFormat::Text => None,
+        oa::ResponseFormat::JsonObject => Some(ResponseFormat::JsonObject),
+        oa::ResponseFormat::JsonSchema { json_schema: j } => {
+            let field = "response_format.json_schema.schema";
+            let schema = match j.schema {
+                Some(s) if s.is_object() => s,
+                _ => {
+                    return Err(GatewayError::bad_request(
+                        format!("{field}: a JSON Schema object is required"),
+                        Some(field),
+                    ));
+                }
+            };
+            Some(ResponseFormat::JsonSchema {
+                name: Some(j.name),
+                description: j.description,
+                schema,
+                strict: j.strict,
+            })
+        }
+    })
+}
+
+/// `logprobs` and `top_logprobs` as the canonical `Some(top)`.
+fn logprobs(on: Option<bool>, top: Option<u8>) -> Result<Option<u8>, GatewayError> {
+    match (on.unwrap_or(false), top) {
+        (_, Some(n)) if n > 20 => Err(GatewayError::bad_request(
+            format!("'top_logprobs' must be between 0 and 20, got {n}"),
+            Some("top_logprobs"),
+        )),
+        (false, Some(n)) if n > 0 => {
+            Err(GatewayError::bad_request("'top_logprobs' needs 'logprobs': true", Some("top_logprobs")))
+        }
+        (true, top) => Ok(Some(top.unwrap_or(0))),
+        (false, _) => Ok(None),
+    }
 }
 
 /// Validates a legacy completion request and converts it.
@@ -149,6 +273,7 @@ pub fn completion_request(mut r: oa::CompletionRequest) -> Result<(ChatRequest, 
         stream: r.stream.unwrap_or(false),
         user: r.user,
         carried: Carried { dialect: Some(WireDialect::OpenAi), fields: r.extra, ..Carried::default() },
+        ..ChatRequest::default()
     };
     Ok((req, include_usage))
 }

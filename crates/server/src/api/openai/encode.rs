@@ -16,9 +16,12 @@ use sluice_protocol::openai as oa;
 
 use crate::api::stream_body::{Encoder, push_json_str};
 use sluice_core::{
+    answer::Answer,
     carry::WireDialect,
-    chat::{DoneDetails, Event, Usage},
+    chat::{DoneDetails, Event, FinishReason, Usage},
     error::GatewayError,
+    output::TokenLogprob,
+    tools::{ToolCall, ToolCallDelta},
 };
 
 /// Unix seconds now.
@@ -51,6 +54,10 @@ pub struct OpenAiSse {
     sent_role: bool,
     deltas: u32,
     prompt_estimate: u32,
+    /// Log probabilities waiting for the text they describe.
+    logprobs: Option<Vec<TokenLogprob>>,
+    /// Whether a tool call was streamed (the finish reason then says `tool_calls`).
+    called_tools: bool,
 }
 
 impl OpenAiSse {
@@ -68,7 +75,37 @@ impl OpenAiSse {
             unix_now()
         );
         let head = format!("{start},\"choices\":[");
-        OpenAiSse { kind, start, head, include_usage, sent_role: false, deltas: 0, prompt_estimate }
+        OpenAiSse {
+            kind,
+            start,
+            head,
+            include_usage,
+            sent_role: false,
+            deltas: 0,
+            prompt_estimate,
+            logprobs: None,
+            called_tools: false,
+        }
+    }
+
+    fn choice_end(&mut self, buf: &mut BytesMut, finish: Option<&str>) {
+        buf.put_slice(b",\"logprobs\":");
+        match self.logprobs.take() {
+            Some(l) => {
+                let _ = serde_json::to_writer((&mut *buf).writer(), &choice_logprobs(l));
+            }
+            None => buf.put_slice(b"null"),
+        }
+        buf.put_slice(b",\"finish_reason\":");
+        match finish {
+            Some(f) => {
+                buf.put_u8(b'"');
+                buf.put_slice(f.as_bytes());
+                buf.put_u8(b'"');
+            }
+            None => buf.put_slice(b"null"),
+        }
+        buf.put_slice(b"}]}\n\n");
     }
 
     /// The head of a closing chunk: with the upstream's fingerprint when it gave one.
@@ -84,17 +121,19 @@ impl OpenAiSse {
         }
     }
 
-    fn choice_end(buf: &mut BytesMut, finish: Option<&str>) {
-        buf.put_slice(b",\"logprobs\":null,\"finish_reason\":");
-        match finish {
-            Some(f) => {
-                buf.put_u8(b'"');
-                buf.put_slice(f.as_bytes());
-                buf.put_u8(b'"');
-            }
-            None => buf.put_slice(b"null"),
+    /// Opens a chat chunk's delta, with the role on the first one.
+    fn delta_start(&mut self, buf: &mut BytesMut) {
+        buf.put_slice(self.head.as_bytes());
+        self.delta_open(buf);
+    }
+
+    fn delta_open(&mut self, buf: &mut BytesMut) {
+        if self.sent_role {
+            buf.put_slice(b"{\"index\":0,\"delta\":{");
+        } else {
+            self.sent_role = true;
+            buf.put_slice(b"{\"index\":0,\"delta\":{\"role\":\"assistant\",");
         }
-        buf.put_slice(b"}]}\n\n");
     }
 
     fn text_chunk(&mut self, text: &str, finish: Option<&str>, buf: &mut BytesMut) {
@@ -105,12 +144,8 @@ impl OpenAiSse {
     fn choice(&mut self, text: &str, finish: Option<&str>, buf: &mut BytesMut) {
         match self.kind {
             Kind::Chat => {
-                if self.sent_role {
-                    buf.put_slice(b"{\"index\":0,\"delta\":{\"content\":");
-                } else {
-                    self.sent_role = true;
-                    buf.put_slice(b"{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":");
-                }
+                self.delta_open(buf);
+                buf.put_slice(b"\"content\":");
                 push_json_str(buf, text);
                 buf.put_u8(b'}');
             }
@@ -119,7 +154,39 @@ impl OpenAiSse {
                 push_json_str(buf, text);
             }
         }
-        Self::choice_end(buf, finish);
+        self.choice_end(buf, finish);
+    }
+
+    fn reasoning_chunk(&mut self, text: &str, buf: &mut BytesMut) {
+        self.delta_start(buf);
+        buf.put_slice(b"\"reasoning_content\":");
+        push_json_str(buf, text);
+        buf.put_u8(b'}');
+        self.choice_end(buf, None);
+    }
+
+    /// A piece of a tool call in OpenAI's shape: id, type and name on the first piece
+    /// of a call, argument text on every piece.
+    fn tool_chunk(&mut self, d: &ToolCallDelta, buf: &mut BytesMut) {
+        self.called_tools = true;
+        self.delta_start(buf);
+        buf.put_slice(b"\"tool_calls\":[{\"index\":");
+        buf.put_slice(d.index.to_string().as_bytes());
+        if let Some(id) = &d.id {
+            buf.put_slice(b",\"id\":");
+            push_json_str(buf, id);
+            buf.put_slice(b",\"type\":\"function\"");
+        }
+        buf.put_slice(b",\"function\":{");
+        if let Some(name) = &d.name {
+            buf.put_slice(b"\"name\":");
+            push_json_str(buf, name);
+            buf.put_u8(b',');
+        }
+        buf.put_slice(b"\"arguments\":");
+        push_json_str(buf, &d.arguments);
+        buf.put_slice(b"}}]}");
+        self.choice_end(buf, None);
     }
 }
 
@@ -130,10 +197,27 @@ impl Encoder for OpenAiSse {
                 self.deltas += 1;
                 self.text_chunk(t, None, buf);
             }
+            Event::Reasoning(t) if self.kind == Kind::Chat => {
+                self.deltas += 1;
+                self.reasoning_chunk(t, buf);
+            }
+            Event::ToolCall(d) if self.kind == Kind::Chat => {
+                self.deltas += 1;
+                self.tool_chunk(d, buf);
+            }
+            // A legacy completion has no place for reasoning or tool calls (and asks
+            // for no tools).
+            Event::Reasoning(_) | Event::ToolCall(_) => {}
+            Event::Logprobs(l) => self.logprobs.get_or_insert_with(Vec::new).extend(l.iter().cloned()),
             Event::Done { finish_reason, usage, details, .. } => {
                 let details = details.as_deref();
+                let finish = if self.called_tools && *finish_reason == FinishReason::Stop {
+                    FinishReason::ToolCalls.as_str()
+                } else {
+                    DoneDetails::finish_reason(details, *finish_reason)
+                };
                 self.closing_head(buf, details);
-                self.choice("", Some(DoneDetails::finish_reason(details, *finish_reason)), buf);
+                self.choice("", Some(finish), buf);
                 if self.include_usage {
                     let u = usage_or_estimate(*usage, details, self.prompt_estimate, self.deltas);
                     // The head ends inside `"choices":[`: close it empty, then the usage.
@@ -228,8 +312,12 @@ pub fn error_response(err: &GatewayError) -> Response {
 }
 
 /// A whole chat completion.
-pub fn chat_completion(model: &str, text: String, done: &Event, prompt_estimate: u32) -> oa::ChatCompletion {
-    let end = Ending::of(done, prompt_estimate, &text);
+pub fn chat_completion(model: &str, answer: Answer, prompt_estimate: u32) -> oa::ChatCompletion {
+    let end = Ending::of(&answer, prompt_estimate);
+    let tool_calls =
+        (!answer.tool_calls.is_empty()).then(|| answer.tool_calls.into_iter().map(wire_tool_call).collect());
+    // A turn that only called tools has no content (OpenAI sends null).
+    let content = (!answer.text.is_empty() || tool_calls.is_none()).then_some(answer.text);
     oa::ChatCompletion {
         id: new_id("chatcmpl-"),
         object: "chat.completion".into(),
@@ -237,9 +325,15 @@ pub fn chat_completion(model: &str, text: String, done: &Event, prompt_estimate:
         model: model.to_owned(),
         choices: vec![oa::ChatChoice {
             index: 0,
-            message: oa::AssistantMessage { role: "assistant".into(), content: Some(text), refusal: None },
+            message: oa::AssistantMessage {
+                role: "assistant".into(),
+                content,
+                refusal: None,
+                reasoning_content: (!answer.reasoning.is_empty()).then_some(answer.reasoning),
+                tool_calls,
+            },
             finish_reason: Some(end.finish),
-            logprobs: None,
+            logprobs: answer.logprobs.map(choice_logprobs),
         }],
         usage: Some(end.usage),
         system_fingerprint: end.fingerprint,
@@ -248,15 +342,15 @@ pub fn chat_completion(model: &str, text: String, done: &Event, prompt_estimate:
 }
 
 /// A whole legacy completion.
-pub fn completion(model: &str, text: String, done: &Event, prompt_estimate: u32) -> oa::Completion {
-    let end = Ending::of(done, prompt_estimate, &text);
+pub fn completion(model: &str, answer: Answer, prompt_estimate: u32) -> oa::Completion {
+    let end = Ending::of(&answer, prompt_estimate);
     oa::Completion {
         id: new_id("cmpl-"),
         object: "text_completion".into(),
         created: unix_now(),
         model: model.to_owned(),
         choices: vec![oa::CompletionChoice {
-            text,
+            text: answer.text,
             index: 0,
             logprobs: None,
             finish_reason: Some(end.finish),
@@ -275,28 +369,47 @@ struct Ending {
 }
 
 impl Ending {
-    fn of(done: &Event, prompt_estimate: u32, text: &str) -> Ending {
-        let deltas = u32::from(!text.is_empty());
-        match done {
-            Event::Done { finish_reason, usage, details, .. } => {
-                let details = details.as_deref();
-                Ending {
-                    finish: DoneDetails::finish_reason(details, *finish_reason).to_owned(),
-                    usage: usage_or_estimate(*usage, details, prompt_estimate, deltas),
-                    fingerprint: details.and_then(|d| d.system_fingerprint.clone()),
-                    fields: DoneDetails::fields_for(details, WireDialect::OpenAi)
-                        .cloned()
-                        .unwrap_or_default(),
-                }
-            }
-            Event::Delta(_) => Ending {
-                finish: "stop".into(),
-                usage: usage_or_estimate(None, None, prompt_estimate, 0),
-                fingerprint: None,
-                fields: oa::Fields::new(),
-            },
+    fn of(answer: &Answer, prompt_estimate: u32) -> Ending {
+        let details = answer.details.as_deref();
+        let finish = match answer.finish_reason {
+            // The answer says `tool_calls` when it holds calls, whatever the upstream said.
+            FinishReason::ToolCalls => FinishReason::ToolCalls.as_str(),
+            f => DoneDetails::finish_reason(details, f),
+        };
+        Ending {
+            finish: finish.to_owned(),
+            usage: usage_or_estimate(answer.usage, details, prompt_estimate, answer.deltas),
+            fingerprint: details.and_then(|d| d.system_fingerprint.clone()),
+            fields: DoneDetails::fields_for(details, WireDialect::OpenAi).cloned().unwrap_or_default(),
         }
     }
+}
+
+/// A canonical tool call in OpenAI's shape.
+pub fn wire_tool_call(c: ToolCall) -> oa::ToolCall {
+    oa::ToolCall {
+        id: c.id,
+        kind: "function".into(),
+        function: oa::FunctionCall { name: c.name, arguments: c.arguments },
+    }
+}
+
+/// Canonical log probabilities in OpenAI's shape.
+pub fn choice_logprobs(l: Vec<TokenLogprob>) -> oa::ChoiceLogprobs {
+    let content = l
+        .into_iter()
+        .map(|t| oa::TokenLogprob {
+            token: t.token,
+            logprob: t.logprob,
+            bytes: t.bytes,
+            top_logprobs: t
+                .top
+                .into_iter()
+                .map(|a| oa::TopLogprob { token: a.token, logprob: a.logprob, bytes: a.bytes })
+                .collect(),
+        })
+        .collect();
+    oa::ChoiceLogprobs { content: Some(content) }
 }
 
 #[cfg(test)]
@@ -337,6 +450,66 @@ mod tests {
         assert_eq!(v[3]["choices"], serde_json::json!([]));
         assert_eq!(v[3]["usage"]["total_tokens"], 7);
         assert_eq!(v[0]["id"], v[3]["id"]);
+    }
+
+    #[test]
+    fn tool_call_pieces_reasoning_and_logprobs_keep_openais_shape() {
+        let mut enc = OpenAiSse::new(Kind::Chat, "m", false, 0);
+        let piece = |id: Option<&str>, name: Option<&str>, args: &str| {
+            Event::ToolCall(ToolCallDelta {
+                index: 0,
+                id: id.map(Into::into),
+                name: name.map(Into::into),
+                arguments: args.into(),
+            })
+        };
+        let lp = TokenLogprob { token: "x".into(), logprob: -0.5, bytes: Some(vec![120]), top: Vec::new() };
+        let done =
+            Event::Done { finish_reason: FinishReason::Stop, usage: None, timings: None, details: None };
+        let v = events(
+            &mut enc,
+            &[
+                Event::Reasoning("hm".into()),
+                Event::Logprobs(vec![lp]),
+                Event::Delta("x".into()),
+                piece(Some("c1"), Some("f"), "{\"a\""),
+                piece(None, None, ":1}"),
+                done,
+            ],
+        );
+        assert_eq!(v[0]["choices"][0]["delta"]["role"], "assistant");
+        assert_eq!(v[0]["choices"][0]["delta"]["reasoning_content"], "hm");
+        assert_eq!(v[1]["choices"][0]["delta"]["content"], "x");
+        assert_eq!(
+            v[1]["choices"][0]["logprobs"]["content"][0]["logprob"], -0.5,
+            "with the text they describe"
+        );
+        let first = &v[2]["choices"][0]["delta"]["tool_calls"][0];
+        assert_eq!((first["id"].as_str(), first["type"].as_str()), (Some("c1"), Some("function")));
+        assert_eq!(
+            (first["function"]["name"].as_str(), first["function"]["arguments"].as_str()),
+            (Some("f"), Some("{\"a\""))
+        );
+        let next = &v[3]["choices"][0]["delta"]["tool_calls"][0];
+        assert!(next.get("id").is_none() && next["function"].get("name").is_none(), "{next}");
+        assert_eq!(next["function"]["arguments"], ":1}");
+        assert_eq!(v[4]["choices"][0]["finish_reason"], "tool_calls", "a turn that called tools says so");
+    }
+
+    #[test]
+    fn a_whole_answer_of_tool_calls_has_null_content() {
+        let answer = Answer {
+            tool_calls: vec![ToolCall { id: "c".into(), name: "f".into(), arguments: "{}".into() }],
+            reasoning: "hm".into(),
+            finish_reason: FinishReason::ToolCalls,
+            ..Answer::default()
+        };
+        let v = serde_json::to_value(chat_completion("m", answer, 1)).unwrap();
+        let m = &v["choices"][0]["message"];
+        assert!(m["content"].is_null(), "{v}");
+        assert_eq!(m["tool_calls"][0]["function"]["name"], "f");
+        assert_eq!(m["reasoning_content"], "hm");
+        assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
     }
 
     #[test]

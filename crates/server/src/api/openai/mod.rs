@@ -14,7 +14,8 @@ use bytes::Bytes;
 use sluice_protocol::openai as oa;
 
 use sluice_core::{
-    chat::{ChatRequest, EmbedRequest, Event},
+    answer::Answer,
+    chat::{ChatRequest, EmbedRequest},
     embeddings,
     error::GatewayError,
     reply::Reply,
@@ -89,13 +90,13 @@ impl Dialect for OpenAi {
         OpenAiSse::new(self.kind, &self.model, self.include_usage, self.prompt_estimate)
     }
 
-    fn whole(self, _: &Reply, text: String, done: &Event) -> Response {
+    fn whole(self, _: &Reply, answer: Answer) -> Response {
         match self.kind {
             Kind::Chat => {
-                Json(encode::chat_completion(&self.model, text, done, self.prompt_estimate)).into_response()
+                Json(encode::chat_completion(&self.model, answer, self.prompt_estimate)).into_response()
             }
             Kind::Completion => {
-                Json(encode::completion(&self.model, text, done, self.prompt_estimate)).into_response()
+                Json(encode::completion(&self.model, answer, self.prompt_estimate)).into_response()
             }
         }
     }
@@ -148,6 +149,7 @@ fn model_entry(name: &str, table: &sluice_core::registry::ModelTable, started: u
         object: "model".into(),
         created: modified.unwrap_or(started),
         owned_by: owner,
+        capabilities: table.capabilities(name),
     }
 }
 
