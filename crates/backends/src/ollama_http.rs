@@ -123,6 +123,17 @@ fn wire_message(i: usize, m: &Message, carry: bool) -> Result<ol::Message, Backe
     })
 }
 
+/// A tool result names its function for Ollama (`tool_name`): from the message, or
+/// from the call it answers (an OpenAI client gives only the call id).
+fn with_tool_name(mut wire: ol::Message, m: &Message, history: &[Message]) -> ol::Message {
+    if m.role == Role::Tool && wire.tool_name.is_none() {
+        wire.tool_name = m.tool_call_id.as_ref().and_then(|id| {
+            history.iter().flat_map(|h| &h.tool_calls).find(|c| &c.id == id).map(|c| c.name.clone())
+        });
+    }
+    wire
+}
+
 fn wire_format(f: &ResponseFormat) -> serde_json::Value {
     match f {
         ResponseFormat::JsonObject => "json".into(),
@@ -186,7 +197,7 @@ fn encode_request(req: &ChatRequest, carry: bool) -> Result<(&'static str, Vec<u
             messages: messages
                 .iter()
                 .enumerate()
-                .map(|(i, m)| wire_message(i, m, carry))
+                .map(|(i, m)| wire_message(i, m, carry).map(|w| with_tool_name(w, m, messages)))
                 .collect::<Result<_, _>>()?,
             stream: Some(true),
             options: options(req, carry),

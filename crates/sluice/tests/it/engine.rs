@@ -337,3 +337,33 @@ async fn client_keep_alive_is_bounded_and_never_overflows() {
     let ps: Value = ps.json().await.unwrap();
     assert!(ps["models"][0]["expires_at"].as_str().unwrap().starts_with("2286"), "forever: {ps}");
 }
+
+#[tokio::test]
+async fn a_field_the_model_cannot_take_is_a_400_naming_it_in_both_dialects() {
+    let gw = engine_gateway("").await;
+    let tools = json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]);
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        json!({"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "tools": tools}),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["param"], "tools", "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("smollm2") && msg.contains("tools"), "{msg}");
+
+    let png =
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+    let resp = post(
+        &gw,
+        "/api/chat",
+        json!({"model": "smollm2", "stream": false, "messages": [{"role": "user", "content": "what?", "images": [png]}]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    let msg = v["error"].as_str().unwrap();
+    assert!(msg.contains("smollm2") && msg.contains("images"), "{msg}");
+}

@@ -57,6 +57,8 @@ pub fn chat_request(r: oa::ChatCompletionRequest) -> Result<(ChatRequest, bool),
     }
     let messages =
         r.messages.into_iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<_, _>>()?;
+    // An empty list asks for nothing: carried as sent to an upstream of this dialect.
+    let empty_tools = r.tools.as_ref().is_some_and(Vec::is_empty);
     let tools = extras::tools(r.tools)?;
     let tool_choice = r.tool_choice.map(|c| tool_choice(c, &tools)).transpose()?;
     let logprobs = logprobs(r.logprobs, r.top_logprobs)?;
@@ -64,6 +66,9 @@ pub fn chat_request(r: oa::ChatCompletionRequest) -> Result<(ChatRequest, bool),
     if let Some(user) = &r.user {
         // Mapped (the canonical `user`), and named when a backend drops it.
         carried.fields.insert("user".into(), user.clone().into());
+    }
+    if empty_tools {
+        carried.fields.insert("tools".into(), serde_json::Value::Array(Vec::new()));
     }
     if r.max_completion_tokens.is_some() {
         // Reasoning models refuse `max_tokens`: the same upstream dialect gets the name sent.
