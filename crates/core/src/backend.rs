@@ -279,7 +279,7 @@ pub trait Backend: Send + Sync + 'static {
         Box::pin(async move { models.await.map(|_| ()) })
     }
 
-    /// What `model` can do beyond text (see [`crate::capabilities`]), when this backend
+    /// What `model` can do beyond text (`tools`, `vision`, ...), when this backend
     /// knows it without asking (embedded engines, agents); `None` leaves it to discovery
     /// or the configuration.
     fn capabilities(&self, _model: &str) -> Option<Vec<String>> {

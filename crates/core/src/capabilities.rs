@@ -12,7 +12,6 @@ use crate::{
     chat::{ChatRequest, Input},
     error::GatewayError,
     output::Think,
-    registry::ModelTable,
 };
 
 /// Function calling.
@@ -82,23 +81,6 @@ pub fn refusal<'a>(
         }
         None => GatewayError::bad_request(format!("model '{model}' cannot take this request"), None),
     }
-}
-
-/// What `model` can do, as `/api/show` and `/v1/models` report it: everything some
-/// route of it is known to take, in a stable order; `None` when no route says.
-pub fn of_model(table: &ModelTable, model: &str) -> Option<Vec<String>> {
-    let mut known: Option<Vec<String>> = None;
-    for route in table.routes(model).unwrap_or_default() {
-        if let Some(caps) = route.slot.capabilities(&route.upstream_model) {
-            let all = known.get_or_insert_with(Vec::new);
-            for c in caps {
-                if !all.contains(&c) {
-                    all.push(c);
-                }
-            }
-        }
-    }
-    known
 }
 
 #[cfg(test)]

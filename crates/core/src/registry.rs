@@ -182,6 +182,24 @@ pub struct ModelTable {
 }
 
 impl ModelTable {
+    /// What `model` can do beyond text, as `/api/show` and `/v1/models` report it:
+    /// everything some route of it is known to take, in a stable order; `None` when
+    /// no route says.
+    pub fn capabilities(&self, model: &str) -> Option<Vec<String>> {
+        let mut known: Option<Vec<String>> = None;
+        for route in self.routes(model).unwrap_or_default() {
+            if let Some(caps) = route.slot.capabilities(&route.upstream_model) {
+                let all = known.get_or_insert_with(Vec::new);
+                for c in caps {
+                    if !all.contains(&c) {
+                        all.push(c);
+                    }
+                }
+            }
+        }
+        known
+    }
+
     /// Routes for a model. As Ollama does, `name`, `name:latest`, `library/name` and
     /// `registry.ollama.ai/library/name` are the same model.
     pub fn routes(&self, model: &str) -> Option<&[Route]> {

@@ -136,9 +136,8 @@ pub async fn show(
         show.details = details;
     }
     // Every route's word (configured, the backend's own, discovered), not only the first's.
-    show.capabilities = sluice_core::capabilities::of_model(&state.core.registry.table(), &name)
-        .or(info.capabilities)
-        .or(show.capabilities);
+    show.capabilities =
+        state.core.registry.table().capabilities(&name).or(info.capabilities).or(show.capabilities);
     show.modified_at = info.modified_at.or(show.modified_at);
     Json(show).into_response()
 }
