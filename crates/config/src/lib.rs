@@ -508,6 +508,40 @@ mod tests {
     }
 
     #[test]
+    fn engine_speed_knobs_are_parsed_applied_and_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.gguf"), b"GGUF").unwrap();
+        let head = format!("[engine]\nmodel_dir = '{}'\n", dir.path().display());
+        let model = "[[engine.models]]\nname = 'a'\npath = 'a.gguf'\n";
+        let toml = format!(
+            "{head}batch = 1024\nubatch = 256\nthreads_batch = 2\nflash_attention = 'on'\n\
+             kv_cache_type = 'q8_0'\nkv_cache_bytes = 1048576\n{model}"
+        );
+        let cfg = Config::from_toml(&toml, &Overrides::default()).unwrap();
+        let engine = &cfg.engine.resolve(false)[0].engine;
+        assert_eq!((engine.n_batch, engine.n_ubatch, engine.n_threads_batch), (1024, 256, Some(2)));
+        // (The engine's types are not a dependency here; their names are.)
+        assert_eq!(format!("{:?} {:?}", engine.flash_attention, engine.kv_cache_type), "On Q8_0");
+        assert_eq!(engine.kv_cache_bytes, 1 << 20);
+        let defaults = Config::from_toml(&format!("{head}{model}"), &Overrides::default()).unwrap();
+        let engine = &defaults.engine.resolve(false)[0].engine;
+        assert_eq!(format!("{:?}", engine.flash_attention), "Auto");
+        assert_eq!(engine.kv_cache_bytes, 256 << 20);
+        for (bad, needle) in [
+            ("ubatch = 1024\n", "engine.ubatch"),
+            ("batch = 8\n", "engine.batch"),
+            ("kv_cache_type = 'q8_0'\nflash_attention = 'off'\n", "needs flash attention"),
+            ("threads_batch = 0\n", "threads_batch"),
+            ("kv_cache_type = 'q4'\n", "kv_cache_type"),
+        ] {
+            let err = Config::from_toml(&format!("{head}{bad}{model}"), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{needle} missing from {err}");
+        }
+    }
+
+    #[test]
     fn a_missing_default_model_says_how_to_fetch_it() {
         let dir = tempfile::tempdir().unwrap();
         let toml = format!("[engine]\nmodel_dir = '{}'\n", dir.path().display());

@@ -238,6 +238,21 @@ pub struct RunningModel {
     pub context_length: Option<u32>,
 }
 
+/// One value an in-process backend reports for `/metrics`, labelled with its model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendMetric {
+    /// Family name; a counter's sample gets `_total` appended.
+    pub name: &'static str,
+    /// The `# HELP` text.
+    pub help: &'static str,
+    /// Counter (monotonic) or gauge.
+    pub counter: bool,
+    /// The `model` label.
+    pub model: String,
+    /// The value.
+    pub value: u64,
+}
+
 /// One token source.
 pub trait Backend: Send + Sync + 'static {
     /// The configured name, unique in the gateway.
@@ -296,6 +311,11 @@ pub trait Backend: Send + Sync + 'static {
     /// engines); `None` for backends whose queue Sluice cannot see.
     fn queued(&self) -> Option<u64> {
         None
+    }
+
+    /// Values for `/metrics` (in-process engines); remote backends report none.
+    fn metrics(&self) -> Vec<BackendMetric> {
+        Vec::new()
     }
 
     /// Sets how long `model` stays loaded once idle; `None` restores the configured

@@ -4,13 +4,16 @@
 //! ```text
 //! cargo run -p sluice-engine --release --example throughput -- [THREADS] [TOKENS] [STREAMS]
 //! ```
-//! The model comes from `SLUICE_TEST_MODEL` or the default model directory.
+//! The model comes from `SLUICE_TEST_MODEL` or the default model directory. Engine knobs
+//! from the environment: `FA` (auto|on|off), `BATCH`, `UBATCH`, `KV` (f16|q8_0),
+//! `PROMPT_TOKENS` (length of the prompt-processing test, default 2000).
 
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use sluice_engine::{
-    ChatMessage, Engine, EngineConfig, GenerateRequest, Prompt, Sampling, default_model_path,
+    ChatMessage, Engine, EngineConfig, FlashAttention, GenerateRequest, KvCacheType, Prompt, Sampling,
+    default_model_path,
 };
 
 const TOPICS: [&str; 8] = [
@@ -51,20 +54,41 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(Into::into)
         .or_else(default_model_path)
         .ok_or("no model path")?;
+    let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
+    let flash_attention = match env("FA").as_deref() {
+        Some("on") => FlashAttention::On,
+        Some("off") => FlashAttention::Off,
+        _ => FlashAttention::Auto,
+    };
+    let kv_cache_type =
+        if env("KV").as_deref() == Some("q8_0") { KvCacheType::Q8_0 } else { KvCacheType::F16 };
+    let n_batch = env("BATCH").map_or(Ok(sluice_engine::DEFAULT_BATCH), |v| v.parse())?;
+    let n_ubatch = env("UBATCH").map_or(Ok(sluice_engine::DEFAULT_UBATCH.min(n_batch)), |v| v.parse())?;
+    let prompt_tokens: usize = env("PROMPT_TOKENS").map_or(Ok(2000), |v| v.parse())?;
     let engine = Engine::load(EngineConfig {
         n_threads: Some(threads),
         n_parallel: streams.max(1),
-        n_ctx: Some(2048),
+        n_ctx: Some(4096),
+        n_batch,
+        n_ubatch,
+        flash_attention,
+        kv_cache_type,
         ..EngineConfig::new(model)
     })?;
-    println!("{} | threads {threads} | {tokens} tokens | {streams} streams", engine.info().name);
+    println!(
+        "{} | threads {threads} | {tokens} tokens | {streams} streams | fa {flash_attention:?} | \
+         batch {n_batch}/{n_ubatch} | kv {kv_cache_type:?}",
+        engine.info().name
+    );
 
     // Warm-up (page in the weights, size the compute buffers).
     engine.generate(request(TOPICS[0], 8))?.collect().await?;
 
-    // Prompt processing: a fresh ~500-token prompt, one output token.
-    let long_prompt =
-        format!("{} Summarise the above.", "The quick brown fox jumps over the lazy dog. ".repeat(50));
+    // Prompt processing: a fresh prompt of about PROMPT_TOKENS tokens, one output token.
+    let long_prompt = format!(
+        "{} Summarise the above.",
+        "The quick brown fox jumps over the lazy dog. ".repeat(prompt_tokens / 10)
+    );
     let pp = engine
         .generate(GenerateRequest {
             prompt: Prompt::Text(long_prompt),

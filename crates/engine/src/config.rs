@@ -10,6 +10,47 @@ pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct-Q4_1.gguf";
 /// (the KV cache holds `n_parallel` full windows).
 pub const MAX_DEFAULT_CONTEXT: u32 = 4096;
 
+/// Default logical batch: most tokens handed to one decode call.
+pub const DEFAULT_BATCH: u32 = 512;
+
+/// Default physical batch: most tokens computed at once inside a decode call.
+pub const DEFAULT_UBATCH: u32 = 512;
+
+/// Default host memory for the KV state of evicted sequences, per model (256 MiB).
+pub const DEFAULT_KV_CACHE_BYTES: u64 = 256 << 20;
+
+/// Whether llama.cpp runs attention as one fused kernel (flash attention).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlashAttention {
+    /// llama.cpp decides per device (on for the CPU).
+    #[default]
+    Auto,
+    /// Always.
+    On,
+    /// Never (a quantized V cache then cannot be used).
+    Off,
+}
+
+/// Element type of the KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvCacheType {
+    /// 16-bit floats: 2 bytes a value.
+    #[default]
+    F16,
+    /// 8-bit blocks (34 bytes per 32 values): about half the memory; needs flash attention.
+    Q8_0,
+}
+
+impl KvCacheType {
+    /// Bytes of `values` cached values of this type.
+    pub fn bytes(self, values: u64) -> u64 {
+        match self {
+            KvCacheType::F16 => values * 2,
+            KvCacheType::Q8_0 => values.div_ceil(32) * 34,
+        }
+    }
+}
+
 /// How to load and run one model.
 ///
 /// Only `model_path` is required; every `None` is derived from the model or the machine.
@@ -27,6 +68,19 @@ pub struct EngineConfig {
     pub n_parallel: usize,
     /// Most tokens submitted to one decode call (prompt chunks are cut to fit).
     pub n_batch: u32,
+    /// Most tokens llama.cpp computes at once inside a decode call (the physical batch;
+    /// at most `n_batch`). Default: [`DEFAULT_UBATCH`].
+    pub n_ubatch: u32,
+    /// CPU threads used for prompt chunks (several tokens at once). Default: `n_threads`.
+    pub n_threads_batch: Option<usize>,
+    /// Whether attention runs as one fused kernel (flash attention).
+    pub flash_attention: FlashAttention,
+    /// Element type of the KV cache cells.
+    pub kv_cache_type: KvCacheType,
+    /// Bytes of host memory for the KV state of sequences pushed out of their slot, so
+    /// that a conversation's next turn restores its history instead of reading it again
+    /// (least recently used dropped first; 0 turns it off).
+    pub kv_cache_bytes: u64,
     /// Requests allowed to wait for a free sequence before `QueueFull` is returned.
     pub max_queue: usize,
     /// Whether [`crate::Engine::embed`] is allowed. Its context is created on first use.
@@ -41,7 +95,12 @@ impl EngineConfig {
             n_ctx: None,
             n_threads: None,
             n_parallel: 4,
-            n_batch: 512,
+            n_batch: DEFAULT_BATCH,
+            n_ubatch: DEFAULT_UBATCH,
+            n_threads_batch: None,
+            flash_attention: FlashAttention::Auto,
+            kv_cache_type: KvCacheType::F16,
+            kv_cache_bytes: DEFAULT_KV_CACHE_BYTES,
             max_queue: 64,
             embeddings: true,
         }
@@ -55,6 +114,12 @@ impl EngineConfig {
         if self.n_batch < 32 || (self.n_batch as usize) < self.n_parallel {
             return Err(format!("n_batch must be at least 32 and at least n_parallel, got {}", self.n_batch));
         }
+        if self.n_ubatch == 0 || self.n_ubatch > self.n_batch {
+            return Err(format!("n_ubatch must be 1..=n_batch ({}), got {}", self.n_batch, self.n_ubatch));
+        }
+        if self.kv_cache_type == KvCacheType::Q8_0 && self.flash_attention == FlashAttention::Off {
+            return Err("a q8_0 KV cache needs flash attention (llama.cpp quantizes V only with it)".into());
+        }
         let default_ctx =
             if n_ctx_train == 0 { MAX_DEFAULT_CONTEXT } else { n_ctx_train.min(MAX_DEFAULT_CONTEXT) };
         let n_ctx = self.n_ctx.unwrap_or(default_ctx).max(16);
@@ -62,11 +127,17 @@ impl EngineConfig {
             .n_threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
             .max(1);
+        let n_threads_batch = self.n_threads_batch.unwrap_or(n_threads).max(1);
         Ok(Resolved {
             n_ctx,
             n_threads: i32::try_from(n_threads).unwrap_or(i32::MAX),
+            n_threads_batch: i32::try_from(n_threads_batch).unwrap_or(i32::MAX),
             n_parallel: self.n_parallel,
             n_batch: self.n_batch,
+            n_ubatch: self.n_ubatch,
+            flash_attention: self.flash_attention,
+            kv_cache_type: self.kv_cache_type,
+            kv_cache_bytes: self.kv_cache_bytes,
         })
     }
 }
@@ -76,8 +147,13 @@ impl EngineConfig {
 pub(crate) struct Resolved {
     pub n_ctx: u32,
     pub n_threads: i32,
+    pub n_threads_batch: i32,
     pub n_parallel: usize,
     pub n_batch: u32,
+    pub n_ubatch: u32,
+    pub flash_attention: FlashAttention,
+    pub kv_cache_type: KvCacheType,
+    pub kv_cache_bytes: u64,
 }
 
 impl Resolved {
@@ -121,6 +197,33 @@ mod tests {
         assert_eq!(small.n_ctx, 2048);
         let explicit = EngineConfig { n_ctx: Some(8192), ..EngineConfig::new("m.gguf") };
         assert_eq!(explicit.resolve(8192).unwrap().n_ctx, 8192);
+    }
+
+    #[test]
+    fn batch_and_kv_knobs_are_validated() {
+        let ok =
+            EngineConfig { n_batch: 1024, n_ubatch: 256, n_threads_batch: Some(3), ..EngineConfig::new("m") };
+        let r = ok.resolve(8192).unwrap();
+        assert_eq!((r.n_batch, r.n_ubatch, r.n_threads_batch), (1024, 256, 3));
+        let defaults = EngineConfig { n_threads: Some(2), ..EngineConfig::new("m") }.resolve(8192).unwrap();
+        assert_eq!(defaults.n_threads_batch, 2, "prompt threads follow threads");
+        let big_ubatch = EngineConfig { n_ubatch: 1024, ..EngineConfig::new("m") };
+        assert!(big_ubatch.resolve(8192).unwrap_err().contains("n_ubatch"));
+        let q8_without_fa = EngineConfig {
+            kv_cache_type: KvCacheType::Q8_0,
+            flash_attention: FlashAttention::Off,
+            ..EngineConfig::new("m")
+        };
+        assert!(q8_without_fa.resolve(8192).unwrap_err().contains("flash attention"));
+        let q8 = EngineConfig { kv_cache_type: KvCacheType::Q8_0, ..EngineConfig::new("m") };
+        assert!(q8.resolve(8192).is_ok());
+    }
+
+    #[test]
+    fn kv_cache_types_know_their_size() {
+        assert_eq!(KvCacheType::F16.bytes(64), 128);
+        assert_eq!(KvCacheType::Q8_0.bytes(64), 68);
+        assert_eq!(KvCacheType::Q8_0.bytes(65), 102);
     }
 
     #[test]

@@ -32,7 +32,7 @@ impl<'m> Embedder<'m> {
             .with_n_ubatch(n_ctx)
             .with_n_seq_max(1)
             .with_n_threads(resolved.n_threads)
-            .with_n_threads_batch(resolved.n_threads)
+            .with_n_threads_batch(resolved.n_threads_batch)
             .with_embeddings(true)
             .with_pooling_type(LlamaPoolingType::Mean);
         let ctx = model

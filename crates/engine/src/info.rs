@@ -58,18 +58,19 @@ impl ModelInfo {
             quantization,
             embedding_length: usize::try_from(model.n_embd()).unwrap_or(0),
             chat_template: model.chat_template(None).ok().and_then(|t| t.to_string().ok()),
-            memory_bytes: model.size() + kv_cache_bytes(model, resolved.kv_cells()),
+            memory_bytes: model.size() + kv_cache_bytes(model, resolved),
         }
     }
 }
 
-/// Bytes of an f16 K and V cache with `cells` cells.
-fn kv_cache_bytes(model: &LlamaModel, cells: u32) -> u64 {
+/// Bytes of the K and V cache of every slot, in the configured cell type.
+fn kv_cache_bytes(model: &LlamaModel, resolved: &Resolved) -> u64 {
     let n_head = u64::from(model.n_head().max(1));
     let head_dim = u64::try_from(model.n_embd()).unwrap_or(0) / n_head;
     let kv_width = head_dim * u64::from(model.n_head_kv());
-    // K and V, two bytes per f16 value, per layer, per cell.
-    2 * 2 * kv_width * u64::from(model.n_layer()) * u64::from(cells)
+    // K and V rows are quantized per layer and cell, so blocks round up per row.
+    let rows = 2 * u64::from(model.n_layer()) * u64::from(resolved.kv_cells());
+    rows * resolved.kv_cache_type.bytes(kv_width)
 }
 
 /// Names of llama.cpp's `llama_ftype` values (`general.file_type`).

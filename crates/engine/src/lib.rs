@@ -29,6 +29,7 @@
 //!   prompts on the caller's thread, sends commands to the engine thread.
 //! - `worker`: the engine thread that owns the llama.cpp contexts.
 //! - `scheduler`: continuous batching, prefix reuse and the KV cell budget.
+//! - `host_cache`: KV state of evicted sequences in host memory, matched by prefix.
 //! - `slot`: one sequence: sampling, detokenizing, stop strings, events.
 //! - `sampling`, `template`, `stop`, `utf8`: the pieces a sequence is made of.
 //! - `embed`: the lazily created embedding context.
@@ -41,6 +42,7 @@ mod config;
 mod embed;
 mod engine;
 mod error;
+mod host_cache;
 mod info;
 mod managed;
 mod request;
@@ -55,7 +57,8 @@ mod utf8;
 mod worker;
 
 pub use config::{
-    DEFAULT_MODEL_FILE, EngineConfig, MAX_DEFAULT_CONTEXT, default_model_dir, default_model_path,
+    DEFAULT_BATCH, DEFAULT_KV_CACHE_BYTES, DEFAULT_MODEL_FILE, DEFAULT_UBATCH, EngineConfig, FlashAttention,
+    KvCacheType, MAX_DEFAULT_CONTEXT, default_model_dir, default_model_path,
 };
 pub use embed::MAX_EMBED_TOKENS;
 pub use engine::Engine;

@@ -1,7 +1,8 @@
 //! Continuous batching: every step decodes the next token of each generating sequence
 //! together with prompt chunks of newly admitted ones in one `llama_batch`, then
 //! samples each sequence from its own logits. Also owns prefix reuse: a new request
-//! takes the idle slot whose cached tokens share the longest prefix with its prompt.
+//! takes the idle slot whose cached tokens share the longest prefix with its prompt,
+//! or a sequence restored from the host cache (`host_cache`) when that shares more.
 //!
 //! Each slot is one llama.cpp sequence with its own KV stream of `n_ctx` cells, so a
 //! sequence never competes for cells and its output does not depend on its neighbours
@@ -10,10 +11,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use llama_cpp_2::LlamaStateSeqFlags;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 
+use crate::host_cache::{HostCache, common_prefix};
 use crate::shared::Shared;
 use crate::slot::{Outcome, Pending, Sequence, Slot};
 use crate::stats::Counters;
@@ -23,6 +26,14 @@ use crate::{EngineError, sampling};
 /// `n_batch`, so their next token is not held up by a long prompt.
 const PROMPT_SHARE_WHILE_GENERATING: usize = 4;
 
+/// A slot's sequence is saved to the host cache when admitting a request would drop at
+/// least this many of its tokens (shorter ones are cheaper to evaluate again).
+const MIN_SAVE_LOSS: usize = 64;
+
+/// A host-cached sequence is restored only when it shares at least this many more
+/// prompt tokens than the best free slot (a restore copies the whole sequence).
+const MIN_RESTORE_GAIN: usize = 32;
+
 /// Owns the decoding context and the slots; driven one step at a time by the worker.
 pub(crate) struct Scheduler<'m> {
     ctx: LlamaContext<'m>,
@@ -30,6 +41,8 @@ pub(crate) struct Scheduler<'m> {
     shared: Arc<Shared>,
     batch: LlamaBatch<'static>,
     slots: Vec<Slot>,
+    /// KV state of sequences pushed out of their slot.
+    host: HostCache,
     clock: u64,
 }
 
@@ -45,7 +58,8 @@ impl<'m> Scheduler<'m> {
                 seq: None,
             })
             .collect();
-        Self { ctx, model, shared, batch: LlamaBatch::new(n_batch, 1), slots, clock: 0 }
+        let host = HostCache::new(shared.resolved.kv_cache_bytes);
+        Self { ctx, model, shared, batch: LlamaBatch::new(n_batch, 1), slots, host, clock: 0 }
     }
 
     /// No sequence is running.
@@ -55,23 +69,51 @@ impl<'m> Scheduler<'m> {
 
     /// Puts a request into the free slot whose cache shares the longest prefix with its
     /// prompt and drops the cells past that prefix. Without any shared prefix an empty
-    /// slot is preferred, then the least recently used. Hands the request back when no
-    /// slot is free.
+    /// slot is preferred, then the least recently used. When the host cache holds a
+    /// sequence sharing clearly more, it is restored into the emptiest free slot instead.
+    /// A slot's sequence that is about to lose much of its cells is saved to the host
+    /// cache first. Hands the request back when no slot is free.
     pub(crate) fn admit(&mut self, pending: Pending) -> Result<(), Pending> {
         let prompt = &pending.tokens;
-        let Some(index) = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, slot)| slot.seq.is_none())
+        let free = || self.slots.iter().enumerate().filter(|(_, slot)| slot.seq.is_none());
+        let Some((mut index, slot_prefix)) = free()
             .max_by_key(|(_, slot)| {
                 (common_prefix(&slot.cached, prompt), slot.cached.is_empty(), u64::MAX - slot.last_used)
             })
-            .map(|(index, _)| index)
+            .map(|(index, slot)| (index, common_prefix(&slot.cached, prompt)))
         else {
             return Err(pending);
         };
         self.clock += 1;
+        let restored = if self.host.is_enabled() {
+            self.host.take_best(prompt, slot_prefix + MIN_RESTORE_GAIN)
+        } else {
+            None
+        };
+        if let Some((saved, shared)) = restored {
+            Counters::add(&self.shared.counters.kv_host_hits, 1);
+            index = free()
+                .max_by_key(|(_, slot)| (slot.cached.is_empty(), u64::MAX - slot.last_used))
+                .map_or(index, |(index, _)| index);
+            self.save(index);
+            let slot = &mut self.slots[index];
+            match self.ctx.state_seq_set(&saved.state, slot.seq_id) {
+                Ok(()) => {
+                    slot.cached = saved.tokens;
+                    Counters::add(&self.shared.counters.kv_host_restores, 1);
+                    Counters::add(&self.shared.counters.kv_host_restored_tokens, shared);
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "restoring a sequence from the host cache failed");
+                    let _ = self.ctx.kv_cache_seq_rm(slot.seq_id, None, None);
+                    slot.cached.clear();
+                }
+            }
+            self.publish_host_gauges();
+        } else if self.host.is_enabled() && self.slots[index].cached.len() >= slot_prefix + MIN_SAVE_LOSS {
+            self.save(index);
+            self.publish_host_gauges();
+        }
         // At least the last prompt token is decoded again: its logits are needed.
         let mut keep = common_prefix(&self.slots[index].cached, prompt).min(prompt.len().saturating_sub(1));
         let slot = &mut self.slots[index];
@@ -95,6 +137,35 @@ impl<'m> Scheduler<'m> {
             load.active += 1;
         });
         Ok(())
+    }
+
+    /// Copies slot `index`'s sequence to the host cache (when it holds enough to be
+    /// worth it); its cells stay in place.
+    fn save(&mut self, index: usize) {
+        let slot = &self.slots[index];
+        if slot.cached.len() < MIN_SAVE_LOSS {
+            return;
+        }
+        let state = match self.ctx.state_seq_get(slot.seq_id, LlamaStateSeqFlags::empty()) {
+            Ok(state) => state,
+            Err(err) => {
+                tracing::warn!(error = %err, "saving a sequence to the host cache failed");
+                return;
+            }
+        };
+        let bytes = u64::try_from(state.byte_len()).unwrap_or(u64::MAX);
+        let inserted = self.host.insert(slot.cached.clone(), state, bytes);
+        let counters = &self.shared.counters;
+        if inserted.kept {
+            Counters::add(&counters.kv_host_saves, 1);
+        }
+        Counters::add(&counters.kv_host_evictions, inserted.evicted);
+    }
+
+    fn publish_host_gauges(&self) {
+        let counters = &self.shared.counters;
+        Counters::set(&counters.kv_host_bytes, self.host.used());
+        Counters::set(&counters.kv_host_entries, u64::try_from(self.host.len()).unwrap_or(u64::MAX));
     }
 
     /// Runs one decode over every active sequence: the next token of each generating
@@ -269,11 +340,6 @@ impl<'m> Scheduler<'m> {
     fn active(&self) -> impl Iterator<Item = usize> + '_ {
         self.slots.iter().enumerate().filter(|(_, slot)| slot.seq.is_some()).map(|(index, _)| index)
     }
-}
-
-/// Length of the common prefix of two token lists.
-fn common_prefix<T: PartialEq>(a: &[T], b: &[T]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 #[cfg(test)]

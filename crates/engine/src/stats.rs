@@ -18,6 +18,20 @@ pub struct EngineStats {
     pub sequences_started: u64,
     /// Requests dropped by their caller before they finished (queued or running).
     pub sequences_cancelled: u64,
+    /// Sequences whose KV state was copied to the host cache when their slot was taken.
+    pub kv_host_saves: u64,
+    /// Requests whose prompt matched a sequence in the host cache better than any slot.
+    pub kv_host_hits: u64,
+    /// Host-cached sequences put back into a slot.
+    pub kv_host_restores: u64,
+    /// Prompt tokens restored from the host cache instead of being evaluated.
+    pub kv_host_restored_tokens: u64,
+    /// Host-cached sequences dropped to stay within `kv_cache_bytes`.
+    pub kv_host_evictions: u64,
+    /// Bytes held by the host cache right now.
+    pub kv_host_bytes: u64,
+    /// Sequences held by the host cache right now.
+    pub kv_host_entries: u64,
     /// Sequences in a slot right now.
     pub active_sequences: usize,
     /// Requests waiting for a free slot right now.
@@ -32,11 +46,23 @@ pub(crate) struct Counters {
     pub completion_tokens: AtomicU64,
     pub sequences_started: AtomicU64,
     pub sequences_cancelled: AtomicU64,
+    pub kv_host_saves: AtomicU64,
+    pub kv_host_hits: AtomicU64,
+    pub kv_host_restores: AtomicU64,
+    pub kv_host_restored_tokens: AtomicU64,
+    pub kv_host_evictions: AtomicU64,
+    /// Gauges, set (not added) by the engine thread.
+    pub kv_host_bytes: AtomicU64,
+    pub kv_host_entries: AtomicU64,
 }
 
 impl Counters {
     pub(crate) fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    pub(crate) fn set(gauge: &AtomicU64, value: u64) {
+        gauge.store(value, Ordering::Relaxed);
     }
 
     pub(crate) fn snapshot(&self, load: Load) -> EngineStats {
@@ -47,6 +73,13 @@ impl Counters {
             completion_tokens: get(&self.completion_tokens),
             sequences_started: get(&self.sequences_started),
             sequences_cancelled: get(&self.sequences_cancelled),
+            kv_host_saves: get(&self.kv_host_saves),
+            kv_host_hits: get(&self.kv_host_hits),
+            kv_host_restores: get(&self.kv_host_restores),
+            kv_host_restored_tokens: get(&self.kv_host_restored_tokens),
+            kv_host_evictions: get(&self.kv_host_evictions),
+            kv_host_bytes: get(&self.kv_host_bytes),
+            kv_host_entries: get(&self.kv_host_entries),
             active_sequences: load.active,
             queued_requests: load.queued,
         }

@@ -9,12 +9,12 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 
-use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::params::{KvCacheType as LlamaKvCacheType, LlamaContextParams};
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::oneshot;
 
 use crate::EngineError;
-use crate::config::Resolved;
+use crate::config::{FlashAttention, KvCacheType, Resolved};
 use crate::embed::Embedder;
 use crate::scheduler::Scheduler;
 use crate::shared::Shared;
@@ -78,21 +78,37 @@ fn run(
         tracing::debug!(model = %shared.info().name, "engine thread exiting");
     }
     shared.closed.store(true, Ordering::Release);
+    // The host cache went with the scheduler.
+    Counters::set(&shared.counters.kv_host_bytes, 0);
+    Counters::set(&shared.counters.kv_host_entries, 0);
     shared.load.update(|load| *load = Load::default());
 }
 
 /// The decoding context: one KV stream of `n_ctx` cells per slot.
 fn context_params(resolved: &Resolved) -> LlamaContextParams {
+    // llama.cpp's `llama_flash_attn_type`: -1 auto, 0 disabled, 1 enabled.
+    let flash_attention = match resolved.flash_attention {
+        FlashAttention::Auto => -1,
+        FlashAttention::Off => 0,
+        FlashAttention::On => 1,
+    };
+    let kv_type = match resolved.kv_cache_type {
+        KvCacheType::F16 => LlamaKvCacheType::F16,
+        KvCacheType::Q8_0 => LlamaKvCacheType::Q8_0,
+    };
     LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(resolved.kv_cells()))
         .with_n_batch(resolved.n_batch)
-        .with_n_ubatch(resolved.n_batch)
+        .with_n_ubatch(resolved.n_ubatch)
+        .with_flash_attention_policy(flash_attention)
+        .with_type_k(kv_type)
+        .with_type_v(kv_type)
         .with_n_seq_max(u32::try_from(resolved.n_parallel).unwrap_or(u32::MAX))
         // With one pool shared by all sequences, a sequence's attention (and so its
         // greedy output) changed with whatever else was cached; separate streams do not.
         .with_kv_unified(false)
         .with_n_threads(resolved.n_threads)
-        .with_n_threads_batch(resolved.n_threads)
+        .with_n_threads_batch(resolved.n_threads_batch)
 }
 
 struct Worker<'m> {

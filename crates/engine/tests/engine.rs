@@ -10,8 +10,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::join_all;
 use sluice_engine::{
-    ChatMessage, Engine, EngineConfig, EngineError, FinishReason, GenEvent, GenerateRequest, KeepAlive,
-    ManagedEngine, Prompt, Sampling, default_model_path,
+    ChatMessage, Engine, EngineConfig, EngineError, FinishReason, FlashAttention, GenEvent, GenerateRequest,
+    KeepAlive, KvCacheType, ManagedEngine, Prompt, Sampling, default_model_path,
 };
 
 fn model_path() -> PathBuf {
@@ -355,4 +355,90 @@ async fn embeddings_are_bounded_counted_and_cancellable() {
         .await
         .expect("a dropped embedding request stops at its next input");
     assert_eq!(engine.stats().sequences_cancelled, 1);
+}
+
+/// A user message of roughly `tokens` tokens, distinct per `tag`.
+fn long_message(tag: &str, tokens: usize) -> String {
+    let sentence = "The clerks wrote down the height of the flood and the price of grain. ";
+    format!("{tag}: summarise this record.\n{}", sentence.repeat(tokens / 15))
+}
+
+/// One slot, so every new conversation pushes the previous one out of it.
+fn one_slot(kv_cache_bytes: u64) -> Engine {
+    Engine::load(EngineConfig { n_parallel: 1, kv_cache_bytes, ..config() }).expect("model loads")
+}
+
+/// Runs turn one of a conversation, then returns the messages of its second turn.
+async fn two_turns(engine: &Engine, tag: &str) -> Vec<ChatMessage> {
+    let first = vec![ChatMessage::user(long_message(tag, 200))];
+    let answer =
+        run(engine, GenerateRequest { prompt: Prompt::Chat(first.clone()), sampling: greedy(12) }).await;
+    let mut second = first;
+    second.push(ChatMessage::assistant(answer.text));
+    second.push(ChatMessage::user("Say it in one sentence."));
+    second
+}
+
+#[tokio::test]
+async fn an_evicted_conversation_is_restored_from_the_host_cache_and_answers_the_same() {
+    // Reference: the follow-up right after the first turn, its history still in the slot.
+    let reference = one_slot(0);
+    let followup = two_turns(&reference, "A").await;
+    let expected =
+        run(&reference, GenerateRequest { prompt: Prompt::Chat(followup.clone()), sampling: greedy(16) })
+            .await;
+
+    let engine = one_slot(64 << 20);
+    assert_eq!(two_turns(&engine, "A").await, followup);
+    // Another conversation takes the only slot: A's KV state moves to host memory.
+    two_turns(&engine, "B").await;
+    let before = engine.stats();
+    assert_eq!((before.kv_host_saves, before.kv_host_entries), (1, 1));
+    assert!(before.kv_host_bytes > 0);
+
+    let history = engine.count_tokens(&Prompt::Chat(followup.clone())).unwrap() as u64;
+    let got = run(&engine, GenerateRequest { prompt: Prompt::Chat(followup), sampling: greedy(16) }).await;
+    assert_eq!(got.text, expected.text, "the restored conversation answers as if never evicted");
+    let after = engine.stats();
+    assert_eq!((after.kv_host_hits, after.kv_host_restores), (1, 1));
+    // B was saved when A took the slot back; A left the host cache when restored.
+    assert_eq!((after.kv_host_saves, after.kv_host_entries), (2, 1));
+    let evaluated = after.prompt_tokens_evaluated - before.prompt_tokens_evaluated;
+    assert!(after.kv_host_restored_tokens > 200, "{after:?}");
+    assert!(evaluated < 30, "only the new turn is read: {evaluated} of {history} tokens");
+}
+
+#[tokio::test]
+async fn the_host_cache_stays_within_its_bytes_dropping_the_least_recently_used() {
+    // A ~230-token sequence is ~5.3 MB of f16 KV for SmolLM2: 8 MiB hold one, not two.
+    let budget = 8 << 20;
+    let engine = one_slot(budget);
+    for tag in ["A", "B", "C", "D"] {
+        two_turns(&engine, tag).await;
+        assert!(engine.stats().kv_host_bytes <= budget);
+    }
+    let stats = engine.stats();
+    assert_eq!(stats.kv_host_saves, 3, "A, B and C were saved when the next took the slot");
+    assert_eq!((stats.kv_host_evictions, stats.kv_host_entries), (2, 1));
+    // Only C is left: C is restored (and D saved in its place), A must be read again.
+    let c = Prompt::Chat(vec![ChatMessage::user(long_message("C", 200))]);
+    run(&engine, GenerateRequest { prompt: c, sampling: greedy(1) }).await;
+    assert_eq!(engine.stats().kv_host_restores, 1);
+    let a = Prompt::Chat(vec![ChatMessage::user(long_message("A", 200))]);
+    run(&engine, GenerateRequest { prompt: a, sampling: greedy(1) }).await;
+    assert_eq!(engine.stats().kv_host_restores, 1);
+}
+
+#[tokio::test]
+async fn a_q8_0_kv_cache_loads_answers_and_takes_less_memory() {
+    let f16 = engine();
+    let q8 = Engine::load(EngineConfig { kv_cache_type: KvCacheType::Q8_0, ..config() }).unwrap();
+    let answer = run(&q8, chat("What is the capital of France?", greedy(12))).await;
+    // 8-bit cells change the logits a little, so the greedy text may differ from f16's.
+    assert_eq!(answer.summary.completion_tokens, 12);
+    assert!(answer.text.chars().filter(|c| c.is_alphabetic()).count() > 10, "{:?}", answer.text);
+    assert!(q8.info().memory_bytes < f16.info().memory_bytes);
+    let off =
+        EngineConfig { kv_cache_type: KvCacheType::Q8_0, flash_attention: FlashAttention::Off, ..config() };
+    assert!(matches!(Engine::load(off), Err(EngineError::Load(msg)) if msg.contains("flash attention")));
 }

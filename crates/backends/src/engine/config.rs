@@ -8,6 +8,11 @@
 //! keep_alive = "5m"          # unload after idle; "0" at once; "forever"
 //! max_keep_alive = "1h"      # the most a client's keep_alive may ask for
 //! load = "start"             # or "first_use"
+//! batch = 512                # tokens per decode call; ubatch = 512 computed at once
+//! threads_batch = 2          # threads for prompt chunks; default: `threads`
+//! flash_attention = "auto"   # "on" | "off"
+//! kv_cache_type = "f16"      # or "q8_0" (about half the memory; needs flash attention)
+//! kv_cache_bytes = 268435456 # host memory per model for evicted conversations; 0 = off
 //!
 //! [[engine.models]]
 //! name = "qwen2.5:0.5b"
@@ -46,6 +51,20 @@ pub struct EngineSection {
     pub max_keep_alive: KeepAlive,
     /// When models are loaded.
     pub load: LoadPolicy,
+    /// Most tokens handed to llama.cpp in one decode call (logical batch).
+    pub batch: u32,
+    /// Most tokens computed at once inside a decode call (physical batch, <= `batch`).
+    pub ubatch: u32,
+    /// CPU threads for prompt chunks; default: `threads`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads_batch: Option<usize>,
+    /// Flash attention: `auto` (llama.cpp decides; on for the CPU), `on` or `off`.
+    pub flash_attention: FlashAttentionSetting,
+    /// Element type of the KV cache: `f16` or `q8_0`.
+    pub kv_cache_type: KvCacheTypeSetting,
+    /// Host memory per model for the KV state of conversations pushed out of their
+    /// slot, restored on their next turn (least recently used dropped first); 0: off.
+    pub kv_cache_bytes: u64,
     /// Models given by path.
     pub models: Vec<EngineModelConfig>,
 }
@@ -60,6 +79,12 @@ impl Default for EngineSection {
             keep_alive: KeepAlive::For(Duration::from_secs(300)),
             max_keep_alive: KeepAlive::For(Duration::from_secs(3600)),
             load: LoadPolicy::Start,
+            batch: sluice_engine::DEFAULT_BATCH,
+            ubatch: sluice_engine::DEFAULT_UBATCH,
+            threads_batch: None,
+            flash_attention: FlashAttentionSetting::Auto,
+            kv_cache_type: KvCacheTypeSetting::F16,
+            kv_cache_bytes: sluice_engine::DEFAULT_KV_CACHE_BYTES,
             models: Vec::new(),
         }
     }
@@ -75,6 +100,28 @@ pub enum DefaultModel {
     On,
     /// Never.
     Off,
+}
+
+/// `[engine] flash_attention`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlashAttentionSetting {
+    /// llama.cpp decides per device.
+    Auto,
+    /// Always.
+    On,
+    /// Never.
+    Off,
+}
+
+/// `[engine] kv_cache_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvCacheTypeSetting {
+    /// 16-bit floats.
+    F16,
+    /// 8-bit blocks.
+    Q8_0,
 }
 
 /// When an engine model is loaded into memory.
@@ -152,6 +199,23 @@ impl EngineSection {
         }
     }
 
+    /// The engine settings every model shares, applied to `engine`.
+    fn apply_shared(&self, engine: &mut sluice_engine::EngineConfig) {
+        engine.n_batch = self.batch;
+        engine.n_ubatch = self.ubatch;
+        engine.n_threads_batch = self.threads_batch;
+        engine.flash_attention = match self.flash_attention {
+            FlashAttentionSetting::Auto => sluice_engine::FlashAttention::Auto,
+            FlashAttentionSetting::On => sluice_engine::FlashAttention::On,
+            FlashAttentionSetting::Off => sluice_engine::FlashAttention::Off,
+        };
+        engine.kv_cache_type = match self.kv_cache_type {
+            KvCacheTypeSetting::F16 => sluice_engine::KvCacheType::F16,
+            KvCacheTypeSetting::Q8_0 => sluice_engine::KvCacheType::Q8_0,
+        };
+        engine.kv_cache_bytes = self.kv_cache_bytes;
+    }
+
     /// Every engine model to serve, with settings resolved, the default model last.
     pub fn resolve(&self, other_backends: bool) -> Vec<ResolvedModel> {
         let dir = self.model_dir();
@@ -168,6 +232,7 @@ impl EngineSection {
                 engine.n_threads = m.threads.or(self.threads);
                 engine.n_parallel = m.parallel.unwrap_or(self.parallel);
                 engine.embeddings = m.embeddings;
+                self.apply_shared(&mut engine);
                 ResolvedModel {
                     name: m.name.clone(),
                     engine,
@@ -182,6 +247,7 @@ impl EngineSection {
             let mut engine = sluice_engine::EngineConfig::new(path);
             engine.n_threads = self.threads;
             engine.n_parallel = self.parallel;
+            self.apply_shared(&mut engine);
             out.push(ResolvedModel {
                 name: DEFAULT_MODEL_NAME.to_owned(),
                 engine,
@@ -198,8 +264,28 @@ impl EngineSection {
         if self.parallel == 0 || self.parallel > 256 {
             problems.push(format!("engine.parallel must be 1..=256, got {}", self.parallel));
         }
-        if self.threads == Some(0) {
-            problems.push("engine.threads must be at least 1".to_owned());
+        if self.threads == Some(0) || self.threads_batch == Some(0) {
+            problems.push("engine.threads and engine.threads_batch must be at least 1".to_owned());
+        }
+        if self.batch < 32 || self.batch > 65_536 || (self.batch as usize) < self.parallel {
+            problems.push(format!(
+                "engine.batch must be 32..=65536 and at least engine.parallel, got {}",
+                self.batch
+            ));
+        }
+        if self.ubatch == 0 || self.ubatch > self.batch {
+            problems.push(format!(
+                "engine.ubatch must be 1..=engine.batch ({}), got {}",
+                self.batch, self.ubatch
+            ));
+        }
+        if self.kv_cache_type == KvCacheTypeSetting::Q8_0
+            && self.flash_attention == FlashAttentionSetting::Off
+        {
+            problems.push(
+                "engine.kv_cache_type = \"q8_0\" needs flash attention (engine.flash_attention \"auto\" or \"on\")"
+                    .to_owned(),
+            );
         }
         if self.serves_default(other_backends) && self.default_model_path().is_none() {
             problems.push(

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use self::{config::ResolvedModel, digest::DigestCache};
 use super::{Backend, BackendError, EventStream, ModelInfo, RunningModel};
+use sluice_core::backend::BackendMetric;
 use sluice_core::{
     chat::{
         ChatRequest, EmbedRequest, Embeddings, Event, FinishReason, Input, KeepAlive, Sampling, Timings,
@@ -315,7 +316,8 @@ impl Backend for EngineBackend {
             .and_then(|at| SystemTime::now().checked_add(at.saturating_duration_since(Instant::now())));
         vec![RunningModel {
             name: self.model.clone(),
-            size: info.memory_bytes,
+            // Weights and KV cells, plus the host cache of evicted conversations.
+            size: info.memory_bytes + self.engine.stats().kv_host_bytes,
             // The engine runs on the CPU: none of it is in accelerator memory.
             size_vram: Some(0),
             unloads_at,
@@ -326,6 +328,73 @@ impl Backend for EngineBackend {
 
     fn queued(&self) -> Option<u64> {
         Some(u64::try_from(self.engine.stats().queued_requests).unwrap_or(u64::MAX))
+    }
+
+    fn metrics(&self) -> Vec<BackendMetric> {
+        let stats = self.engine.stats();
+        let metric = |name, help, counter, value| BackendMetric {
+            name,
+            help,
+            counter,
+            model: self.model.clone(),
+            value,
+        };
+        vec![
+            metric(
+                "sluice_engine_prompt_tokens_evaluated",
+                "Prompt tokens run through the model.",
+                true,
+                stats.prompt_tokens_evaluated,
+            ),
+            metric(
+                "sluice_engine_prompt_tokens_reused",
+                "Prompt tokens whose KV cells a slot already held.",
+                true,
+                stats.prompt_tokens_reused,
+            ),
+            metric(
+                "sluice_engine_kv_host_saves",
+                "Sequences copied to the host KV cache when their slot was taken.",
+                true,
+                stats.kv_host_saves,
+            ),
+            metric(
+                "sluice_engine_kv_host_hits",
+                "Requests whose prompt matched a sequence in the host KV cache.",
+                true,
+                stats.kv_host_hits,
+            ),
+            metric(
+                "sluice_engine_kv_host_restores",
+                "Sequences restored from the host KV cache into a slot.",
+                true,
+                stats.kv_host_restores,
+            ),
+            metric(
+                "sluice_engine_kv_host_restored_tokens",
+                "Prompt tokens restored from the host KV cache instead of evaluated.",
+                true,
+                stats.kv_host_restored_tokens,
+            ),
+            metric(
+                "sluice_engine_kv_host_evictions",
+                "Sequences dropped from the host KV cache to stay within kv_cache_bytes.",
+                true,
+                stats.kv_host_evictions,
+            ),
+            metric(
+                "sluice_engine_kv_host_bytes",
+                "Bytes held by the host KV cache.",
+                false,
+                stats.kv_host_bytes,
+            ),
+            metric(
+                "sluice_engine_kv_host_entries",
+                "Sequences held by the host KV cache.",
+                false,
+                stats.kv_host_entries,
+            ),
+        ]
     }
 
     fn set_keep_alive(&self, model: &str, keep_alive: Option<KeepAlive>) {

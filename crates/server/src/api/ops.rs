@@ -46,6 +46,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         crate::usage_writer::with_usage_metrics(
             {
                 let text = super::accounting::with_limits_metrics(state.core.metrics.render(), &state.limits);
+                let backend_metrics: Vec<_> =
+                    state.core.registry.slots().iter().flat_map(|slot| slot.backend.metrics()).collect();
+                let text = crate::exposition::with_backend_metrics(text, &backend_metrics);
                 let text = state.budgets.render_into(text);
                 match &state.per_key {
                     Some(counters) => counters.render_into(text),

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The embedded engine against llama.cpp's own llama-server, through HTTP, in one run:
+# same GGUF, 2 threads, 4 slots, 4,096 tokens per slot, temperature 0, streamed.
+#
+#   scripts/bench-chat.sh [OUT]            # ROUNDS=3 by default
+#
+# Each round runs llama-server, then Sluice (alternating, never both at once), and
+# measures on each: the first turn's time to first token on a ~2,000-token message and
+# three follow-up turns (scripts/bench_chat.py), one stream and 8 concurrent streams of
+# 128 tokens (`sluice bench`: aggregate tokens/s from the first request to the last
+# token), 32 conversations taking turns round robin on the 4 slots, and resident memory.
+# llama-server is built once by scripts/build-llama-server.sh (cache outside the repo).
+#
+# Knobs: ROUNDS, THREADS, SLOTS, CTX, SLUICE_ENGINE_TOML (extra [engine] lines for
+# Sluice, e.g. 'kv_cache_type = "q8_0"'), LLAMA_ARGS (extra llama-server flags),
+# SKIP_BUILD=1, ONLY=sluice|llama.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${1:-bench-results/chat}"
+ROUNDS="${ROUNDS:-3}"
+THREADS="${THREADS:-2}"
+SLOTS="${SLOTS:-4}"
+CTX="${CTX:-4096}"
+CONVS="${CONVS:-32}"
+MODEL="${SLUICE_TEST_MODEL:-${SLUICE_MODEL_DIR:-$HOME/.local/share/sluice/models}/SmolLM2-135M-Instruct-Q4_1.gguf}"
+PORT_LLAMA="${PORT_LLAMA:-18101}"
+PORT_SLUICE="${PORT_SLUICE:-18102}"
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json
+[[ -f "$MODEL" ]] || { echo "bench-chat: no model at $MODEL (scripts/fetch-model.sh)" >&2; exit 1; }
+
+LLAMA_SERVER="$(scripts/build-llama-server.sh)"
+if [[ "${SKIP_BUILD:-}" != 1 ]]; then
+    nice -n 10 cargo build --release --locked -q -p sluice --bin sluice
+fi
+SLUICE=target/release/sluice
+
+cfg="$OUT/sluice.toml"
+cat > "$cfg" <<TOML
+[server]
+listen = "127.0.0.1:$PORT_SLUICE"
+[log]
+level = "warn"
+[cache]
+enabled = false   # every request must reach the engine
+[engine]
+default_model = "off"
+threads = $THREADS
+parallel = $SLOTS
+${SLUICE_ENGINE_TOML:-}
+[[engine.models]]
+name = "smollm2"
+path = "$MODEL"
+context = $CTX
+TOML
+
+pid=""
+trap '[[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null; true' EXIT
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+port_free() { # PORT
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+        echo "bench-chat: something already listens on port $1" >&2; exit 1
+    fi
+}
+wait_ready() { # URL PID
+    for _ in $(seq 600); do
+        curl -sf "$1" >/dev/null 2>&1 && return 0
+        kill -0 "$2" 2>/dev/null || { echo "bench-chat: server exited during start-up" >&2; return 1; }
+        sleep 0.1
+    done
+    echo "bench-chat: server not ready" >&2; return 1
+}
+
+measure() { # NAME URL PID ROUND
+    local name=$1 url=$2 pid=$3 r=$4
+    local common=(--url "$url" --model smollm2 --quiet --no-progress --timeout 300s --duration 600s --stream)
+    # Warm-up: page the weights in.
+    "$SLUICE" bench "${common[@]}" --requests 2 --max-tokens 8 --prompt "Hi" --unique-prompts >/dev/null
+    local rss_idle; rss_idle=$(rss_kb "$pid")
+    python3 scripts/bench_chat.py "$url" smollm2 turns 3 32 > "$OUT/$name-turns-$r.json"
+    "$SLUICE" bench "${common[@]}" --concurrency 1 --requests 4 --max-tokens 128 --unique-prompts \
+        --prompt "Write a long story about a lighthouse keeper." --json "$OUT/$name-one-$r.json"
+    "$SLUICE" bench "${common[@]}" --concurrency 8 --requests 16 --max-tokens 128 --unique-prompts \
+        --prompt "Write a long story about a lighthouse keeper." --json "$OUT/$name-eight-$r.json"
+    python3 scripts/bench_chat.py "$url" smollm2 rounds "$CONVS" 2 16 > "$OUT/$name-rounds-$r.json"
+    echo "{\"rss_idle_kb\": $rss_idle, \"rss_after_kb\": $(rss_kb "$pid")}" > "$OUT/$name-rss-$r.json"
+}
+
+echo "bench-chat: load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$OUT/load.txt"
+for r in $(seq "$ROUNDS"); do
+    if [[ "${ONLY:-llama}" == llama ]]; then
+        echo "bench-chat: round $r/$ROUNDS llama-server" >&2
+        port_free "$PORT_LLAMA"
+        # shellcheck disable=SC2086
+        "$LLAMA_SERVER" -m "$MODEL" --host 127.0.0.1 --port "$PORT_LLAMA" -t "$THREADS" -tb "$THREADS" \
+            -np "$SLOTS" -c $((CTX * SLOTS)) --alias smollm2 ${LLAMA_ARGS:-} \
+            > "$OUT/llama-$r.log" 2>&1 &
+        pid=$!
+        wait_ready "http://127.0.0.1:$PORT_LLAMA/health" "$pid"
+        measure llama "http://127.0.0.1:$PORT_LLAMA" "$pid" "$r"
+        kill -TERM "$pid"; wait "$pid" || true
+    fi
+    if [[ "${ONLY:-sluice}" == sluice ]]; then
+        echo "bench-chat: round $r/$ROUNDS sluice" >&2
+        port_free "$PORT_SLUICE"
+        "$SLUICE" serve --config "$cfg" > "$OUT/sluice-$r.log" 2>&1 &
+        pid=$!
+        wait_ready "http://127.0.0.1:$PORT_SLUICE/readyz" "$pid"
+        measure sluice "http://127.0.0.1:$PORT_SLUICE" "$pid" "$r"
+        kill -TERM "$pid"; wait "$pid" || true
+    fi
+done
+echo "bench-chat: load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/load.txt"
+python3 scripts/bench_chat_summary.py "$OUT"
