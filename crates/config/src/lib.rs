@@ -526,7 +526,7 @@ mod tests {
         let defaults = Config::from_toml(&format!("{head}{model}"), &Overrides::default()).unwrap();
         let engine = &defaults.engine.resolve(false)[0].engine;
         assert_eq!(format!("{:?}", engine.flash_attention), "Auto");
-        assert_eq!(engine.kv_cache_bytes, 256 << 20);
+        assert_eq!(engine.kv_cache_bytes, 1 << 30);
         for (bad, needle) in [
             ("ubatch = 1024\n", "engine.ubatch"),
             ("batch = 8\n", "engine.batch"),

@@ -16,8 +16,9 @@ pub const DEFAULT_BATCH: u32 = 512;
 /// Default physical batch: most tokens computed at once inside a decode call.
 pub const DEFAULT_UBATCH: u32 = 512;
 
-/// Default host memory for the KV state of evicted sequences, per model (256 MiB).
-pub const DEFAULT_KV_CACHE_BYTES: u64 = 256 << 20;
+/// Default host memory for the KV state of evicted sequences, per model (1 GiB: 32
+/// conversations of ~400 tokens of SmolLM2 did not fit 256 MiB, and LRU then missed every turn).
+pub const DEFAULT_KV_CACHE_BYTES: u64 = 1 << 30;
 
 /// Whether llama.cpp runs attention as one fused kernel (flash attention).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

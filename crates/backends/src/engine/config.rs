@@ -12,7 +12,7 @@
 //! threads_batch = 2          # threads for prompt chunks; default: `threads`
 //! flash_attention = "auto"   # "on" | "off"
 //! kv_cache_type = "f16"      # or "q8_0" (about half the memory; needs flash attention)
-//! kv_cache_bytes = 268435456 # host memory per model for evicted conversations; 0 = off
+//! kv_cache_bytes = 1073741824 # host memory per model for evicted conversations; 0 = off
 //!
 //! [[engine.models]]
 //! name = "qwen2.5:0.5b"
