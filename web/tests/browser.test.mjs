@@ -335,7 +335,8 @@ test("side by side: one prompt, two models streaming in columns", async () => {
   // The second model stays chosen in a new chat, until it is cleared.
   await admin.getByRole("button", { name: "+ New chat" }).click();
   await admin.getByRole("heading", { name: "New chat" }).waitFor();
-  assert.equal(await admin.getByLabel("Compare with").inputValue(), "other");
+  // The new chat's picker lists the models once it has read them: wait for that.
+  await admin.waitForFunction(() => document.querySelector("select[aria-label='Compare with']")?.value === "other", null, { timeout: 10000 });
   await admin.getByLabel("Compare with").selectOption("");
 });
 
@@ -372,6 +373,8 @@ test("admin usage: tokens and spend per day, split by model or by user", async (
 
 test("admin backends: live tokens/s while an answer streams", async () => {
   await admin.goto(base + "/");
+  // One answer, whatever an earlier test left in the compare picker.
+  await admin.getByLabel("Compare with").selectOption("");
   await send(admin, "A long one [mock tokens=400 delay_ms=25]");
   await admin.locator("article.live").waitFor({ timeout: 20000 });
   const page = await admin.context().newPage();
