@@ -59,7 +59,7 @@ run() { # scenario-name mode-of-the-first-mock repeat
     # The gateway's own view: retries, budget, breaker states.
     { exec 3<>"/dev/tcp/${GW%:*}/${GW#*:}"
       printf 'GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n' >&3
-      grep -E '^sluice_(retries|retry_budget|breaker_state|upstream_errors|rejections)' <&3 || true
+      grep -E '^sluice_(retries|retry_budget|breaker_state|model_breaker_state|upstream_errors|rejections)' <&3 || true
     } >"$OUT/$name-$r.metrics"
     for p in "${run_pids[@]}"; do stop "$p"; done
 }

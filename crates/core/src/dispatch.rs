@@ -27,9 +27,9 @@ use crate::{
     metrics::ModelMetrics,
     registry::{BackendSlot, Route, Served, has_free_slot, publish_breaker, route_cost},
     scheduler::{
+        Ticket,
         admission::{self, Rejection},
         balance,
-        breaker::Permit,
         retry::{self, Failure},
     },
 };
@@ -130,6 +130,8 @@ pub struct Landed<T> {
     pub outstanding: Outstanding,
     /// The metrics of the model on that backend.
     pub metrics: Arc<ModelMetrics>,
+    /// The backend's name for the model (its breaker's key).
+    pub upstream_model: Box<str>,
 }
 
 /// A chat request whose first event arrived: the stream and that first event.
@@ -246,7 +248,7 @@ async fn open_model<A: Ask>(
             };
             if let Some(prev) = &last {
                 if !state.routing.budget.try_withdraw(Instant::now()) {
-                    routes[i].slot.routing.on_abandon(permit);
+                    routes[i].slot.routing.on_abandon(permit, &routes[i].upstream_model);
                     state.metrics.routing.retry_budget_exhausted.inc();
                     tracing::warn!(model, "retry budget spent: not retrying");
                     break;
@@ -276,7 +278,7 @@ async fn open_model<A: Ask>(
                         tried[i] = true;
                         inflight.push(attempt(state, ctx, &routes[i], permit, ask, model));
                     } else {
-                        routes[i].slot.routing.on_abandon(permit);
+                        routes[i].slot.routing.on_abandon(permit, &routes[i].upstream_model);
                         state.metrics.routing.retry_budget_exhausted.inc();
                     }
                 }
@@ -306,7 +308,7 @@ async fn next_route(
     last: Option<&Failed>,
     launched: u32,
     sticky: Option<u64>,
-) -> Option<(usize, Permit)> {
+) -> Option<(usize, Ticket)> {
     if let Some(pick) = choose(state, routes, |i| !tried[i], sticky) {
         return Some(pick);
     }
@@ -336,7 +338,7 @@ fn choose(
     routes: &[Route],
     eligible: impl Fn(usize) -> bool,
     sticky: Option<u64>,
-) -> Option<(usize, Permit)> {
+) -> Option<(usize, Ticket)> {
     let now = Instant::now();
     let mut cands: Vec<usize> = (0..routes.len())
         .filter(|&i| eligible(i) && routes[i].slot.routing.available(&routes[i].upstream_model, now))
@@ -365,8 +367,8 @@ fn choose(
             }
         }
         let i = cands[k];
-        if let Some(permit) = routes[i].slot.routing.try_acquire(now) {
-            publish_breaker(&state.metrics, &routes[i].slot, now);
+        if let Some(permit) = routes[i].slot.routing.try_acquire(&routes[i].upstream_model, now) {
+            publish_breaker(&state.metrics, &routes[i].slot, &routes[i].upstream_model, now);
             return Some((i, permit));
         }
         // Another request took the half-open probe meanwhile.
@@ -378,13 +380,14 @@ fn choose(
 /// Gives the breaker permit back if the attempt is dropped before an outcome.
 struct Trial<'a> {
     slot: &'a BackendSlot,
-    permit: Permit,
+    model: &'a str,
+    permit: Ticket,
     armed: bool,
 }
 
 impl Trial<'_> {
     /// The outcome is in: the caller reports it.
-    fn disarm(mut self) -> Permit {
+    fn disarm(mut self) -> Ticket {
         self.armed = false;
         self.permit
     }
@@ -393,7 +396,7 @@ impl Trial<'_> {
 impl Drop for Trial<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.slot.routing.on_abandon(self.permit);
+            self.slot.routing.on_abandon(self.permit, self.model);
         }
     }
 }
@@ -404,12 +407,12 @@ async fn attempt<A: Ask>(
     state: &Gateway,
     ctx: &RequestContext,
     route: &Route,
-    permit: Permit,
+    permit: Ticket,
     ask: &A,
     model: &str,
 ) -> Result<Landed<A::Out>, Failed> {
     let slot = &route.slot;
-    let trial = Trial { slot, permit, armed: true };
+    let trial = Trial { slot, model: &route.upstream_model, permit, armed: true };
     let outstanding = Outstanding::new(state, slot);
     let t = slot.timeouts;
     let sent = Instant::now();
@@ -426,20 +429,33 @@ async fn attempt<A: Ask>(
     let error = match outcome {
         Ok(out) => {
             if A::FIRST_TOKEN {
-                slot.routing.on_success(permit, now - sent, state.routing.config.ewma_decay, now);
+                slot.routing.on_success(
+                    permit,
+                    &route.upstream_model,
+                    now - sent,
+                    state.routing.config.ewma_decay,
+                    now,
+                );
             } else {
-                slot.routing.on_answer(permit, now);
+                slot.routing.on_answer(permit, &route.upstream_model, now);
             }
-            publish_breaker(&state.metrics, slot, now);
+            publish_breaker(&state.metrics, slot, &route.upstream_model, now);
             let served = Served { model: model.to_owned(), backend: slot.name().to_owned() };
             let metrics = route.metrics(&state.metrics, model);
-            return Ok(Landed { out, served, outstanding, metrics });
+            return Ok(Landed {
+                out,
+                served,
+                outstanding,
+                metrics,
+                upstream_model: route.upstream_model.as_str().into(),
+            });
         }
         Err(e) => e,
     };
     let failure = Failure::of(&error);
-    slot.routing.on_failure(permit, &route.upstream_model, failure, now - sent, now);
-    publish_breaker(&state.metrics, slot, now);
+    let wide = retry::backend_wide(&error);
+    slot.routing.on_failure(permit, &route.upstream_model, failure, wide, now - sent, now);
+    publish_breaker(&state.metrics, slot, &route.upstream_model, now);
     state.metrics.upstream_error(slot.name(), error.metric_kind());
     tracing::warn!(backend = slot.name(), model, error = %error, cause = ?error, "attempt failed before the first token");
     Err(Failed { error, failure })

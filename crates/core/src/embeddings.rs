@@ -28,7 +28,7 @@ pub async fn embed(
         ));
     }
     let _admission = dispatch::admit(state, ctx, &req.model).await?;
-    let Landed { out, served, outstanding, metrics } = dispatch::embed(state, ctx, &req).await?;
+    let Landed { out, served, outstanding, metrics, .. } = dispatch::embed(state, ctx, &req).await?;
     drop(outstanding);
     metrics.duration.observe(ctx.received.elapsed().as_secs_f64());
     metrics.prompt_tokens.inc_by(u64::from(out.prompt_tokens));

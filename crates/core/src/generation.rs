@@ -40,6 +40,8 @@ pub struct Generation {
     outstanding: Outstanding,
     state: Gateway,
     served: Served,
+    /// The backend's name for the model (its breaker's key).
+    upstream_model: Box<str>,
     started: Instant,
     last_event: Instant,
     ttft: Duration,
@@ -60,7 +62,7 @@ pub async fn start(
 ) -> Result<Generation, GatewayError> {
     let started = ctx.received;
     let admission = dispatch::admit(state, ctx, &req.model).await?;
-    let Opened { out: (inner, first), served, outstanding, metrics } =
+    let Opened { out: (inner, first), served, outstanding, metrics, upstream_model } =
         dispatch::open(state, ctx, &req).await?;
     let t = outstanding.slot().timeouts;
 
@@ -77,6 +79,7 @@ pub async fn start(
         outstanding,
         state: state.clone(),
         served,
+        upstream_model,
         started,
         last_event: now,
         ttft,
@@ -122,8 +125,8 @@ impl Generation {
         self.finished = true;
         self.state.metrics.upstream_error(&self.served.backend, e.metric_kind());
         let (slot, now) = (self.outstanding.slot(), Instant::now());
-        slot.routing.on_stream_failure(&e, now);
-        registry::publish_breaker(&self.state.metrics, slot, now);
+        slot.routing.on_stream_failure(&self.upstream_model, &e, now);
+        registry::publish_breaker(&self.state.metrics, slot, &self.upstream_model, now);
         tracing::warn!(backend = %self.served.backend, model = %self.served.model, error = %e, cause = ?e, "generation failed mid-stream");
         Poll::Ready(Some(Err(e)))
     }

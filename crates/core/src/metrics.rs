@@ -407,6 +407,9 @@ pub struct FallbackLabels {
 pub struct RoutingMetrics {
     /// `sluice_breaker_state{backend}`: 0 closed, 1 half-open, 2 open.
     pub breaker: Family<BackendLabels, Gauge>,
+    /// `sluice_model_breaker_state{model,backend}`: a model's own breaker at that
+    /// backend (`model` is the backend's name for it), set once it first failed.
+    pub model_breaker: Family<ModelLabels, Gauge>,
     /// `sluice_retries_total{model,reason}`: attempts after a failure before the first token.
     pub retries: Family<ReasonLabels, Counter>,
     /// `sluice_retry_budget_exhausted_total`: retries or hedges refused by the budget.
@@ -428,6 +431,7 @@ impl RoutingMetrics {
     fn register(registry: &mut Registry) -> Self {
         let m = RoutingMetrics {
             breaker: Family::default(),
+            model_breaker: Family::default(),
             retries: Family::default(),
             retry_budget_exhausted: Counter::default(),
             hedges: Family::default(),
@@ -440,6 +444,11 @@ impl RoutingMetrics {
             "breaker_state",
             "Circuit breaker: 0 closed, 1 half-open, 2 open",
             m.breaker.clone(),
+        );
+        registry.register(
+            "model_breaker_state",
+            "Circuit breaker of one model at one backend: 0 closed, 1 half-open, 2 open",
+            m.model_breaker.clone(),
         );
         registry.register("retries", "Retries before the first token, by failure", m.retries.clone());
         registry.register(

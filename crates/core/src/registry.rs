@@ -415,9 +415,15 @@ impl Registry {
     }
 }
 
-/// Publishes `slot`'s breaker state to the metrics.
-pub fn publish_breaker(metrics: &Metrics, slot: &BackendSlot, now: Instant) {
+/// Publishes the state of `slot`'s breaker, and of its breaker for `model` (the
+/// backend's name for it) once that one exists, to the metrics.
+pub fn publish_breaker(metrics: &Metrics, slot: &BackendSlot, model: &str, now: Instant) {
     slot.gauges(metrics).breaker.set(slot.routing.breaker_state(now).gauge());
+    // Only models that ever failed have a breaker of their own, and a series.
+    if let Some(state) = slot.routing.model_breaker(model, now) {
+        let labels = crate::metrics::ModelLabels { model: model.to_owned(), backend: slot.name().to_owned() };
+        metrics.routing.model_breaker.get_or_create(&labels).set(state.gauge());
+    }
 }
 
 /// The cost of one more request on `r` now (see [`balance::cost`]), spread over the

@@ -10,7 +10,7 @@ use std::{
 use tokio::time::Instant;
 
 use super::window::SlidingWindow;
-use crate::backend::BackendError;
+use crate::backend::{BackendError, Stage};
 use crate::config::{FallbackOn, RetryConfig};
 
 /// A failure before the first token, by what can be done about it.
@@ -97,6 +97,16 @@ impl Failure {
             Failure::Client => None,
         }
     }
+}
+
+/// True when `e` says the backend as a whole is gone (no connection, or it broke, or
+/// connecting timed out) rather than that one of its models answered badly. Feeds the
+/// backend's own breaker; every other failure feeds the model's.
+pub fn backend_wide(e: &BackendError) -> bool {
+    matches!(
+        e,
+        BackendError::Connect(_) | BackendError::Interrupted(_) | BackendError::Timeout(Stage::Connect)
+    )
 }
 
 /// Jittered exponential backoff before attempt number `retry` (1 = the first retry):

@@ -2,7 +2,7 @@
 //! health, tokens generated, requests waiting) and every capped model's admission
 //! queue, for operators. Behind the normal API-key check like every admin route.
 
-use std::sync::atomic::Ordering;
+use std::{collections::BTreeMap, sync::atomic::Ordering};
 
 use axum::{Json, extract::State};
 use serde::Serialize;
@@ -37,8 +37,11 @@ pub struct BackendStatus {
     pub name: String,
     /// `openai`, `ollama`, ...
     pub kind: &'static str,
-    /// `closed`, `half_open` or `open`.
+    /// The backend's own breaker: `closed`, `half_open` or `open`.
     pub breaker: &'static str,
+    /// Models whose own breaker is not closed (the backend's name for each), with its
+    /// state: one model failing leaves the backend's others in service.
+    pub model_breakers: BTreeMap<String, &'static str>,
     /// Requests in flight.
     pub outstanding: u64,
     /// Peak-EWMA of time to first token, in milliseconds.
@@ -74,6 +77,7 @@ pub async fn list(State(state): State<AppState>) -> Json<BackendList> {
                 name: s.name().to_owned(),
                 kind: s.backend.kind(),
                 breaker: snap.breaker.as_str(),
+                model_breakers: snap.model_breakers.into_iter().map(|(m, b)| (m, b.as_str())).collect(),
                 outstanding: s.outstanding.load(Ordering::Relaxed),
                 ewma_ttft_ms: ms(snap.ewma_ttft),
                 p95_ttft_ms: snap.p95_ttft.map(ms),

@@ -63,16 +63,32 @@ async fn a_backend_failing_every_request_costs_clients_nothing() {
     }
 }
 
+async fn chat_with(gw: &Gateway, model: &str, content: &str) -> reqwest::Response {
+    let mut body = chat_body(content, false);
+    body["model"] = model.into();
+    let send = client().post(gw.url("/v1/chat/completions")).json(&body).send();
+    tokio::time::timeout(SOON, send).await.expect("answered in time").unwrap()
+}
+
+async fn admin_backends(gw: &Gateway) -> serde_json::Value {
+    client().get(gw.url("/admin/backends")).send().await.unwrap().json().await.unwrap()
+}
+
 /// On paused time: the breaker's open periods pass in an instant, and the clock only
 /// moves while every task waits (loopback I/O is ready at once, so no deadline fires
 /// early). The gateway starts on the real clock: opening the store waits on SQLite's
 /// own thread, which paused time would take for idleness and skip past its deadline;
 /// usage records (written on that thread too) are off for the same reason.
+///
+/// The backend answers (with a 500), so it is the model's own breaker that opens: the
+/// backend's other model stays in service meanwhile.
 #[tokio::test]
-async fn breaker_opens_after_consecutive_failures_and_closes_after_a_good_probe() {
-    let m = mock(MockConfig::default()).await;
+async fn a_models_breaker_opens_after_consecutive_failures_and_closes_after_a_good_probe() {
+    let models = vec!["mock-model".to_owned(), "other-model".to_owned()];
+    let m = mock(MockConfig { models, ..Default::default() }).await;
     let breaker = "breaker = { consecutive_failures = 3, open_base = \"1s\", open_max = \"1s\" }";
-    let toml = format!("{}\n[usage]\nenabled = false\n", entry("only", &m, &["mock-model"], breaker));
+    let toml =
+        format!("{}\n[usage]\nenabled = false\n", entry("only", &m, &["mock-model", "other-model"], breaker));
     let gw = Gateway::start(&toml).await;
     // Serving (on the real clock) before the clock stops.
     assert_eq!(client().get(gw.url("/healthz")).send().await.unwrap().status(), 200);
@@ -84,11 +100,15 @@ async fn breaker_opens_after_consecutive_failures_and_closes_after_a_good_probe(
     assert_eq!(r.status(), 503, "open: not even sent");
     assert!(r.headers().contains_key("retry-after"));
     assert_eq!(requests(&m), 3);
-    let admin: serde_json::Value =
-        client().get(gw.url("/admin/backends")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(chat_with(&gw, "other-model", "x").await.status(), 200, "the backend's other model is served");
+    assert_eq!(requests(&m), 4);
+    let admin = admin_backends(&gw).await;
     assert_eq!(admin["backends"][0]["name"], "only");
-    assert_eq!(admin["backends"][0]["breaker"], "open", "{admin}");
-    assert!(metrics(&gw).await.contains("sluice_breaker_state{backend=\"only\"} 2"));
+    assert_eq!(admin["backends"][0]["breaker"], "closed", "the backend itself answered: {admin}");
+    assert_eq!(admin["backends"][0]["model_breakers"]["mock-model"], "open", "{admin}");
+    let text = metrics(&gw).await;
+    assert!(text.contains("sluice_breaker_state{backend=\"only\"} 0"), "{text}");
+    assert!(text.contains("sluice_model_breaker_state{model=\"mock-model\",backend=\"only\"} 2"), "{text}");
 
     // The open period (jitter only shortens it) ends: the next request is the probe.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -97,10 +117,38 @@ async fn breaker_opens_after_consecutive_failures_and_closes_after_a_good_probe(
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(chat(&gw, "x", false).await.status(), 200, "good probe");
     assert_eq!(chat(&gw, "x", false).await.status(), 200, "closed again");
-    let admin: serde_json::Value =
-        client().get(gw.url("/admin/backends")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(admin["backends"][0]["breaker"], "closed");
-    assert!(metrics(&gw).await.contains("sluice_breaker_state{backend=\"only\"} 0"));
+    let admin = admin_backends(&gw).await;
+    assert_eq!(admin["backends"][0]["model_breakers"], serde_json::json!({}), "{admin}");
+    assert!(
+        metrics(&gw).await.contains("sluice_model_breaker_state{model=\"mock-model\",backend=\"only\"} 0")
+    );
+}
+
+/// A backend nobody answers at opens its own breaker: every model of it is refused
+/// without a connection attempt until the open period ends.
+#[tokio::test]
+async fn an_unreachable_backend_opens_its_breaker_for_every_model() {
+    // A port that was free a moment ago: connections to it are refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let toml = format!(
+        "[[backends]]\nname = \"gone\"\nkind = \"openai\"\nurl = \"http://127.0.0.1:{port}/v1\"\n\
+         models = [\"mock-model\", \"other-model\"]\nhealth = {{ enabled = false }}\n\
+         breaker = {{ consecutive_failures = 2, open_base = \"60s\", open_max = \"60s\" }}\n\
+         [routing.retry]\nmax_attempts = 1\n[usage]\nenabled = false\n"
+    );
+    let gw = Gateway::start(&toml).await;
+    for _ in 0..2 {
+        assert_eq!(chat(&gw, "x", false).await.status(), 502);
+    }
+    let admin = admin_backends(&gw).await;
+    assert_eq!(admin["backends"][0]["breaker"], "open", "{admin}");
+    assert_eq!(
+        admin["backends"][0]["model_breakers"],
+        serde_json::json!({}),
+        "no model is to blame: {admin}"
+    );
+    assert_eq!(chat_with(&gw, "other-model", "x").await.status(), 503, "the whole backend is held off");
+    assert!(metrics(&gw).await.contains("sluice_breaker_state{backend=\"gone\"} 2"));
 }
 
 /// `first` is preferred (weight 10) so it is always tried first.
