@@ -141,6 +141,8 @@ pub struct Agent {
     options: AgentOptions,
     registry: Arc<Registry>,
     models: Vec<String>,
+    /// What each model can do beyond text, where the agent's backends say.
+    capabilities: std::collections::BTreeMap<String, Vec<String>>,
     connector: Connector,
     status: watch::Sender<AgentStatus>,
 }
@@ -154,13 +156,17 @@ impl Agent {
             return Err(AgentError::Cleartext(host));
         }
         registry.discover().await;
-        let models = registry.table().names().to_vec();
+        let table = registry.table();
+        let models = table.names().to_vec();
+        let capabilities = models.iter().filter_map(|m| Some((m.clone(), table.capabilities(m)?))).collect();
+        drop(table);
         let registry = Arc::new(registry);
         let connector = sluice_link::tls::client_connector(options.ca.as_deref()).map_err(AgentError::Tls)?;
         Ok(Agent {
             options,
             registry,
             models,
+            capabilities,
             connector,
             status: watch::Sender::new(AgentStatus::Disconnected),
         })

@@ -29,6 +29,9 @@ struct State {
 
 #[derive(Default)]
 struct Pending {
+    /// Frames before `delta`: events other than text, and the text that came before
+    /// each of them (order within a job matters: a tool call after its text).
+    before: Vec<ToGateway>,
     delta: String,
     end: Option<ToGateway>,
 }
@@ -46,6 +49,19 @@ impl Outbox {
             let p = s.pending_mut(job);
             if p.end.is_none() {
                 if p.delta.is_empty() { p.delta = text } else { p.delta.push_str(&text) }
+            }
+        });
+    }
+
+    /// Queues a frame of `job` other than text and its end (reasoning, a tool call
+    /// piece, log probabilities), after the text queued before it.
+    pub fn event(&self, job: u64, frame: ToGateway) {
+        self.with(|s| {
+            let p = s.pending_mut(job);
+            if p.end.is_none() {
+                let text = std::mem::take(&mut p.delta);
+                push_chunks(&mut p.before, job, &text);
+                p.before.push(frame);
             }
         });
     }
@@ -96,6 +112,20 @@ impl Outbox {
 /// Longest text in one chunk frame, well under the gateway's default frame limit.
 pub const MAX_CHUNK_BYTES: usize = 256 << 10;
 
+/// Text of `job` as chunk frames of at most [`MAX_CHUNK_BYTES`]: the gateway refuses
+/// large frames (`agents.max_frame_bytes`).
+fn push_chunks(out: &mut Vec<ToGateway>, job: u64, text: &str) {
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(MAX_CHUNK_BYTES);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.push(ToGateway::Chunk { job, delta: rest[..cut].to_owned() });
+        rest = &rest[cut..];
+    }
+}
+
 impl State {
     fn pending_mut(&mut self, job: u64) -> &mut Pending {
         self.pending.entry(job).or_insert_with(|| {
@@ -109,17 +139,8 @@ impl State {
         out.append(&mut self.control);
         for job in self.order.drain(..) {
             let Some(p) = self.pending.remove(&job) else { continue };
-            // Merged text goes out in frames of at most MAX_CHUNK_BYTES: the gateway
-            // refuses large frames (`agents.max_frame_bytes`).
-            let mut rest = p.delta.as_str();
-            while !rest.is_empty() {
-                let mut cut = rest.len().min(MAX_CHUNK_BYTES);
-                while !rest.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                out.push(ToGateway::Chunk { job, delta: rest[..cut].to_owned() });
-                rest = &rest[cut..];
-            }
+            out.extend(p.before);
+            push_chunks(out, job, &p.delta);
             out.extend(p.end);
         }
         out.extend(self.load.take());
@@ -205,5 +226,23 @@ mod tests {
         o.delta(4, "t".into());
         let out = tokio::time::timeout(std::time::Duration::from_secs(1), writer).await.unwrap().unwrap();
         assert_eq!(out, [chunk(4, "t")]);
+    }
+
+    #[tokio::test]
+    async fn events_keep_their_place_between_texts() {
+        let o = Outbox::default();
+        o.delta(1, "Let me ".into());
+        o.delta(1, "check.".into());
+        let call = ToGateway::ToolCall { job: 1, call: serde_json::json!({"index": 0, "name": "f"}) };
+        o.event(1, call.clone());
+        o.delta(1, "after".into());
+        o.end(1, ToGateway::Pong { nonce: 0 });
+        o.event(1, ToGateway::Reasoning { job: 1, delta: "too late".into() });
+        let mut out = Vec::new();
+        assert!(o.next_batch(&mut out).await);
+        assert_eq!(
+            out,
+            vec![chunk(1, "Let me check."), call, chunk(1, "after"), ToGateway::Pong { nonce: 0 }]
+        );
     }
 }

@@ -124,6 +124,7 @@ where
         version: env!("CARGO_PKG_VERSION").to_owned(),
         models: agent.models.clone(),
         slots: o.slots,
+        capabilities: agent.capabilities.clone(),
     });
     writer.send(&hello).await.map_err(|e| SessionError::Connect(e.to_string()))?;
     let connect = |why: String| Err(SessionError::Connect(why));

@@ -11,10 +11,11 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use sluice_core::{
     backend::BackendError,
-    chat::Event,
+    capabilities,
+    chat::{ChatRequest, Event},
     context::{Principal, RequestContext},
     error::GatewayError,
-    registry::Registry,
+    registry::{Registry, Route},
 };
 use sluice_link::convert;
 use sluice_protocol::agent::{JobError, JobErrorKind, JobRequest, ToGateway};
@@ -58,7 +59,7 @@ async fn generate(registry: &Registry, outbox: &Outbox, job: u64, request: JobRe
             return outbox.end(job, ToGateway::Error { job, error });
         }
     };
-    let route = match registry.resolve(&req.model).await {
+    let route = match capable_route(registry, &req).await {
         Ok(r) => r,
         Err(e) => return outbox.end(job, error(job, &e)),
     };
@@ -70,13 +71,10 @@ async fn generate(registry: &Registry, outbox: &Outbox, job: u64, request: JobRe
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(Event::Delta(text)) => outbox.delta(job, text),
-            // Reasoning has no frame in this protocol version; the answer stays whole.
-            Ok(Event::Reasoning(_)) => {}
-            Ok(Event::ToolCall(_) | Event::Logprobs(_)) => {
-                let e = BackendError::Unsupported(
-                    "this agent cannot send tool calls or log probabilities".into(),
-                );
-                return outbox.end(job, error(job, &GatewayError::Backend(e)));
+            Ok(ev @ (Event::Reasoning(_) | Event::ToolCall(_) | Event::Logprobs(_))) => {
+                if let Some(frame) = convert::event_frame(job, ev) {
+                    outbox.event(job, frame);
+                }
             }
             Ok(Event::Done { finish_reason, usage, details, .. }) => {
                 return outbox.end(job, convert::done_frame(job, finish_reason, usage, details.as_deref()));
@@ -86,4 +84,21 @@ async fn generate(registry: &Registry, outbox: &Outbox, job: u64, request: JobRe
     }
     let lost = BackendError::Interrupted("stream ended before the answer finished".into());
     outbox.end(job, error(job, &GatewayError::Backend(lost)));
+}
+
+/// The route for `req`: among its model's routes, the first that can take everything
+/// the request asks for (tools, images, formats, ...), else the registry's usual pick
+/// (whose upstream then decides, as the gateway would).
+async fn capable_route(registry: &Registry, req: &ChatRequest) -> Result<Route, GatewayError> {
+    let needs = capabilities::needs(req);
+    if !needs.is_empty() {
+        let routes = registry.routes(&req.model).await?;
+        let capable = routes
+            .iter()
+            .find(|r| capabilities::satisfies(r.slot.capabilities(&r.upstream_model).as_deref(), &needs));
+        if let Some(r) = capable {
+            return Ok(r.clone());
+        }
+    }
+    registry.resolve(&req.model).await
 }

@@ -12,12 +12,21 @@ use sluice_core::{
     error::GatewayError,
 };
 
-/// The wire form of a request (the gateway side), tagged with the request id of `ctx`.
-/// A request this protocol version cannot express (tools, images, formats, log
-/// probabilities, thinking) is refused rather than sent without them.
-pub fn job_request(ctx: &RequestContext, req: ChatRequest) -> Result<wire::JobRequest, BackendError> {
-    if let Some(field) = inexpressible(&req) {
-        return Err(BackendError::Unsupported(format!("agents cannot take '{field}' yet")));
+/// The wire form of a request (the gateway side) for an agent speaking `protocol`,
+/// tagged with the request id of `ctx`. A request that protocol version cannot express
+/// (tools, images, formats, log probabilities, thinking before version 2) is refused
+/// rather than sent without them.
+pub fn job_request(
+    ctx: &RequestContext,
+    req: ChatRequest,
+    protocol: u32,
+) -> Result<wire::JobRequest, BackendError> {
+    if protocol < 2
+        && let Some(field) = inexpressible(&req)
+    {
+        return Err(BackendError::Unsupported(format!(
+            "this agent (protocol {protocol}) cannot take '{field}': upgrade it to protocol 2"
+        )));
     }
     let input = match req.input {
         Input::Chat(messages) => wire::JobInput::Chat {
@@ -27,6 +36,11 @@ pub fn job_request(ctx: &RequestContext, req: ChatRequest) -> Result<wire::JobRe
                     role: m.role.as_str().to_owned(),
                     content: m.content,
                     extra: m.extra,
+                    images: m.images.iter().map(json).collect(),
+                    tool_calls: m.tool_calls.iter().map(json).collect(),
+                    tool_call_id: m.tool_call_id,
+                    name: m.name,
+                    reasoning: m.reasoning,
                 })
                 .collect(),
         },
@@ -54,10 +68,22 @@ pub fn job_request(ctx: &RequestContext, req: ChatRequest) -> Result<wire::JobRe
         carried: (req.carried != Carried::default())
             .then(|| serde_json::to_value(&req.carried).ok())
             .flatten(),
+        tools: (!req.tools.is_empty()).then(|| json(&req.tools)),
+        tool_choice: req.tool_choice.as_ref().map(json),
+        parallel_tool_calls: req.parallel_tool_calls,
+        response_format: req.response_format.as_ref().map(json),
+        logprobs: req.logprobs,
+        think: req.think.as_ref().map(json),
     })
 }
 
-/// The first field of `req` the agent protocol cannot carry.
+/// Sluice's own types as JSON (they always serialize: no maps with non-string keys,
+/// no failing `Serialize` impls).
+fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+/// The first field of `req` protocol version 1 cannot carry.
 fn inexpressible(req: &ChatRequest) -> Option<&'static str> {
     let messages = match &req.input {
         Input::Chat(m) => m.as_slice(),
@@ -80,7 +106,19 @@ fn inexpressible(req: &ChatRequest) -> Option<&'static str> {
     }
 }
 
-/// A pushed job as a request (the agent side); an unknown role is an error.
+fn field<T: serde::de::DeserializeOwned>(name: &str, v: serde_json::Value) -> Result<T, String> {
+    serde_json::from_value(v).map_err(|e| format!("{name}: {e}"))
+}
+
+fn opt_field<T: serde::de::DeserializeOwned>(
+    name: &str,
+    v: Option<serde_json::Value>,
+) -> Result<Option<T>, String> {
+    v.map(|v| field(name, v)).transpose()
+}
+
+/// A pushed job as a request (the agent side); an unknown role or a field that does
+/// not parse is an error.
 pub fn chat_request(job: wire::JobRequest) -> Result<ChatRequest, String> {
     let input = match job.input {
         wire::JobInput::Chat { messages } => Input::Chat(
@@ -90,6 +128,13 @@ pub fn chat_request(job: wire::JobRequest) -> Result<ChatRequest, String> {
                     let role = Role::parse(&m.role).ok_or_else(|| format!("unknown role '{}'", m.role))?;
                     let mut msg = Message::new(role, m.content);
                     msg.extra = m.extra;
+                    msg.images =
+                        m.images.into_iter().map(|i| field("images", i)).collect::<Result<_, _>>()?;
+                    msg.tool_calls =
+                        m.tool_calls.into_iter().map(|c| field("tool_calls", c)).collect::<Result<_, _>>()?;
+                    msg.tool_call_id = m.tool_call_id;
+                    msg.name = m.name;
+                    msg.reasoning = m.reasoning;
                     Ok(msg)
                 })
                 .collect::<Result<_, String>>()?,
@@ -119,8 +164,38 @@ pub fn chat_request(job: wire::JobRequest) -> Result<ChatRequest, String> {
         stream: job.stream,
         user: job.user,
         carried,
-        ..ChatRequest::default()
+        tools: opt_field("tools", job.tools)?.unwrap_or_default(),
+        tool_choice: opt_field("tool_choice", job.tool_choice)?,
+        parallel_tool_calls: job.parallel_tool_calls,
+        response_format: opt_field("response_format", job.response_format)?,
+        logprobs: job.logprobs,
+        think: opt_field("think", job.think)?,
     })
+}
+
+/// The frame for a generation event other than text and the end (the agent side):
+/// reasoning, a tool call piece, log probabilities.
+pub fn event_frame(job: u64, event: Event) -> Option<wire::ToGateway> {
+    match event {
+        Event::Reasoning(delta) => Some(wire::ToGateway::Reasoning { job, delta }),
+        Event::ToolCall(call) => {
+            Some(wire::ToGateway::ToolCall { job, call: serde_json::to_value(call).ok()? })
+        }
+        Event::Logprobs(l) => {
+            Some(wire::ToGateway::Logprobs { job, logprobs: serde_json::to_value(l).ok()? })
+        }
+        Event::Delta(_) | Event::Done { .. } => None,
+    }
+}
+
+/// The event a ToolCall frame stands for (the gateway side).
+pub fn tool_call_event(call: serde_json::Value) -> Result<Event, String> {
+    field("tool call", call).map(Event::ToolCall)
+}
+
+/// The event a Logprobs frame stands for (the gateway side).
+pub fn logprobs_event(logprobs: serde_json::Value) -> Result<Event, String> {
+    field("logprobs", logprobs).map(Event::Logprobs)
 }
 
 /// The Done frame for an event (the agent side).
@@ -232,7 +307,7 @@ mod tests {
             user: Some("u".into()),
             ..ChatRequest::default()
         };
-        let back = chat_request(job_request(&RequestContext::internal(), req.clone()).unwrap()).unwrap();
+        let back = chat_request(job_request(&RequestContext::internal(), req.clone(), 2).unwrap()).unwrap();
         assert_eq!(
             (back.model, back.sampling, back.stream, back.user),
             (req.model, req.sampling, true, req.user)

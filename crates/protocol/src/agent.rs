@@ -11,8 +11,19 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The protocol version this build speaks. Both ends must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version this build speaks.
+///
+/// Version 2 carries what version 1 could not: tools and tool calls, structured output
+/// formats, images, log probabilities and reasoning, in jobs and in their answers.
+/// Compatibility rule: a gateway accepts agents of every version from
+/// [`MIN_PROTOCOL_VERSION`] to its own; a job an older agent cannot express is never
+/// sent to it (routing treats such an agent as text-only, and a job that reaches it
+/// anyway is refused by the gateway, not sent stripped). An agent newer than the
+/// gateway is refused with [`RefuseCode::VersionMismatch`].
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest agent protocol version a gateway of this build accepts.
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
 
 /// Path of the WebSocket endpoint on the gateway.
 pub const CONNECT_PATH: &str = "/agent/v1/connect";
@@ -29,6 +40,28 @@ pub enum ToGateway {
         job: u64,
         /// The text.
         delta: String,
+    },
+    /// Reasoning text of a job, from a model that thinks before it answers (v2).
+    Reasoning {
+        /// Job id.
+        job: u64,
+        /// The text.
+        delta: String,
+    },
+    /// A piece of a tool call, or a whole one (v2): `{index, id?, name?, arguments}`.
+    ToolCall {
+        /// Job id.
+        job: u64,
+        /// The piece, as Sluice's canonical tool-call delta.
+        call: serde_json::Value,
+    },
+    /// Log probabilities of the text just sent (v2): a list of
+    /// `{token, logprob, bytes?, top_logprobs}`.
+    Logprobs {
+        /// Job id.
+        job: u64,
+        /// The tokens' log probabilities.
+        logprobs: serde_json::Value,
     },
     /// A job finished normally.
     Done {
@@ -83,6 +116,11 @@ pub struct Hello {
     pub models: Vec<String>,
     /// Jobs it runs at once.
     pub slots: u32,
+    /// What each model can do beyond text (`tools`, `vision`, `json_schema`,
+    /// `logprobs`, `thinking`), where the agent knows (v2); a model left out is
+    /// unknown, and the agent's own upstream decides.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub capabilities: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// Just the version of a Hello, to tell a version mismatch from a malformed frame.
@@ -185,6 +223,24 @@ pub struct JobRequest {
     /// the client's dialect (the gateway's `Carried`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carried: Option<serde_json::Value>,
+    /// Tool definitions, in Sluice's canonical form (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<serde_json::Value>,
+    /// Which tool the model must call, if any (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<serde_json::Value>,
+    /// Whether the model may call several tools in one turn (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
+    /// The shape of the answer: `text`, `json_object` or `json_schema` (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<serde_json::Value>,
+    /// Log probabilities asked for: the number of alternatives per token (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<u8>,
+    /// Thinking asked for or refused (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub think: Option<serde_json::Value>,
 }
 
 /// The text to continue.
@@ -210,7 +266,7 @@ pub enum JobInput {
 }
 
 /// A chat message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
@@ -219,6 +275,21 @@ pub struct Message {
     /// The message's fields the gateway does not model, as the client sent them.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// Images after the text, each `{media_type?, data}` or `{url}` (v2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<serde_json::Value>,
+    /// The calls an assistant message made (v2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<serde_json::Value>,
+    /// The call a `tool` message answers (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// The function a `tool` message answers for (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// An assistant message's reasoning (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
 }
 
 /// Sampling parameters; absent means the backend's default.
@@ -315,7 +386,7 @@ mod tests {
                     messages: vec![Message {
                         role: "user".into(),
                         content: "x".into(),
-                        extra: Default::default(),
+                        ..Default::default()
                     }],
                 },
                 sampling: Sampling { max_tokens: Some(3), ..Default::default() },
@@ -323,6 +394,12 @@ mod tests {
                 user: None,
                 request_id: None,
                 carried: None,
+                tools: None,
+                tool_choice: None,
+                parallel_tool_calls: None,
+                response_format: None,
+                logprobs: None,
+                think: None,
             }),
         };
         let text = serde_json::to_string(&j).unwrap();
@@ -335,5 +412,21 @@ mod tests {
         let text = r#"{"type":"hello","protocol":9,"something_new":true}"#;
         assert!(serde_json::from_str::<ToGateway>(text).is_err());
         assert_eq!(serde_json::from_str::<HelloVersion>(text).unwrap().protocol, 9);
+    }
+
+    #[test]
+    fn version_1_frames_still_parse_and_text_jobs_look_the_same() {
+        let hello = r#"{"type":"hello","protocol":1,"token":"t","agent_id":"a","version":"0.1","models":["m"],"slots":2}"#;
+        let Ok(ToGateway::Hello(h)) = serde_json::from_str::<ToGateway>(hello) else { panic!() };
+        assert!(h.capabilities.is_empty());
+        let job = r#"{"model":"m","input":{"kind":"chat","messages":[{"role":"user","content":"x"}]},"stream":true}"#;
+        let j: JobRequest = serde_json::from_str(job).unwrap();
+        assert!(j.tools.is_none() && j.logprobs.is_none());
+        // A text-only job of version 2 has no field version 1 did not know.
+        let text = serde_json::to_string(&j).unwrap();
+        for field in ["tools", "tool_choice", "response_format", "logprobs", "think", "images", "tool_calls"]
+        {
+            assert!(!text.contains(field), "{text}");
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! slow client costs memory for its own text and never stalls other jobs.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     net::SocketAddr,
     pin::Pin,
     sync::{
@@ -44,6 +44,10 @@ pub struct AgentInfo {
     pub models: Vec<String>,
     /// Jobs it runs at once.
     pub slots: u32,
+    /// The protocol version it speaks (see [`sluice_protocol::agent::PROTOCOL_VERSION`]).
+    pub protocol: u32,
+    /// What each model can do beyond text, as the agent knows it (protocol 2).
+    pub capabilities: std::collections::BTreeMap<String, Vec<String>>,
     /// Id of the token it authenticated with.
     pub token_id: String,
     /// When it connected.
@@ -160,11 +164,37 @@ pub struct Inbox {
 
 #[derive(Default)]
 struct InboxState {
+    /// Events other than text (reasoning, tool calls, log probabilities), with any
+    /// text that came before them, in order; `text` holds what came after.
+    events: VecDeque<(Event, usize)>,
+    /// Bytes held in `events` and `text`.
+    held: usize,
     text: String,
     end: Option<Result<Event, BackendError>>,
     delivered: bool,
     chunks: u64,
     waker: Option<Waker>,
+}
+
+impl InboxState {
+    /// Counts `bytes` more held for the client; past [`MAX_INBOX_BYTES`] the job ends
+    /// with an error instead (and the stream is woken to say so).
+    fn hold(&mut self, bytes: usize) -> bool {
+        if self.held + bytes > MAX_INBOX_BYTES {
+            self.end = Some(Err(BackendError::Interrupted(format!(
+                "the client did not read the answer: more than {MAX_INBOX_BYTES} bytes waited for it"
+            ))));
+            self.text.clear();
+            self.events.clear();
+            if let Some(w) = self.waker.take() {
+                w.wake();
+            }
+            return false;
+        }
+        self.held += bytes;
+        self.delivered = true;
+        true
+    }
 }
 
 /// Text a job's inbox holds for a client that does not take it, at most; past it the
@@ -181,24 +211,41 @@ impl Inbox {
             if s.end.is_some() {
                 return true;
             }
-            if s.text.len() + delta.len() > MAX_INBOX_BYTES {
-                s.end = Some(Err(BackendError::Interrupted(format!(
-                    "the client did not read the answer: more than {MAX_INBOX_BYTES} bytes waited for it"
-                ))));
-                s.text.clear();
-                if let Some(w) = s.waker.take() {
-                    drop(s);
-                    w.wake();
-                }
+            if !s.hold(delta.len()) {
                 return false;
             }
-            s.delivered = true;
             s.chunks += 1;
             if s.text.is_empty() {
                 s.text = delta
             } else {
                 s.text.push_str(&delta)
             }
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+
+    /// Appends an event other than text (reasoning, a tool call piece, log
+    /// probabilities) of about `size` bytes, after the text before it, and wakes the
+    /// stream. Returns `false` like [`Inbox::push`].
+    pub fn push_event(&self, event: Event, size: usize) -> bool {
+        let waker = {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if s.end.is_some() {
+                return true;
+            }
+            if !s.hold(size) {
+                return false;
+            }
+            if !s.text.is_empty() {
+                let text = std::mem::take(&mut s.text);
+                let len = text.len();
+                s.events.push_back((Event::Delta(text), len));
+            }
+            s.events.push_back((event, size));
             s.waker.take()
         };
         if let Some(w) = waker {
@@ -265,7 +312,7 @@ impl Backend for AgentBackend {
         req: ChatRequest,
     ) -> BoxFuture<'static, Result<EventStream, BackendError>> {
         let conn = self.conn.clone();
-        let request = convert::job_request(ctx, req);
+        let request = convert::job_request(ctx, req, conn.info.protocol);
         Box::pin(async move {
             let request = request?;
             let gone = || BackendError::Connect(format!("agent {} disconnected", conn.info.id));
@@ -303,9 +350,14 @@ impl Backend for AgentBackend {
         Box::pin(async move { Ok(models) })
     }
 
-    /// The agent protocol carries text only: a request asking for more goes elsewhere.
-    fn capabilities(&self, _model: &str) -> Option<Vec<String>> {
-        Some(vec!["completion".to_owned()])
+    /// Protocol 1 carries text only: a request asking for more goes elsewhere. A
+    /// protocol 2 agent says what each model can do; where it does not know, its own
+    /// upstream decides.
+    fn capabilities(&self, model: &str) -> Option<Vec<String>> {
+        if self.conn.info.protocol < 2 {
+            return Some(vec!["completion".to_owned()]);
+        }
+        self.conn.info.capabilities.get(model).cloned()
     }
 
     fn health(&self) -> BoxFuture<'static, Result<(), BackendError>> {
@@ -335,8 +387,14 @@ impl Stream for JobStream {
             return Poll::Ready(None);
         }
         let mut s = this.inbox.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((ev, size)) = s.events.pop_front() {
+            s.held = s.held.saturating_sub(size);
+            return Poll::Ready(Some(Ok(ev)));
+        }
         if !s.text.is_empty() {
-            return Poll::Ready(Some(Ok(Event::Delta(std::mem::take(&mut s.text)))));
+            let text = std::mem::take(&mut s.text);
+            s.held = s.held.saturating_sub(text.len());
+            return Poll::Ready(Some(Ok(Event::Delta(text))));
         }
         if let Some(end) = s.end.take() {
             this.ended = true;

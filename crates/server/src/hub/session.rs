@@ -14,7 +14,9 @@ use std::{net::SocketAddr, sync::Arc, time::SystemTime};
 
 use axum::extract::ws::{WebSocket, close_code};
 use futures_util::{Sink, Stream, StreamExt};
-use sluice_protocol::agent::{Hello, HelloVersion, PROTOCOL_VERSION, RefuseCode, ToAgent, ToGateway};
+use sluice_protocol::agent::{
+    Hello, HelloVersion, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, RefuseCode, ToAgent, ToGateway,
+};
 use tokio::{
     sync::{OwnedSemaphorePermit, mpsc},
     time::Instant,
@@ -23,7 +25,7 @@ use tokio::{
 use super::Link;
 use super::backend::{AgentBackend, AgentConn, AgentInfo};
 use super::socket;
-use sluice_core::registry::BackendSlot;
+use sluice_core::{backend::BackendError, chat::Event, registry::BackendSlot};
 use sluice_link::{
     connection::{FrameReader, FrameWriter, Incoming, ReadEnd},
     convert,
@@ -112,6 +114,8 @@ async fn run(state: Link, socket: WebSocket, addr: Option<SocketAddr>, place: Ow
         version: hello.version,
         models: hello.models,
         slots: hello.slots,
+        protocol: hello.protocol,
+        capabilities: hello.capabilities,
         token_id,
         connected_at: SystemTime::now(),
     };
@@ -125,7 +129,8 @@ async fn run(state: Link, socket: WebSocket, addr: Option<SocketAddr>, place: Ow
         .clone();
     let conn = Arc::new(AgentConn::new(info, tx, jobs_gauge));
     let heartbeat_ms = u64::try_from(cfg.heartbeat.as_millis()).unwrap_or(u64::MAX);
-    conn.send(ToAgent::Welcome { protocol: PROTOCOL_VERSION, heartbeat_ms });
+    // The session speaks the agent's version (never above ours: checked in the handshake).
+    conn.send(ToAgent::Welcome { protocol: conn.info.protocol, heartbeat_ms });
     let writer = state.core.tasks.spawn(write_frames(writer, rx, conn.clone()));
     let models = conn.info.models.iter().map(|m| (m.clone(), m.clone())).collect();
     let backend = Arc::new(AgentBackend::new(conn.clone()));
@@ -205,12 +210,14 @@ async fn handshake<E>(
         Ok(_) => return Err(Refusal::new(RefuseCode::BadHello, "the first frame must be a hello")),
         Err(e) => {
             return Err(match serde_json::from_str::<HelloVersion>(&text) {
-                Ok(v) if v.protocol != PROTOCOL_VERSION => version_mismatch(v.protocol),
+                Ok(v) if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&v.protocol) => {
+                    version_mismatch(v.protocol)
+                }
                 _ => Refusal::new(RefuseCode::BadHello, format!("malformed hello: {e}")),
             });
         }
     };
-    if hello.protocol != PROTOCOL_VERSION {
+    if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&hello.protocol) {
         return Err(version_mismatch(hello.protocol));
     }
     let id_ok = !hello.agent_id.is_empty()
@@ -235,6 +242,18 @@ async fn handshake<E>(
             format!(
                 "an agent announces 1-{MAX_MODELS} models, each named in 1-{MAX_NAME_BYTES} bytes without control characters"
             ),
+        ));
+    }
+    let caps_ok = hello.capabilities.len() <= MAX_MODELS
+        && hello.capabilities.iter().all(|(m, caps)| {
+            hello.models.contains(m)
+                && caps.len() <= 16
+                && caps.iter().all(|c| !c.is_empty() && c.len() <= 32)
+        });
+    if !caps_ok {
+        return Err(Refusal::new(
+            RefuseCode::BadHello,
+            "capabilities name announced models only, each with at most 16 names of 1-32 bytes",
         ));
     }
     if !name_ok(&hello.version) {
@@ -287,7 +306,9 @@ fn may_serve(state: &Link, token: &sluice_store::AgentToken, model: &str) -> boo
 fn version_mismatch(theirs: u32) -> Refusal {
     Refusal::new(
         RefuseCode::VersionMismatch,
-        format!("protocol version mismatch: the gateway speaks {PROTOCOL_VERSION}, the agent {theirs}"),
+        format!(
+            "protocol version mismatch: the gateway speaks {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}, the agent {theirs}"
+        ),
     )
 }
 
@@ -383,6 +404,18 @@ fn dispatch(
                 conn.send(ToAgent::Cancel { job });
             }
         }
+        ToGateway::Reasoning { job, delta } => {
+            let size = delta.len();
+            deliver(conn, job, Ok(Event::Reasoning(delta)), size);
+        }
+        ToGateway::ToolCall { job, call } => {
+            let size = call.to_string().len();
+            deliver(conn, job, convert::tool_call_event(call), size);
+        }
+        ToGateway::Logprobs { job, logprobs } => {
+            let size = logprobs.to_string().len();
+            deliver(conn, job, convert::logprobs_event(logprobs), size);
+        }
         ToGateway::Done { job, finish_reason, usage, details } => {
             if let Some(inbox) = conn.finish(job) {
                 let tokens = usage.map_or(inbox.chunks(), |u| u64::from(u.completion_tokens));
@@ -412,6 +445,23 @@ fn dispatch(
         }
     }
     Ok(())
+}
+
+/// Hands a job's event (other than text) to its stream. A malformed one ends the job
+/// with a protocol error; a client too far behind ends it as `Inbox::push` does;
+/// either way the agent is told to stop it.
+fn deliver(conn: &AgentConn, job: u64, event: Result<Event, String>, size: usize) {
+    let Some(inbox) = conn.inbox(job) else { return };
+    let delivered = match event {
+        Ok(ev) => inbox.push_event(ev, size),
+        Err(e) => {
+            inbox.end(Err(BackendError::Protocol(format!("agent {} sent {e}", conn.info.id))));
+            false
+        }
+    };
+    if !delivered && conn.finish(job).is_some() {
+        conn.send(ToAgent::Cancel { job });
+    }
 }
 
 /// Sends queued frames until the connection closes; every frame already queued when
@@ -491,6 +541,8 @@ mod tests {
             version: "t".into(),
             models: vec!["m".into()],
             slots: 1,
+            protocol: PROTOCOL_VERSION,
+            capabilities: Default::default(),
             token_id: "t".into(),
             connected_at: SystemTime::now(),
         };

@@ -433,6 +433,106 @@ async fn a_protocol_version_mismatch_is_refused() {
     assert!(matches!(answer, ToAgent::Refused { code: RefuseCode::VersionMismatch, .. }), "{answer:?}");
 }
 
+/// Protocol 2 carries tools, tool calls and reasoning both ways: the upstream behind
+/// the agent gets the tools, the client gets the calls and the reasoning as streamed.
+#[tokio::test]
+async fn tools_and_reasoning_cross_the_agent_link() {
+    let mock = mock(MockConfig::default()).await;
+    let gw = gateway("").await;
+    let mut agent = TestAgent::start(&gw, &token(&gw).await, "tools", 1, &mock).await;
+    agent.connected().await;
+    agents_connected(&gw, 1).await;
+    let tools = serde_json::json!([{"type": "function", "function": {
+        "name": "lookup", "description": "Finds a thing",
+        "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}]);
+    let mut body = chat_body("find it [mock tokens=4 reasoning=1 call=lookup]", true);
+    body["tools"] = tools.clone();
+    body["tool_choice"] = "auto".into();
+    let r = client().post(gw.url("/v1/chat/completions")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let chunks: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let deltas: Vec<&serde_json::Value> =
+        chunks.iter().filter_map(|c| c["choices"].get(0)).map(|c| &c["delta"]).collect();
+    assert!(deltas.iter().any(|d| d["reasoning_content"].is_string()), "{text}");
+    let calls: Vec<&serde_json::Value> = deltas.iter().filter_map(|d| d["tool_calls"].get(0)).collect();
+    assert_eq!(calls.first().map(|c| &c["function"]["name"]), Some(&serde_json::json!("lookup")), "{text}");
+    let finish = chunks.iter().filter_map(|c| c["choices"].get(0)).find_map(|c| c["finish_reason"].as_str());
+    assert_eq!(finish, Some("tool_calls"), "{text}");
+    let sent = mock.stats().last().unwrap().body;
+    assert_eq!(
+        sent["tools"][0]["function"]["name"], "lookup",
+        "the tools reached the agent's upstream: {sent}"
+    );
+    assert_eq!(sent["tool_choice"], "auto", "{sent}");
+
+    // The tool's result goes back through the agent as a `tool` message.
+    let mut body = chat_body("x", false);
+    body["tools"] = tools;
+    body["messages"] = serde_json::json!([
+        {"role": "user", "content": "find it"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+            "function": {"name": "lookup", "arguments": "{\"q\":\"it\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "found"}]);
+    let r = client().post(gw.url("/v1/chat/completions")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let sent = mock.stats().last().unwrap().body;
+    assert_eq!(sent["messages"][1]["tool_calls"][0]["id"], "call_1", "{sent}");
+    assert_eq!(sent["messages"][2]["tool_call_id"], "call_1", "{sent}");
+}
+
+/// An agent of protocol 1 is still welcomed, in its own version, and serves text; a
+/// request it could not express goes nowhere near it: with no other backend, a 400
+/// names the field, and nothing is pushed to the agent.
+#[tokio::test]
+async fn a_protocol_1_agent_serves_text_and_never_gets_what_it_cannot_carry() {
+    let gw = gateway("").await;
+    let mut h = hello(&token(&gw).await, "old");
+    h.protocol = 1;
+    let (mut ws, welcome) = raw_agent(&gw, h).await;
+    assert!(matches!(welcome, ToAgent::Welcome { protocol: 1, .. }), "{welcome:?}");
+    agents_connected(&gw, 1).await;
+
+    let mut body = chat_body("x", false);
+    body["tools"] = serde_json::json!([{"type": "function", "function": {"name": "f", "parameters": {}}}]);
+    let r = client().post(gw.url("/v1/chat/completions")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let err: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(err["error"]["param"], "tools", "{err}");
+
+    // Plain text still works: the job arrives in version 1's shape, and is answered.
+    let req =
+        tokio::spawn(client().post(gw.url("/v1/chat/completions")).json(&chat_body("hi", false)).send());
+    let job = loop {
+        match next_frame(&mut ws).await {
+            ToAgent::Ping { nonce } => {
+                let pong = serde_json::to_string(&ToGateway::Pong { nonce }).unwrap();
+                ws.send(Message::Text(pong.into())).await.unwrap();
+            }
+            ToAgent::Job { job, request } => {
+                assert!(request.tools.is_none() && request.response_format.is_none());
+                break job;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    for frame in [
+        ToGateway::Chunk { job, delta: "hello".into() },
+        ToGateway::Done { job, finish_reason: "stop".into(), usage: None, details: None },
+    ] {
+        ws.send(Message::Text(serde_json::to_string(&frame).unwrap().into())).await.unwrap();
+    }
+    let resp = tokio::time::timeout(SOON, req).await.unwrap().unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "hello");
+}
+
 #[tokio::test]
 async fn a_draining_agent_finishes_its_jobs_then_leaves() {
     let (pace, gate) = Pace::manual();
@@ -535,6 +635,7 @@ fn hello(token: &str, id: &str) -> Hello {
         version: "test".into(),
         models: vec!["mock-model".into()],
         slots: 1,
+        capabilities: Default::default(),
     }
 }
 
