@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building and testing Sluice needs, idempotently: the C/C++ toolchain
 # pieces llama.cpp's build uses (cmake, libclang for bindgen), Node and Chromium for
-# the web UI's browser tests, the Python `openai` SDK and `ollama` client and nginx
-# used by client tests, a running Redis for the cache test, and the default model. Safe to
-# run again: it only installs or starts what is missing.
+# the web UI's browser tests, the Python `openai` SDK, `ollama` client and LangChain
+# integrations, the `openai` Node SDK and nginx used by client tests, a running Redis
+# for the cache test, and the default model. Safe to run again: it only installs or
+# starts what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +45,16 @@ fi
 if ! python3 -c "import ollama" >/dev/null 2>&1; then
     echo "setup: installing the ollama Python client"
     python3 -m pip install -q --disable-pip-version-check ollama
+fi
+
+if ! python3 -c "import langchain_openai, langchain_ollama" >/dev/null 2>&1; then
+    echo "setup: installing LangChain's OpenAI and Ollama integrations"
+    python3 -m pip install -q --disable-pip-version-check langchain-openai langchain-ollama
+fi
+# The official openai Node SDK, for the client tests (tests/clients, from its lockfile).
+if [ ! -d tests/clients/node_modules/openai ]; then
+    echo "setup: installing the openai Node SDK"
+    (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 if [ -x scripts/fetch-model.sh ]; then

@@ -1,6 +1,7 @@
 //! The real clients people point at Sluice, unchanged: the `ollama` Python client on
-//! every Ollama endpoint it offers, and the `openai` Python SDK with reasoning-model
-//! parameters, token embeddings, `dimensions`, and its error classes and retries.
+//! every Ollama endpoint it offers, the `openai` Python and Node SDKs with
+//! reasoning-model parameters, token embeddings, `dimensions`, and their error classes
+//! and retries, and LangChain's OpenAI and Ollama chat models and embeddings.
 
 use sluice_mock::MockConfig;
 
@@ -99,4 +100,67 @@ async fn the_openai_python_sdk_carries_reasoning_parameters_and_reads_errors() {
     assert!(ok, "the openai SDK script failed:\n{out}");
     // chat, embeddings, the 400, and exactly one try at the 401 (x-should-retry: false).
     assert_eq!(mock.stats().snapshot().requests - before, 3, "embeddings are not counted as generations");
+}
+
+/// The client libraries installed by `scripts/setup.sh` (`npm ci` in `tests/clients`).
+fn clients_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients")
+}
+
+#[tokio::test]
+async fn the_openai_node_sdk_works_unchanged() {
+    let mock = mock(MockConfig::default()).await;
+    let gw = Gateway::over(&mock, "openai", "").await;
+    let before = mock.stats().snapshot().requests;
+    let dir = clients_dir();
+    let out = tokio::process::Command::new("node")
+        .arg(dir.join("openai_node.mjs"))
+        .arg(gw.url("/v1"))
+        .current_dir(&dir)
+        .env("NO_PROXY", "127.0.0.1")
+        .output()
+        .await
+        .expect("node runs");
+    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && text.contains("client-ok"),
+        "the openai Node SDK script failed (scripts/setup.sh installs it into tests/clients):\n{text}"
+    );
+    let sent = mock.stats().snapshot().requests - before;
+    assert_eq!(sent, 5, "chat, stream, the 400, one try at the 401, the broken stream");
+}
+
+const LANGCHAIN: &str = r#"
+import sys
+from langchain_openai import ChatOpenAI, OpenAIEmbeddings
+from langchain_ollama import ChatOllama, OllamaEmbeddings
+base = sys.argv[1]
+llm = ChatOpenAI(base_url=base + "/v1", api_key="unused", model="mock-model", max_tokens=3, max_retries=0)
+r = llm.invoke("hello")
+assert r.content == "t0 t1 t2 ", r
+assert r.usage_metadata["output_tokens"] == 3, r.usage_metadata
+assert "".join(c.content for c in llm.stream("hello")) == "t0 t1 t2 "
+# LangChain tokenizes with tiktoken by default, which downloads its tables: without the
+# internet, strings are sent (token arrays are covered by the SDK tests).
+emb = OpenAIEmbeddings(base_url=base + "/v1", api_key="unused", model="mock-model", check_embedding_ctx_length=False)
+assert len(emb.embed_documents(["a", "b"])) == 2
+ol = ChatOllama(base_url=base, model="mock-model", validate_model_on_init=True, num_predict=2)
+assert ol.invoke("hi").content == "t0 t1 ", "ollama chat"
+assert "".join(c.content for c in ol.stream("hi")) == "t0 t1 "
+try:
+    ChatOllama(base_url=base, model="nope", validate_model_on_init=True)
+    raise SystemExit("an unknown model must fail validation")
+except ValueError as err:
+    assert "nope" in str(err), err
+oemb = OllamaEmbeddings(base_url=base, model="mock-model")
+assert len(oemb.embed_query("a")) > 0
+print("client-ok")
+"#;
+
+#[tokio::test]
+async fn langchain_openai_and_ollama_models_work_unchanged() {
+    let mock = mock(MockConfig::default()).await;
+    let gw = Gateway::over(&mock, "openai", "").await;
+    let (ok, out) = python(LANGCHAIN, &gw.url("")).await;
+    assert!(ok, "the LangChain script failed (pip install langchain-openai langchain-ollama):\n{out}");
 }
