@@ -353,6 +353,9 @@ fn token_logprob(t: oa::TokenLogprob) -> TokenLogprob {
     }
 }
 
+/// Vendor fields kept from one answer at most (a guard against a runaway upstream).
+const MAX_VENDOR_FIELDS: usize = 32;
+
 /// Decoder for OpenAI's SSE stream (chat and legacy completions chunks alike).
 #[derive(Default)]
 pub struct OpenAiSse {
@@ -385,6 +388,11 @@ impl OpenAiSse {
                 detail: Some(Box::new(detail)),
             };
             return self.fail(err, out);
+        }
+        // The chunks that end an answer (finish reason, usage) also bring the
+        // upstream's vendor fields to the client: read those once more, whole.
+        if chunk.usage.is_some() || chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
+            self.vendor_fields(data);
         }
         for choice in chunk.choices {
             // Log probabilities go first: they describe the text that follows.
@@ -429,6 +437,30 @@ impl OpenAiSse {
                 Some(Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens });
             self.details.usage = u.details;
             self.details.usage.retain(|_, v| !v.is_null());
+        }
+    }
+
+    /// Keeps the top-level fields of `data` Sluice does not write itself (vendor
+    /// extensions such as `service_tier` or a router's `provider`), for clients of the
+    /// same dialect.
+    fn vendor_fields(&mut self, data: &[u8]) {
+        /// Written by the gateway itself, or meaningless once re-chunked.
+        const OWN: [&str; 9] = [
+            "id",
+            "object",
+            "created",
+            "model",
+            "choices",
+            "usage",
+            "system_fingerprint",
+            "error",
+            "obfuscation",
+        ];
+        let Ok(all) = serde_json::from_slice::<oa::Fields>(data) else { return };
+        for (k, v) in all {
+            if !OWN.contains(&k.as_str()) && !v.is_null() && self.details.fields.len() < MAX_VENDOR_FIELDS {
+                self.details.fields.insert(k, v);
+            }
         }
     }
 

@@ -8,7 +8,8 @@
 //! `reasoning=N` (the first N tokens are reasoning, as thinking models stream it) and
 //! `call=NAME` (the tokens after the reasoning are the argument text of one call to the
 //! function NAME; a conversation whose last message is a tool result gets text instead,
-//! so a function-calling round trip ends).
+//! so a function-calling round trip ends), and `vendor=1` (OpenAI answers carry vendor
+//! fields Sluice does not model: `service_tier` and a router's `provider`).
 
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ pub struct Directive {
     pub reasoning: Option<usize>,
     /// Function the reply calls with its remaining tokens as argument text.
     pub call: Option<String>,
+    /// OpenAI answers carry vendor fields (`service_tier`, `provider`).
+    pub vendor: bool,
 }
 
 /// A directive that could not be understood; the request is answered with 400 so a
@@ -67,6 +70,7 @@ impl Directive {
                 "mode" => directive.behavior = Some(behavior(value)?),
                 "reasoning" => directive.reasoning = Some(number(key, value)?),
                 "call" if !value.is_empty() => directive.call = Some(value.to_owned()),
+                "vendor" => directive.vendor = number(key, value)? > 0,
                 _ => return Err(DirectiveError(format!("unknown key `{key}`"))),
             }
         }

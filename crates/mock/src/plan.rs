@@ -51,7 +51,12 @@ pub(crate) struct Shape {
     pub(crate) call: Option<String>,
     /// `Some(n)`: every text token carries its log probability and `n` alternatives.
     pub(crate) logprobs: Option<u8>,
+    /// OpenAI answers carry vendor fields ([`VENDOR_FIELDS`]).
+    pub(crate) vendor: bool,
 }
+
+/// The vendor fields of `vendor=1`, as the members of a JSON object.
+pub(crate) const VENDOR_FIELDS: &str = r#""service_tier":"default","provider":"mock-provider""#;
 
 /// What one token of the reply is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +77,12 @@ impl Shape {
     /// turns a call into text.
     pub(crate) fn new(directive: Option<&Directive>, tool_turn: bool, logprobs: Option<u8>) -> Shape {
         let d = directive.cloned().unwrap_or_default();
-        Shape { reasoning: d.reasoning.unwrap_or(0), call: d.call.filter(|_| !tool_turn), logprobs }
+        Shape {
+            reasoning: d.reasoning.unwrap_or(0),
+            call: d.call.filter(|_| !tool_turn),
+            logprobs,
+            vendor: d.vendor,
+        }
     }
 
     /// What token `index` is.

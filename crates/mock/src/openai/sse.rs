@@ -64,8 +64,9 @@ impl SseEncoder {
         };
         let model_json = Value::from(model).to_string();
         // As OpenAI does: every chunk names the serving configuration.
+        let vendor = if shape.vendor { format!("{},", crate::plan::VENDOR_FIELDS) } else { String::new() };
         let head = format!(
-            r#"data: {{"id":"{id}","object":"{object}","created":{created},"model":{model_json},"system_fingerprint":"{FINGERPRINT}","#
+            r#"data: {{"id":"{id}","object":"{object}","created":{created},"model":{model_json},"system_fingerprint":"{FINGERPRINT}",{vendor}"#
         );
         let token_prefix = match kind {
             Kind::Chat => r#""choices":[{"index":0,"delta":{"content":""#,
@@ -271,7 +272,7 @@ impl Encoder for SseEncoder {
                 }),
             ),
         };
-        let reply = json!({
+        let mut reply = json!({
             "id": self.id,
             "object": object,
             "created": self.created,
@@ -286,6 +287,13 @@ impl Encoder for SseEncoder {
                 "completion_tokens_details": {"reasoning_tokens": 0},
             },
         });
+        if self.shape.vendor {
+            let vendor: Value =
+                serde_json::from_str(&format!("{{{}}}", crate::plan::VENDOR_FIELDS)).unwrap_or_default();
+            if let (Some(r), Value::Object(v)) = (reply.as_object_mut(), vendor) {
+                r.extend(v);
+            }
+        }
         Bytes::from(reply.to_string())
     }
 }

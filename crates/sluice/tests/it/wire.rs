@@ -155,6 +155,43 @@ async fn what_an_openai_upstream_says_about_the_answer_reaches_the_client() {
     assert_eq!(finish["system_fingerprint"], "fp_mock", "{finish}");
 }
 
+/// Fields Sluice does not model that an OpenAI upstream puts on its answer (a
+/// service tier, a router's provider) reach an OpenAI client, whole or streamed; an
+/// Ollama client, whose dialect has no place for them, does not get them.
+#[tokio::test]
+async fn an_openai_upstreams_vendor_fields_reach_openai_clients() {
+    let mock = mock(MockConfig { tokens: 2, ..Default::default() }).await;
+    let gw = Gateway::over(&mock, "openai", "").await;
+    let ask = "x [mock vendor=1]";
+    let resp =
+        client().post(gw.url("/v1/chat/completions")).json(&chat_body(ask, false)).send().await.unwrap();
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        (v["service_tier"].as_str(), v["provider"].as_str()),
+        (Some("default"), Some("mock-provider")),
+        "{v}"
+    );
+    let resp =
+        client().post(gw.url("/v1/chat/completions")).json(&chat_body(ask, true)).send().await.unwrap();
+    let frames = Frames::sse(resp).rest().await;
+    for closing in [&frames[frames.len() - 2], &frames[frames.len() - 3]] {
+        let chunk = json(closing);
+        assert_eq!(chunk["provider"], "mock-provider", "{chunk}");
+        assert_eq!(chunk["system_fingerprint"], "fp_mock", "{chunk}");
+        assert_eq!(chunk["id"], json(&frames[0])["id"], "one id, not the upstream's: {chunk}");
+    }
+    // Without the directive, nothing extra.
+    let resp =
+        client().post(gw.url("/v1/chat/completions")).json(&chat_body("x", false)).send().await.unwrap();
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert!(v.get("provider").is_none() && v.get("service_tier").is_none(), "{v}");
+    // Another dialect has no place for them.
+    let resp = client().post(gw.url("/api/chat")).json(&ollama_chat_body(ask, false)).send().await.unwrap();
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["done"], true, "{v}");
+    assert!(v.get("provider").is_none(), "{v}");
+}
+
 #[tokio::test]
 async fn upstream_errors_keep_type_code_and_param() {
     let mock = mock(MockConfig::default()).await;

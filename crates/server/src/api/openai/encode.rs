@@ -110,15 +110,24 @@ impl OpenAiSse {
 
     /// The head of a closing chunk: with the upstream's fingerprint when it gave one.
     fn closing_head(&self, buf: &mut BytesMut, details: Option<&DoneDetails>) {
-        match details.and_then(|d| d.system_fingerprint.as_deref()) {
-            Some(fp) => {
-                buf.put_slice(self.start.as_bytes());
-                buf.put_slice(b",\"system_fingerprint\":");
-                push_json_str(buf, fp);
-                buf.put_slice(b",\"choices\":[");
-            }
-            None => buf.put_slice(self.head.as_bytes()),
+        let fingerprint = details.and_then(|d| d.system_fingerprint.as_deref());
+        let vendor = DoneDetails::fields_for(details, WireDialect::OpenAi);
+        if fingerprint.is_none() && vendor.is_none() {
+            return buf.put_slice(self.head.as_bytes());
         }
+        buf.put_slice(self.start.as_bytes());
+        if let Some(fp) = fingerprint {
+            buf.put_slice(b",\"system_fingerprint\":");
+            push_json_str(buf, fp);
+        }
+        // The upstream's vendor fields, on the closing chunks as the upstream sent them.
+        for (k, v) in vendor.into_iter().flatten() {
+            buf.put_slice(b",");
+            push_json_str(buf, k);
+            buf.put_slice(b":");
+            let _ = serde_json::to_writer((&mut *buf).writer(), v);
+        }
+        buf.put_slice(b",\"choices\":[");
     }
 
     /// Opens a chat chunk's delta, with the role on the first one.
