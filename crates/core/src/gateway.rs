@@ -34,6 +34,10 @@ pub struct Inner {
     pub tasks: TaskTracker,
     /// Cancelled on shutdown.
     pub shutdown: CancellationToken,
+    /// Cancelled when the shutdown's grace period is over: answers still running end
+    /// with an explicit error (a stream's last event says the gateway is shutting
+    /// down) before their connections close.
+    pub cut: CancellationToken,
 }
 
 impl std::ops::Deref for Gateway {
@@ -68,6 +72,7 @@ impl Gateway {
                 cache,
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
+                cut: CancellationToken::new(),
             }),
         }
     }

@@ -1,8 +1,10 @@
 //! Accepting connections, bounded: a cap on open connections in all and per client
 //! address (a connection over a cap gets a 503 and is closed, never left hanging),
 //! a time limit for each request head, for each request body and for idleness, and a
-//! stop in two steps at shutdown: first every connection finishes its requests (for up
-//! to the grace period), then whatever still runs is dropped.
+//! stop in three steps at shutdown: first every connection finishes its requests (for
+//! up to the grace period), then the answers still running are cut (`cut`: each ends
+//! with its dialect's error event) and get [`FLUSH`] to leave, then whatever still runs
+//! is dropped.
 //!
 //! hyper serves each connection directly (`axum::serve` has no timer, so hyper's header
 //! timeout would be off, and its connection tasks outlive a dropped server). TLS
@@ -69,16 +71,32 @@ impl Limits {
     }
 }
 
-/// Serves `app` on `listener` (with TLS when `tls` is given) until `shutdown`, then
-/// lets open connections finish their requests for up to `grace`, then drops the rest.
+/// How long the answers cut at the end of the grace period have to write their last
+/// event before their connections are dropped.
+pub const FLUSH: Duration = Duration::from_millis(300);
+
+/// When and how a server stops.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    /// Cancelled to stop accepting connections and start the grace period.
+    pub shutdown: CancellationToken,
+    /// How long open connections may finish their requests.
+    pub grace: Duration,
+    /// Cancelled by [`serve`] when the grace period is over: the answers still running
+    /// end with an error event (they watch it; see `api::stream_body::Cut`).
+    pub cut: CancellationToken,
+}
+
+/// Serves `app` on `listener` (with TLS when `tls` is given) until `stop.shutdown`, then
+/// lets open connections finish their requests for up to `stop.grace`, then cuts the
+/// answers still running (`stop.cut`), and drops what is still open [`FLUSH`] later.
 /// Returns once every connection task has ended.
 pub async fn serve<S>(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     app: S,
     limits: Limits,
-    shutdown: CancellationToken,
-    grace: Duration,
+    stop: Stop,
 ) where
     S: tower::Service<axum::extract::Request, Response = axum::response::Response, Error = Infallible>
         + Clone
@@ -86,6 +104,7 @@ pub async fn serve<S>(
         + 'static,
     S::Future: Send,
 {
+    let Stop { shutdown, grace, cut } = stop;
     let caps = Arc::new(Caps::new(limits.max_total, limits.max_per_ip));
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let connections = TaskTracker::new();
@@ -149,10 +168,13 @@ pub async fn serve<S>(
     if tokio::time::timeout(grace, connections.wait()).await.is_err() {
         tracing::warn!(
             connections = connections.len(),
-            "grace period over; closing the connections still open"
+            "grace period over; ending the answers still running, then closing the connections still open"
         );
-        hard_stop.cancel();
-        connections.wait().await;
+        cut.cancel();
+        if tokio::time::timeout(FLUSH, connections.wait()).await.is_err() {
+            hard_stop.cancel();
+            connections.wait().await;
+        }
     }
 }
 

@@ -52,7 +52,8 @@ async fn server(limits: Limits, grace: Duration) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(serve(listener, None, app, limits, shutdown.clone(), grace));
+    let stop = Stop { shutdown: shutdown.clone(), grace, cut: CancellationToken::new() };
+    let task = tokio::spawn(serve(listener, None, app, limits, stop));
     Server { addr, shutdown, task }
 }
 

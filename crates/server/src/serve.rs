@@ -42,9 +42,11 @@ pub async fn announce(state: &AppState, addr: std::net::SocketAddr) {
 }
 
 /// Serves `state` on `listener` until `state.core.shutdown` is cancelled, then lets
-/// in-flight requests finish for up to the configured grace period, then drops every
-/// connection still open (and, a second later, stops waiting for the gateway's own
-/// tasks), then writes the queued usage records (for up to one more grace period).
+/// in-flight requests finish for up to the configured grace period, then ends the
+/// answers still running with an error event (`state.core.cut`), drops every
+/// connection still open [`crate::connections::FLUSH`] later (and stops waiting for
+/// the gateway's own tasks [`TASKS_AFTER_GRACE`] after that), then writes the queued
+/// usage records (for up to one more grace period).
 ///
 /// Also starts the usage writer (`[usage]`) and the retention task (`[retention]`).
 pub async fn run(listener: TcpListener, state: AppState) -> io::Result<()> {
@@ -94,12 +96,13 @@ pub async fn run(listener: TcpListener, state: AppState) -> io::Result<()> {
             tracing::info!(grace = ?grace, "shutting down: no new connections, finishing in-flight requests");
         }
     };
-    let serve = crate::connections::serve(listener, tls, api::app(state.clone()), limits, shutdown, grace);
+    let stop = crate::connections::Stop { shutdown, grace, cut: state.core.cut.clone() };
+    let serve = crate::connections::serve(listener, tls, api::app(state.clone()), limits, stop);
     tokio::join!(serve, announce);
     // Every connection is closed now; the gateway's own tasks (agent sessions, UI
     // generations, cache flights) stop with the grace period too.
     state.core.tasks.close();
-    if tokio::time::timeout(Duration::from_secs(1), state.core.tasks.wait()).await.is_err() {
+    if tokio::time::timeout(TASKS_AFTER_GRACE, state.core.tasks.wait()).await.is_err() {
         tracing::warn!(
             tasks = state.core.tasks.len(),
             "tasks still running after the grace period; leaving them"
@@ -109,6 +112,11 @@ pub async fn run(listener: TcpListener, state: AppState) -> io::Result<()> {
     state.usage.drain(grace).await;
     Ok(())
 }
+
+/// How long the gateway's own tasks may take to stop once the connections are closed:
+/// with [`crate::connections::FLUSH`] and the runtime's own shutdown, the process ends
+/// within a second of the grace period.
+pub const TASKS_AFTER_GRACE: Duration = Duration::from_millis(300);
 
 #[cfg(test)]
 mod tests {

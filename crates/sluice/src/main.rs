@@ -30,8 +30,8 @@ fn main() -> ExitCode {
         Command::Tls(args) => commands::tls(args),
     };
     // A blocking task still running (a model load, say) must not hold the exit: the
-    // grace period is over by now.
-    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    // grace period is over by now, and the process ends within a second of it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(300));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of our output went away (`sluice key list | head`): nothing to say.

@@ -23,7 +23,7 @@ use tokio::time::Sleep;
 use super::{
     accounting::Metered,
     respond::{Dialect, Started},
-    stream_body::EventBody,
+    stream_body::{Cut, EventBody, shutting_down},
 };
 
 /// The answer being started: the cache, the admission queue, the first attempts.
@@ -39,7 +39,7 @@ pub struct EarlyBody<D: Dialect> {
 }
 
 enum Phase<D: Dialect> {
-    Waiting(Starting, Option<D>),
+    Waiting(Starting, Option<(D, Cut)>),
     // Boxed: the answer's body is large, and only early streams need this one.
     Streaming(Box<EventBody<D::Stream, Metered<Reply>>>),
     Ended,
@@ -47,11 +47,18 @@ enum Phase<D: Dialect> {
 
 impl<D: Dialect> EarlyBody<D> {
     /// A body that waits for `starting`, sending `dialect`'s keep-alive every `every`
-    /// meanwhile, then streams the answer (with keep-alives every `stream_keepalive`).
-    pub fn new(starting: Starting, dialect: D, every: Duration, stream_keepalive: Duration) -> Self {
+    /// meanwhile, then streams the answer (with keep-alives every `stream_keepalive`);
+    /// `cut` ends it with an error event, waiting or streaming.
+    pub fn new(
+        starting: Starting,
+        dialect: D,
+        every: Duration,
+        stream_keepalive: Duration,
+        cut: Cut,
+    ) -> Self {
         let keepalive = dialect.early_keepalive();
         EarlyBody {
-            phase: Phase::Waiting(starting, Some(dialect)),
+            phase: Phase::Waiting(starting, Some((dialect, cut))),
             keepalive,
             every,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
@@ -73,27 +80,33 @@ impl<D: Dialect> Body for EarlyBody<D> {
             match &mut this.phase {
                 Phase::Ended => return Poll::Ready(None),
                 Phase::Streaming(body) => return Pin::new(&mut **body).poll_frame(cx),
-                Phase::Waiting(starting, dialect) => match starting.as_mut().poll(cx) {
-                    Poll::Ready(Ok(started)) => {
-                        let Some(dialect) = dialect.take() else { return Poll::Ready(None) };
-                        let encoder = dialect.stream(started.reply.get_ref());
-                        let body = EventBody::new(started.reply, encoder, this.stream_keepalive);
-                        this.phase = Phase::Streaming(Box::new(body));
-                    }
-                    Poll::Ready(Err((err, _))) => {
-                        tracing::info!(reason = %err, "refused after early headers");
+                Phase::Waiting(starting, waiting) => {
+                    if waiting.as_mut().is_some_and(|(_, cut)| cut.poll(cx)) {
                         this.phase = Phase::Ended;
-                        return Poll::Ready(Some(Ok(Frame::data(D::stream_error(&err)))));
+                        return Poll::Ready(Some(Ok(Frame::data(D::stream_error(&shutting_down())))));
                     }
-                    Poll::Pending => {
-                        if this.timer.as_mut().poll(cx).is_pending() {
-                            return Poll::Pending;
+                    match starting.as_mut().poll(cx) {
+                        Poll::Ready(Ok(started)) => {
+                            let Some((dialect, cut)) = waiting.take() else { return Poll::Ready(None) };
+                            let encoder = dialect.stream(started.reply.get_ref());
+                            let body = EventBody::new(started.reply, encoder, this.stream_keepalive, cut);
+                            this.phase = Phase::Streaming(Box::new(body));
                         }
-                        let next = tokio::time::Instant::now() + this.every;
-                        this.timer.as_mut().reset(next);
-                        return Poll::Ready(Some(Ok(Frame::data(this.keepalive.clone()))));
+                        Poll::Ready(Err((err, _))) => {
+                            tracing::info!(reason = %err, "refused after early headers");
+                            this.phase = Phase::Ended;
+                            return Poll::Ready(Some(Ok(Frame::data(D::stream_error(&err)))));
+                        }
+                        Poll::Pending => {
+                            if this.timer.as_mut().poll(cx).is_pending() {
+                                return Poll::Pending;
+                            }
+                            let next = tokio::time::Instant::now() + this.every;
+                            this.timer.as_mut().reset(next);
+                            return Poll::Ready(Some(Ok(Frame::data(this.keepalive.clone()))));
+                        }
                     }
-                },
+                }
             }
         }
     }

@@ -43,6 +43,7 @@ use sluice_core::{
 };
 use sluice_store::NewMessage;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 use super::{
     Ctx, allowed_model, body_or_error,
@@ -365,16 +366,22 @@ pub async fn attach(
         }
     }
     let keepalive = KeepAlive::new().interval(state.config.server.sse_keepalive);
-    let mut resp = Sse::new(events(run, from)).keep_alive(keepalive).into_response();
+    let cut = state.core.cut.clone();
+    let mut resp = Sse::new(events(run, from, cut)).keep_alive(keepalive).into_response();
     resp.headers_mut().insert("x-accel-buffering", http::HeaderValue::from_static("no"));
     Ok(resp)
 }
 
 /// The run's events from byte `from` on: what is there at once, then each change; one
-/// `done` or `error` event last.
-fn events(run: Arc<Run>, from: usize) -> impl Stream<Item = std::result::Result<SseEvent, Infallible>> {
+/// `done` or `error` event last (an `error` when the shutdown's grace period ends,
+/// `cut`, before the answer does).
+fn events(
+    run: Arc<Run>,
+    from: usize,
+    cut: CancellationToken,
+) -> impl Stream<Item = std::result::Result<SseEvent, Infallible>> {
     let rx = run.subscribe();
-    futures_util::stream::unfold((rx, from, false), |(mut rx, sent, over)| async move {
+    futures_util::stream::unfold((rx, from, false, cut), |(mut rx, sent, over, cut)| async move {
         if over {
             return None;
         }
@@ -390,16 +397,27 @@ fn events(run: Arc<Run>, from: usize) -> impl Stream<Item = std::result::Result<
                     .event("delta")
                     .id(next.to_string())
                     .data(json!({ "text": text }).to_string());
-                return Some((Ok(ev), (rx, next, false)));
+                return Some((Ok(ev), (rx, next, false, cut)));
             }
             if let Some((end, answer_id)) = end {
-                return Some((Ok(end_event(&end, answer_id)), (rx, sent, true)));
+                return Some((Ok(end_event(&end, answer_id)), (rx, sent, true, cut)));
             }
-            if rx.changed().await.is_err() {
+            let changed = tokio::select! {
+                r = rx.changed() => Some(r.is_ok()),
+                () = cut.cancelled() => None,
+            };
+            let Some(changed) = changed else {
+                let data = json!({ "message": "the gateway is shutting down; attach again later", "status": 503, "message_id": null });
+                return Some((
+                    Ok(SseEvent::default().event("error").data(data.to_string())),
+                    (rx, sent, true, cut),
+                ));
+            };
+            if !changed {
                 let data = json!({ "message": "the answer is gone", "status": 410, "message_id": null });
                 return Some((
                     Ok(SseEvent::default().event("error").data(data.to_string())),
-                    (rx, sent, true),
+                    (rx, sent, true, cut),
                 ));
             }
         }

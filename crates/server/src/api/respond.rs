@@ -23,7 +23,7 @@ use super::{
     allowed_model,
     conversation::{self, Recording},
     early, served_response,
-    stream_body::{Encoder, EventBody, collect},
+    stream_body::{Cut, Encoder, EventBody, collect, shutting_down},
     streaming_response,
 };
 use crate::{state::AppState, tenancy};
@@ -112,22 +112,26 @@ pub async fn respond<D: Dialect>(
         Box::pin(async move { start(&state, &ctx, req, D::NAME, Storing::AsRequested).await })
     };
     let early = state.config.server.early_headers_after;
+    let cut = &state.core.cut;
     let started = if stream && !early.is_zero() {
-        match tokio::time::timeout(early, &mut starting).await {
-            Ok(started) => started,
-            Err(_) => {
+        match cut.run_until_cancelled(tokio::time::timeout(early, &mut starting)).await {
+            Some(Ok(started)) => Some(started),
+            Some(Err(_)) => {
                 // Headers now, the answer when it comes: proxies keep the connection.
                 let keepalive = state.config.server.sse_keepalive;
-                let body = early::EarlyBody::new(starting, dialect, early, keepalive);
+                let body = early::EarlyBody::new(starting, dialect, early, keepalive, Cut::new(cut.clone()));
                 return streaming_response(body, D::CONTENT_TYPE);
             }
+            None => None,
         }
     } else {
-        starting.await
+        cut.run_until_cancelled(starting).await
     };
     let started = match started {
-        Ok(s) => s,
-        Err((e, headers)) => {
+        Some(Ok(s)) => s,
+        // The grace period of a shutdown ended before the answer started.
+        None => return D::error(&shutting_down()),
+        Some(Err((e, headers))) => {
             let mut resp = D::error(&e);
             headers.apply(resp.headers_mut());
             return resp;
@@ -136,10 +140,10 @@ pub async fn respond<D: Dialect>(
     let Started { mut reply, rate_headers, conversation_id, served, status } = started;
     let mut resp = if stream {
         let encoder = dialect.stream(reply.get_ref());
-        let body = EventBody::new(reply, encoder, state.config.server.sse_keepalive);
+        let body = EventBody::new(reply, encoder, state.config.server.sse_keepalive, Cut::new(cut.clone()));
         streaming_response(body, D::CONTENT_TYPE)
     } else {
-        match collect(&mut reply).await {
+        match cut.run_until_cancelled(collect(&mut reply)).await.unwrap_or_else(|| Err(shutting_down())) {
             Ok(answer) => {
                 let estimated = answer.usage.is_none();
                 let mut resp = dialect.whole(reply.get_ref(), answer);

@@ -8,12 +8,14 @@
 //! frame the body yields once (waking itself): hyper writes the first token, then comes
 //! back for the rest. No timers decide when to flush. Idle streams get keep-alive
 //! comments when the encoder has them (SSE). A failure becomes the dialect's error event, then the end.
+//! So does the end of the shutdown grace period ([`Cut`]): a stream still running then
+//! ends with an error event saying so, never silently.
 
 use std::{
     convert::Infallible,
     future::Future,
     pin::Pin,
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
     time::Duration,
 };
 
@@ -21,6 +23,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use sluice_core::{
     answer::{Answer, AnswerBuilder},
@@ -45,10 +48,48 @@ pub trait Encoder: Send + Unpin + 'static {
     }
 }
 
+/// The error a request still running at the end of the shutdown grace period ends
+/// with.
+pub fn shutting_down() -> GatewayError {
+    GatewayError::Unavailable("the gateway is shutting down; retry the request".into())
+}
+
+/// The end of the shutdown grace period as a stream body sees it: one atomic load per
+/// poll, and the body's waker registered again only when it changes (registering
+/// takes a lock every stream shares).
+pub struct Cut {
+    token: CancellationToken,
+    wait: Pin<Box<WaitForCancellationFutureOwned>>,
+    registered: Option<Waker>,
+}
+
+impl Cut {
+    /// Watches `token` (the gateway's [`sluice_core::gateway::Inner::cut`]).
+    pub fn new(token: CancellationToken) -> Cut {
+        let wait = Box::pin(token.clone().cancelled_owned());
+        Cut { token, wait, registered: None }
+    }
+
+    /// Whether the grace period is over; if not, `cx` is woken when it is.
+    pub fn poll(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.token.is_cancelled() {
+            return true;
+        }
+        if !self.registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            if self.wait.as_mut().poll(cx).is_ready() {
+                return true;
+            }
+            self.registered = Some(cx.waker().clone());
+        }
+        false
+    }
+}
+
 /// A streamed response body over a generation (or a replay of one).
 pub struct EventBody<E, S = Generation> {
     generation: S,
     encoder: E,
+    cut: Cut,
     ended: bool,
     /// Whether the first frame was handed over (it carries the first token only).
     sent_first: bool,
@@ -60,14 +101,16 @@ pub struct EventBody<E, S = Generation> {
 
 impl<E: Encoder, S: Stream<Item = Result<Event, BackendError>> + Unpin> EventBody<E, S> {
     /// A body streaming `generation` through `encoder`, with keep-alives every
-    /// `keepalive` of silence (when the encoder has them).
-    pub fn new(generation: S, encoder: E, keepalive: Duration) -> Self {
+    /// `keepalive` of silence (when the encoder has them), ended with an error event
+    /// by `cut`.
+    pub fn new(generation: S, encoder: E, keepalive: Duration, cut: Cut) -> Self {
         let now = Instant::now();
         let keepalive =
             encoder.keepalive().map(|_| (keepalive, Box::pin(tokio::time::sleep_until(now + keepalive))));
         EventBody {
             generation,
             encoder,
+            cut,
             ended: false,
             sent_first: false,
             flushed_first: false,
@@ -106,6 +149,14 @@ impl<E: Encoder, S: Stream<Item = Result<Event, BackendError>> + Unpin> Body for
         let this = self.get_mut();
         if this.ended {
             return Poll::Ready(None);
+        }
+        if this.cut.poll(cx) {
+            // Dropping the generation cancels its upstream work.
+            tracing::info!("stream cut at the end of the shutdown grace period");
+            let mut buf = BytesMut::new();
+            this.encoder.error(&shutting_down(), &mut buf);
+            this.ended = true;
+            return Poll::Ready(Some(Ok(Frame::data(buf.freeze()))));
         }
         if this.sent_first && !this.flushed_first {
             // hyper flushes what it holds when the body is pending: the first token
@@ -247,7 +298,9 @@ mod tests {
             timings: None,
             details: None,
         }));
-        let mut body = EventBody::new(futures_util::stream::iter(events), Plain, Duration::from_secs(15));
+        let cut = Cut::new(CancellationToken::new());
+        let mut body =
+            EventBody::new(futures_util::stream::iter(events), Plain, Duration::from_secs(15), cut);
         let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
         let waker = std::task::Waker::from(wakes.clone());
         let mut cx = Context::from_waker(&waker);
@@ -260,6 +313,29 @@ mod tests {
         assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
         let rest = data(Pin::new(&mut body).poll_frame(&mut cx));
         assert_eq!(rest.as_deref(), Some(&b"t1|t2|t3|."[..]), "the events already there leave in one frame");
+        assert!(matches!(Pin::new(&mut body).poll_frame(&mut cx), Poll::Ready(None)));
+        assert!(body.is_end_stream());
+    }
+
+    /// A stream still waiting for its next token when the grace period ends gets the
+    /// dialect's error event and ends.
+    #[tokio::test]
+    async fn the_end_of_the_grace_period_ends_a_waiting_stream_with_an_error_event() {
+        let token = CancellationToken::new();
+        let events = futures_util::stream::iter([Ok(Event::Delta("t0".into()))])
+            .chain(futures_util::stream::pending::<Result<Event, BackendError>>());
+        let mut body =
+            EventBody::new(Box::pin(events), Plain, Duration::from_secs(15), Cut::new(token.clone()));
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(data(Pin::new(&mut body).poll_frame(&mut cx)).as_deref(), Some(&b"t0|"[..]));
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending(), "the first token's flush");
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending(), "waiting for a token");
+        let before = wakes.0.load(Ordering::SeqCst);
+        token.cancel();
+        assert!(wakes.0.load(Ordering::SeqCst) > before, "the cut wakes the waiting body");
+        assert_eq!(data(Pin::new(&mut body).poll_frame(&mut cx)).as_deref(), Some(&b"!"[..]));
         assert!(matches!(Pin::new(&mut body).poll_frame(&mut cx), Poll::Ready(None)));
         assert!(body.is_end_stream());
     }
