@@ -18,7 +18,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     task::{Context, Poll},
     time::Duration,
@@ -202,16 +202,28 @@ where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Arc::new(Activity::new());
+        let cap = ReadCap::default();
         // The permit rides with the socket, so an upgraded WebSocket still counts.
-        let io = TokioIo::new(Watched { inner: io, activity: activity.clone(), _permit: permit });
+        let io = TokioIo::new(Watched {
+            inner: io,
+            activity: activity.clone(),
+            cap: cap.clone(),
+            _permit: permit,
+        });
         let (peer, app, body_read) = (self.peer, self.app, self.limits.body_read);
         let requests = activity.clone();
         let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
             let app = app.clone();
             let running = Running::start(&requests);
+            // Only an HTTP/1 request owns its socket (an upgrade takes it whole); HTTP/2
+            // streams share theirs, so none may cap its reads.
+            let cap = (req.version() <= http::Version::HTTP_11).then(|| cap.clone());
             async move {
                 let (mut parts, body) = req.into_parts();
                 parts.extensions.insert(ConnectInfo(peer));
+                if let Some(cap) = cap {
+                    parts.extensions.insert(cap);
+                }
                 let body = if body.is_end_stream() {
                     Body::new(body)
                 } else {
@@ -428,13 +440,67 @@ impl Drop for Running {
     }
 }
 
+/// A cap on what an HTTP/1 connection may still read, which a handler can set for the
+/// rest of the connection (an upgraded one included): the agent endpoint lets a
+/// stranger send only a Hello's worth of bytes until the Hello is verified. Reading
+/// past the cap fails the connection. Found in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct ReadCap(Arc<CapState>);
+
+#[derive(Debug)]
+struct CapState {
+    /// Bytes the connection may still read; `u64::MAX`: no cap.
+    left: AtomicU64,
+    exceeded: AtomicBool,
+}
+
+impl Default for ReadCap {
+    fn default() -> ReadCap {
+        ReadCap(Arc::new(CapState { left: AtomicU64::new(u64::MAX), exceeded: AtomicBool::new(false) }))
+    }
+}
+
+impl ReadCap {
+    /// From now on the connection may read at most `bytes` more.
+    pub fn limit(&self, bytes: u64) {
+        self.0.left.store(bytes.min(u64::MAX - 1), Ordering::Relaxed);
+    }
+
+    /// Lifts the cap.
+    pub fn lift(&self) {
+        self.0.left.store(u64::MAX, Ordering::Relaxed);
+    }
+
+    /// Whether a read went past the cap.
+    pub fn exceeded(&self) -> bool {
+        self.0.exceeded.load(Ordering::Relaxed)
+    }
+
+    /// Counts `n` bytes read; `false` when they go past the cap.
+    fn take(&self, n: usize) -> bool {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        let counted = self.0.left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| match left {
+            u64::MAX => None,
+            _ => Some(left.saturating_sub(n)),
+        });
+        match counted {
+            Ok(left) if n > left => {
+                self.0.exceeded.store(true, Ordering::Relaxed);
+                false
+            }
+            _ => true,
+        }
+    }
+}
+
 pin_project! {
-    /// A socket that notes each read and write in its connection's [`Activity`] and
-    /// holds the connection's [`Permit`].
+    /// A socket that notes each read and write in its connection's [`Activity`], holds
+    /// the connection's [`Permit`] and keeps its reads within its [`ReadCap`].
     struct Watched<I> {
         #[pin]
         inner: I,
         activity: Arc<Activity>,
+        cap: ReadCap,
         _permit: Permit,
     }
 }
@@ -446,9 +512,16 @@ impl<I: AsyncRead> AsyncRead for Watched<I> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.project();
+        let before = buf.filled().len();
         let r = this.inner.poll_read(cx, buf);
         if r.is_ready() {
             this.activity.touch();
+            if !this.cap.take(buf.filled().len() - before) {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the client sent more than it may before authenticating",
+                )));
+            }
         }
         r
     }

@@ -3,6 +3,10 @@
 //! ([`crate::hub::handshakes`]); the session itself (handshake, frames, heartbeats) is
 //! the hub's ([`crate::hub::session`]).
 //!
+//! Until its Hello is verified, a connection may send only a Hello's worth of bytes
+//! ([`PRE_HELLO_BYTES`], enforced on the socket by [`ReadCap`]); then frames up to
+//! `agents.max_frame_bytes`.
+//!
 //! An idle agent socket keeps small buffers ([`SOCKET_BUFFER_BYTES`] each way instead
 //! of tungstenite's 128 KiB): thousands of connected agents cost little memory.
 
@@ -15,7 +19,9 @@ use axum::{
 use http::Extensions;
 use sluice_core::error::GatewayError;
 
-use crate::{api::openai::encode::error_response, hub, hub::handshakes::Busy, state::AppState};
+use crate::{
+    api::openai::encode::error_response, connections::ReadCap, hub, hub::handshakes::Busy, state::AppState,
+};
 
 /// `GET /agent/v1/connect`: upgrades to the agent protocol.
 pub async fn connect(
@@ -50,14 +56,22 @@ pub async fn connect(
             });
         }
     };
+    let cap = ext.get::<ReadCap>().cloned();
+    if let Some(cap) = &cap {
+        cap.limit(PRE_HELLO_BYTES);
+    }
     let max = state.config.agents.max_frame_bytes;
     let link = state.link();
     ws.max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(SOCKET_BUFFER_BYTES)
         .write_buffer_size(SOCKET_BUFFER_BYTES)
-        .on_upgrade(move |socket| hub::session::serve(link, socket, addr, handshake))
+        .on_upgrade(move |socket| hub::session::serve(link, socket, addr, handshake, cap))
 }
+
+/// What a connection may send before its Hello is verified: the longest Hello, its
+/// frame header and a few control frames.
+pub const PRE_HELLO_BYTES: u64 = hub::session::MAX_HELLO_BYTES as u64 + 1024;
 
 /// Read and write buffer of an agent socket; larger messages still pass (up to
 /// `agents.max_frame_bytes`), in more reads.

@@ -25,6 +25,7 @@ use tokio::{
 use super::Link;
 use super::backend::{AgentBackend, AgentConn, AgentInfo};
 use super::socket;
+use crate::connections::ReadCap;
 use sluice_core::{backend::BackendError, chat::Event, registry::BackendSlot};
 use sluice_link::{
     connection::{FrameReader, FrameWriter, Incoming, ReadEnd},
@@ -35,15 +36,17 @@ use sluice_link::{
 
 /// Serves one upgraded agent socket until it ends, as a task tracked by the gateway.
 /// `handshake` holds the connection's place at the handshake gate until its Hello is
-/// verified or refused.
+/// verified or refused; `cap`, the connection's read cap while it has no verified
+/// Hello, is lifted then.
 pub fn serve(
     link: Link,
     socket: WebSocket,
     addr: Option<SocketAddr>,
     handshake: OwnedSemaphorePermit,
+    cap: Option<ReadCap>,
 ) -> impl Future<Output = ()> + Send {
     let tasks = link.core.tasks.clone();
-    tasks.track_future(run(link, socket, addr, handshake))
+    tasks.track_future(run(link, socket, addr, handshake, cap))
 }
 
 /// Frames queued to one agent, at most; an agent that does not read them is
@@ -84,13 +87,24 @@ impl Ending {
 /// The gateway's end of the link: sends [`ToAgent`], receives [`ToGateway`].
 type Writer<S> = FrameWriter<S, ToAgent, ToGateway>;
 
-async fn run(state: Link, socket: WebSocket, addr: Option<SocketAddr>, place: OwnedSemaphorePermit) {
+async fn run(
+    state: Link,
+    socket: WebSocket,
+    addr: Option<SocketAddr>,
+    place: OwnedSemaphorePermit,
+    cap: Option<ReadCap>,
+) {
     let (sink, mut source) = socket::split(socket);
     let codec = GatewayCodec::new(state.config.max_frame_bytes);
     let mut writer = FrameWriter::new(sink, codec);
     let peer = addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
-    let checked = handshake(&state, &codec, &mut source).await;
+    let checked = handshake(&state, &codec, &mut source, cap.as_ref()).await;
     drop(place);
+    if checked.is_ok()
+        && let Some(cap) = &cap
+    {
+        cap.lift();
+    }
     let (hello, token_id) = match checked {
         Ok(h) => h,
         Err(r) => {
@@ -187,6 +201,7 @@ async fn handshake<E>(
     state: &Link,
     codec: &GatewayCodec,
     source: &mut (impl Stream<Item = Result<LinkMessage, E>> + Unpin),
+    cap: Option<&ReadCap>,
 ) -> Result<(Hello, String), Refusal> {
     let first = tokio::time::timeout(state.config.hello_timeout, source.next()).await;
     let text = match first {
@@ -200,6 +215,12 @@ async fn handshake<E>(
         }
         Ok(Some(Ok(_))) => {
             return Err(Refusal::new(RefuseCode::BadHello, "the first frame must be a text hello"));
+        }
+        Ok(Some(Err(_)) | None) if cap.is_some_and(ReadCap::exceeded) => {
+            return Err(Refusal::new(
+                RefuseCode::BadHello,
+                format!("the hello is longer than {MAX_HELLO_BYTES} bytes"),
+            ));
         }
         Ok(Some(Err(_)) | None) => {
             return Err(Refusal::new(RefuseCode::BadHello, "connection closed before hello"));

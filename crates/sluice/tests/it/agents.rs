@@ -755,3 +755,44 @@ async fn strangers_are_bounded_before_their_hello_is_verified() {
     }
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
 }
+
+/// Until its Hello is verified, a connection may send only a Hello's worth of bytes:
+/// a frame announced as 1 MiB (within `agents.max_frame_bytes`) is cut off after
+/// about 64 KiB, and the connection closed, long before the Hello timeout. Without
+/// the cap the gateway would keep reading (and holding) the whole frame.
+#[tokio::test]
+async fn a_stranger_may_send_only_a_hellos_worth_before_its_hello_is_verified() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::MaybeTlsStream;
+
+    let gw = gateway("hello_timeout = \"60s\"\n").await;
+    let (mut ws, ()) = raw_socket(&gw).await;
+    let MaybeTlsStream::Plain(tcp) = ws.get_mut() else { panic!("plain TCP") };
+    // A masked text frame (mask key 0: the payload goes as is) of 1 MiB - 64 bytes.
+    let announced: u64 = (1 << 20) - 64;
+    let mut head = vec![0x81, 0x80 | 127];
+    head.extend_from_slice(&announced.to_be_bytes());
+    head.extend_from_slice(&[0; 4]);
+    let write = async {
+        tcp.write_all(&head).await?;
+        let chunk = vec![b'a'; 16 << 10];
+        for _ in 0..32 {
+            tcp.write_all(&chunk).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    // The gateway may close mid-way (the write then fails): that is the point.
+    let _ = tokio::time::timeout(SOON, write).await.expect("the gateway reads or closes");
+    let closed = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(SOON, closed)
+        .await
+        .expect("the gateway closes a connection that sends more than a Hello before it");
+}
