@@ -51,7 +51,16 @@ impl Store {
     pub async fn watch_auth(&self) -> Result<AuthChanges, StoreError> {
         let fail = |cause: String| StoreError::Open { url: self.redacted_url(), cause };
         if self.is_postgres() {
-            let mut listener = PgListener::connect(self.url()).await?;
+            // sqlx's own `PgListener::connect` waits up to 30 s for a server that is
+            // down; the listener's pool waits as long as the store's.
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .max_lifetime(None)
+                .idle_timeout(None)
+                .acquire_timeout(crate::ACQUIRE_TIMEOUT)
+                .connect(self.url())
+                .await?;
+            let mut listener = PgListener::connect_with(&pool).await?;
             listener.listen(CHANNEL).await?;
             return Ok(AuthChanges { source: Source::Postgres(Box::new(listener)) });
         }

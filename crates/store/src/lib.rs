@@ -183,6 +183,9 @@ impl Store {
     }
 }
 
+/// Longest wait for a connection (a server that is down fails the query after this).
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Longest a Postgres statement may run (SQLite waits at most 5 s for a lock).
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -212,7 +215,7 @@ async fn connect(url: &str, engine: Engine) -> Result<AnyPool, StoreError> {
             url.push_str("?mode=rwc");
         }
     }
-    let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
+    let mut options = AnyPoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
     if memory {
         // Every connection to :memory: is its own database: keep exactly one, forever.
         options = options
