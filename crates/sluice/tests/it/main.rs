@@ -9,6 +9,7 @@ mod accounts;
 mod agents;
 mod agents_tls;
 mod cache;
+mod chaos;
 mod chat_cli;
 mod clients;
 mod deadlines;
