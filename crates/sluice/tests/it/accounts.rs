@@ -243,7 +243,9 @@ async fn soon(gw: &crate::util::Gateway, want: u16, key: Option<&str>) {
             reloads.changed().await.unwrap();
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), wait).await.unwrap_or_else(|_| panic!("not {want} in time"));
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .unwrap_or_else(|_| panic!("not {want} in time"));
 }
 
 /// The CLI and a running gateway on one SQLite file: users and keys made by
