@@ -58,6 +58,8 @@ pub struct Inner {
     pub budgets: Arc<crate::budgets::Budgets>,
     /// Whether [`AppState::start_auth`] seeded the quotas.
     quotas_seeded: std::sync::atomic::AtomicBool,
+    /// Whether [`AppState::start_auth_or_retry`] left a retry running in the background.
+    auth_retrying: std::sync::atomic::AtomicBool,
 }
 
 impl std::ops::Deref for AppState {
@@ -97,6 +99,7 @@ impl AppState {
                 usage: UsageLife::default(),
                 retention: Retention::new(config.retention),
                 quotas_seeded: std::sync::atomic::AtomicBool::new(false),
+                auth_retrying: std::sync::atomic::AtomicBool::new(false),
                 runs: crate::runs::Runs::new(crate::runs::Limits {
                     per_owner: config.ui.generations_per_user,
                     max_text: config.ui.max_answer_bytes,
@@ -153,9 +156,18 @@ impl AppState {
     /// keys get 503 and agents a retryable refusal. A SQLite store that cannot be
     /// opened is a configuration problem and still fails here.
     pub async fn start_auth_or_retry(&self) -> Result<(), sluice_store::StoreError> {
+        use std::sync::atomic::Ordering;
+        // `sluice serve` calls this before binding its port and the serve loop again:
+        // the second call must not wait for a store that is down a second time.
+        if self.auth_retrying.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         let Err(e) = self.start_auth().await else { return Ok(()) };
         if !self.store.is_postgres() {
             return Err(e);
+        }
+        if self.auth_retrying.swap(true, Ordering::SeqCst) {
+            return Ok(());
         }
         tracing::warn!(error = %e, "the store is unreachable: serving with service keys only until it is back");
         let state = self.clone();

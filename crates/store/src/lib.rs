@@ -109,6 +109,15 @@ pub enum StoreError {
     NotFound(String),
 }
 
+impl StoreError {
+    /// Whether the database server could not be reached at all (no connection within
+    /// [`ACQUIRE_TIMEOUT`], or a connection refused or broken), as opposed to a query
+    /// it refused.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StoreError::Query(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)))
+    }
+}
+
 /// Which database engine a store runs on; a few statements (full-text search, ids)
 /// differ between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

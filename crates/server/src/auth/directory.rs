@@ -260,7 +260,14 @@ impl Directory {
             return Ok(());
         }
         // Watch before loading, so no change between the two is missed.
-        let changes = self.store.watch_auth().await;
+        let changes = match self.store.watch_auth().await {
+            // Reading would wait as long again for the same server.
+            Err(e) if e.is_unreachable() => {
+                self.started.store(false, Ordering::SeqCst);
+                return Err(e);
+            }
+            changes => changes,
+        };
         if let Err(e) = self.reload().await {
             self.started.store(false, Ordering::SeqCst);
             return Err(e);
