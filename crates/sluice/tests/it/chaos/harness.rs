@@ -47,7 +47,7 @@ pub async fn listening(port: u16) -> bool {
     tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
 }
 
-/// A child process, killed on drop.
+/// A child process, killed (and reaped) on drop.
 pub struct Proc {
     child: Child,
     name: &'static str,
@@ -73,7 +73,7 @@ impl Proc {
 
     /// Whether the process still runs.
     pub fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// SIGKILL, and waits until the process is gone.
@@ -89,6 +89,20 @@ impl Proc {
             .await
             .unwrap_or_else(|_| panic!("{name} still runs after {limit:?}"))
             .unwrap()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if !self.running() {
+            return;
+        }
+        let _ = self.child.start_kill();
+        // Reaped before the test ends, so no child outlives it holding its output open.
+        let deadline = std::time::Instant::now() + SOON;
+        while self.running() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
