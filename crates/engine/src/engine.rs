@@ -111,38 +111,69 @@ impl Engine {
 
     /// Embeds each input as one L2-normalised, mean-pooled vector.
     pub async fn embed(&self, inputs: Vec<String>) -> Result<Vec<Vec<f32>>, EngineError> {
-        self.submit_embed(&inputs)?.await.map_err(|_| EngineError::Closed)?
+        self.submit_embed(&EmbedInput::Texts(inputs), false)?.await.map_err(|_| EngineError::Closed)?
+    }
+
+    /// Embeds texts or token ids; an input longer than the embedding window is cut to
+    /// it when `truncate` (the start is kept), else refused.
+    pub async fn embed_with(&self, input: EmbedInput, truncate: bool) -> Result<Vec<Vec<f32>>, EngineError> {
+        self.submit_embed(&input, truncate)?.await.map_err(|_| EngineError::Closed)?
     }
 
     /// Validates and queues an embedding request; the answer arrives on the receiver.
-    pub(crate) fn submit_embed(&self, inputs: &[String]) -> Result<EmbedReply, EngineError> {
-        let tokenized = self.tokenize_embed(inputs)?;
+    pub(crate) fn submit_embed(&self, input: &EmbedInput, truncate: bool) -> Result<EmbedReply, EngineError> {
+        let tokenized = self.tokenize_embed(input, truncate)?;
         self.queue_embed(tokenized)
     }
 
-    /// Tokenizes embedding inputs, checking each fits the embedding window and all
-    /// together stay within [`MAX_EMBED_INPUTS`] and [`MAX_EMBED_REQUEST_TOKENS`]. Costs CPU in
-    /// proportion to the input: call it off the async runtime's threads.
-    pub(crate) fn tokenize_embed(&self, inputs: &[String]) -> Result<Vec<Vec<LlamaToken>>, EngineError> {
+    /// Tokenizes embedding inputs (token ids are checked against the vocabulary),
+    /// checking each fits the embedding window — or cutting it to the window when
+    /// `truncate` — and all together stay within [`MAX_EMBED_INPUTS`] and
+    /// [`MAX_EMBED_REQUEST_TOKENS`]. Costs CPU in proportion to the input: call it off
+    /// the async runtime's threads.
+    pub(crate) fn tokenize_embed(
+        &self,
+        input: &EmbedInput,
+        truncate: bool,
+    ) -> Result<Vec<Vec<LlamaToken>>, EngineError> {
         if !self.shared.embeddings {
             return Err(EngineError::EmbeddingsDisabled);
         }
-        if inputs.len() > MAX_EMBED_INPUTS {
+        if input.len() > MAX_EMBED_INPUTS {
             return Err(EngineError::InvalidRequest(format!(
                 "at most {MAX_EMBED_INPUTS} embedding inputs per request, got {}",
-                inputs.len()
+                input.len()
             )));
         }
         let window = usize::try_from(embed_window(&self.shared.resolved)).unwrap_or(usize::MAX);
-        let mut tokenized = Vec::with_capacity(inputs.len());
+        let n_vocab = u32::try_from(self.shared.model.n_vocab()).unwrap_or(0);
+        let mut tokenized = Vec::with_capacity(input.len());
         let mut total = 0usize;
-        for input in inputs {
-            let tokens = self.tokenize(input, true);
+        for i in 0..input.len() {
+            let mut tokens = match input {
+                EmbedInput::Texts(texts) => self.tokenize(&texts[i], true),
+                EmbedInput::Tokens(ids) => {
+                    if let Some(bad) = ids[i].iter().find(|&&t| t >= n_vocab) {
+                        return Err(EngineError::InvalidRequest(format!(
+                            "token id {bad} is not in the model's vocabulary of {n_vocab} tokens"
+                        )));
+                    }
+                    // In range of the vocabulary, so of i32 too.
+                    ids[i].iter().map(|&t| LlamaToken::new(i32::try_from(t).unwrap_or(0))).collect()
+                }
+            };
             if tokens.is_empty() {
                 return Err(EngineError::InvalidRequest("empty embedding input".into()));
             }
             if tokens.len() > window {
-                return Err(EngineError::ContextOverflow { prompt_tokens: tokens.len(), context: window });
+                if !truncate {
+                    return Err(EngineError::ContextOverflow {
+                        prompt_tokens: tokens.len(),
+                        context: window,
+                    });
+                }
+                // As Ollama does: the start of the input is kept.
+                tokens.truncate(window);
             }
             total += tokens.len();
             if total > MAX_EMBED_REQUEST_TOKENS {
@@ -230,6 +261,31 @@ impl Engine {
     /// `add_bos` lets the model add its BOS token if it wants one.
     fn tokenize(&self, text: &str, add_bos: bool) -> Vec<LlamaToken> {
         self.shared.model.vocab().tokenize(text.as_bytes(), add_bos, true)
+    }
+}
+
+/// What to embed: texts, or token ids of the model's vocabulary (OpenAI's `[[int]]`
+/// form, what LangChain's `OpenAIEmbeddings` sends).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmbedInput {
+    /// Texts, tokenized by the model.
+    Texts(Vec<String>),
+    /// Token ids, used as they are.
+    Tokens(Vec<Vec<u32>>),
+}
+
+impl EmbedInput {
+    /// Number of inputs.
+    pub fn len(&self) -> usize {
+        match self {
+            EmbedInput::Texts(t) => t.len(),
+            EmbedInput::Tokens(t) => t.len(),
+        }
+    }
+
+    /// True when there is no input.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

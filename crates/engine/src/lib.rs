@@ -61,7 +61,7 @@ pub use config::{
     KvCacheType, MAX_DEFAULT_CONTEXT, default_model_dir, default_model_path,
 };
 pub use embed::MAX_EMBED_TOKENS;
-pub use engine::Engine;
+pub use engine::{EmbedInput, Engine};
 pub use engine::{MAX_EMBED_INPUTS, MAX_EMBED_REQUEST_TOKENS};
 pub use error::EngineError;
 pub use info::{ModelInfo, file_type_name};

@@ -142,20 +142,22 @@ impl ManagedEngine {
 
     /// Loads the model if needed, then embeds (see [`Engine::embed`]).
     pub async fn embed(&self, inputs: Vec<String>) -> Result<Vec<Vec<f32>>, EngineError> {
-        self.embed_timed(inputs).await.map(|(vectors, _, _)| vectors)
+        self.embed_timed(crate::EmbedInput::Texts(inputs), false).await.map(|(vectors, _, _)| vectors)
     }
 
-    /// Like [`ManagedEngine::embed`], with the tokens read and the time this call spent
-    /// loading the model.
+    /// Like [`ManagedEngine::embed`], for texts or token ids, cutting inputs longer
+    /// than the embedding window to it when `truncate` (else refusing them), with the
+    /// tokens read and the time this call spent loading the model.
     ///
     /// The inputs are tokenized on a blocking thread, outside the state lock; dropping
     /// the future stops the engine thread before its next input.
     pub async fn embed_timed(
         &self,
-        inputs: Vec<String>,
+        input: crate::EmbedInput,
+        truncate: bool,
     ) -> Result<(Vec<Vec<f32>>, usize, Duration), EngineError> {
         let (engine, load) = self.with_engine(|engine| Ok(engine.clone())).await?;
-        let tokenized = tokio::task::spawn_blocking(move || engine.tokenize_embed(&inputs))
+        let tokenized = tokio::task::spawn_blocking(move || engine.tokenize_embed(&input, truncate))
             .await
             .map_err(|_| EngineError::Closed)??;
         let tokens = tokenized.iter().map(Vec::len).sum();

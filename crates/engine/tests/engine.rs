@@ -10,8 +10,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::join_all;
 use sluice_engine::{
-    ChatMessage, Engine, EngineConfig, EngineError, FinishReason, FlashAttention, GenEvent, GenerateRequest,
-    KeepAlive, KvCacheType, ManagedEngine, Prompt, Sampling, default_model_path,
+    ChatMessage, EmbedInput, Engine, EngineConfig, EngineError, FinishReason, FlashAttention, GenEvent,
+    GenerateRequest, KeepAlive, KvCacheType, ManagedEngine, Prompt, Sampling, default_model_path,
 };
 
 fn model_path() -> PathBuf {
@@ -283,6 +283,30 @@ async fn embeddings_are_unit_vectors_that_tell_inputs_apart() {
         assert!((dot(v, v) - 1.0).abs() < 1e-3);
     }
     assert!(dot(&vectors[0], &vectors[1]) > dot(&vectors[0], &vectors[2]));
+}
+
+/// Token ids embed as they are (checked against the vocabulary); an input over the
+/// window is refused, or cut to it with `truncate`, keeping its start.
+#[tokio::test]
+async fn embeddings_take_token_ids_and_truncate_on_request() {
+    // A 128-token window keeps the long inputs cheap.
+    let engine = Engine::load(EngineConfig { n_ctx: Some(128), ..config() }).unwrap();
+    let ids =
+        engine.embed_with(EmbedInput::Tokens(vec![vec![1, 2, 3], vec![400, 500]]), false).await.unwrap();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[0].len(), engine.info().embedding_length);
+    assert_ne!(ids[0], ids[1]);
+    let bad = engine.embed_with(EmbedInput::Tokens(vec![vec![1, 10_000_000]]), false).await;
+    let named = |m: &str| m.contains("10000000") && m.contains("vocabulary");
+    assert!(matches!(&bad, Err(EngineError::InvalidRequest(m)) if named(m)), "{bad:?}");
+
+    let long = "word ".repeat(200);
+    let refused = engine.embed_with(EmbedInput::Texts(vec![long.clone()]), false).await;
+    assert!(matches!(refused, Err(EngineError::ContextOverflow { .. })), "{refused:?}");
+    let cut = engine.embed_with(EmbedInput::Texts(vec![long.clone()]), true).await.unwrap();
+    let other_tail =
+        engine.embed_with(EmbedInput::Texts(vec![format!("{long} and then something else")]), true);
+    assert_eq!(cut, other_tail.await.unwrap(), "both are cut to the same first 128 tokens");
 }
 
 #[tokio::test(start_paused = true)]

@@ -240,13 +240,18 @@ impl Backend for EngineBackend {
     }
 
     fn embed(&self, req: EmbedRequest) -> BoxFuture<'static, Result<Embeddings, BackendError>> {
-        if !req.tokens.is_empty() {
-            return Box::pin(async { Err(super::ollama_http::token_input_refused("the embedded engine")) });
-        }
         let engine = self.engine.clone();
+        // Token ids are the model's own; texts are tokenized by it. OpenAI refuses
+        // inputs over the context (no `truncate`); Ollama cuts them by default.
+        let input = if req.tokens.is_empty() {
+            sluice_engine::EmbedInput::Texts(req.input)
+        } else {
+            sluice_engine::EmbedInput::Tokens(req.tokens)
+        };
+        let truncate = req.truncate.unwrap_or(false);
         Box::pin(async move {
             let (vectors, prompt_tokens, load) =
-                engine.embed_timed(req.input).await.map_err(backend_error)?;
+                engine.embed_timed(input, truncate).await.map_err(backend_error)?;
             // The engine's vectors have the model's width; it cannot shorten them.
             if let Some(want) =
                 req.dimensions.filter(|d| vectors.first().is_some_and(|v| v.len() != *d as usize))

@@ -185,6 +185,16 @@ async fn embeddings_come_from_the_engine_in_both_dialects() {
     let first: Vec<f64> = a.iter().map(|x| x.as_f64().unwrap()).collect();
     let close = same.iter().zip(&first).all(|(x, y)| (x - y).abs() < 1e-4);
     assert!(close, "the same text embeds the same way through both dialects");
+
+    // Token ids (what LangChain's OpenAIEmbeddings sends) are the model's own.
+    let r = post(&gw, "/v1/embeddings", json!({"model": "smollm2", "input": [[1, 2, 3]]})).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 576);
+    let r = post(&gw, "/v1/embeddings", json!({"model": "smollm2", "input": [[1, 99_999_999]]})).await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("99999999"), "{v}");
 }
 
 #[tokio::test]

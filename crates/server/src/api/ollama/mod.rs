@@ -211,7 +211,8 @@ pub async fn embed(
         model: req.model,
         input,
         dimensions: req.dimensions,
-        truncate: req.truncate,
+        // Ollama's default: inputs over the context are cut, not refused.
+        truncate: Some(req.truncate.unwrap_or(true)),
         ..Default::default()
     };
     match embeddings::embed(&state.core, &ctx, ask).await {
@@ -253,7 +254,12 @@ pub async fn embeddings(
         }
         return Json(ol::LegacyEmbedResponse::default()).into_response();
     }
-    let ask = EmbedRequest { model: req.model, input: vec![req.prompt], ..Default::default() };
+    let ask = EmbedRequest {
+        model: req.model,
+        input: vec![req.prompt],
+        truncate: Some(true),
+        ..Default::default()
+    };
     match embeddings::embed(&state.core, &ctx, ask).await {
         Ok((mut e, served)) => {
             let embedding = e.vectors.pop().unwrap_or_default();
