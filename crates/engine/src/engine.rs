@@ -11,6 +11,7 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::{mpsc as tokio_mpsc, oneshot};
 
 use crate::embed::embed_window;
+use crate::grammar::Grammars;
 use crate::shared::Shared;
 use crate::slot::Pending;
 use crate::stats::{Counters, LoadGauge};
@@ -79,6 +80,7 @@ impl Engine {
             info,
             max_queue: config.max_queue,
             embeddings: config.embeddings,
+            grammars: Grammars::default(),
         });
         let commands = worker::spawn(Arc::clone(&shared))?;
         Ok(Self { commands, shared })
@@ -86,10 +88,18 @@ impl Engine {
 
     /// Queues a generation and returns its event stream at once.
     ///
-    /// Fails without queueing when the request is invalid, the prompt does not fit
-    /// the context window ([`EngineError::ContextOverflow`]) or the queue is full.
+    /// Fails without queueing when the request is invalid, its output format cannot be
+    /// enforced ([`EngineError::InvalidSchema`]), the prompt does not fit the context
+    /// window ([`EngineError::ContextOverflow`]) or the queue is full. A format is
+    /// compiled here, at a CPU cost that grows with the schema (and, the first time per
+    /// model, a walk over the vocabulary): [`ManagedEngine`](crate::ManagedEngine)
+    /// calls this off the async threads when a request has one.
     pub fn generate(&self, request: GenerateRequest) -> Result<Generation, EngineError> {
         request.sampling.validate()?;
+        let constraint = match &request.sampling.format {
+            Some(format) => Some(self.shared.grammars.compile(&self.shared.model, format)?),
+            None => None,
+        };
         let tokens = self.tokenize_prompt(&request.prompt)?;
         let context = usize::try_from(self.shared.resolved.n_ctx).unwrap_or(usize::MAX);
         // The prompt must leave room for at least one generated token.
@@ -101,7 +111,7 @@ impl Engine {
         }
         let prompt_tokens = tokens.len();
         let (events, receiver) = tokio_mpsc::unbounded_channel();
-        let pending = Pending { tokens, sampling: request.sampling, events };
+        let pending = Pending { tokens, sampling: request.sampling, constraint, events };
         if self.commands.send(Command::Generate(pending)).is_err() {
             self.shared.load.update(|load| load.queued = load.queued.saturating_sub(1));
             return Err(EngineError::Closed);

@@ -21,6 +21,10 @@ pub enum EngineError {
     /// The request is malformed (empty prompt, unrenderable chat, bad sampling value).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The requested output schema is not valid JSON Schema, or uses something the
+    /// constraint cannot enforce.
+    #[error("the JSON schema cannot be enforced: {0}")]
+    InvalidSchema(String),
     /// The chat template from the model metadata failed to render.
     #[error("chat template error: {0}")]
     Template(String),
@@ -41,7 +45,13 @@ pub enum EngineError {
 impl EngineError {
     /// `true` when the request itself was at fault and retrying it unchanged cannot help.
     pub fn is_client_error(&self) -> bool {
-        matches!(self, Self::ContextOverflow { .. } | Self::InvalidRequest(_) | Self::Template(_))
+        matches!(
+            self,
+            Self::ContextOverflow { .. }
+                | Self::InvalidRequest(_)
+                | Self::InvalidSchema(_)
+                | Self::Template(_)
+        )
     }
 }
 

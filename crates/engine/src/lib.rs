@@ -31,7 +31,8 @@
 //! - `scheduler`: continuous batching, prefix reuse and the KV cell budget.
 //! - `host_cache`: KV state of evicted sequences in host memory, matched by prefix.
 //! - `slot`: one sequence: sampling, detokenizing, stop strings, events.
-//! - `sampling`, `template`, `stop`, `utf8`: the pieces a sequence is made of.
+//! - `sampling`, `grammar`, `template`, `stop`, `utf8`: the pieces a sequence is made of
+//!   (`grammar`: structured output, enforced inside the sampler chain).
 //! - `embed`: the lazily created embedding context.
 //! - [`managed`](ManagedEngine): load on demand, unload after `keep_alive`.
 //! - `shared`: the state the handles and the engine thread share.
@@ -42,6 +43,7 @@ mod config;
 mod embed;
 mod engine;
 mod error;
+mod grammar;
 mod host_cache;
 mod info;
 mod managed;
@@ -67,6 +69,7 @@ pub use error::EngineError;
 pub use info::{ModelInfo, file_type_name};
 pub use managed::{KeepAlive, ManagedEngine};
 pub use request::{
-    ChatMessage, Completion, FinishReason, GenEvent, GenerateRequest, Generation, Prompt, Sampling, Summary,
+    ChatMessage, Completion, FinishReason, GenEvent, GenerateRequest, Generation, OutputFormat, Prompt,
+    Sampling, Summary,
 };
 pub use stats::EngineStats;

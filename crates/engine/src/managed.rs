@@ -137,7 +137,15 @@ impl ManagedEngine {
         &self,
         request: GenerateRequest,
     ) -> Result<(Generation, Duration), EngineError> {
-        self.with_engine(|engine| engine.generate(request)).await
+        if request.sampling.format.is_none() {
+            return self.with_engine(|engine| engine.generate(request)).await;
+        }
+        // Compiling an output format costs CPU: not on the async threads.
+        let (engine, load) = self.with_engine(|engine| Ok(engine.clone())).await?;
+        let generation = tokio::task::spawn_blocking(move || engine.generate(request))
+            .await
+            .map_err(|err| EngineError::Decode(format!("the generate task failed: {err}")))??;
+        Ok((generation, load))
     }
 
     /// Loads the model if needed, then embeds (see [`Engine::embed`]).

@@ -79,6 +79,17 @@ pub struct Sampling {
     pub max_tokens: Option<u32>,
     /// Strings that end the generation; they are never emitted, not even in part.
     pub stop: Vec<String>,
+    /// A shape the output must have, enforced token by token inside the sampler.
+    pub format: Option<OutputFormat>,
+}
+
+/// A constraint on the generated text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputFormat {
+    /// Any JSON object.
+    Json,
+    /// JSON matching this JSON Schema.
+    JsonSchema(serde_json::Value),
 }
 
 impl Default for Sampling {
@@ -92,6 +103,7 @@ impl Default for Sampling {
             seed: None,
             max_tokens: None,
             stop: Vec::new(),
+            format: None,
         }
     }
 }

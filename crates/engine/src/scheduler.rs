@@ -73,7 +73,9 @@ impl<'m> Scheduler<'m> {
     /// sequence sharing clearly more, it is restored into the emptiest free slot instead.
     /// A slot's sequence that is about to lose much of its cells is saved to the host
     /// cache first. Hands the request back when no slot is free.
-    pub(crate) fn admit(&mut self, pending: Pending) -> Result<(), Pending> {
+    // Handing the request back is a move on the engine thread, once per step at most.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn admit(&mut self, mut pending: Pending) -> Result<(), Pending> {
         let prompt = &pending.tokens;
         let free = || self.slots.iter().enumerate().filter(|(_, slot)| slot.seq.is_none());
         let Some((mut index, slot_prefix)) = free()
@@ -126,7 +128,8 @@ impl<'m> Scheduler<'m> {
             }
             slot.cached.truncate(keep);
         }
-        let sampler = sampling::build(&pending.sampling, self.model.n_vocab(), prompt);
+        let constraint = pending.constraint.take();
+        let sampler = sampling::build(&pending.sampling, constraint, self.model.n_vocab(), &pending.tokens);
         slot.seq = Some(Sequence::new(pending, sampler, keep, self.clock));
         slot.last_used = self.clock;
         let counters = &self.shared.counters;

@@ -7,6 +7,7 @@ use llama_cpp_2::model::LlamaModel;
 
 use crate::ModelInfo;
 use crate::config::Resolved;
+use crate::grammar::Grammars;
 use crate::stats::{Counters, LoadGauge};
 use crate::template::ChatTemplate;
 
@@ -23,6 +24,8 @@ pub(crate) struct Shared {
     pub info: ModelInfo,
     pub max_queue: usize,
     pub embeddings: bool,
+    /// Compiles structured-output constraints for this model.
+    pub grammars: Grammars,
 }
 
 impl Shared {

@@ -8,6 +8,7 @@ use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::vocab::LlamaVocab;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::grammar::Constraint;
 use crate::stop::{Filtered, StopFilter};
 use crate::utf8::Utf8Buffer;
 use crate::{EngineError, FinishReason, GenEvent, Sampling, Summary};
@@ -17,6 +18,9 @@ use crate::{EngineError, FinishReason, GenEvent, Sampling, Summary};
 pub(crate) struct Pending {
     pub tokens: Vec<LlamaToken>,
     pub sampling: Sampling,
+    /// The compiled output format, if the request has one; it becomes part of this
+    /// sequence's own sampler chain.
+    pub constraint: Option<Constraint>,
     pub events: UnboundedSender<GenEvent>,
 }
 

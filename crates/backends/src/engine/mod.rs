@@ -14,7 +14,8 @@ use std::{
 
 use futures_util::{StreamExt, future::BoxFuture};
 use sluice_engine::{
-    ChatMessage, EngineError, GenEvent, GenerateRequest, ManagedEngine, Prompt, Sampling as EngineSampling,
+    ChatMessage, EngineError, GenEvent, GenerateRequest, ManagedEngine, OutputFormat, Prompt,
+    Sampling as EngineSampling,
 };
 use sluice_protocol::ollama::{ModelDetails, ShowResponse};
 use tokio::time::Instant;
@@ -27,7 +28,7 @@ use sluice_core::{
         ChatRequest, EmbedRequest, Embeddings, Event, FinishReason, Input, KeepAlive, Sampling, Timings,
         Usage,
     },
-    output::Think,
+    output::{ResponseFormat, Think},
 };
 
 /// How long discovery waits for a model file's digest; a larger file is hashed on in
@@ -166,7 +167,8 @@ fn show_response(meta: &gguf::Metadata, path: &std::path::Path, n_ctx: Option<u3
 }
 
 /// Ollama's capability names for an engine model: it chats; it embeds when embeddings
-/// are enabled; it takes tools when its chat template mentions them.
+/// are enabled; it takes tools when its chat template mentions them; it writes JSON
+/// to a schema (the constraint runs in its sampler, whatever the model).
 fn capabilities(embeddings: bool, chat_template: Option<&str>) -> Vec<String> {
     let mut caps = vec!["completion".to_owned()];
     if embeddings {
@@ -175,6 +177,7 @@ fn capabilities(embeddings: bool, chat_template: Option<&str>) -> Vec<String> {
     if chat_template.is_some_and(|t| t.contains("tools")) {
         caps.push("tools".to_owned());
     }
+    caps.push(sluice_core::capabilities::JSON_SCHEMA.to_owned());
     caps
 }
 
@@ -424,8 +427,6 @@ fn unsupported(req: &ChatRequest, model: &str) -> Option<BackendError> {
         "images"
     } else if !req.tools.is_empty() {
         "tools"
-    } else if req.response_format.is_some() {
-        "response_format"
     } else if req.logprobs.is_some() {
         "logprobs"
     } else if matches!(req.think, Some(Think::On | Think::Level(_))) {
@@ -450,7 +451,12 @@ fn generate_request(req: ChatRequest) -> GenerateRequest {
             Prompt::Chat(messages)
         }
     };
-    GenerateRequest { prompt, sampling: sampling(&req.sampling) }
+    let mut sampling = sampling(&req.sampling);
+    sampling.format = req.response_format.map(|format| match format {
+        ResponseFormat::JsonObject => OutputFormat::Json,
+        ResponseFormat::JsonSchema { schema, .. } => OutputFormat::JsonSchema(schema),
+    });
+    GenerateRequest { prompt, sampling }
 }
 
 fn sampling(s: &Sampling) -> EngineSampling {
@@ -465,6 +471,7 @@ fn sampling(s: &Sampling) -> EngineSampling {
         seed: s.seed.and_then(|v| u64::try_from(v).ok()),
         max_tokens: s.max_tokens,
         stop: s.stop.clone(),
+        format: None,
     }
 }
 
@@ -474,6 +481,12 @@ fn backend_error(e: EngineError) -> BackendError {
         EngineError::ContextOverflow { prompt_tokens, context } => BackendError::ContextOverflow {
             prompt_tokens: u32::try_from(prompt_tokens).unwrap_or(u32::MAX),
             context: u32::try_from(context).unwrap_or(u32::MAX),
+        },
+        EngineError::InvalidSchema(cause) => BackendError::UnsupportedField {
+            param: "response_format".into(),
+            message: format!(
+                "the JSON schema in 'response_format' ('format' in Ollama's API) cannot be enforced: {cause}"
+            ),
         },
         EngineError::InvalidRequest(message) | EngineError::Template(message) => {
             BackendError::status(400, message)
@@ -515,6 +528,29 @@ mod tests {
     }
 
     #[test]
+    fn response_formats_become_engine_output_formats() {
+        let with = |format| ChatRequest { response_format: Some(format), ..ChatRequest::default() };
+        assert_eq!(
+            generate_request(with(ResponseFormat::JsonObject)).sampling.format,
+            Some(OutputFormat::Json)
+        );
+        let schema = serde_json::json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+        let format =
+            ResponseFormat::JsonSchema { name: Some("x".into()), description: None, schema, strict: None };
+        assert!(matches!(
+            generate_request(with(format)).sampling.format,
+            Some(OutputFormat::JsonSchema(s)) if s["properties"]["a"]["type"] == "integer"
+        ));
+        assert_eq!(generate_request(ChatRequest::default()).sampling.format, None);
+        let refused = backend_error(EngineError::InvalidSchema("Unknown type: strin".into()));
+        assert_eq!(refused.status_code(), http::StatusCode::BAD_REQUEST);
+        assert!(
+            matches!(&refused, BackendError::UnsupportedField { param, .. } if param == "response_format")
+        );
+        assert!(refused.to_string().contains("strin"), "{refused}");
+    }
+
+    #[test]
     fn sampling_keeps_engine_defaults_and_maps_seeds() {
         let s = sampling(&Sampling { temperature: Some(0.0), seed: Some(-1), ..Sampling::default() });
         assert_eq!(s.temperature, 0.0);
@@ -525,10 +561,10 @@ mod tests {
 
     #[test]
     fn capabilities_follow_the_config_and_the_template() {
-        assert_eq!(capabilities(false, None), ["completion"]);
-        assert_eq!(capabilities(true, Some("{{ messages }}")), ["completion", "embedding"]);
+        assert_eq!(capabilities(false, None), ["completion", "json_schema"]);
+        assert_eq!(capabilities(true, Some("{{ messages }}")), ["completion", "embedding", "json_schema"]);
         let tool_template = "{% if tools %}{{ tools | tojson }}{% endif %}{{ messages }}";
-        assert_eq!(capabilities(false, Some(tool_template)), ["completion", "tools"]);
+        assert_eq!(capabilities(false, Some(tool_template)), ["completion", "tools", "json_schema"]);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::util::{Frames, Gateway, SOON, client, json};
 /// A gateway serving only the default model as `smollm2`, with the given extra
 /// `[engine]` keys. Two sequences in parallel, one thread each keeps tests light. The
 /// response cache is off: determinism must come from the engine, not from a replay.
-async fn engine_gateway(extra: &str) -> Gateway {
+pub(crate) async fn engine_gateway(extra: &str) -> Gateway {
     let path = sluice_engine::default_model_path().expect("a model directory");
     assert!(path.is_file(), "the default model is missing: run scripts/fetch-model.sh ({})", path.display());
     let toml = format!(
@@ -21,7 +21,7 @@ async fn engine_gateway(extra: &str) -> Gateway {
     Gateway::start(&toml).await
 }
 
-async fn post(gw: &Gateway, path: &str, body: Value) -> reqwest::Response {
+pub(crate) async fn post(gw: &Gateway, path: &str, body: Value) -> reqwest::Response {
     let send = client().post(gw.url(path)).json(&body).send();
     // The first request may load the model.
     tokio::time::timeout(Duration::from_secs(60), send).await.expect("answer within a minute").unwrap()
@@ -222,8 +222,9 @@ async fn ollama_metadata_is_the_model_files_own() {
     assert!(m.get("size_vram").is_none(), "{m}");
 
     let v: Value = post(&gw, "/api/show", json!({"model": "smollm2"})).await.json().await.unwrap();
-    // SmolLM2's template has no tools; embeddings are on by default.
-    assert_eq!(v["capabilities"], json!(["completion", "embedding"]), "{v}");
+    // SmolLM2's template has no tools; embeddings are on by default; any model writes
+    // JSON to a schema (the constraint runs in the sampler).
+    assert_eq!(v["capabilities"], json!(["completion", "embedding", "json_schema"]), "{v}");
     // Read from the GGUF file, loaded or not (what Copilot Chat and Continue read).
     assert_eq!(v["model_info"]["general.architecture"], "llama", "{v}");
     assert_eq!(v["model_info"]["llama.context_length"], 8192, "{v}");
@@ -253,7 +254,7 @@ async fn capabilities_follow_the_embeddings_switch() {
     );
     let gw = Gateway::start(&toml).await;
     let v: Value = post(&gw, "/api/show", json!({"model": "chat-only"})).await.json().await.unwrap();
-    assert_eq!(v["capabilities"], json!(["completion"]), "{v}");
+    assert_eq!(v["capabilities"], json!(["completion", "json_schema"]), "{v}");
 }
 
 #[tokio::test]

@@ -25,6 +25,7 @@ mod replicas;
 mod routing;
 mod store;
 mod streaming;
+mod structured;
 mod tools_sdk;
 mod ui;
 mod wire;
