@@ -15,14 +15,18 @@ use serde_json::Value;
 /// JSON fields by name, as a client or upstream sent them.
 pub type Fields = serde_json::Map<String, Value>;
 
-/// The two wire dialects a client or an upstream can speak.
+/// The wire dialects a client or an upstream can speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WireDialect {
-    /// OpenAI `/v1`.
+    /// OpenAI `/v1` chat and legacy completions.
     OpenAi,
     /// Ollama `/api`.
     Ollama,
+    /// OpenAI's Responses API (`/v1/responses`). Clients speak it; no upstream is
+    /// called in it (Sluice answers it over chat completions, Ollama or the engine), so
+    /// its unmodeled fields are always dropped and named, or refused.
+    Responses,
 }
 
 impl WireDialect {
@@ -31,6 +35,7 @@ impl WireDialect {
         match self {
             WireDialect::OpenAi => "openai",
             WireDialect::Ollama => "ollama",
+            WireDialect::Responses => "responses",
         }
     }
 }
@@ -119,6 +124,38 @@ const OPENAI_CHANGES: &[&str] = &[
     "web_search_options",
 ];
 
+/// Responses API request fields that do not change the answer. Sluice keeps no
+/// responses, so `store` (whose default is true) only loses the later reference, which
+/// `previous_response_id` then refuses by name.
+const RESPONSES_ADVISORY: &[&str] = &[
+    "user",
+    "metadata",
+    "store",
+    "service_tier",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "safety_identifier",
+    "stream_options",
+    "include",
+    "truncation",
+    "parallel_tool_calls",
+    // Sluice gives the reasoning text itself (reasoning items' `content`), never a
+    // summary of it: the request for one is left out and named.
+    "reasoning.summary",
+    "reasoning.generate_summary",
+];
+
+/// Responses API request fields that change the answer (and that Sluice does not map).
+const RESPONSES_CHANGES: &[&str] = &[
+    "background",
+    "conversation",
+    "max_tool_calls",
+    "previous_response_id",
+    "prompt",
+    "top_logprobs",
+    "text.verbosity",
+];
+
 /// Ollama request fields that change the answer (top level).
 const OLLAMA_CHANGES: &[&str] = &["context", "format", "images", "suffix", "template", "think", "tools"];
 
@@ -166,6 +203,7 @@ pub fn bearing(dialect: WireDialect, name: &str) -> Bearing {
     let (advisory, changes) = match dialect {
         WireDialect::OpenAi => (OPENAI_ADVISORY, OPENAI_CHANGES),
         WireDialect::Ollama => (OLLAMA_ADVISORY, OLLAMA_CHANGES),
+        WireDialect::Responses => (RESPONSES_ADVISORY, RESPONSES_CHANGES),
     };
     if advisory.contains(&name) {
         Bearing::Advisory

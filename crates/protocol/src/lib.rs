@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - [`openai`]: OpenAI `/v1` requests, responses, stream chunks and errors.
+//! - [`responses`]: OpenAI's Responses API (`/v1/responses`): request, response object, usage.
 //! - [`ollama`]: Ollama `/api` requests, responses, NDJSON lines and errors.
 //! - [`agent`]: frames between `sluice agent` and the gateway (versioned).
 //! - [`common`]: shapes both dialects share (stop sequences, string-or-list inputs).
@@ -15,3 +16,4 @@ pub mod budget;
 pub mod common;
 pub mod ollama;
 pub mod openai;
+pub mod responses;

@@ -105,6 +105,7 @@ fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
     vec![
         ("/v1/chat/completions", User, post(openai::chat_completions)),
         ("/v1/completions", User, post(openai::completions)),
+        ("/v1/responses", User, post(openai::responses::create)),
         ("/v1/models", User, get(openai::list_models)),
         ("/v1/models/{id}", User, get(openai::get_model)),
         ("/v1/embeddings", User, post(openai::embeddings)),

@@ -1,9 +1,11 @@
 //! The OpenAI dialect: `/v1/chat/completions`, `/v1/completions`, `/v1/models`,
-//! `/v1/models/{id}`, `/v1/embeddings`. Handlers are thin: parse and validate into the
+//! `/v1/models/{id}`, `/v1/embeddings`, and the Responses API `/v1/responses`
+//! ([`responses`]). Handlers are thin: parse and validate into the
 //! canonical request, run it, encode the answer or the error in OpenAI's shape.
 
 pub mod convert;
 pub mod encode;
+pub mod responses;
 
 use axum::{
     Json,
