@@ -235,6 +235,8 @@ pub struct ResponseUsage {
 pub struct InputTokensDetails {
     /// Tokens served from the upstream's prompt cache.
     pub cached_tokens: u32,
+    /// Tokens written to the upstream's prompt cache (0: Sluice's upstreams do not say).
+    pub cache_write_tokens: u32,
 }
 
 /// Details of the output tokens.

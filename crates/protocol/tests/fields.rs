@@ -1,5 +1,5 @@
-//! The field table (`docs/fields.md`) covers every field of every OpenAI and Ollama
-//! wire type: a field added to a type without a row fails here, as does a row naming a
+//! The field table (`docs/fields.md`) covers every field of every OpenAI, Ollama and
+//! Responses API wire type: a field added to a type without a row fails here, as does a row naming a
 //! type that does not exist or an unmodeled field of a type that cannot carry it.
 
 #![allow(clippy::unwrap_used)]
@@ -37,7 +37,7 @@ fn structs(source: &str) -> BTreeMap<String, Vec<String>> {
 fn table() -> BTreeMap<(String, String, String), String> {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/fields.md")).unwrap();
     doc.lines()
-        .filter(|l| l.starts_with("| openai |") || l.starts_with("| ollama |"))
+        .filter(|l| ["| openai |", "| ollama |", "| responses |"].iter().any(|d| l.starts_with(d)))
         .map(|l| {
             let cells: Vec<&str> = l.split(" | ").map(|c| c.trim_matches(|c| c == '|' || c == ' ')).collect();
             let field = cells[2].trim_matches('`').to_owned();
@@ -48,8 +48,11 @@ fn table() -> BTreeMap<(String, String, String), String> {
 
 #[test]
 fn every_field_of_every_wire_type_has_a_row() {
-    let sources =
-        [("openai", include_str!("../src/openai.rs")), ("ollama", include_str!("../src/ollama.rs"))];
+    let sources = [
+        ("openai", include_str!("../src/openai.rs")),
+        ("ollama", include_str!("../src/ollama.rs")),
+        ("responses", include_str!("../src/responses.rs")),
+    ];
     let rows = table();
     let mut missing = Vec::new();
     let mut known = BTreeSet::new();

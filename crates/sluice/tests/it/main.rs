@@ -22,6 +22,7 @@ mod ops;
 mod proxy;
 mod python_sdk;
 mod replicas;
+mod responses_sdk;
 mod routing;
 mod store;
 mod streaming;

@@ -96,6 +96,7 @@ fn usage(
         input_tokens: u.prompt_tokens,
         input_tokens_details: wire::InputTokensDetails {
             cached_tokens: detail("prompt_tokens_details", "cached_tokens"),
+            cache_write_tokens: 0,
         },
         output_tokens: u.completion_tokens,
         output_tokens_details: wire::OutputTokensDetails {
