@@ -266,14 +266,17 @@ impl Carried {
             Bearing::Changes if !is_default(value) => plan.refused.push(path),
             _ => plan.dropped.push(path),
         };
-        for (name, value) in self.fields.iter().filter(|(n, _)| !MAPPED.contains(&n.as_str())) {
+        // By name: the order clients and tests see does not depend on whether
+        // serde_json keeps insertion order (a dependency may turn that on).
+        for (name, value) in by_name(&self.fields).into_iter().filter(|(n, _)| !MAPPED.contains(&n.as_str()))
+        {
             sort(name.clone(), bearing(dialect, name), value);
         }
-        for (name, value) in &self.options {
+        for (name, value) in by_name(&self.options) {
             sort(format!("options.{name}"), option_bearing(name), value);
         }
         for (i, fields) in messages.enumerate() {
-            for (name, value) in fields {
+            for (name, value) in by_name(fields) {
                 // A role spelled the client's way (OpenAI's `developer`) is mapped.
                 if name != "role" {
                     sort(format!("messages[{i}].{name}"), message_bearing(name), value);
@@ -282,6 +285,13 @@ impl Carried {
         }
         plan
     }
+}
+
+/// The entries of `fields` sorted by name.
+fn by_name(fields: &Fields) -> Vec<(&String, &Value)> {
+    let mut v: Vec<(&String, &Value)> = fields.iter().collect();
+    v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    v
 }
 
 /// Writes `fields` into the JSON object `body`, replacing what is there.

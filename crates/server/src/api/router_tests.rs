@@ -138,6 +138,7 @@ pub(super) const CALLS: &[(&str, &str, &str)] = &[
     ("GET", "/login", ""),
     ("GET", "/settings", ""),
     ("GET", "/admin", ""),
+    ("POST", "/v1/responses", r#"{"model":"m","input":"hi"}"#),
 ];
 
 /// Sends one request with `headers` (a `Host: localhost` unless given) and reads
