@@ -253,18 +253,52 @@ impl Engine {
         self.shared.load.subscribe()
     }
 
+    /// The token ids the model reads for `prompt` (Ollama's `context` is built from them).
+    pub fn prompt_tokens(&self, prompt: &Prompt) -> Result<Vec<u32>, EngineError> {
+        Ok(self.tokenize_prompt(prompt)?.into_iter().map(|t| u32::try_from(t.0).unwrap_or(0)).collect())
+    }
+
+    /// The token ids of `text` as the model would generate it: no BOS token, special
+    /// tokens written out read as text.
+    pub fn text_tokens(&self, text: &str) -> Vec<u32> {
+        self.shared
+            .model
+            .vocab()
+            .tokenize(text.as_bytes(), false, false)
+            .into_iter()
+            .map(|t| u32::try_from(t.0).unwrap_or(0))
+            .collect()
+    }
+
     fn tokenize_prompt(&self, prompt: &Prompt) -> Result<Vec<LlamaToken>, EngineError> {
-        let tokens = match prompt {
-            Prompt::Chat(messages) => {
-                let text = self.shared.template.render(messages)?;
-                self.tokenize(&text, !self.shared.template.starts_with_bos(&text))
-            }
-            Prompt::Text(text) => self.tokenize(text, true),
-        };
+        let tokens = self.tokenize_part(prompt, true)?;
         if tokens.is_empty() {
             return Err(EngineError::InvalidRequest("empty prompt".into()));
         }
         Ok(tokens)
+    }
+
+    fn tokenize_part(&self, prompt: &Prompt, first: bool) -> Result<Vec<LlamaToken>, EngineError> {
+        Ok(match prompt {
+            Prompt::Chat(messages) => {
+                let text = self.shared.template.render(messages)?;
+                self.tokenize(&text, first && !self.shared.template.starts_with_bos(&text))
+            }
+            Prompt::Text(text) => self.tokenize(text, first),
+            Prompt::Continue { context, then } => {
+                let n_vocab = u32::try_from(self.shared.model.n_vocab()).unwrap_or(0);
+                if let Some(bad) = context.iter().find(|&&t| t >= n_vocab) {
+                    return Err(EngineError::InvalidRequest(format!(
+                        "context: token id {bad} is not in the model's vocabulary of {n_vocab} tokens"
+                    )));
+                }
+                // In range of the vocabulary, so of i32 too.
+                let mut tokens: Vec<LlamaToken> =
+                    context.iter().map(|&t| LlamaToken::new(i32::try_from(t).unwrap_or(0))).collect();
+                tokens.extend(self.tokenize_part(then, first && context.is_empty())?);
+                tokens
+            }
+        })
     }
 
     /// Special tokens written in the text (e.g. `<|im_start|>`) are parsed as such;

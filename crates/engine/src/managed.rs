@@ -179,6 +179,16 @@ impl ManagedEngine {
         self.lock().as_ref().and_then(|loaded| loaded.engine.count_tokens(prompt).ok())
     }
 
+    /// The token ids the loaded model reads for `prompt`; `None` while unloaded.
+    pub fn prompt_tokens(&self, prompt: &crate::Prompt) -> Option<Result<Vec<u32>, EngineError>> {
+        self.lock().as_ref().map(|loaded| loaded.engine.prompt_tokens(prompt))
+    }
+
+    /// The token ids of generated `text` for the loaded model; `None` while unloaded.
+    pub fn text_tokens(&self, text: &str) -> Option<Vec<u32>> {
+        self.lock().as_ref().map(|loaded| loaded.engine.text_tokens(text))
+    }
+
     /// Facts about the model, if it is loaded.
     pub fn info(&self) -> Option<ModelInfo> {
         self.lock().as_ref().map(|loaded| loaded.engine.info().clone())

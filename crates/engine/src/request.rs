@@ -26,6 +26,14 @@ pub enum Prompt {
     Chat(Vec<ChatMessage>),
     /// Raw text, tokenized as is (the model's BOS token is added if it wants one).
     Text(String),
+    /// Token ids of an earlier exchange (Ollama's `context`), read as they are, then
+    /// `then` tokenized after them without a second BOS token.
+    Continue {
+        /// Ids of the model's vocabulary (checked: an unknown one is a 400 naming it).
+        context: Vec<u32>,
+        /// What follows them.
+        then: Box<Prompt>,
+    },
 }
 
 /// One message of a conversation.

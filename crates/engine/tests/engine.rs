@@ -11,7 +11,8 @@ use futures::StreamExt;
 use futures::future::join_all;
 use sluice_engine::{
     ChatMessage, EmbedInput, Engine, EngineConfig, EngineError, FinishReason, FlashAttention, GenEvent,
-    GenerateRequest, KeepAlive, KvCacheType, ManagedEngine, OutputFormat, Prompt, Sampling, default_model_path,
+    GenerateRequest, KeepAlive, KvCacheType, ManagedEngine, OutputFormat, Prompt, Sampling,
+    default_model_path,
 };
 
 fn model_path() -> PathBuf {
@@ -585,4 +586,31 @@ async fn a_schema_the_constraint_cannot_enforce_is_refused_before_queueing() {
         assert!(err.is_client_error());
     }
     assert_eq!(engine.stats().sequences_started, 0);
+}
+
+#[tokio::test]
+async fn a_prompt_continues_from_token_ids_checked_against_the_vocabulary() {
+    let engine = engine();
+    let first = Prompt::Chat(vec![ChatMessage::user("My name is Ada.")]);
+    let ids = engine.prompt_tokens(&first).unwrap();
+    let then = Prompt::Chat(vec![ChatMessage::user("What is my name?")]);
+    let alone = engine.prompt_tokens(&then).unwrap();
+    let joined = engine
+        .prompt_tokens(&Prompt::Continue { context: ids.clone(), then: Box::new(then.clone()) })
+        .unwrap();
+    // The ids come first, as given; the next prompt follows without a second BOS token.
+    assert_eq!(joined[..ids.len()], ids[..]);
+    assert!(alone.ends_with(&joined[ids.len()..]), "{alone:?} / {joined:?}");
+    assert!(joined.len() - ids.len() + 1 >= alone.len());
+    // Generation reads them all.
+    let request = GenerateRequest {
+        prompt: Prompt::Continue { context: ids.clone(), then: Box::new(then.clone()) },
+        sampling: greedy(4),
+    };
+    let answer = run(&engine, request).await;
+    assert_eq!(answer.summary.prompt_tokens, joined.len());
+
+    let bad = Prompt::Continue { context: vec![1, 99_999_999], then: Box::new(then) };
+    let err = engine.generate(GenerateRequest { prompt: bad, sampling: greedy(4) }).unwrap_err();
+    assert!(matches!(&err, EngineError::InvalidRequest(m) if m.contains("99999999")), "{err:?}");
 }

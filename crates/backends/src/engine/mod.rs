@@ -24,9 +24,10 @@ use self::{config::ResolvedModel, digest::DigestCache};
 use super::{Backend, BackendError, EventStream, ModelInfo, RunningModel};
 use sluice_core::backend::BackendMetric;
 use sluice_core::{
+    carry::WireDialect,
     chat::{
-        ChatRequest, EmbedRequest, Embeddings, Event, FinishReason, Input, KeepAlive, Sampling, Timings,
-        Usage,
+        ChatRequest, DoneDetails, EmbedRequest, Embeddings, Event, FinishReason, Input, KeepAlive, Sampling,
+        Timings, Usage,
     },
     output::{ResponseFormat, Think},
 };
@@ -209,6 +210,13 @@ impl Backend for EngineBackend {
         _ctx: &sluice_core::context::RequestContext,
         req: ChatRequest,
     ) -> BoxFuture<'static, Result<EventStream, BackendError>> {
+        // Ollama's `context` is the engine's own token ids: it takes them (and gives
+        // them back) on `/api/generate`.
+        let mut req = req;
+        let context = match take_context(&mut req) {
+            Ok(context) => context,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
         // The engine speaks neither dialect: carried fields are dropped, or refused
         // when they would change the answer.
         if let Err(e) = sluice_core::backend::carry_plan(&req, None, &self.name) {
@@ -220,10 +228,21 @@ impl Backend for EngineBackend {
             if let Some(e) = refused {
                 return Err(e);
             }
-            let request = generate_request(req);
+            let mut request = generate_request(req);
+            let give_context = context.is_some();
+            if let Some(context) = context.filter(|c| !c.is_empty()) {
+                request.prompt = Prompt::Continue { context, then: Box::new(request.prompt) };
+            }
+            let prompt = give_context.then(|| request.prompt.clone());
             let (generation, load) = engine.generate_timed(request).await.map_err(backend_error)?;
+            let mut answer = String::new();
             let events = generation.map(move |ev| match ev {
-                GenEvent::Token(text) => Ok(Event::Delta(text)),
+                GenEvent::Token(text) => {
+                    if give_context {
+                        answer.push_str(&text);
+                    }
+                    Ok(Event::Delta(text))
+                }
                 GenEvent::Done(s) => Ok(Event::Done {
                     finish_reason: match s.finish_reason {
                         sluice_engine::FinishReason::Stop => FinishReason::Stop,
@@ -234,7 +253,7 @@ impl Backend for EngineBackend {
                         completion_tokens: u32::try_from(s.completion_tokens).unwrap_or(u32::MAX),
                     }),
                     timings: Some(Timings { load, prompt_eval: s.prompt_eval, eval: s.eval }),
-                    details: None,
+                    details: prompt.as_ref().and_then(|p| context_out(&engine, p, &answer)),
                 }),
                 GenEvent::Error(e) => Err(backend_error(e)),
             });
@@ -417,6 +436,48 @@ impl Backend for EngineBackend {
     }
 }
 
+/// Takes Ollama's `context` out of what `req` carries: `Some(ids)` for an Ollama
+/// `/api/generate` through the chat template (the ids to read first, and a sign to give
+/// the new context back), `None` otherwise. A raw prompt ignores it, as Ollama does.
+fn take_context(req: &mut ChatRequest) -> Result<Option<Vec<u32>>, BackendError> {
+    let templated = matches!(req.input, Input::Text { raw: false, .. });
+    if req.carried.dialect != Some(WireDialect::Ollama) || !matches!(req.input, Input::Text { .. }) {
+        return Ok(None);
+    }
+    let given = req.carried.fields.remove("context");
+    if !templated {
+        return Ok(None);
+    }
+    let ids = match given {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_u64().and_then(|n| u32::try_from(n).ok()))
+            .collect::<Option<Vec<u32>>>()
+            .ok_or_else(|| BackendError::UnsupportedField {
+                param: "context".into(),
+                message: "'context' must be a list of token ids (non-negative integers)".into(),
+            })?,
+        Some(_) => {
+            return Err(BackendError::UnsupportedField {
+                param: "context".into(),
+                message: "'context' must be a list of token ids".into(),
+            });
+        }
+    };
+    Ok(Some(ids))
+}
+
+/// Ollama's `context` to give back after a templated `/api/generate`: the tokens of
+/// the prompt (the earlier context included) and of the answer, as Ollama builds it.
+fn context_out(engine: &ManagedEngine, prompt: &Prompt, answer: &str) -> Option<Box<DoneDetails>> {
+    let mut ids = engine.prompt_tokens(prompt)?.ok()?;
+    ids.extend(engine.text_tokens(answer)?);
+    let mut fields = sluice_core::carry::Fields::new();
+    fields.insert("context".into(), serde_json::Value::from(ids));
+    Some(Box::new(DoneDetails { dialect: Some(WireDialect::Ollama), fields, ..DoneDetails::default() }))
+}
+
 /// What the engine cannot do yet for `req`, named with the field and the model.
 fn unsupported(req: &ChatRequest, model: &str) -> Option<BackendError> {
     let messages = match &req.input {
@@ -517,7 +578,9 @@ mod tests {
         };
         match generate_request(text(false)).prompt {
             Prompt::Chat(m) => assert_eq!(m, vec![ChatMessage::system("be brief"), ChatMessage::user("hi")]),
-            Prompt::Text(_) => panic!("non-raw generate must use the chat template"),
+            Prompt::Text(_) | Prompt::Continue { .. } => {
+                panic!("non-raw generate must use the chat template")
+            }
         }
         assert!(matches!(generate_request(text(true)).prompt, Prompt::Text(p) if p == "hi"));
         let chat = ChatRequest {

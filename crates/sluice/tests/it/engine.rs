@@ -378,3 +378,69 @@ async fn a_field_the_model_cannot_take_is_a_400_naming_it_in_both_dialects() {
     let msg = v["error"].as_str().unwrap();
     assert!(msg.contains("smollm2") && msg.contains("images"), "{msg}");
 }
+
+/// Ollama's `context` on `/api/generate`: the engine gives back the tokens of the
+/// prompt and the answer, takes them back as the start of the next prompt (so the
+/// next turn reads more tokens than its own prompt), refuses an id outside the
+/// vocabulary with a 400 naming `context`, and leaves raw prompts alone, as Ollama does.
+#[tokio::test]
+async fn ollama_generate_context_goes_out_and_comes_back() {
+    let gw = engine_gateway("").await;
+    let ask = |prompt: &str, extra: Value| {
+        let mut body = json!({"model": "smollm2", "prompt": prompt, "stream": false,
+                              "options": {"num_predict": 8, "temperature": 0}});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        body
+    };
+    let r = post(&gw, "/api/generate", ask("My name is Ada.", json!({}))).await;
+    assert_eq!(r.status(), 200);
+    let first: Value = r.json().await.unwrap();
+    let context: Vec<u64> = first["context"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a context: {first}"))
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let prompt_tokens = first["prompt_eval_count"].as_u64().unwrap();
+    let answer_tokens = first["eval_count"].as_u64().unwrap();
+    // The prompt's tokens and (re-tokenized, so about) the answer's.
+    assert!(context.len() as u64 > prompt_tokens, "{} <= {prompt_tokens}", context.len());
+    assert!(context.len() as u64 <= prompt_tokens + answer_tokens + 2, "{first}");
+
+    let r = post(&gw, "/api/generate", ask("What is my name?", json!({"context": context}))).await;
+    assert_eq!(r.status(), 200);
+    let second: Value = r.json().await.unwrap();
+    let alone: Value =
+        post(&gw, "/api/generate", ask("What is my name?", json!({}))).await.json().await.unwrap();
+    // The context is read before the new prompt, whose tokens follow it (without a
+    // second BOS token, for a model that adds one).
+    let read = second["prompt_eval_count"].as_u64().unwrap();
+    let own = alone["prompt_eval_count"].as_u64().unwrap();
+    let ctx = context.len() as u64;
+    assert!(read == own + ctx || read + 1 == own + ctx, "{read} tokens read, {own} + {ctx} expected");
+    let next = second["context"].as_array().unwrap();
+    assert!(next.len() > context.len(), "the context grows");
+    assert_eq!(next[..context.len()].iter().map(|v| v.as_u64().unwrap()).collect::<Vec<_>>(), context);
+
+    // Streamed: the context comes on the last line.
+    let r = post(&gw, "/api/generate", ask("Hi", json!({"stream": true}))).await;
+    let body = r.text().await.unwrap();
+    let last: Value = serde_json::from_str(body.lines().last().unwrap()).unwrap();
+    assert_eq!(last["done"], true);
+    assert!(last["context"].as_array().is_some_and(|c| !c.is_empty()), "{last}");
+
+    for bad in [json!([1, 99_999_999]), json!("abc"), json!([-1])] {
+        let r = post(&gw, "/api/generate", ask("Hi", json!({"context": bad}))).await;
+        assert_eq!(r.status(), 400, "{bad}");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"].as_str().unwrap().contains("context"), "{v}");
+    }
+
+    // A raw prompt ignores the context and gives none back.
+    let r = post(&gw, "/api/generate", ask("Hi", json!({"raw": true, "context": [1, 2, 3]}))).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert!(v.get("context").is_none(), "{v}");
+}
