@@ -20,6 +20,7 @@
 //! retried once on a fresh one.
 
 use std::{
+    future::Future,
     pin::Pin,
     sync::{Arc, Mutex},
     task::{Context, Poll},
@@ -29,7 +30,11 @@ use std::{
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::Stream;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
-use tokio::{io::AsyncWriteExt, net::TcpStream, time::Instant};
+use tokio::{
+    io::{AsyncRead, AsyncWriteExt, ReadBuf},
+    net::TcpStream,
+    time::Instant,
+};
 use tokio_util::io::poll_read_buf;
 
 use super::{BackendError, Stage};
@@ -176,35 +181,7 @@ impl H1Client {
         // Nothing reached the server if the write failed: safe to retry.
         tcp.write_all(request).await.map_err(|e| Attempt::Retryable(BackendError::Connect(e.to_string())))?;
         let mut buf = BytesMut::with_capacity(MIN_READ);
-        let Head { status, headers, http10 } = loop {
-            match parse_head(&mut buf)? {
-                Some(h) if h.status.is_informational() && h.status != StatusCode::SWITCHING_PROTOCOLS => {}
-                Some(head) => break head,
-                None => {
-                    if buf.len() >= MAX_HEAD {
-                        return Err(Attempt::Failed(BackendError::Protocol(
-                            "response head too large".into(),
-                        )));
-                    }
-                    buf.reserve(MIN_READ);
-                    let n = std::future::poll_fn(|cx| poll_read_buf(Pin::new(&mut tcp), cx, &mut buf)).await;
-                    match n {
-                        Ok(0) | Err(_) if buf.is_empty() => {
-                            let why =
-                                n.err().map_or_else(|| "connection closed".to_owned(), |e| e.to_string());
-                            return Err(Attempt::Retryable(BackendError::Connect(why)));
-                        }
-                        Ok(0) => {
-                            return Err(Attempt::Failed(BackendError::Connect(
-                                "connection closed inside the response head".into(),
-                            )));
-                        }
-                        Err(e) => return Err(Attempt::Failed(BackendError::Connect(e.to_string()))),
-                        Ok(_) => {}
-                    }
-                }
-            }
-        };
+        let Head { status, headers, http10 } = read_head(&mut tcp, &mut buf).await?;
         let framing = framing(method, status, &headers).map_err(Attempt::Failed)?;
         let says =
             |token: &[u8]| headers.get_all(header::CONNECTION).iter().any(|v| has_token(v.as_bytes(), token));
@@ -233,6 +210,37 @@ impl Attempt {
     fn into_error(self) -> BackendError {
         match self {
             Attempt::Retryable(e) | Attempt::Failed(e) => e,
+        }
+    }
+}
+
+/// Reads from `io` into `buf` until a final (non-1xx) response head is complete, and
+/// parses it off the front of `buf`.
+async fn read_head<R: AsyncRead + Unpin>(io: &mut R, buf: &mut BytesMut) -> Result<Head, Attempt> {
+    loop {
+        match parse_head(buf)? {
+            Some(h) if h.status.is_informational() && h.status != StatusCode::SWITCHING_PROTOCOLS => {}
+            Some(head) => return Ok(head),
+            None => {
+                if buf.len() >= MAX_HEAD {
+                    return Err(Attempt::Failed(BackendError::Protocol("response head too large".into())));
+                }
+                buf.reserve(MIN_READ);
+                let n = std::future::poll_fn(|cx| poll_read_buf(Pin::new(&mut *io), cx, buf)).await;
+                match n {
+                    Ok(0) | Err(_) if buf.is_empty() => {
+                        let why = n.err().map_or_else(|| "connection closed".to_owned(), |e| e.to_string());
+                        return Err(Attempt::Retryable(BackendError::Connect(why)));
+                    }
+                    Ok(0) => {
+                        return Err(Attempt::Failed(BackendError::Connect(
+                            "connection closed inside the response head".into(),
+                        )));
+                    }
+                    Err(e) => return Err(Attempt::Failed(BackendError::Connect(e.to_string()))),
+                    Ok(_) => {}
+                }
+            }
         }
     }
 }
@@ -288,6 +296,62 @@ enum Framing {
 impl Framing {
     fn is_empty(&self) -> bool {
         matches!(self, Framing::Length(0) | Framing::Chunked(Chunk::Done))
+    }
+
+    /// The next piece of body data already in `buf`; `Ok(None)` when more bytes are
+    /// needed (or the body is complete: see [`Framing::is_empty`]).
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, String> {
+        loop {
+            match self {
+                Framing::Length(0) | Framing::Chunked(Chunk::Done) => return Ok(None),
+                Framing::Length(left) => {
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    let n = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    *left -= n as u64;
+                    return Ok(Some(buf.split_to(n).freeze()));
+                }
+                Framing::UntilClose => {
+                    return Ok((!buf.is_empty()).then(|| buf.split().freeze()));
+                }
+                Framing::Chunked(state) => match *state {
+                    Chunk::Size => {
+                        let Some(line) = take_line(buf)? else { return Ok(None) };
+                        let digits = line[..].split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+                        let size = std::str::from_utf8(digits)
+                            .ok()
+                            .filter(|d| !d.is_empty())
+                            .and_then(|d| u64::from_str_radix(d, 16).ok())
+                            .ok_or_else(|| "malformed chunk size".to_owned())?;
+                        *state = if size == 0 { Chunk::Trailers } else { Chunk::Data(size) };
+                    }
+                    Chunk::Data(left) => {
+                        if buf.is_empty() {
+                            return Ok(None);
+                        }
+                        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                        let left = left - n as u64;
+                        *state = if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) };
+                        return Ok(Some(buf.split_to(n).freeze()));
+                    }
+                    Chunk::DataEnd => {
+                        let Some(line) = take_line(buf)? else { return Ok(None) };
+                        if !line.is_empty() {
+                            return Err("chunk data longer than its size".into());
+                        }
+                        *state = Chunk::Size;
+                    }
+                    Chunk::Trailers => {
+                        let Some(line) = take_line(buf)? else { return Ok(None) };
+                        if line.is_empty() {
+                            *state = Chunk::Done;
+                        }
+                    }
+                    Chunk::Done => return Ok(None),
+                },
+            }
+        }
     }
 }
 
@@ -368,62 +432,6 @@ impl H1Body {
         self.tcp = None;
         Poll::Ready(Some(Err(BackendError::Interrupted(why))))
     }
-
-    /// The next piece of body data already buffered; `Ok(None)` when more bytes are
-    /// needed (or the body is complete: see `framing`).
-    fn decode(&mut self) -> Result<Option<Bytes>, String> {
-        loop {
-            match &mut self.framing {
-                Framing::Length(0) | Framing::Chunked(Chunk::Done) => return Ok(None),
-                Framing::Length(left) => {
-                    if self.buf.is_empty() {
-                        return Ok(None);
-                    }
-                    let n = self.buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
-                    *left -= n as u64;
-                    return Ok(Some(self.buf.split_to(n).freeze()));
-                }
-                Framing::UntilClose => {
-                    return Ok((!self.buf.is_empty()).then(|| self.buf.split().freeze()));
-                }
-                Framing::Chunked(state) => match *state {
-                    Chunk::Size => {
-                        let Some(line) = take_line(&mut self.buf)? else { return Ok(None) };
-                        let digits = line[..].split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
-                        let size = std::str::from_utf8(digits)
-                            .ok()
-                            .filter(|d| !d.is_empty())
-                            .and_then(|d| u64::from_str_radix(d, 16).ok())
-                            .ok_or_else(|| "malformed chunk size".to_owned())?;
-                        *state = if size == 0 { Chunk::Trailers } else { Chunk::Data(size) };
-                    }
-                    Chunk::Data(left) => {
-                        if self.buf.is_empty() {
-                            return Ok(None);
-                        }
-                        let n = self.buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                        let left = left - n as u64;
-                        *state = if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) };
-                        return Ok(Some(self.buf.split_to(n).freeze()));
-                    }
-                    Chunk::DataEnd => {
-                        let Some(line) = take_line(&mut self.buf)? else { return Ok(None) };
-                        if !line.is_empty() {
-                            return Err("chunk data longer than its size".into());
-                        }
-                        *state = Chunk::Size;
-                    }
-                    Chunk::Trailers => {
-                        let Some(line) = take_line(&mut self.buf)? else { return Ok(None) };
-                        if line.is_empty() {
-                            *state = Chunk::Done;
-                        }
-                    }
-                    Chunk::Done => return Ok(None),
-                },
-            }
-        }
-    }
 }
 
 /// Takes one CRLF- (or LF-) terminated line off the front of `buf`, without its end.
@@ -448,7 +456,7 @@ impl Stream for H1Body {
             if this.done {
                 return Poll::Ready(None);
             }
-            match this.decode() {
+            match this.framing.decode(&mut this.buf) {
                 Ok(Some(data)) => return Poll::Ready(Some(Ok(data))),
                 Ok(None) if this.framing.is_empty() => {
                     this.release();
@@ -479,6 +487,77 @@ impl Stream for H1Body {
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+}
+
+/// A response read from memory by [`parse_response`].
+#[derive(Debug)]
+pub struct ParsedResponse {
+    /// Status code.
+    pub status: StatusCode,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// The decoded body.
+    pub body: Vec<u8>,
+}
+
+/// Parses `input` as a server's answer to a `method` request, handed over `read_size`
+/// bytes at a time (at least one): the same head and body decoding the client runs on
+/// its socket, without one. The fuzzers and their corpus replay call it; the end of
+/// `input` is the server closing the connection.
+pub fn parse_response(
+    method: &Method,
+    input: &[u8],
+    read_size: usize,
+) -> Result<ParsedResponse, BackendError> {
+    let mut io = Trickle { rest: input, read_size: read_size.max(1) };
+    let mut buf = BytesMut::with_capacity(MIN_READ);
+    let head = {
+        let head = std::pin::pin!(read_head(&mut io, &mut buf));
+        // Reading from memory never waits, so one poll finishes the head.
+        let Poll::Ready(head) = head.poll(&mut Context::from_waker(std::task::Waker::noop())) else {
+            return Err(BackendError::Protocol("in-memory read pending".into()));
+        };
+        head
+    };
+    let Head { status, headers, .. } = head.map_err(Attempt::into_error)?;
+    let mut framing = framing(method, status, &headers)?;
+    let mut body = Vec::new();
+    loop {
+        match framing.decode(&mut buf).map_err(BackendError::Interrupted)? {
+            Some(data) => body.extend_from_slice(&data),
+            None if framing.is_empty() => break,
+            None if io.rest.is_empty() && framing == Framing::UntilClose => break,
+            None if io.rest.is_empty() => {
+                return Err(BackendError::Interrupted("upstream closed the connection mid-answer".into()));
+            }
+            None => {
+                let n = io.read_size.min(io.rest.len());
+                buf.extend_from_slice(&io.rest[..n]);
+                io.rest = &io.rest[n..];
+            }
+        }
+    }
+    Ok(ParsedResponse { status, headers, body })
+}
+
+/// Bytes in memory served as a socket would, at most `read_size` per read.
+struct Trickle<'a> {
+    rest: &'a [u8],
+    read_size: usize,
+}
+
+impl AsyncRead for Trickle<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let n = this.read_size.min(this.rest.len()).min(out.remaining());
+        out.put_slice(&this.rest[..n]);
+        this.rest = &this.rest[n..];
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -650,6 +729,20 @@ mod tests {
         let resp = c.send(Method::GET, "/", &[], Bytes::new()).await.unwrap();
         assert_eq!(body_of(resp).await.unwrap(), b"a");
         assert_eq!(c.idle.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn in_memory_parsing_matches_at_every_read_size() {
+        let input = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+                      5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n";
+        for read_size in 1..input.len() + 1 {
+            let r = parse_response(&Method::GET, input, read_size).unwrap();
+            assert_eq!((r.status, r.body.as_slice()), (StatusCode::OK, &b"hello world"[..]), "{read_size}");
+        }
+        let cut = parse_response(&Method::GET, b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nabc", 4);
+        assert!(matches!(cut, Err(BackendError::Interrupted(_))), "{cut:?}");
+        let head = parse_response(&Method::HEAD, b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n", 4).unwrap();
+        assert!(head.body.is_empty());
     }
 
     #[test]

@@ -73,3 +73,4 @@ pub use request::{
     Sampling, Summary,
 };
 pub use stats::EngineStats;
+pub use template::{MAX_RENDERED_BYTES, TEMPLATE_FUEL, render_chat_template};

@@ -9,6 +9,16 @@ use crate::{ChatMessage, EngineError};
 
 const TEMPLATE_NAME: &str = "chat";
 
+/// Most template instructions one render may run: a template that loops (or that a
+/// conversation makes loop) stops with an error. SmolLM2's template spends about
+/// 60 per message (a test below checks it), so this renders some 300,000 messages,
+/// more than a maximal request body holds.
+pub const TEMPLATE_FUEL: u64 = 20_000_000;
+
+/// Longest rendered prompt: far past any context window, so only a runaway template
+/// or conversation meets it.
+pub const MAX_RENDERED_BYTES: usize = 64 << 20;
+
 /// Used when a model carries no template: plain ChatML.
 pub(crate) const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
@@ -31,6 +41,7 @@ impl ChatTemplate {
         // Python string/dict methods (`.strip()`, `.items()`, ...) used by HF templates.
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.add_template_owned(TEMPLATE_NAME, source)
             .map_err(|err| EngineError::Template(err.to_string()))?;
         Ok(Self { env, bos_token, eos_token })
@@ -48,19 +59,57 @@ impl ChatTemplate {
         }
         let template =
             self.env.get_template(TEMPLATE_NAME).map_err(|err| EngineError::Template(err.to_string()))?;
-        template
-            .render(context! {
-                messages => messages,
-                add_generation_prompt => true,
-                bos_token => &self.bos_token,
-                eos_token => &self.eos_token,
-            })
-            .map_err(|err| match err.kind() {
-                // The template itself refused the conversation (e.g. roles out of order).
-                ErrorKind::InvalidOperation => EngineError::InvalidRequest(err.to_string()),
-                _ => EngineError::Template(err.to_string()),
-            })
+        let ctx = context! {
+            messages => messages,
+            add_generation_prompt => true,
+            bos_token => &self.bos_token,
+            eos_token => &self.eos_token,
+        };
+        let mut out = CappedWriter { bytes: Vec::new() };
+        template.render_captured_to(ctx, &mut out).map_err(|err| match err.kind() {
+            // The template itself refused the conversation (e.g. roles out of order).
+            ErrorKind::InvalidOperation => EngineError::InvalidRequest(err.to_string()),
+            ErrorKind::OutOfFuel => EngineError::InvalidRequest(format!(
+                "the chat template ran more than {TEMPLATE_FUEL} instructions on this conversation"
+            )),
+            ErrorKind::WriteFailure => EngineError::InvalidRequest(format!(
+                "the chat template rendered more than {MAX_RENDERED_BYTES} bytes for this conversation"
+            )),
+            _ => EngineError::Template(err.to_string()),
+        })?;
+        String::from_utf8(out.bytes).map_err(|e| EngineError::Template(e.to_string()))
     }
+}
+
+/// Collects rendered output, refusing to grow past [`MAX_RENDERED_BYTES`].
+struct CappedWriter {
+    bytes: Vec<u8>,
+}
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_RENDERED_BYTES {
+            return Err(std::io::Error::other("rendered prompt too long"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Compiles the chat template `source` and renders `messages` with it, exactly as the
+/// engine renders a conversation for a model carrying that template; for fuzzing and
+/// tests, which have no model file.
+pub fn render_chat_template(
+    source: &str,
+    bos_token: &str,
+    eos_token: &str,
+    messages: &[ChatMessage],
+) -> Result<String, EngineError> {
+    ChatTemplate::new(source.to_owned(), bos_token.to_owned(), eos_token.to_owned())?.render(messages)
 }
 
 fn raise_exception(message: String) -> Result<String, minijinja::Error> {
@@ -73,6 +122,9 @@ mod tests {
 
     /// SmolLM2-135M-Instruct's template, as stored in its GGUF metadata.
     const SMOLLM2: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+    /// Fuel SmolLM2's template may spend per message.
+    const FUEL_PER_SMOLLM2_MESSAGE: u64 = 60;
 
     fn smollm2() -> ChatTemplate {
         ChatTemplate::new(SMOLLM2.into(), "<|im_start|>".into(), "<|im_end|>".into()).unwrap()
@@ -132,6 +184,39 @@ mod tests {
     #[test]
     fn bad_template_fails_to_compile() {
         assert!(ChatTemplate::new("{% for %}".into(), String::new(), String::new()).is_err());
+    }
+
+    #[test]
+    fn a_template_that_loops_runs_out_of_fuel() {
+        let src = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+        let tpl = ChatTemplate::new(src.into(), String::new(), String::new()).unwrap();
+        let err = tpl.render(&[ChatMessage::user("x")]).unwrap_err();
+        assert!(matches!(err, EngineError::InvalidRequest(ref m) if m.contains("instructions")), "{err:?}");
+    }
+
+    #[test]
+    fn a_runaway_rendering_is_cut_at_the_size_cap() {
+        // 100 x 1 MB of output: fuel allows it, the size cap does not.
+        let src = "{% for i in range(100) %}{{ 'x' * 1000000 }}{% endfor %}";
+        let tpl = ChatTemplate::new(src.into(), String::new(), String::new()).unwrap();
+        let err = tpl.render(&[ChatMessage::user("x")]).unwrap_err();
+        assert!(matches!(err, EngineError::InvalidRequest(ref m) if m.contains("bytes")), "{err:?}");
+    }
+
+    #[test]
+    fn the_fuel_covers_a_conversation_as_large_as_a_request_body() {
+        // A 4 MiB body holds at most ~140,000 messages (`{"role":"user","content":""},`).
+        let messages = vec![ChatMessage::user(""); 140_000];
+        assert!(smollm2().render(&messages).is_ok());
+        let per_message = {
+            let env = &smollm2().env;
+            let tpl = env.get_template(TEMPLATE_NAME).unwrap();
+            let captured =
+                tpl.render_captured(context! { messages => vec![ChatMessage::user("a"); 100] }).unwrap();
+            let (consumed, _) = captured.state().fuel_levels().unwrap();
+            consumed / 100
+        };
+        assert!(per_message <= FUEL_PER_SMOLLM2_MESSAGE, "{per_message} fuel per message");
     }
 
     #[test]

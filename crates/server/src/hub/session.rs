@@ -61,9 +61,12 @@ const MAX_MODELS: usize = 256;
 const MAX_NAME_BYTES: usize = 256;
 
 /// A refused handshake.
-struct Refusal {
-    code: RefuseCode,
-    reason: String,
+#[derive(Debug)]
+pub struct Refusal {
+    /// What kind of refusal (the agent retries only some).
+    pub code: RefuseCode,
+    /// Why, in words, for the agent's log.
+    pub reason: String,
 }
 
 impl Refusal {
@@ -206,13 +209,7 @@ async fn handshake<E>(
     let first = tokio::time::timeout(state.config.hello_timeout, source.next()).await;
     let text = match first {
         Err(_) => return Err(Refusal::new(RefuseCode::BadHello, "no hello within the hello timeout")),
-        Ok(Some(Ok(LinkMessage::Text(t)))) if t.len() <= MAX_HELLO_BYTES => t,
-        Ok(Some(Ok(LinkMessage::Text(_)))) => {
-            return Err(Refusal::new(
-                RefuseCode::BadHello,
-                format!("the hello is longer than {MAX_HELLO_BYTES} bytes"),
-            ));
-        }
+        Ok(Some(Ok(LinkMessage::Text(t)))) => t,
         Ok(Some(Ok(_))) => {
             return Err(Refusal::new(RefuseCode::BadHello, "the first frame must be a text hello"));
         }
@@ -226,11 +223,50 @@ async fn handshake<E>(
             return Err(Refusal::new(RefuseCode::BadHello, "connection closed before hello"));
         }
     };
-    let hello = match codec.decode(&text) {
+    let hello = read_hello(codec, &text)?;
+    let token = match state.store.verify_agent_token(&hello.token).await {
+        Ok(Some(token)) => token,
+        Ok(None) => {
+            return Err(Refusal::new(
+                RefuseCode::Unauthorized,
+                "unknown or revoked agent token (or an expired one)",
+            ));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "agent token check failed");
+            return Err(Refusal::new(RefuseCode::Unavailable, "the gateway cannot check tokens right now"));
+        }
+    };
+    if let Some(model) = hello.models.iter().find(|m| !may_serve(state, &token, m)) {
+        let why = match &token.models {
+            Some(globs) => format!("this agent token may serve only {globs:?}, not '{model}'"),
+            None => format!("'{model}' is served by a configured backend; this agent token may not serve it"),
+        };
+        return Err(Refusal::new(RefuseCode::ModelNotAllowed, why));
+    }
+    if state.agents.held_by_other_token(&hello.agent_id, &token.id) {
+        return Err(Refusal::new(
+            RefuseCode::AgentIdTaken,
+            format!("agent id '{}' is connected with another token", hello.agent_id),
+        ));
+    }
+    Ok((hello, token.id))
+}
+
+/// Parses and checks a Hello as far as the text alone allows (size, protocol version,
+/// field formats and bounds); the token and the models it may serve are checked next.
+pub fn read_hello(codec: &GatewayCodec, text: &str) -> Result<Hello, Refusal> {
+    if text.len() > MAX_HELLO_BYTES {
+        return Err(Refusal::new(
+            RefuseCode::BadHello,
+            format!("the hello is longer than {MAX_HELLO_BYTES} bytes"),
+        ));
+    }
+    let hello = match codec.decode(text) {
         Ok(ToGateway::Hello(h)) => h,
         Ok(_) => return Err(Refusal::new(RefuseCode::BadHello, "the first frame must be a hello")),
         Err(e) => {
-            return Err(match serde_json::from_str::<HelloVersion>(&text) {
+            return Err(match serde_json::from_str::<HelloVersion>(text) {
                 Ok(v) if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&v.protocol) => {
                     version_mismatch(v.protocol)
                 }
@@ -283,33 +319,7 @@ async fn handshake<E>(
             format!("version must be 1-{MAX_NAME_BYTES} bytes without control characters"),
         ));
     }
-    let token = match state.store.verify_agent_token(&hello.token).await {
-        Ok(Some(token)) => token,
-        Ok(None) => {
-            return Err(Refusal::new(
-                RefuseCode::Unauthorized,
-                "unknown or revoked agent token (or an expired one)",
-            ));
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "agent token check failed");
-            return Err(Refusal::new(RefuseCode::Unavailable, "the gateway cannot check tokens right now"));
-        }
-    };
-    if let Some(model) = hello.models.iter().find(|m| !may_serve(state, &token, m)) {
-        let why = match &token.models {
-            Some(globs) => format!("this agent token may serve only {globs:?}, not '{model}'"),
-            None => format!("'{model}' is served by a configured backend; this agent token may not serve it"),
-        };
-        return Err(Refusal::new(RefuseCode::ModelNotAllowed, why));
-    }
-    if state.agents.held_by_other_token(&hello.agent_id, &token.id) {
-        return Err(Refusal::new(
-            RefuseCode::AgentIdTaken,
-            format!("agent id '{}' is connected with another token", hello.agent_id),
-        ));
-    }
-    Ok((hello, token.id))
+    Ok(hello)
 }
 
 /// Whether an agent of `token` may announce `model`: one of the token's globs matches,

@@ -5,7 +5,7 @@ use sluice_protocol::ollama as ol;
 
 use sluice_core::{
     carry::{Carried, Fields, WireDialect},
-    chat::{ChatRequest, Input, Message, Role, Sampling},
+    chat::{ChatRequest, Input, KeepAlive, Message, Role, Sampling},
     error::GatewayError,
     output::{ResponseFormat, Think},
     tools::ToolCall,
@@ -30,7 +30,7 @@ fn carried(
     }
     c
 }
-use crate::api::extras;
+use crate::api::{extras, parse_json};
 
 fn sampling(o: Option<ol::Options>) -> Result<Sampling, GatewayError> {
     let Some(o) = o else { return Ok(Sampling::default()) };
@@ -155,6 +155,27 @@ fn check_model(model: &str) -> Result<(), GatewayError> {
         return Err(GatewayError::bad_request("model is required", Some("model")));
     }
     Ok(())
+}
+
+/// What `POST /api/chat` makes of a body: parsed, validated and converted, with the
+/// `keep_alive` it asks for (the handler then applies who may ask for what).
+pub fn chat_body(body: &[u8]) -> Result<(ChatRequest, Option<KeepAlive>), GatewayError> {
+    let r: ol::ChatRequest = parse_json(body)?;
+    let keep_alive = keep_alive(r.keep_alive.as_ref())?;
+    Ok((chat_request(r)?, keep_alive))
+}
+
+/// What `POST /api/generate` makes of a body, as [`chat_body`].
+pub fn generate_body(body: &[u8]) -> Result<(ChatRequest, Option<KeepAlive>), GatewayError> {
+    let r: ol::GenerateRequest = parse_json(body)?;
+    let keep_alive = keep_alive(r.keep_alive.as_ref())?;
+    Ok((generate_request(r)?, keep_alive))
+}
+
+/// Ollama's `keep_alive` field, as asked (a 400 naming it if it is no duration).
+pub fn keep_alive(v: Option<&serde_json::Value>) -> Result<Option<KeepAlive>, GatewayError> {
+    v.map(|v| KeepAlive::parse_value(v).map_err(|m| GatewayError::bad_request(m, Some("keep_alive"))))
+        .transpose()
 }
 
 /// Validates an `/api/chat` request and converts it.

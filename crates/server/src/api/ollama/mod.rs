@@ -41,10 +41,10 @@ pub async fn chat(
     Ctx(ctx): Ctx,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match body_or_error(&state, body).and_then(|b| parse_json::<ol::ChatRequest>(&b)).and_then(|r| {
-        let keep_alive = keep_alive(&state, &ctx, r.keep_alive.clone())?;
-        Ok((convert::chat_request(r)?, keep_alive))
-    }) {
+    match body_or_error(&state, body)
+        .and_then(|b| convert::chat_body(&b))
+        .and_then(|(req, asked)| Ok((req, keep_alive(&state, &ctx, asked)?)))
+    {
         Ok((req, keep_alive)) => run(state, ctx, req, keep_alive, Kind::Chat).await,
         Err(e) => error_response(&e),
     }
@@ -56,24 +56,23 @@ pub async fn generate(
     Ctx(ctx): Ctx,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match body_or_error(&state, body).and_then(|b| parse_json::<ol::GenerateRequest>(&b)).and_then(|r| {
-        let keep_alive = keep_alive(&state, &ctx, r.keep_alive.clone())?;
-        Ok((convert::generate_request(r)?, keep_alive))
-    }) {
+    match body_or_error(&state, body)
+        .and_then(|b| convert::generate_body(&b))
+        .and_then(|(req, asked)| Ok((req, keep_alive(&state, &ctx, asked)?)))
+    {
         Ok((req, keep_alive)) => run(state, ctx, req, keep_alive, Kind::Generate).await,
         Err(e) => error_response(&e),
     }
 }
 
-/// Reads Ollama's `keep_alive` field, as the caller may have it
+/// The `keep_alive` asked for, as the caller may have it
 /// ([`crate::tenancy::keep_alive_for`]).
 fn keep_alive(
     state: &AppState,
     ctx: &RequestContext,
-    v: Option<serde_json::Value>,
+    asked: Option<KeepAlive>,
 ) -> Result<Option<KeepAlive>, GatewayError> {
-    let Some(v) = v else { return Ok(None) };
-    let asked = KeepAlive::parse_value(&v).map_err(|m| GatewayError::bad_request(m, Some("keep_alive")))?;
+    let Some(asked) = asked else { return Ok(None) };
     crate::tenancy::keep_alive_for(&ctx.principal, asked, state.config.engine.max_keep_alive).map(Some)
 }
 
@@ -194,7 +193,7 @@ pub async fn embed(
         return error_response(&e);
     }
     let input = req.input.into_vec();
-    match keep_alive(&state, &ctx, req.keep_alive) {
+    match convert::keep_alive(req.keep_alive.as_ref()).and_then(|asked| keep_alive(&state, &ctx, asked)) {
         Ok(k) => state.core.registry.set_keep_alive(&req.model, k),
         Err(e) => return error_response(&e),
     }
@@ -244,7 +243,7 @@ pub async fn embeddings(
     if let Err(e) = allowed_model(&ctx, &req.model) {
         return error_response(&e);
     }
-    match keep_alive(&state, &ctx, req.keep_alive) {
+    match convert::keep_alive(req.keep_alive.as_ref()).and_then(|asked| keep_alive(&state, &ctx, asked)) {
         Ok(k) => state.core.registry.set_keep_alive(&req.model, k),
         Err(e) => return error_response(&e),
     }

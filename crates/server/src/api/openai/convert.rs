@@ -11,7 +11,7 @@ use sluice_core::{
     tools::{Tool, ToolChoice},
 };
 
-use crate::api::extras;
+use crate::api::{extras, parse_json};
 
 fn check_range(name: &str, v: Option<f32>, lo: f32, hi: f32) -> Result<(), GatewayError> {
     match v {
@@ -44,6 +44,17 @@ fn max_tokens(v: Option<u32>, name: &str) -> Result<Option<u32>, GatewayError> {
         Some(0) => Err(GatewayError::bad_request(format!("'{name}' must be at least 1"), Some(name))),
         v => Ok(v),
     }
+}
+
+/// What `POST /v1/chat/completions` makes of a body: parsed, validated and converted
+/// (with whether usage is asked for in the stream).
+pub fn chat_body(body: &[u8]) -> Result<(ChatRequest, bool), GatewayError> {
+    chat_request(parse_json(body)?)
+}
+
+/// What `POST /v1/completions` makes of a body: parsed, validated and converted.
+pub fn completion_body(body: &[u8]) -> Result<(ChatRequest, bool), GatewayError> {
+    completion_request(parse_json(body)?)
 }
 
 /// Validates a chat completion request and converts it.
@@ -290,7 +301,6 @@ fn stop_list(stop: Option<sluice_protocol::common::OneOrMany>) -> Result<Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::parse_json;
     use sluice_core::chat::Role;
 
     fn chat(json: &str) -> Result<(ChatRequest, bool), GatewayError> {

@@ -39,9 +39,7 @@ pub async fn chat_completions(
     Ctx(ctx): Ctx,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let parsed = body_or_error(&state, body)
-        .and_then(|b| parse_json::<oa::ChatCompletionRequest>(&b))
-        .and_then(convert::chat_request);
+    let parsed = body_or_error(&state, body).and_then(|b| convert::chat_body(&b));
     match parsed {
         Ok((req, include_usage)) => {
             let dialect = OpenAi::new(Kind::Chat, &req, include_usage);
@@ -57,9 +55,7 @@ pub async fn completions(
     Ctx(ctx): Ctx,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let parsed = body_or_error(&state, body)
-        .and_then(|b| parse_json::<oa::CompletionRequest>(&b))
-        .and_then(convert::completion_request);
+    let parsed = body_or_error(&state, body).and_then(|b| convert::completion_body(&b));
     match parsed {
         Ok((req, include_usage)) => {
             let dialect = OpenAi::new(Kind::Completion, &req, include_usage);

@@ -1,0 +1,4 @@
+#![no_main]
+//! Fuzz target: see `sluice_fuzz::openai_chat`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sluice_fuzz::openai_chat(data));
