@@ -14,6 +14,7 @@
 //! - [`changes`]: waking a gateway when users or keys change, from any process.
 //! - [`usage`]: one record per request, written in batches by a background writer.
 //! - [`conversations`]: saved chats with branching messages and full-text search.
+//! - [`responses`]: stored Responses API responses, each with a time to live.
 //! - `migrations`: the embedded migration list (shared SQL, or one text per engine).
 //!
 //! # Durability
@@ -27,6 +28,7 @@ pub mod api_keys;
 pub mod changes;
 pub mod conversations;
 mod migrations;
+pub mod responses;
 pub mod sessions;
 pub mod usage;
 pub mod users;
@@ -44,6 +46,7 @@ pub use conversations::{
     BadCursor, Conversation, ConversationCursor, ConversationExport, ConversationWithMessages, Message,
     MessageUpdate, NewMessage, Page, SearchHit,
 };
+pub use responses::StoredResponse;
 pub use sessions::Session;
 pub use usage::{
     UsageFilter, UsageGroup, UsageRecord, UsageRow, UsageSeriesRow, UsageSink, UsageStats, UsageTarget,
@@ -184,6 +187,11 @@ impl Store {
         }
         let path = rest.trim_start_matches("//");
         Some(PathBuf::from(path.split('?').next().unwrap_or(path)))
+    }
+
+    /// Whether the database was opened (by any use so far).
+    pub fn is_opened(&self) -> bool {
+        self.pool.initialized()
     }
 
     /// Opens the database and runs pending migrations (once).

@@ -55,6 +55,7 @@ const MIGRATIONS: &[(i64, &str, Sql)] = &[
     ),
     (5, "agent token scope", Sql::Shared(include_str!("../migrations/0005_agent_token_scope.sql"))),
     (6, "spend budgets", Sql::Shared(include_str!("../migrations/0006_budgets.sql"))),
+    (7, "stored responses", Sql::Shared(include_str!("../migrations/0007_responses.sql"))),
 ];
 
 #[derive(Debug)]

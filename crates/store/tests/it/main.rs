@@ -7,6 +7,7 @@
 mod conversations;
 mod db;
 mod first_admin;
+mod responses;
 mod timeouts;
 mod usage;
 mod usage_writer;
