@@ -1,5 +1,5 @@
-//! `[usage]` and `[retention]`: what Sluice keeps about requests and chats, and for how
-//! long.
+//! `[usage]`, `[retention]` and `[responses]`: what Sluice keeps about requests, chats
+//! and Responses API responses, and for how long.
 
 use std::time::Duration;
 
@@ -67,6 +67,37 @@ pub struct RetentionConfig {
     pub usage_days: u32,
 }
 
+/// `[responses]`: Responses API responses stored for `previous_response_id` (those
+/// asked with `store`, OpenAI's default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponsesConfig {
+    /// How long a stored response can be continued from or read (30 days, as OpenAI).
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Bytes one stored response may take, its whole context included; a longer one is
+    /// answered but not stored (its `store` says false).
+    pub max_stored_bytes: usize,
+}
+
+impl Default for ResponsesConfig {
+    fn default() -> Self {
+        ResponsesConfig { ttl: Duration::from_secs(30 * 86_400), max_stored_bytes: 1 << 20 }
+    }
+}
+
+impl ResponsesConfig {
+    /// Adds what is wrong with these settings to `problems`.
+    pub fn check(&self, problems: &mut Vec<String>) {
+        if self.ttl < Duration::from_secs(1) {
+            problems.push("responses.ttl must be at least 1s".to_owned());
+        }
+        if self.max_stored_bytes < 1024 {
+            problems.push("responses.max_stored_bytes must be at least 1024".to_owned());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::{Config, Overrides};
@@ -85,6 +116,9 @@ mod tests {
         assert!(!cfg.usage.enabled);
         assert_eq!(cfg.usage.writer().flush_every, std::time::Duration::from_millis(50));
         assert_eq!((cfg.retention.conversations_days, cfg.retention.usage_days), (30, 400));
+        let cfg = Config::from_toml("[responses]\nttl = \"2h\"\n", &Overrides::default()).unwrap();
+        assert_eq!(cfg.responses.ttl, std::time::Duration::from_secs(7200));
+        assert_eq!(cfg.responses.max_stored_bytes, 1 << 20);
     }
 
     #[test]
@@ -96,5 +130,10 @@ mod tests {
         let err =
             Config::from_toml("[retention]\nusage_day = 3\n", &Overrides::default()).unwrap_err().to_string();
         assert!(err.contains("usage_day"), "{err}");
+        let err =
+            Config::from_toml("[responses]\nttl = \"0s\"\nmax_stored_bytes = 10\n", &Overrides::default())
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("responses.ttl") && err.contains("responses.max_stored_bytes"), "{err}");
     }
 }

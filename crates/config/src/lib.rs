@@ -36,7 +36,7 @@ pub use sluice_core::config::{BackendConfig, BackendKind, ModelEntry, Timeouts};
 
 pub use self::{
     agents::AgentsConfig,
-    history::{RetentionConfig, UsageConfig},
+    history::{ResponsesConfig, RetentionConfig, UsageConfig},
     ui::UiConfig,
 };
 
@@ -70,6 +70,8 @@ pub struct Config {
     pub usage: UsageConfig,
     /// How long conversations and usage are kept (`[retention]`).
     pub retention: RetentionConfig,
+    /// How long Responses API responses are stored (`[responses]`).
+    pub responses: ResponsesConfig,
     /// Bounds of the web UI's generations (`[ui]`).
     pub ui: UiConfig,
 }
@@ -390,6 +392,7 @@ impl Config {
         problems.extend(self.cache.problems());
         self.agents.check(&mut problems);
         self.ui.check(&mut problems);
+        self.responses.check(&mut problems);
         self.store.check(&mut problems);
         // Building a limiter checks the Redis URL too; it connects only on first use.
         let clock = std::sync::Arc::new(sluice_limits::SystemClock);

@@ -124,13 +124,11 @@ const OPENAI_CHANGES: &[&str] = &[
     "web_search_options",
 ];
 
-/// Responses API request fields that do not change the answer. Sluice keeps no
-/// responses, so `store` (whose default is true) only loses the later reference, which
-/// `previous_response_id` then refuses by name.
+/// Responses API request fields that do not change the answer (`store` is not among
+/// them: Sluice stores responses itself).
 const RESPONSES_ADVISORY: &[&str] = &[
     "user",
     "metadata",
-    "store",
     "service_tier",
     "prompt_cache_key",
     "prompt_cache_retention",

@@ -59,6 +59,9 @@ pub struct ResponseRequest {
     /// An earlier response to continue from.
     #[serde(default)]
     pub previous_response_id: Option<String>,
+    /// Whether to store the response for later continuing and reading (default true).
+    #[serde(default)]
+    pub store: Option<bool>,
     /// Every other field, as sent.
     #[serde(flatten)]
     pub extra: Fields,
@@ -112,11 +115,12 @@ pub struct Response {
     pub output: Vec<OutputItem>,
     /// Whether several tools may be called in one turn.
     pub parallel_tool_calls: bool,
-    /// Always null: Sluice keeps no responses to continue from.
+    /// The response this one continues, as sent.
     pub previous_response_id: Option<String>,
     /// The reasoning options as sent.
     pub reasoning: Value,
-    /// Always false: Sluice keeps no responses.
+    /// Whether the response is stored (asked for, and possible: the caller owns data
+    /// and it is within the size cap).
     pub store: bool,
     /// The temperature as sent.
     pub temperature: Option<f32>,

@@ -1,5 +1,6 @@
 //! Retention: a tracked background task deletes conversations and usage records older
-//! than their configured number of days (`[retention]`), once at start and then every
+//! than their configured number of days (`[retention]`), and stored Responses API
+//! responses past their time to live (`[responses] ttl`), once at start and then every
 //! hour. Admins change the numbers at runtime (`PUT /admin/retention`); the change is
 //! kept in memory only (a restart goes back to the configuration) and applied at once.
 
@@ -63,10 +64,13 @@ pub struct Swept {
     pub conversations: u64,
     /// Usage records.
     pub usage_records: u64,
+    /// Stored responses past their time to live.
+    pub responses: u64,
 }
 
-/// Deletes what `cfg` says has expired at `now_ms`; a setting of 0 keeps everything
-/// and does not touch the database.
+/// Deletes what `cfg` says has expired at `now_ms` (a setting of 0 keeps everything
+/// and does not touch the database), and the stored responses whose time is up (only
+/// once the database is open: a gateway that stored nothing does not open it for this).
 pub async fn sweep(store: &Store, cfg: RetentionConfig, now_ms: i64) -> Result<Swept, StoreError> {
     let cutoff = |days: u32| now_ms - i64::from(days) * MS_PER_DAY;
     let mut swept = Swept::default();
@@ -75,6 +79,9 @@ pub async fn sweep(store: &Store, cfg: RetentionConfig, now_ms: i64) -> Result<S
     }
     if cfg.usage_days > 0 {
         swept.usage_records = store.delete_usage_before(cutoff(cfg.usage_days)).await?;
+    }
+    if store.is_opened() {
+        swept.responses = store.delete_expired_responses(now_ms).await?;
     }
     Ok(swept)
 }
@@ -85,6 +92,7 @@ pub async fn sweep_logged(store: &Store, cfg: RetentionConfig) {
         Ok(s) if s != Swept::default() => tracing::info!(
             conversations = s.conversations,
             usage_records = s.usage_records,
+            responses = s.responses,
             "retention: expired rows deleted"
         ),
         Ok(_) => {}
@@ -177,15 +185,24 @@ mod tests {
         let now = now_ms();
         store.insert_usage(&[record(now - 3 * MS_PER_DAY), record(now - MS_PER_DAY / 2)]).await.unwrap();
         store.create_conversation("u", "kept", "m").await.unwrap();
+        let response = sluice_store::StoredResponse {
+            id: "resp_1".into(),
+            user_id: "u".into(),
+            input: "[]".into(),
+            response: "{}".into(),
+            created_at: now,
+            expires_at: now + MS_PER_DAY,
+        };
+        store.put_response(&response).await.unwrap();
         let keep_all = sweep(&store, RetentionConfig::default(), now).await.unwrap();
         assert_eq!(keep_all, Swept::default());
         let cfg = RetentionConfig { conversations_days: 1, usage_days: 1 };
         let swept = sweep(&store, cfg, now).await.unwrap();
-        assert_eq!(swept, Swept { conversations: 0, usage_records: 1 });
+        assert_eq!(swept, Swept { conversations: 0, usage_records: 1, responses: 0 });
         let left = store.usage_summary(&UsageFilter::default(), UsageGroup::Model).await.unwrap();
         assert_eq!(left[0].requests, 1);
-        // Two days later the conversation has expired too.
+        // Two days later the conversation has expired too, and the response's day is up.
         let later = sweep(&store, cfg, now + 2 * MS_PER_DAY).await.unwrap();
-        assert_eq!(later, Swept { conversations: 1, usage_records: 1 });
+        assert_eq!(later, Swept { conversations: 1, usage_records: 1, responses: 1 });
     }
 }

@@ -286,17 +286,21 @@ async fn anonymous_callers_are_users_never_admins() {
         match route_of(path).1 {
             Access::Admin => assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {json}"),
             _ => assert!(
-                // Keys, conversations and usage belong to accounts: an anonymous caller has none.
+                // Keys, conversations, stored responses and usage belong to accounts: an
+                // anonymous caller has none (its responses are answered, not stored).
                 !is_refusal(status)
                     || *path == "/auth/login"
                     || *path == "/auth/setup"
                     || path.starts_with("/v1/keys")
                     || path.starts_with("/v1/conversations")
+                    || path.starts_with("/v1/responses/")
                     || path == &"/v1/usage",
                 "{path}: {status} {json}"
             ),
         }
     }
+    let (_, answer) = call(&state, "POST", "/v1/responses", r#"{"model":"m","input":"hi"}"#, None).await;
+    assert_eq!(answer["store"], Value::from(false), "nobody to store it for: {answer}");
     let (_, me) = call(&state, "GET", "/auth/me", "", None).await;
     assert_eq!(me["user"]["kind"], Value::from("anonymous"));
     assert_eq!(me["user"]["role"], Value::from("user"));

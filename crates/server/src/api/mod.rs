@@ -106,6 +106,11 @@ fn routes() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
         ("/v1/chat/completions", User, post(openai::chat_completions)),
         ("/v1/completions", User, post(openai::completions)),
         ("/v1/responses", User, post(openai::responses::create)),
+        (
+            "/v1/responses/{id}",
+            User,
+            get(openai::responses::stored::get).delete(openai::responses::stored::delete),
+        ),
         ("/v1/models", User, get(openai::list_models)),
         ("/v1/models/{id}", User, get(openai::get_model)),
         ("/v1/embeddings", User, post(openai::embeddings)),

@@ -85,8 +85,8 @@ pub trait Dialect: Sized + Send + Unpin + 'static {
     const NAME: &'static str;
     /// The encoder for a streamed `reply`.
     fn stream(self, reply: &Reply) -> Self::Stream;
-    /// A whole answer.
-    fn whole(self, reply: &Reply, answer: Answer) -> Response;
+    /// A whole answer (a dialect that stores answers stores it before it is sent).
+    fn whole(self, reply: &Reply, answer: Answer) -> impl Future<Output = Response> + Send;
     /// An error, in the dialect's shape.
     fn error(err: &GatewayError) -> Response;
     /// What keeps a stream alive while its answer has not started ([`super::early`]).
@@ -146,7 +146,7 @@ pub async fn respond<D: Dialect>(
         match cut.run_until_cancelled(collect(&mut reply)).await.unwrap_or_else(|| Err(shutting_down())) {
             Ok(answer) => {
                 let estimated = answer.usage.is_none();
-                let mut resp = dialect.whole(reply.get_ref(), answer);
+                let mut resp = dialect.whole(reply.get_ref(), answer).await;
                 if estimated {
                     resp.headers_mut().insert(USAGE_HEADER.clone(), HeaderValue::from_static("estimated"));
                 }

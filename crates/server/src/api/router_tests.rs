@@ -139,6 +139,7 @@ pub(super) const CALLS: &[(&str, &str, &str)] = &[
     ("GET", "/settings", ""),
     ("GET", "/admin", ""),
     ("POST", "/v1/responses", r#"{"model":"m","input":"hi"}"#),
+    ("GET", "/v1/responses/x", ""),
 ];
 
 /// Sends one request with `headers` (a `Host: localhost` unless given) and reads
@@ -237,7 +238,7 @@ async fn every_route_answers_with_a_valid_key() {
             }
             // `q` is required.
             "/v1/conversations/search" => assert_eq!(status, StatusCode::BAD_REQUEST, "{json}"),
-            "/admin/agent-tokens/x" | "/v1/keys/x" | "/admin/users/x" => {
+            "/admin/agent-tokens/x" | "/v1/keys/x" | "/admin/users/x" | "/v1/responses/x" => {
                 assert_eq!(status, StatusCode::NOT_FOUND, "{json}")
             }
             // No such conversation, generation or file.
@@ -271,6 +272,57 @@ async fn answers_come_from_the_backend_in_each_dialect() {
     assert_eq!(ollama["message"]["content"], "ok", "{ollama}");
     let (_, emb) = call(&state, "POST", CALLS[4].1, CALLS[4].2, Some(KEY)).await;
     assert_eq!(emb["data"][0]["embedding"], serde_json::json!([0.5]), "{emb}");
+}
+
+/// A response is stored for the service key that asked, read back as it was sent,
+/// continued, and deleted; a second delete, a read after it, and a continuation of it
+/// are 404s.
+#[tokio::test]
+async fn a_stored_response_is_read_continued_and_deleted() {
+    let state = state().await;
+    let (status, first) =
+        call(&state, "POST", "/v1/responses", r#"{"model":"m","input":"hi"}"#, Some(KEY)).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["store"], true, "{first}");
+    let id = first["id"].as_str().unwrap();
+    let path = format!("/v1/responses/{id}");
+    let (status, read) = call(&state, "GET", &path, "", Some(KEY)).await;
+    assert_eq!((status, &read), (StatusCode::OK, &first), "read back as it was sent");
+    let next = format!(r#"{{"model":"m","input":"again","previous_response_id":"{id}"}}"#);
+    let (status, second) = call(&state, "POST", "/v1/responses", &next, Some(KEY)).await;
+    assert_eq!((status, &second["previous_response_id"]), (StatusCode::OK, &first["id"]), "{second}");
+    let (status, deleted) = call(&state, "DELETE", &path, "", Some(KEY)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(deleted, serde_json::json!({"id": id, "object": "response", "deleted": true}));
+    for method in ["GET", "DELETE"] {
+        let (status, json) = call(&state, method, &path, "", Some(KEY)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} after the delete: {json}");
+    }
+    let (status, json) = call(&state, "POST", "/v1/responses", &next, Some(KEY)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{json}");
+    assert_eq!(json["error"]["code"], "previous_response_not_found", "{json}");
+    assert_eq!(json["error"]["param"], "previous_response_id", "{json}");
+    let unstored = r#"{"model":"m","input":"hi","store":false}"#;
+    let (status, json) = call(&state, "POST", "/v1/responses", unstored, Some(KEY)).await;
+    assert_eq!((status, &json["store"]), (StatusCode::OK, &serde_json::json!(false)), "{json}");
+}
+
+/// A response over `[responses] max_stored_bytes` is answered but not stored, and
+/// says so; so is one whose context alone is over it.
+#[tokio::test]
+async fn a_response_over_the_size_cap_is_answered_but_not_stored() {
+    let auth = format!("[auth]\napi_key_sha256 = [\"{}\"]\n", hash_key(KEY));
+    let state = state_with(&format!("{auth}[responses]\nmax_stored_bytes = 1024\n")).await;
+    // The response object alone is most of a KiB; 800 characters of input is over.
+    for input in ["x".repeat(800), "x".repeat(2000)] {
+        let body = serde_json::json!({"model": "m", "input": input}).to_string();
+        let (status, json) = call(&state, "POST", "/v1/responses", &body, Some(KEY)).await;
+        assert_eq!((status, &json["store"]), (StatusCode::OK, &serde_json::json!(false)), "{json}");
+        let path = format!("/v1/responses/{}", json["id"].as_str().unwrap());
+        assert_eq!(call(&state, "GET", &path, "", Some(KEY)).await.0, StatusCode::NOT_FOUND);
+    }
+    let (_, small) = call(&state, "POST", "/v1/responses", r#"{"model":"m","input":"hi"}"#, Some(KEY)).await;
+    assert_eq!(small["store"], true, "a small one is stored: {small}");
 }
 
 #[tokio::test]

@@ -9,7 +9,9 @@
 //! back for the rest. No timers decide when to flush. Idle streams get keep-alive
 //! comments when the encoder has them (SSE). A failure becomes the dialect's error event, then the end.
 //! So does the end of the shutdown grace period ([`Cut`]): a stream still running then
-//! ends with an error event saying so, never silently.
+//! ends with an error event saying so, never silently. An encoder may hold the last
+//! frame until its own work is done ([`Encoder::before_end`]): a stored response is
+//! stored before the client reads that it is complete.
 
 use std::{
     convert::Infallible,
@@ -20,7 +22,7 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
+use futures_util::{Stream, StreamExt, future::BoxFuture};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -44,6 +46,12 @@ pub trait Encoder: Send + Unpin + 'static {
     fn error(&mut self, err: &GatewayError, buf: &mut BytesMut);
     /// A keep-alive line, if the framing has one.
     fn keepalive(&self) -> Option<&'static [u8]> {
+        None
+    }
+    /// Work the end of the stream waits for, asked once the last event is encoded: the
+    /// frame holding that event leaves when it is done (a client may refer to what the
+    /// stream stored as soon as it reads the end).
+    fn before_end(&mut self) -> Option<BoxFuture<'static, ()>> {
         None
     }
 }
@@ -97,6 +105,8 @@ pub struct EventBody<E, S = Generation> {
     flushed_first: bool,
     keepalive: Option<(Duration, Pin<Box<Sleep>>)>,
     last_write: Instant,
+    /// The last frame, held until the encoder's work before the end is done.
+    holding: Option<(BoxFuture<'static, ()>, Bytes)>,
 }
 
 impl<E: Encoder, S: Stream<Item = Result<Event, BackendError>> + Unpin> EventBody<E, S> {
@@ -116,6 +126,20 @@ impl<E: Encoder, S: Stream<Item = Result<Event, BackendError>> + Unpin> EventBod
             flushed_first: false,
             keepalive,
             last_write: now,
+            holding: None,
+        }
+    }
+
+    /// The held last frame once the work before the end is done (the end itself if
+    /// that frame is empty).
+    fn poll_holding(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let Some((wait, _)) = &mut self.holding else { return Poll::Ready(None) };
+        if wait.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        match self.holding.take() {
+            Some((_, frame)) if !frame.is_empty() => Poll::Ready(Some(Ok(Frame::data(frame)))),
+            _ => Poll::Ready(None),
         }
     }
 
@@ -147,6 +171,10 @@ impl<E: Encoder, S: Stream<Item = Result<Event, BackendError>> + Unpin> Body for
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
+        if this.holding.is_some() {
+            // Bounded by the store's own timeouts; a cut does not interrupt it.
+            return this.poll_holding(cx);
+        }
         if this.ended {
             return Poll::Ready(None);
         }
@@ -196,6 +224,12 @@ impl<E: Encoder, S: Stream<Item = Result<Event, BackendError>> + Unpin> Body for
                 break;
             }
         }
+        if this.ended
+            && let Some(wait) = this.encoder.before_end()
+        {
+            this.holding = Some((wait, buf.freeze()));
+            return this.poll_holding(cx);
+        }
         if !buf.is_empty() {
             if this.keepalive.is_some() {
                 this.last_write = Instant::now();
@@ -213,7 +247,7 @@ impl<E: Encoder, S: Stream<Item = Result<Event, BackendError>> + Unpin> Body for
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ended
+        self.ended && self.holding.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -313,6 +347,49 @@ mod tests {
         assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
         let rest = data(Pin::new(&mut body).poll_frame(&mut cx));
         assert_eq!(rest.as_deref(), Some(&b"t1|t2|t3|."[..]), "the events already there leave in one frame");
+        assert!(matches!(Pin::new(&mut body).poll_frame(&mut cx), Poll::Ready(None)));
+        assert!(body.is_end_stream());
+    }
+
+    /// Writes like [`Plain`]; the end waits for `wait` (taken once).
+    struct Holding(Option<tokio::sync::oneshot::Receiver<()>>);
+
+    impl Encoder for Holding {
+        fn event(&mut self, ev: &Event, buf: &mut BytesMut) {
+            Plain.event(ev, buf);
+        }
+        fn error(&mut self, err: &GatewayError, buf: &mut BytesMut) {
+            Plain.error(err, buf);
+        }
+        fn before_end(&mut self) -> Option<BoxFuture<'static, ()>> {
+            let wait = self.0.take()?;
+            Some(Box::pin(async move {
+                let _ = wait.await;
+            }))
+        }
+    }
+
+    /// The frame with the end leaves only once the encoder's work before the end is
+    /// done, and the body does not say it ended before that.
+    #[tokio::test]
+    async fn the_last_frame_waits_for_the_work_before_the_end() {
+        let done =
+            Event::Done { finish_reason: FinishReason::Stop, usage: None, timings: None, details: None };
+        let events = futures_util::stream::iter([Ok(Event::Delta("t0".into())), Ok(done)]);
+        let (stored, wait) = tokio::sync::oneshot::channel();
+        let cut = Cut::new(CancellationToken::new());
+        let mut body = EventBody::new(events, Holding(Some(wait)), Duration::from_secs(15), cut);
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(data(Pin::new(&mut body).poll_frame(&mut cx)).as_deref(), Some(&b"t0|"[..]));
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending(), "the first token's flush");
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending(), "the end waits");
+        assert!(!body.is_end_stream(), "not ended while a frame is held");
+        let before = wakes.0.load(Ordering::SeqCst);
+        stored.send(()).unwrap();
+        assert!(wakes.0.load(Ordering::SeqCst) > before, "the work's end wakes the body");
+        assert_eq!(data(Pin::new(&mut body).poll_frame(&mut cx)).as_deref(), Some(&b"."[..]));
         assert!(matches!(Pin::new(&mut body).poll_frame(&mut cx), Poll::Ready(None)));
         assert!(body.is_end_stream());
     }

@@ -1,7 +1,8 @@
 //! The Responses API (`/v1/responses`) through the official `openai` Python SDK, against
 //! an OpenAI and an Ollama mock upstream: every streamed event is validated against the
 //! SDK's own typed class for its `type`, the whole response against `Response`, and
-//! what reached the upstream is checked in Rust.
+//! what reached the upstream is checked in Rust. Stored responses are continued, read
+//! and deleted by two users' keys.
 
 use sluice_mock::{MockConfig, MockServer};
 
@@ -36,7 +37,7 @@ if part == "whole":
     raw = client.responses.with_raw_response.create(model="mock-model", input="hi [mock tokens=1]",
                                                     store=True, metadata={"k": "v"})
     r = raw.parse()
-    assert r.metadata == {"k": "v"} and r.output_text == "t0 " and r.store is False, r
+    assert r.metadata == {"k": "v"} and r.output_text == "t0 " and r.store is True, r
     cut = client.responses.create(model="mock-model", input=[{"role": "user", "content": "hi"}],
                                   max_output_tokens=2)
     assert cut.status == "incomplete" and cut.incomplete_details.reason == "max_output_tokens", cut
@@ -141,7 +142,8 @@ async fn responses_whole_and_streamed_through_either_upstream() {
         let (mock, gw) = over(kind).await;
         let out = run(&gw.url("/v1"), "whole").await;
         let dropped = out["dropped"].as_str().unwrap_or_default();
-        assert!(dropped.contains("store") && dropped.contains("metadata"), "{kind}: named as dropped: {out}");
+        assert!(dropped.contains("metadata"), "{kind}: named as dropped: {out}");
+        assert!(!dropped.contains("store"), "{kind}: store is Sluice's own: {out}");
         let first = &mock.stats().last().unwrap().body;
         let m = &first["messages"];
         assert_eq!(
@@ -200,10 +202,141 @@ async fn bad_responses_requests_are_400s_naming_the_field() {
     assert_eq!((status, param), (Some(400), Some("tools[0].type")), "{out}");
     assert!(message.contains("only 'function' tools"), "{message}");
     let (status, param, message) = case("previous");
-    assert_eq!((status, param), (Some(400), Some("previous_response_id")), "{out}");
-    assert!(message.contains("does not store responses"), "{message}");
+    assert_eq!((status, param), (Some(404), Some("previous_response_id")), "{out}");
+    assert!(message.contains("Previous response with id 'resp_123' not found."), "{message}");
     let (status, param, _) = case("item");
     assert_eq!((status, param), (Some(400), Some("input[0].type")), "{out}");
     assert_eq!(out["model"]["status"], 404, "{out}");
     assert_eq!(mock.stats().snapshot().requests, 0, "nothing bad reached the upstream");
+}
+
+/// The stored-responses script: two users' keys, continuing, reading, deleting.
+const STORED: &str = r#"
+import sys, json, openai
+base, part, ann_key, bob_key = sys.argv[1:5]
+ann = openai.OpenAI(base_url=base, api_key=ann_key, max_retries=0)
+bob = openai.OpenAI(base_url=base, api_key=bob_key, max_retries=0)
+M = "mock-model"
+
+def refused(call):
+    try:
+        call()
+    except openai.APIStatusError as e:
+        return {"status": e.status_code, "body": e.body}
+    raise AssertionError("accepted")
+
+if part == "turns":
+    first = ann.responses.create(model=M, instructions="be brief", input="my name is Ann [mock tokens=2]")
+    assert first.store is True and first.previous_response_id is None, first
+    # Streamed: the next turn continues from it as soon as its last event is read.
+    events = list(ann.responses.create(model=M, previous_response_id=first.id,
+                                       input=[{"role": "user", "content": "who am I? [mock tokens=3]"}],
+                                       stream=True))
+    second = events[-1].response
+    assert events[-1].type == "response.completed" and second.store is True, events[-1]
+    assert second.previous_response_id == first.id and second.output_text == "t0 t1 t2 ", second
+    third = ann.responses.create(model=M, previous_response_id=second.id, input="again [mock tokens=1]")
+    assert third.previous_response_id == second.id and third.output_text == "t0 ", third
+    print(json.dumps({"first": first.id, "second": second.id, "third": third.id}))
+
+elif part == "owners":
+    first, second, third = sys.argv[5:8]
+    got = ann.responses.retrieve(second)
+    assert got.id == second and got.output_text == "t0 t1 t2 " and got.previous_response_id == first, got
+    assert got.status == "completed" and got.store is True, got
+    out = {
+        "continue": refused(lambda: bob.responses.create(model=M, previous_response_id=first, input="hi")),
+        "retrieve": refused(lambda: bob.responses.retrieve(first)),
+        "delete": refused(lambda: bob.responses.delete(first)),
+    }
+    unstored = ann.responses.create(model=M, input="forget me [mock tokens=1]", store=False)
+    assert unstored.store is False, unstored
+    out["unstored"] = refused(lambda: ann.responses.create(model=M, previous_response_id=unstored.id, input="hi"))
+    out["unstored_retrieve"] = refused(lambda: ann.responses.retrieve(unstored.id))
+    deleted = ann.responses.with_raw_response.delete(first)
+    out["deleted"] = deleted.http_response.json()
+    out["after_delete"] = refused(lambda: ann.responses.retrieve(first))
+    # Each stored response keeps its whole context: the chain outlives its first link.
+    fourth = ann.responses.create(model=M, previous_response_id=third, input="still here? [mock tokens=1]")
+    assert fourth.output_text == "t0 ", fourth
+    # Bob's own chain works for Bob.
+    b = bob.responses.create(model=M, input="bob here [mock tokens=1]")
+    assert bob.responses.retrieve(b.id).id == b.id
+    print(json.dumps(out))
+"#;
+
+async fn stored(base: &str, part: &str, keys: [&str; 2], ids: &[&str]) -> serde_json::Value {
+    let out = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(STORED)
+        .arg(base)
+        .arg(part)
+        .args(keys)
+        .args(ids)
+        .env("NO_PROXY", "127.0.0.1")
+        .output()
+        .await
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the openai SDK script ({part}) failed:\n{stdout}\n{stderr}");
+    serde_json::from_str(stdout.trim().lines().last().unwrap_or_default()).expect("the script's JSON line")
+}
+
+/// `previous_response_id` through the SDK: each turn's upstream request holds the turns
+/// before it (the streamed one too, continued from at once); another user's key gets
+/// OpenAI's 404 for every id of the first user's; `store: false` keeps nothing;
+/// retrieve and delete.
+#[tokio::test]
+async fn stored_responses_continue_for_their_owner_only() {
+    let (mock, gw) = over("openai").await;
+    let store = &gw.state.store;
+    let mut keys = Vec::new();
+    for name in ["ann", "bob"] {
+        let user = store.create_user(name, "a long password", false).await.unwrap();
+        let new = sluice_store::NewApiKey { user_id: user.id, ..Default::default() };
+        keys.push(store.create_api_key(&new).await.unwrap().1);
+    }
+    gw.state.directory.reload().await.unwrap();
+    let keys = [keys[0].as_str(), keys[1].as_str()];
+    let base = gw.url("/v1");
+
+    let ids = stored(&base, "turns", keys, &[]).await;
+    let last = mock.stats().last().unwrap().body;
+    let turns: Vec<(String, String)> = last["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (m["role"].as_str().unwrap().to_owned(), m["content"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect();
+    let want = [
+        ("user", "my name is Ann [mock tokens=2]"),
+        ("assistant", "t0 t1 "),
+        ("user", "who am I? [mock tokens=3]"),
+        ("assistant", "t0 t1 t2 "),
+        ("user", "again [mock tokens=1]"),
+    ];
+    let want: Vec<(String, String)> = want.iter().map(|(r, c)| ((*r).to_owned(), (*c).to_owned())).collect();
+    assert_eq!(turns, want, "the chain, without the first turn's instructions: {last}");
+
+    let id = |k: &str| ids[k].as_str().unwrap().to_owned();
+    let (first, second, third) = (id("first"), id("second"), id("third"));
+    let out = stored(&base, "owners", keys, &[&first, &second, &third]).await;
+    let not_found = serde_json::json!({
+        "message": format!("Previous response with id '{first}' not found."),
+        "type": "invalid_request_error",
+        "param": "previous_response_id",
+        "code": "previous_response_not_found",
+    });
+    assert_eq!(out["continue"]["status"], 404, "{out}");
+    assert_eq!(out["continue"]["body"], not_found, "{out}");
+    for case in ["retrieve", "delete", "unstored_retrieve", "after_delete"] {
+        assert_eq!(out[case]["status"], 404, "{case}: {out}");
+    }
+    assert_eq!(out["retrieve"]["body"]["message"], format!("Response with id '{first}' not found."));
+    assert_eq!(out["unstored"]["status"], 404, "{out}");
+    assert_eq!(out["unstored"]["body"]["code"], "previous_response_not_found", "{out}");
+    assert_eq!(out["deleted"], serde_json::json!({"id": first, "object": "response", "deleted": true}));
 }

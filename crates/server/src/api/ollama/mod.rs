@@ -137,8 +137,8 @@ impl Dialect for Ollama {
         OllamaNdjson::new(self.kind, &self.model, self.clock(reply))
     }
 
-    fn whole(self, reply: &Reply, answer: Answer) -> Response {
-        encode::whole(self.kind, &self.model, answer, self.clock(reply))
+    fn whole(self, reply: &Reply, answer: Answer) -> impl Future<Output = Response> + Send {
+        std::future::ready(encode::whole(self.kind, &self.model, answer, self.clock(reply)))
     }
 
     fn error(err: &GatewayError) -> Response {

@@ -88,15 +88,15 @@ impl Dialect for OpenAi {
         OpenAiSse::new(self.kind, &self.model, self.include_usage, self.prompt_estimate)
     }
 
-    fn whole(self, _: &Reply, answer: Answer) -> Response {
-        match self.kind {
+    fn whole(self, _: &Reply, answer: Answer) -> impl Future<Output = Response> + Send {
+        std::future::ready(match self.kind {
             Kind::Chat => {
                 Json(encode::chat_completion(&self.model, answer, self.prompt_estimate)).into_response()
             }
             Kind::Completion => {
                 Json(encode::completion(&self.model, answer, self.prompt_estimate)).into_response()
             }
-        }
+        })
     }
 
     fn error(err: &GatewayError) -> Response {

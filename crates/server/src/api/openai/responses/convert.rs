@@ -26,20 +26,12 @@ fn bad(field: &str, message: impl std::fmt::Display) -> GatewayError {
     GatewayError::bad_request(format!("{field}: {message}"), Some(field))
 }
 
-/// Validates a Responses request and converts it; the [`Echo`] is what the response
-/// object repeats of the request.
-pub fn request(r: wire::ResponseRequest) -> Result<(ChatRequest, Echo), GatewayError> {
+/// Validates a Responses request and converts it, after the `previous` items its
+/// `previous_response_id` continues (none without one); the [`Echo`] is what the
+/// response object repeats of the request.
+pub fn request(r: wire::ResponseRequest, previous: Vec<Value>) -> Result<(ChatRequest, Echo), GatewayError> {
     if r.model.is_empty() {
         return Err(GatewayError::bad_request("'model' must not be empty", Some("model")));
-    }
-    if let Some(id) = r.previous_response_id.as_deref().filter(|id| !id.is_empty()) {
-        return Err(bad(
-            "previous_response_id",
-            format_args!(
-                "Sluice does not store responses, so '{id}' cannot be continued; send the \
-                 conversation so far in 'input' instead"
-            ),
-        ));
     }
     for (name, what) in [("temperature", (r.temperature, 2.0)), ("top_p", (r.top_p, 1.0))] {
         if let (Some(x), hi) = what
@@ -60,9 +52,12 @@ pub fn request(r: wire::ResponseRequest) -> Result<(ChatRequest, Echo), GatewayE
     if let Some(text) = r.instructions.clone().filter(|t| !t.is_empty()) {
         messages.push(Message::new(Role::System, text));
     }
+    // Reasoning items given back belong to the assistant turn that follows them.
+    let mut reasoning = None;
+    input_items(previous, "previous_response_id", &mut messages, &mut reasoning)?;
     match r.input.clone() {
         Some(Value::String(text)) => messages.push(Message::new(Role::User, text)),
-        Some(Value::Array(items)) => input_items(items, &mut messages)?,
+        Some(Value::Array(items)) => input_items(items, "input", &mut messages, &mut reasoning)?,
         None | Some(Value::Null) => {}
         Some(_) => return Err(bad("input", "must be a string or a list of input items")),
     }
@@ -118,12 +113,16 @@ pub fn request(r: wire::ResponseRequest) -> Result<(ChatRequest, Echo), GatewayE
     Ok((req, echo))
 }
 
-/// The input items, in order, as chat messages.
-fn input_items(items: Vec<Value>, out: &mut Vec<Message>) -> Result<(), GatewayError> {
-    // Reasoning items given back belong to the assistant turn that follows them.
-    let mut reasoning: Option<String> = None;
+/// The input items, in order, as chat messages; errors name `field[i]`; `reasoning`
+/// is given back reasoning still waiting for its assistant turn.
+fn input_items(
+    items: Vec<Value>,
+    field: &str,
+    out: &mut Vec<Message>,
+    reasoning: &mut Option<String>,
+) -> Result<(), GatewayError> {
     for (i, item) in items.into_iter().enumerate() {
-        let at = format!("input[{i}]");
+        let at = format!("{field}[{i}]");
         let Value::Object(mut o) = item else {
             return Err(bad(&at, "must be an object"));
         };
@@ -208,7 +207,8 @@ fn input_items(items: Vec<Value>, out: &mut Vec<Message>) -> Result<(), GatewayE
             "item_reference" => {
                 return Err(bad(
                     &format!("{at}.type"),
-                    "Sluice does not store responses, so items cannot be referenced by id; send the item itself",
+                    "items cannot be referenced by id; send the item itself, or continue a stored \
+                     response with previous_response_id",
                 ));
             }
             other => {
@@ -395,7 +395,7 @@ mod tests {
     use crate::api::parse_json;
 
     fn convert(json: &str) -> Result<ChatRequest, GatewayError> {
-        request(parse_json(json.as_bytes())?).map(|(r, _)| r)
+        request(parse_json(json.as_bytes())?, Vec::new()).map(|(r, _)| r)
     }
 
     #[test]
@@ -429,7 +429,28 @@ mod tests {
         assert_eq!(r.think, Some(Think::Level("low".into())));
         assert_eq!(r.sampling.max_tokens, Some(9));
         assert_eq!(r.carried.dialect, Some(WireDialect::Responses));
-        assert!(r.carried.fields.contains_key("store") && r.carried.fields.contains_key("reasoning.summary"));
+        assert!(r.carried.fields.contains_key("reasoning.summary"));
+        assert!(!r.carried.fields.contains_key("store"), "store is Sluice's own, not carried");
+    }
+
+    #[test]
+    fn a_previous_response_comes_before_the_input_and_instructions_first() {
+        let previous = serde_json::json!([
+            {"type":"message","role":"user","content":[{"type":"input_text","text":"weather?"}]},
+            {"type":"reasoning","id":"rs_1","summary":[],"content":[{"type":"reasoning_text","text":"hm"}],"status":"completed"},
+            {"type":"function_call","id":"fc_1","call_id":"c1","name":"get","arguments":"{}","status":"completed"}
+        ]);
+        let Value::Array(previous) = previous else { panic!() };
+        let body = r#"{"model":"m","instructions":"be brief","previous_response_id":"resp_1",
+                       "input":[{"type":"function_call_output","call_id":"c1","output":"sunny"}]}"#;
+        let (r, echo) = request(parse_json(body.as_bytes()).unwrap(), previous).unwrap();
+        let Input::Chat(m) = &r.input else { panic!() };
+        let roles: Vec<_> = m.iter().map(|m| m.role).collect();
+        use Role::*;
+        assert_eq!(roles, [System, User, Assistant, Tool]);
+        assert_eq!(m[2].reasoning.as_deref(), Some("hm"), "the previous output's reasoning joins its call");
+        assert_eq!(m[3].name.as_deref(), Some("get"), "the output answers the previous response's call");
+        assert_eq!(echo.previous_response_id.as_deref(), Some("resp_1"));
     }
 
     #[test]
@@ -438,7 +459,6 @@ mod tests {
             (r#"{"input":"hi"}"#, "model"),
             (r#"{"model":"m"}"#, "input"),
             (r#"{"model":"m","input":3}"#, "input"),
-            (r#"{"model":"m","input":"hi","previous_response_id":"resp_1"}"#, "previous_response_id"),
             (r#"{"model":"m","input":"hi","tools":[{"type":"web_search"}]}"#, "tools[0].type"),
             (r#"{"model":"m","input":"hi","tools":[{"type":"function","name":"a b"}]}"#, "tools[0].name"),
             (r#"{"model":"m","input":"hi","tool_choice":"required"}"#, "tool_choice"),

@@ -7,7 +7,8 @@
 //! `response.completed` (or `response.incomplete` when cut by the token cap), or with
 //! `error` and `response.failed`. Every event carries `sequence_number`. The per-token
 //! lines are a head written once per item plus the sequence number and the
-//! JSON-escaped delta, so a delta costs the same whichever kind of item it extends.
+//! JSON-escaped delta, so a delta costs the same whichever kind of item it extends. A
+//! response to be stored is stored before the frame with its last event leaves.
 
 use std::fmt::Write as _;
 
@@ -15,11 +16,12 @@ use bytes::{BufMut, BytesMut};
 use serde_json::{Value, json};
 use sluice_protocol::responses as wire;
 
-use super::Echo;
+use super::{Echo, stored::Keep};
 use crate::api::{
     openai::encode::{new_id, unix_now, usage_or_estimate},
     stream_body::{Encoder, push_json_str},
 };
+use futures_util::future::BoxFuture;
 use sluice_core::{
     answer::Answer,
     chat::{DoneDetails, Event, FinishReason, Usage},
@@ -161,11 +163,15 @@ pub struct ResponsesSse {
     delta_head: String,
     /// Text, reasoning and tool-call events seen (a stand-in token count).
     deltas: u32,
+    /// Stores the response once it ends.
+    keep: Option<Keep>,
+    /// Its write, which the end of the stream waits for.
+    saving: Option<BoxFuture<'static, bool>>,
 }
 
 impl ResponsesSse {
     /// An encoder for one response.
-    pub fn new(echo: Echo, prompt_estimate: u32) -> Self {
+    pub fn new(echo: Echo, prompt_estimate: u32, keep: Option<Keep>) -> Self {
         ResponsesSse {
             echo,
             id: new_id("resp_"),
@@ -177,6 +183,8 @@ impl ResponsesSse {
             open: false,
             delta_head: String::new(),
             deltas: 0,
+            keep,
+            saving: None,
         }
     }
 
@@ -372,6 +380,9 @@ impl Encoder for ResponsesSse {
                 }
                 r.incomplete_details = incomplete;
                 r.usage = Some(usage(*u, details.as_deref(), self.prompt_estimate, self.deltas));
+                if let Some(keep) = self.keep.take() {
+                    self.saving = keep.save(&mut r);
+                }
                 let kind = if status == "completed" { "response.completed" } else { "response.incomplete" };
                 self.emit(buf, kind, json!({ "response": r }));
             }
@@ -398,6 +409,14 @@ impl Encoder for ResponsesSse {
     fn keepalive(&self) -> Option<&'static [u8]> {
         Some(b": keep-alive\n\n")
     }
+
+    fn before_end(&mut self) -> Option<BoxFuture<'static, ()>> {
+        let saving = self.saving.take()?;
+        Some(Box::pin(async move {
+            // A failed write is logged where it failed; the stream ends either way.
+            let _ = saving.await;
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -407,7 +426,7 @@ mod tests {
 
     fn encoder() -> ResponsesSse {
         let r: wire::ResponseRequest = parse_json(br#"{"model":"m","input":"hi"}"#).unwrap();
-        ResponsesSse::new(Echo::of(&r), 1)
+        ResponsesSse::new(Echo::of(&r), 1, None)
     }
 
     fn events(buf: &BytesMut) -> Vec<Value> {

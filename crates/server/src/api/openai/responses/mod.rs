@@ -1,11 +1,13 @@
 //! OpenAI's Responses API: `POST /v1/responses`, on the same path as chat completions
 //! (limits, cache, routing, accounting; [`respond`]). The request becomes the canonical
 //! request ([`convert`]); the answer comes back as a `response` object or as the typed
-//! server-sent events ([`encode`]). Sluice keeps no responses: `store` is accepted and
-//! named as dropped, `previous_response_id` is refused by name.
+//! server-sent events ([`encode`]). Responses asked with `store` (the default) are kept
+//! for their owner, to continue with `previous_response_id` and to read or delete at
+//! `/v1/responses/{id}` ([`stored`]).
 
 pub mod convert;
 pub mod encode;
+pub mod stored;
 
 use axum::{
     Json,
@@ -18,7 +20,7 @@ use sluice_protocol::responses as wire;
 
 use sluice_core::{answer::Answer, error::GatewayError, reply::Reply};
 
-use self::encode::ResponsesSse;
+use self::{encode::ResponsesSse, stored::Keep};
 use super::encode::error_response;
 use crate::{
     api::{
@@ -34,12 +36,24 @@ pub async fn create(
     Ctx(ctx): Ctx,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let parsed = body_or_error(&state, body)
-        .and_then(|b| parse_json::<wire::ResponseRequest>(&b))
-        .and_then(convert::request);
-    match parsed {
-        Ok((req, echo)) => {
-            let dialect = Responses { echo, prompt_estimate: prompt_estimate(&req) };
+    let r = match body_or_error(&state, body).and_then(|b| parse_json::<wire::ResponseRequest>(&b)) {
+        Ok(r) => r,
+        Err(e) => return error_response(&e),
+    };
+    let previous = match r.previous_response_id.as_deref().filter(|id| !id.is_empty()) {
+        Some(id) => match stored::previous(&state, &ctx, id).await {
+            Ok(Some(items)) => items,
+            Ok(None) => return stored::previous_not_found(id),
+            Err(e) => return error_response(&e),
+        },
+        None => Vec::new(),
+    };
+    let keep =
+        r.store.unwrap_or(true).then(|| Keep::new(&state, &ctx, &previous, r.input.as_ref())).flatten();
+    match convert::request(r, previous) {
+        Ok((req, mut echo)) => {
+            echo.store = keep.is_some();
+            let dialect = Responses { echo, prompt_estimate: prompt_estimate(&req), keep };
             respond(&state, ctx, req, dialect).await
         }
         Err(e) => error_response(&e),
@@ -61,6 +75,10 @@ pub struct Echo {
     reasoning: Value,
     metadata: Value,
     user: Option<String>,
+    /// The response continued, as sent.
+    previous_response_id: Option<String>,
+    /// Whether the response is to be stored.
+    store: bool,
 }
 
 impl Echo {
@@ -85,6 +103,8 @@ impl Echo {
             },
             metadata: r.metadata.clone().filter(|m| !m.is_null()).unwrap_or_else(|| json!({})),
             user: r.user.clone(),
+            previous_response_id: r.previous_response_id.clone().filter(|id| !id.is_empty()),
+            store: false,
         }
     }
 
@@ -102,9 +122,9 @@ impl Echo {
             model: self.model.clone(),
             output: Vec::new(),
             parallel_tool_calls: self.parallel_tool_calls,
-            previous_response_id: None,
+            previous_response_id: self.previous_response_id.clone(),
             reasoning: self.reasoning.clone(),
-            store: false,
+            store: self.store,
             temperature: self.temperature,
             text: self.text.clone(),
             tool_choice: self.tool_choice.clone(),
@@ -118,10 +138,11 @@ impl Echo {
     }
 }
 
-/// How a Responses answer is rendered.
+/// How a Responses answer is rendered (and stored, when it is kept).
 struct Responses {
     echo: Echo,
     prompt_estimate: u32,
+    keep: Option<Keep>,
 }
 
 impl Dialect for Responses {
@@ -130,11 +151,18 @@ impl Dialect for Responses {
     const NAME: &'static str = "responses";
 
     fn stream(self, _: &Reply) -> ResponsesSse {
-        ResponsesSse::new(self.echo, self.prompt_estimate)
+        ResponsesSse::new(self.echo, self.prompt_estimate, self.keep)
     }
 
-    fn whole(self, _: &Reply, answer: Answer) -> Response {
-        Json(encode::whole(&self.echo, answer, self.prompt_estimate)).into_response()
+    fn whole(self, _: &Reply, answer: Answer) -> impl Future<Output = Response> + Send {
+        let mut r = encode::whole(&self.echo, answer, self.prompt_estimate);
+        let save = self.keep.and_then(|k| k.save(&mut r));
+        async move {
+            if let Some(save) = save {
+                r.store = save.await;
+            }
+            Json(r).into_response()
+        }
     }
 
     fn error(err: &GatewayError) -> Response {
