@@ -332,6 +332,7 @@ impl Config {
                 keep_alive: None,
                 load: None,
                 embeddings: true,
+                chat_template: None,
             });
         }
     }

@@ -31,6 +31,7 @@ fn request(topic: &str, tokens: u32) -> GenerateRequest {
     GenerateRequest {
         prompt: Prompt::Chat(vec![ChatMessage::user(format!("Write a long, detailed story about {topic}."))]),
         sampling: Sampling { max_tokens: Some(tokens), ..Sampling::greedy() },
+        tools: Vec::new(),
     }
 }
 
@@ -93,6 +94,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .generate(GenerateRequest {
             prompt: Prompt::Text(long_prompt),
             sampling: Sampling { max_tokens: Some(1), ..Sampling::greedy() },
+            tools: Vec::new(),
         })?
         .collect()
         .await?;

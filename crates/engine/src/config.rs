@@ -86,6 +86,9 @@ pub struct EngineConfig {
     pub max_queue: usize,
     /// Whether [`crate::Engine::embed`] is allowed. Its context is created on first use.
     pub embeddings: bool,
+    /// A Jinja chat template used instead of the model's own (`tokenizer.chat_template`),
+    /// e.g. one with a `tools` section for a model whose template has none.
+    pub chat_template: Option<String>,
 }
 
 impl EngineConfig {
@@ -104,6 +107,7 @@ impl EngineConfig {
             kv_cache_bytes: DEFAULT_KV_CACHE_BYTES,
             max_queue: 64,
             embeddings: true,
+            chat_template: None,
         }
     }
 

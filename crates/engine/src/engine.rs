@@ -63,8 +63,11 @@ impl Engine {
         let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
             .map_err(|err| EngineError::Load(format!("{}: {err}", path.display())))?;
         let resolved = config.resolve(model.n_ctx_train()).map_err(EngineError::Load)?;
-        let template = chat_template(&model)?;
-        let info = ModelInfo::read(&model, path, &resolved);
+        let template = chat_template(&model, config.chat_template.clone())?;
+        let mut info = ModelInfo::read(&model, path, &resolved);
+        if config.chat_template.is_some() {
+            info.chat_template.clone_from(&config.chat_template);
+        }
         tracing::info!(
             model = %info.name, n_ctx = resolved.n_ctx,
             n_parallel = resolved.n_parallel, n_threads = resolved.n_threads,
@@ -100,7 +103,7 @@ impl Engine {
             Some(format) => Some(self.shared.grammars.compile(&self.shared.model, format)?),
             None => None,
         };
-        let tokens = self.tokenize_prompt(&request.prompt)?;
+        let tokens = self.tokenize_prompt(&request.prompt, &request.tools)?;
         let context = usize::try_from(self.shared.resolved.n_ctx).unwrap_or(usize::MAX);
         // The prompt must leave room for at least one generated token.
         if tokens.len() >= context {
@@ -212,12 +215,21 @@ impl Engine {
 
     /// Renders a conversation with the model's chat template, as `generate` would.
     pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, EngineError> {
-        self.shared.template.render(messages)
+        self.shared.template.render(messages, &[])
+    }
+
+    /// Renders a conversation offering `tools` (see [`GenerateRequest::tools`]).
+    pub fn render_chat_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[serde_json::Value],
+    ) -> Result<String, EngineError> {
+        self.shared.template.render(messages, tools)
     }
 
     /// Counts the tokens of a prompt, as `generate` would see it.
     pub fn count_tokens(&self, prompt: &Prompt) -> Result<usize, EngineError> {
-        self.tokenize_prompt(prompt).map(|tokens| tokens.len())
+        self.tokenize_prompt(prompt, &[]).map(|tokens| tokens.len())
     }
 
     /// Facts about the loaded model.
@@ -255,7 +267,7 @@ impl Engine {
 
     /// The token ids the model reads for `prompt` (Ollama's `context` is built from them).
     pub fn prompt_tokens(&self, prompt: &Prompt) -> Result<Vec<u32>, EngineError> {
-        Ok(self.tokenize_prompt(prompt)?.into_iter().map(|t| u32::try_from(t.0).unwrap_or(0)).collect())
+        Ok(self.tokenize_prompt(prompt, &[])?.into_iter().map(|t| u32::try_from(t.0).unwrap_or(0)).collect())
     }
 
     /// The token ids of `text` as the model would generate it: no BOS token, special
@@ -270,18 +282,27 @@ impl Engine {
             .collect()
     }
 
-    fn tokenize_prompt(&self, prompt: &Prompt) -> Result<Vec<LlamaToken>, EngineError> {
-        let tokens = self.tokenize_part(prompt, true)?;
+    fn tokenize_prompt(
+        &self,
+        prompt: &Prompt,
+        tools: &[serde_json::Value],
+    ) -> Result<Vec<LlamaToken>, EngineError> {
+        let tokens = self.tokenize_part(prompt, tools, true)?;
         if tokens.is_empty() {
             return Err(EngineError::InvalidRequest("empty prompt".into()));
         }
         Ok(tokens)
     }
 
-    fn tokenize_part(&self, prompt: &Prompt, first: bool) -> Result<Vec<LlamaToken>, EngineError> {
+    fn tokenize_part(
+        &self,
+        prompt: &Prompt,
+        tools: &[serde_json::Value],
+        first: bool,
+    ) -> Result<Vec<LlamaToken>, EngineError> {
         Ok(match prompt {
             Prompt::Chat(messages) => {
-                let text = self.shared.template.render(messages)?;
+                let text = self.shared.template.render(messages, tools)?;
                 self.tokenize(&text, first && !self.shared.template.starts_with_bos(&text))
             }
             Prompt::Text(text) => self.tokenize(text, first),
@@ -295,7 +316,7 @@ impl Engine {
                 // In range of the vocabulary, so of i32 too.
                 let mut tokens: Vec<LlamaToken> =
                     context.iter().map(|&t| LlamaToken::new(i32::try_from(t).unwrap_or(0))).collect();
-                tokens.extend(self.tokenize_part(then, first && context.is_empty())?);
+                tokens.extend(self.tokenize_part(then, tools, first && context.is_empty())?);
                 tokens
             }
         })
@@ -333,12 +354,10 @@ impl EmbedInput {
     }
 }
 
-/// The model's chat template, or ChatML when it carries none.
-fn chat_template(model: &LlamaModel) -> Result<ChatTemplate, EngineError> {
-    let source = model
-        .chat_template(None)
-        .ok()
-        .and_then(|template| template.to_string().ok())
+/// The configured override, else the model's chat template, else ChatML.
+fn chat_template(model: &LlamaModel, configured: Option<String>) -> Result<ChatTemplate, EngineError> {
+    let source = configured
+        .or_else(|| model.chat_template(None).ok().and_then(|template| template.to_string().ok()))
         .unwrap_or_else(|| CHATML.to_owned());
     let vocab = model.vocab();
     let piece = |token| String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned();

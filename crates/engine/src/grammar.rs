@@ -15,7 +15,7 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llguidance::api::{ParserLimits, TopLevelGrammar};
 use llguidance::{JsonCompileOptions, Matcher, ParserFactory};
 
-use crate::{EngineError, OutputFormat};
+use crate::{EngineError, OutputFormat, ToolSchema};
 
 /// Whitespace allowed between JSON tokens: some, so the model may write JSON the way
 /// it learnt to, but bounded, so a sampled run of spaces cannot fill `max_tokens`.
@@ -62,7 +62,10 @@ impl Grammars {
             self.factory.get_or_init(|| new_factory(model).map(Arc::new)).as_ref().map_err(|cause| {
                 EngineError::Load(format!("the structured-output compiler failed: {cause}"))
             })?;
-        let grammar = TopLevelGrammar::from_json_schema(schema_with_options(format));
+        let grammar = match format {
+            OutputFormat::ToolCall(tools) => TopLevelGrammar::from_lark(tool_call_grammar(tools)),
+            _ => TopLevelGrammar::from_json_schema(schema_with_options(format)),
+        };
         let parser = factory.create_parser(grammar).map_err(|err| invalid(&err.to_string()))?;
         let matcher = Matcher::new(Ok(parser));
         match matcher.get_error() {
@@ -81,11 +84,39 @@ fn new_factory(model: &LlamaModel) -> Result<ParserFactory, String> {
     Ok(factory)
 }
 
+/// The tag that opens a tool call in the Hermes/Qwen convention.
+pub const TOOL_CALL_OPEN: &str = "<tool_call>";
+/// The tag that closes it.
+pub const TOOL_CALL_CLOSE: &str = "</tool_call>";
+
+/// The llguidance (Lark) grammar of exactly one tool call in the Hermes/Qwen
+/// convention: `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>`, where
+/// the JSON is one of `tools` (an `anyOf` of `{name: const, arguments: schema}`
+/// objects, the name first), its arguments matching that function's schema.
+pub fn tool_call_grammar(tools: &[ToolSchema]) -> String {
+    let calls: Vec<serde_json::Value> = tools
+        .iter()
+        .map(|tool| {
+            let mut arguments =
+                tool.parameters.clone().unwrap_or_else(|| serde_json::json!({"type": "object"}));
+            close_objects(&mut arguments, false);
+            serde_json::json!({
+                "type": "object",
+                "properties": { "name": { "const": tool.name }, "arguments": arguments },
+                "required": ["name", "arguments"],
+                "additionalProperties": false,
+            })
+        })
+        .collect();
+    let schema = with_options(serde_json::json!({ "anyOf": calls }));
+    format!("start: \"{TOOL_CALL_OPEN}\\n\" call \"\\n{TOOL_CALL_CLOSE}\"\ncall: %json {schema}\n")
+}
+
 /// The schema to enforce, with the compile options Sluice uses; options a client put
 /// in the schema (`x-guidance`) are replaced.
 fn schema_with_options(format: &OutputFormat) -> serde_json::Value {
-    let mut schema = match format {
-        OutputFormat::Json => serde_json::json!({ "type": "object" }),
+    let schema = match format {
+        OutputFormat::Json | OutputFormat::ToolCall(_) => serde_json::json!({ "type": "object" }),
         // `true` is the schema that allows anything.
         OutputFormat::JsonSchema(serde_json::Value::Bool(true)) => serde_json::json!({}),
         OutputFormat::JsonSchema(schema) => {
@@ -94,6 +125,11 @@ fn schema_with_options(format: &OutputFormat) -> serde_json::Value {
             schema
         }
     };
+    with_options(schema)
+}
+
+/// `schema` with Sluice's compile options in its `x-guidance`.
+fn with_options(mut schema: serde_json::Value) -> serde_json::Value {
     if let Some(object) = schema.as_object_mut() {
         let options = JsonCompileOptions {
             whitespace_pattern: Some(WHITESPACE.to_owned()),
@@ -202,6 +238,33 @@ mod tests {
         assert!(props["both"]["allOf"][0].get("additionalProperties").is_none());
         assert_eq!(schema["$defs"]["d"]["anyOf"][0]["additionalProperties"], false);
         assert!(schema["$defs"]["d"]["anyOf"][1]["const"].get("additionalProperties").is_none(), "a value");
+    }
+
+    #[test]
+    fn tool_call_grammar_wraps_one_call_per_tool_in_the_tags() {
+        let tools = [
+            ToolSchema {
+                name: "get_weather".into(),
+                parameters: Some(
+                    serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+                ),
+            },
+            ToolSchema { name: "now".into(), parameters: None },
+        ];
+        let lark = tool_call_grammar(&tools);
+        assert!(
+            lark.starts_with("start: \"<tool_call>\\n\" call \"\\n</tool_call>\"\ncall: %json {"),
+            "{lark}"
+        );
+        let json = lark.split_once("%json ").unwrap().1;
+        let schema: serde_json::Value = serde_json::from_str(json).unwrap();
+        let first = &schema["anyOf"][0];
+        assert_eq!(first["properties"]["name"]["const"], "get_weather");
+        assert_eq!(first["properties"]["arguments"]["additionalProperties"], false, "closed as for schemas");
+        let keys: Vec<&String> = first["properties"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["name", "arguments"], "the name comes first");
+        assert_eq!(schema["anyOf"][1]["properties"]["arguments"]["type"], "object");
+        assert_eq!(schema["x-guidance"]["whitespace_pattern"], WHITESPACE);
     }
 
     #[test]

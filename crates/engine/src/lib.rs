@@ -12,10 +12,12 @@
 //! let mut generation = engine.generate(GenerateRequest {
 //!     prompt: Prompt::Chat(vec![ChatMessage::user("Hello!")]),
 //!     sampling: Sampling { max_tokens: Some(32), ..Sampling::greedy() },
+//!     tools: Vec::new(),
 //! })?;
 //! while let Some(event) = generation.next().await {
 //!     match event {
 //!         GenEvent::Token(text) => print!("{text}"),
+//!         GenEvent::Logprobs(_) => {}
 //!         GenEvent::Done(summary) => println!("\n{summary:?}"),
 //!         GenEvent::Error(err) => return Err(err),
 //!     }
@@ -31,7 +33,7 @@
 //! - `scheduler`: continuous batching, prefix reuse and the KV cell budget.
 //! - `host_cache`: KV state of evicted sequences in host memory, matched by prefix.
 //! - `slot`: one sequence: sampling, detokenizing, stop strings, events.
-//! - `sampling`, `grammar`, `template`, `stop`, `utf8`: the pieces a sequence is made of
+//! - `sampling`, `grammar`, `logprobs`, `template`, `stop`, `utf8`: the pieces a sequence is made of
 //!   (`grammar`: structured output, enforced inside the sampler chain).
 //! - `embed`: the lazily created embedding context.
 //! - [`managed`](ManagedEngine): load on demand, unload after `keep_alive`.
@@ -46,6 +48,7 @@ mod error;
 mod grammar;
 mod host_cache;
 mod info;
+mod logprobs;
 mod managed;
 mod request;
 mod sampling;
@@ -66,11 +69,13 @@ pub use embed::MAX_EMBED_TOKENS;
 pub use engine::{EmbedInput, Engine};
 pub use engine::{MAX_EMBED_INPUTS, MAX_EMBED_REQUEST_TOKENS};
 pub use error::EngineError;
+pub use grammar::{TOOL_CALL_CLOSE, TOOL_CALL_OPEN, tool_call_grammar};
 pub use info::{ModelInfo, file_type_name};
+pub use logprobs::{MAX_TOP_LOGPROBS, TokenLogprob, TopLogprob};
 pub use managed::{KeepAlive, ManagedEngine};
 pub use request::{
     ChatMessage, Completion, FinishReason, GenEvent, GenerateRequest, Generation, OutputFormat, Prompt,
-    Sampling, Summary,
+    Sampling, Summary, ToolSchema,
 };
 pub use stats::EngineStats;
 pub use template::{MAX_RENDERED_BYTES, TEMPLATE_FUEL, render_chat_template};

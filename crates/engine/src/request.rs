@@ -9,6 +9,7 @@ use futures::Stream;
 use tokio::sync::mpsc;
 
 use crate::EngineError;
+use crate::logprobs::{MAX_TOP_LOGPROBS, TokenLogprob};
 
 /// One generation request.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,6 +18,10 @@ pub struct GenerateRequest {
     pub prompt: Prompt,
     /// How to pick tokens and when to stop.
     pub sampling: Sampling,
+    /// Functions the model may call, OpenAI-shaped (`{"type": "function", "function":
+    /// {"name", "description", "parameters"}}`), handed to the chat template as
+    /// `tools`, as `transformers` does. Empty: the template sees no `tools`.
+    pub tools: Vec<serde_json::Value>,
 }
 
 /// The input of a generation.
@@ -36,19 +41,36 @@ pub enum Prompt {
     },
 }
 
-/// One message of a conversation.
+/// One message of a conversation, as chat templates read it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChatMessage {
-    /// `system`, `user`, `assistant` or whatever else the template understands.
+    /// `system`, `user`, `assistant`, `tool` or whatever else the template understands.
     pub role: String,
     /// The message text.
     pub content: String,
+    /// An assistant message's calls, in `transformers`' shape: `{"id", "type":
+    /// "function", "function": {"name", "arguments"}}` with the arguments as a JSON
+    /// object. Absent from the template's view when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<serde_json::Value>,
+    /// The call a `tool` message answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// The function a `tool` message answers for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl ChatMessage {
     /// A message with the given role.
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self { role: role.into(), content: content.into() }
+        Self {
+            role: role.into(),
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            name: None,
+        }
     }
 
     /// A `user` message.
@@ -89,6 +111,10 @@ pub struct Sampling {
     pub stop: Vec<String>,
     /// A shape the output must have, enforced token by token inside the sampler.
     pub format: Option<OutputFormat>,
+    /// `Some(n)`: report each generated token's log probability and its `n` likeliest
+    /// alternatives (`n` at most [`MAX_TOP_LOGPROBS`]) in [`GenEvent::Logprobs`] events.
+    /// `None` computes nothing.
+    pub logprobs: Option<u8>,
 }
 
 /// A constraint on the generated text.
@@ -98,6 +124,19 @@ pub enum OutputFormat {
     Json,
     /// JSON matching this JSON Schema.
     JsonSchema(serde_json::Value),
+    /// One call of one of these functions, in the Hermes/Qwen convention:
+    /// `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>`, the arguments
+    /// matching the function's schema ([`crate::tool_call_grammar`]).
+    ToolCall(Vec<ToolSchema>),
+}
+
+/// A function a constrained tool call may name, with its arguments' JSON Schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSchema {
+    /// The function's name.
+    pub name: String,
+    /// JSON Schema of its arguments; `None`: any JSON object.
+    pub parameters: Option<serde_json::Value>,
 }
 
 impl Default for Sampling {
@@ -112,6 +151,7 @@ impl Default for Sampling {
             max_tokens: None,
             stop: Vec::new(),
             format: None,
+            logprobs: None,
         }
     }
 }
@@ -138,6 +178,9 @@ impl Sampling {
         }
         if self.max_tokens == Some(0) {
             return bad("max_tokens must be at least 1");
+        }
+        if self.logprobs.is_some_and(|n| n > MAX_TOP_LOGPROBS) {
+            return bad("top_logprobs must be within 0..=20");
         }
         Ok(())
     }
@@ -172,6 +215,11 @@ pub struct Summary {
 pub enum GenEvent {
     /// The next piece of text; always whole UTF-8 characters, never part of a stop string.
     Token(String),
+    /// Log probabilities of the tokens whose text comes next (in the following
+    /// `Token` events), in order; only when [`Sampling::logprobs`] asked for them.
+    /// Tokens that only made up a matched stop string, and the end-of-generation
+    /// token, are not reported.
+    Logprobs(Vec<TokenLogprob>),
     /// The generation ended normally; the stream ends after this.
     Done(Summary),
     /// The generation failed; the stream ends after this.
@@ -206,10 +254,12 @@ impl Generation {
     /// Waits for the whole generation and returns its text and summary.
     pub async fn collect(mut self) -> Result<Completion, EngineError> {
         let mut text = String::new();
+        let mut logprobs = Vec::new();
         while let Some(event) = self.events.recv().await {
             match event {
                 GenEvent::Token(piece) => text.push_str(&piece),
-                GenEvent::Done(summary) => return Ok(Completion { text, summary }),
+                GenEvent::Logprobs(more) => logprobs.extend(more),
+                GenEvent::Done(summary) => return Ok(Completion { text, logprobs, summary }),
                 GenEvent::Error(err) => return Err(err),
             }
         }
@@ -230,6 +280,8 @@ impl Stream for Generation {
 pub struct Completion {
     /// All text pieces joined.
     pub text: String,
+    /// Every token's log probabilities, when asked for.
+    pub logprobs: Vec<TokenLogprob>,
     /// How it ended.
     pub summary: Summary,
 }
@@ -248,6 +300,7 @@ mod tests {
             Sampling { temperature: f32::NAN, ..Sampling::default() },
             Sampling { stop: vec![String::new()], ..Sampling::default() },
             Sampling { max_tokens: Some(0), ..Sampling::default() },
+            Sampling { logprobs: Some(21), ..Sampling::default() },
         ];
         for sampling in invalid {
             assert!(matches!(sampling.validate(), Err(EngineError::InvalidRequest(_))), "{sampling:?}");

@@ -20,7 +20,7 @@ use crate::host_cache::{HostCache, common_prefix};
 use crate::shared::Shared;
 use crate::slot::{Outcome, Pending, Sequence, Slot};
 use crate::stats::Counters;
-use crate::{EngineError, sampling};
+use crate::{EngineError, logprobs, sampling};
 
 /// While other sequences are generating, a prompt chunk is cut to this fraction of
 /// `n_batch`, so their next token is not held up by a long prompt.
@@ -269,8 +269,12 @@ impl<'m> Scheduler<'m> {
                 continue;
             };
             let token = seq.sampler().sample(&self.ctx, batch_index);
+            // Sampling worked on a copy: the context's logits are still the model's own.
+            let logprob = seq
+                .top_logprobs()
+                .map(|top| logprobs::of(self.ctx.get_logits_ith(batch_index), token, top, &vocab));
             let before = seq.generated();
-            let outcome = seq.accept(token, &vocab, slot.cached.len(), n_ctx);
+            let outcome = seq.accept(token, logprob, &vocab, slot.cached.len(), n_ctx);
             Counters::add(&self.shared.counters.completion_tokens, seq.generated() - before);
             match outcome {
                 Outcome::Continue => {}

@@ -9,6 +9,7 @@ use llama_cpp_2::vocab::LlamaVocab;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::grammar::Constraint;
+use crate::logprobs::TokenLogprob;
 use crate::stop::{Filtered, StopFilter};
 use crate::utf8::Utf8Buffer;
 use crate::{EngineError, FinishReason, GenEvent, Sampling, Summary};
@@ -67,6 +68,33 @@ pub(crate) struct Sequence {
     stop: StopFilter,
     admitted_at: Instant,
     first_token_at: Option<Instant>,
+    /// Present when the request asked for log probabilities.
+    logprobs: Option<Box<PendingLogprobs>>,
+}
+
+/// Log probabilities of tokens whose text has not been sent yet. Text is held back by
+/// the UTF-8 buffer and the stop filter, so each token's entry remembers where its
+/// text starts in the filter's input; an entry goes out just before the first text
+/// that includes part of its token, and entries whose text only ever reached a
+/// matched stop string are dropped.
+#[derive(Debug)]
+struct PendingLogprobs {
+    /// Alternatives per token.
+    top: usize,
+    /// Entries in token order, with the offset of their text in the filter's input.
+    queue: std::collections::VecDeque<(usize, TokenLogprob)>,
+    /// Bytes fed into the stop filter so far.
+    fed: usize,
+    /// Bytes of text sent so far (a prefix of what was fed).
+    sent: usize,
+}
+
+impl PendingLogprobs {
+    /// The entries whose text starts before `end`.
+    fn take_until(&mut self, end: usize) -> Vec<TokenLogprob> {
+        let n = self.queue.iter().take_while(|(start, _)| *start < end).count();
+        self.queue.drain(..n).map(|(_, lp)| lp).collect()
+    }
 }
 
 impl Sequence {
@@ -84,7 +112,21 @@ impl Sequence {
             utf8: Utf8Buffer::default(),
             admitted_at: Instant::now(),
             first_token_at: None,
+            logprobs: pending.sampling.logprobs.map(|top| {
+                Box::new(PendingLogprobs {
+                    top: usize::from(top),
+                    queue: std::collections::VecDeque::new(),
+                    fed: 0,
+                    sent: 0,
+                })
+            }),
         }
+    }
+
+    /// How many alternatives to report per token; `None` when the request asked for
+    /// no log probabilities (then none are computed).
+    pub(crate) fn top_logprobs(&self) -> Option<usize> {
+        self.logprobs.as_ref().map(|l| l.top)
     }
 
     /// The prompt tokens still to be decoded.
@@ -107,11 +149,13 @@ impl Sequence {
         &mut self.sampler
     }
 
-    /// Takes a freshly sampled token. `in_kv` is how many tokens the sequence has in
-    /// the KV cache; `n_ctx` bounds prompt plus completion.
+    /// Takes a freshly sampled token, with its log probabilities when the request asked
+    /// for them. `in_kv` is how many tokens the sequence has in the KV cache; `n_ctx`
+    /// bounds prompt plus completion.
     pub(crate) fn accept(
         &mut self,
         token: LlamaToken,
+        logprob: Option<TokenLogprob>,
         vocab: &LlamaVocab<'_>,
         in_kv: usize,
         n_ctx: usize,
@@ -122,6 +166,10 @@ impl Sequence {
         }
         self.generated += 1;
         let text = self.utf8.push(&vocab.token_to_piece(token, false, None));
+        if let (Some(pending), Some(logprob)) = (self.logprobs.as_mut(), logprob) {
+            pending.queue.push_back((pending.fed, logprob));
+            pending.fed += text.len();
+        }
         match self.stop.push(&text) {
             Filtered::Stop(before) => {
                 if !self.send_text(before) {
@@ -161,17 +209,30 @@ impl Sequence {
 
     fn finish(&mut self, reason: FinishReason, flush: bool) -> Outcome {
         let mut reason = reason;
+        let mut stopped = !flush;
         if flush {
             let tail = self.utf8.finish();
+            if let Some(pending) = self.logprobs.as_mut() {
+                pending.fed += tail.len();
+            }
             let mut text = match self.stop.push(&tail) {
                 Filtered::Emit(text) => text,
                 Filtered::Stop(text) => {
                     reason = FinishReason::Stop;
+                    stopped = true;
                     text
                 }
             };
             text.push_str(&self.stop.finish());
             if !self.send_text(text) {
+                return Outcome::Cancelled;
+            }
+        }
+        // Without a stop string, every generated token's text was sent: report any
+        // left (a token with no text of its own).
+        if let Some(pending) = self.logprobs.as_mut().filter(|_| !stopped) {
+            let rest = pending.take_until(usize::MAX);
+            if !rest.is_empty() && self.events.send(GenEvent::Logprobs(rest)).is_err() {
                 return Outcome::Cancelled;
             }
         }
@@ -187,8 +248,19 @@ impl Sequence {
         Outcome::Finished(summary)
     }
 
-    /// Sends non-empty text; `false` when the caller is gone.
-    fn send_text(&self, text: String) -> bool {
-        text.is_empty() || self.events.send(GenEvent::Token(text)).is_ok()
+    /// Sends non-empty text, preceded by the log probabilities of the tokens it
+    /// begins to cover; `false` when the caller is gone.
+    fn send_text(&mut self, text: String) -> bool {
+        if text.is_empty() {
+            return true;
+        }
+        if let Some(pending) = self.logprobs.as_mut() {
+            pending.sent += text.len();
+            let covered = pending.take_until(pending.sent);
+            if !covered.is_empty() && self.events.send(GenEvent::Logprobs(covered)).is_err() {
+                return false;
+            }
+        }
+        self.events.send(GenEvent::Token(text)).is_ok()
     }
 }

@@ -52,15 +52,23 @@ impl ChatTemplate {
         !self.bos_token.is_empty() && text.starts_with(&self.bos_token)
     }
 
-    /// Renders a conversation, ending with the assistant's generation prompt.
-    pub(crate) fn render(&self, messages: &[ChatMessage]) -> Result<String, EngineError> {
+    /// Renders a conversation, ending with the assistant's generation prompt. `tools`
+    /// (OpenAI-shaped function definitions) are the template's `tools`, left undefined
+    /// when there are none, as `transformers` passes `tools=None`.
+    pub(crate) fn render(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[serde_json::Value],
+    ) -> Result<String, EngineError> {
         if messages.is_empty() {
             return Err(EngineError::InvalidRequest("no messages".into()));
         }
         let template =
             self.env.get_template(TEMPLATE_NAME).map_err(|err| EngineError::Template(err.to_string()))?;
+        let tools = (!tools.is_empty()).then_some(tools);
         let ctx = context! {
             messages => messages,
+            tools => tools,
             add_generation_prompt => true,
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,
@@ -109,7 +117,7 @@ pub fn render_chat_template(
     eos_token: &str,
     messages: &[ChatMessage],
 ) -> Result<String, EngineError> {
-    ChatTemplate::new(source.to_owned(), bos_token.to_owned(), eos_token.to_owned())?.render(messages)
+    ChatTemplate::new(source.to_owned(), bos_token.to_owned(), eos_token.to_owned())?.render(messages, &[])
 }
 
 fn raise_exception(message: String) -> Result<String, minijinja::Error> {
@@ -132,7 +140,7 @@ mod tests {
 
     #[test]
     fn smollm2_adds_its_default_system_prompt() {
-        let out = smollm2().render(&[ChatMessage::user("Hi")]).unwrap();
+        let out = smollm2().render(&[ChatMessage::user("Hi")], &[]).unwrap();
         assert_eq!(
             out,
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
@@ -142,7 +150,8 @@ mod tests {
 
     #[test]
     fn explicit_system_prompt_replaces_the_default() {
-        let out = smollm2().render(&[ChatMessage::system("Be brief."), ChatMessage::user("Hi")]).unwrap();
+        let out =
+            smollm2().render(&[ChatMessage::system("Be brief."), ChatMessage::user("Hi")], &[]).unwrap();
         assert!(out.starts_with("<|im_start|>system\nBe brief.<|im_end|>\n"));
         assert!(!out.contains("SmolLM"));
     }
@@ -151,7 +160,7 @@ mod tests {
     fn chatml_fallback_renders_every_turn() {
         let tpl = ChatTemplate::new(CHATML.into(), String::new(), String::new()).unwrap();
         let out = tpl
-            .render(&[ChatMessage::user("a"), ChatMessage::assistant("b"), ChatMessage::user("c")])
+            .render(&[ChatMessage::user("a"), ChatMessage::assistant("b"), ChatMessage::user("c")], &[])
             .unwrap();
         assert_eq!(
             out,
@@ -164,7 +173,7 @@ mod tests {
     fn python_methods_and_block_trimming_work() {
         let src = "{% for m in messages %}\n  {{ m.content.strip() | upper }}|{{ bos_token }}\n{% endfor %}";
         let tpl = ChatTemplate::new(src.into(), "<s>".into(), "</s>".into()).unwrap();
-        let out = tpl.render(&[ChatMessage::user("  hi  ")]).unwrap();
+        let out = tpl.render(&[ChatMessage::user("  hi  ")], &[]).unwrap();
         assert_eq!(out, "  HI|<s>\n");
     }
 
@@ -173,12 +182,37 @@ mod tests {
         let src =
             "{% if messages[0].role != 'user' %}{{ raise_exception('first must be user') }}{% endif %}ok";
         let tpl = ChatTemplate::new(src.into(), String::new(), String::new()).unwrap();
-        let err = tpl.render(&[ChatMessage::assistant("x")]).unwrap_err();
+        let err = tpl.render(&[ChatMessage::assistant("x")], &[]).unwrap_err();
         assert!(
             matches!(err, EngineError::InvalidRequest(ref m) if m.contains("first must be user")),
             "{err:?}"
         );
-        assert_eq!(tpl.render(&[ChatMessage::user("x")]).unwrap(), "ok");
+        assert_eq!(tpl.render(&[ChatMessage::user("x")], &[]).unwrap(), "ok");
+    }
+
+    /// A short Hermes-style template, as a test would supply one.
+    const HERMES: &str = "{% if tools %}<tools>{% for t in tools %}{{ t.function.name }}:{{ t.function.parameters | tojson }}{% endfor %}</tools>\n{% endif %}{% for m in messages %}{% if m.tool_calls is defined %}{% for c in m.tool_calls %}<tool_call>{{ c.function.name }} {{ c.function.arguments | tojson }}</tool_call>{% endfor %}{% elif m.role == 'tool' %}<tool_response>{{ m.tool_call_id }}={{ m.content }}</tool_response>{% else %}{{ m.role }}: {{ m.content }}{% endif %}\n{% endfor %}";
+
+    #[test]
+    fn tools_calls_and_results_reach_the_template_as_transformers_passes_them() {
+        let tpl = ChatTemplate::new(HERMES.into(), String::new(), String::new()).unwrap();
+        let tools = [
+            serde_json::json!({"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}),
+        ];
+        let call = serde_json::json!({"id": "c1", "type": "function", "function": {"name": "f", "arguments": {"x": 1}}});
+        let messages = [
+            ChatMessage::user("hi"),
+            ChatMessage { tool_calls: vec![call], ..ChatMessage::assistant("") },
+            ChatMessage { tool_call_id: Some("c1".into()), ..ChatMessage::new("tool", "42") },
+        ];
+        let out = tpl.render(&messages, &tools).unwrap();
+        assert_eq!(
+            out,
+            // trim_blocks eats the newline after `{% endif %}`, as in `transformers`.
+            "<tools>f:{\"type\":\"object\"}</tools>\nuser: hi<tool_call>f {\"x\":1}</tool_call><tool_response>c1=42</tool_response>"
+        );
+        let without = tpl.render(&messages[..1], &[]).unwrap();
+        assert_eq!(without, "user: hi", "no tools: the template sees none");
     }
 
     #[test]
@@ -190,7 +224,7 @@ mod tests {
     fn a_template_that_loops_runs_out_of_fuel() {
         let src = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
         let tpl = ChatTemplate::new(src.into(), String::new(), String::new()).unwrap();
-        let err = tpl.render(&[ChatMessage::user("x")]).unwrap_err();
+        let err = tpl.render(&[ChatMessage::user("x")], &[]).unwrap_err();
         assert!(matches!(err, EngineError::InvalidRequest(ref m) if m.contains("instructions")), "{err:?}");
     }
 
@@ -199,7 +233,7 @@ mod tests {
         // 100 x 1 MB of output: fuel allows it, the size cap does not.
         let src = "{% for i in range(100) %}{{ 'x' * 1000000 }}{% endfor %}";
         let tpl = ChatTemplate::new(src.into(), String::new(), String::new()).unwrap();
-        let err = tpl.render(&[ChatMessage::user("x")]).unwrap_err();
+        let err = tpl.render(&[ChatMessage::user("x")], &[]).unwrap_err();
         assert!(matches!(err, EngineError::InvalidRequest(ref m) if m.contains("bytes")), "{err:?}");
     }
 
@@ -207,7 +241,7 @@ mod tests {
     fn the_fuel_covers_a_conversation_as_large_as_a_request_body() {
         // A 4 MiB body holds at most ~140,000 messages (`{"role":"user","content":""},`).
         let messages = vec![ChatMessage::user(""); 140_000];
-        assert!(smollm2().render(&messages).is_ok());
+        assert!(smollm2().render(&messages, &[]).is_ok());
         let per_message = {
             let env = &smollm2().env;
             let tpl = env.get_template(TEMPLATE_NAME).unwrap();
@@ -221,6 +255,6 @@ mod tests {
 
     #[test]
     fn empty_conversation_is_rejected() {
-        assert!(matches!(smollm2().render(&[]), Err(EngineError::InvalidRequest(_))));
+        assert!(matches!(smollm2().render(&[], &[]), Err(EngineError::InvalidRequest(_))));
     }
 }

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use futures::future::join_all;
 use sluice_engine::{
     ChatMessage, EmbedInput, Engine, EngineConfig, EngineError, FinishReason, FlashAttention, GenEvent,
-    GenerateRequest, KeepAlive, KvCacheType, ManagedEngine, OutputFormat, Prompt, Sampling,
+    GenerateRequest, KeepAlive, KvCacheType, ManagedEngine, OutputFormat, Prompt, Sampling, ToolSchema,
     default_model_path,
 };
 
@@ -38,7 +38,7 @@ fn engine() -> Engine {
 }
 
 fn chat(text: &str, sampling: Sampling) -> GenerateRequest {
-    GenerateRequest { prompt: Prompt::Chat(vec![ChatMessage::user(text)]), sampling }
+    GenerateRequest { prompt: Prompt::Chat(vec![ChatMessage::user(text)]), sampling, tools: Vec::new() }
 }
 
 fn greedy(max_tokens: u32) -> Sampling {
@@ -85,6 +85,7 @@ async fn stop_string_is_not_emitted() {
     while let Some(event) = generation.next().await {
         match event {
             GenEvent::Token(piece) => text.push_str(&piece),
+            GenEvent::Logprobs(_) => {}
             GenEvent::Done(done) => summary = Some(done),
             GenEvent::Error(err) => panic!("{err}"),
         }
@@ -175,7 +176,8 @@ async fn second_turn_reuses_the_first_turns_cache() {
     let question = ChatMessage::user("What is the capital of France?");
     let first_prompt = Prompt::Chat(vec![question.clone()]);
     let first_tokens = engine.count_tokens(&first_prompt).unwrap();
-    let answer = run(&engine, GenerateRequest { prompt: first_prompt, sampling: greedy(16) }).await;
+    let answer =
+        run(&engine, GenerateRequest { prompt: first_prompt, sampling: greedy(16), tools: Vec::new() }).await;
     let before = engine.stats();
     assert_eq!(before.prompt_tokens_reused, 0);
     assert_eq!(before.prompt_tokens_evaluated, first_tokens as u64);
@@ -183,7 +185,7 @@ async fn second_turn_reuses_the_first_turns_cache() {
     let second_prompt =
         Prompt::Chat(vec![question, ChatMessage::assistant(answer.text), ChatMessage::user("And of Italy?")]);
     let second_tokens = engine.count_tokens(&second_prompt).unwrap() as u64;
-    run(&engine, GenerateRequest { prompt: second_prompt, sampling: greedy(8) }).await;
+    run(&engine, GenerateRequest { prompt: second_prompt, sampling: greedy(8), tools: Vec::new() }).await;
     let after = engine.stats();
     let reused = after.prompt_tokens_reused;
     let evaluated = after.prompt_tokens_evaluated - before.prompt_tokens_evaluated;
@@ -396,8 +398,11 @@ fn one_slot(kv_cache_bytes: u64) -> Engine {
 /// Runs turn one of a conversation, then returns the messages of its second turn.
 async fn two_turns(engine: &Engine, tag: &str) -> Vec<ChatMessage> {
     let first = vec![ChatMessage::user(long_message(tag, 200))];
-    let answer =
-        run(engine, GenerateRequest { prompt: Prompt::Chat(first.clone()), sampling: greedy(12) }).await;
+    let answer = run(
+        engine,
+        GenerateRequest { prompt: Prompt::Chat(first.clone()), sampling: greedy(12), tools: Vec::new() },
+    )
+    .await;
     let mut second = first;
     second.push(ChatMessage::assistant(answer.text));
     second.push(ChatMessage::user("Say it in one sentence."));
@@ -409,9 +414,11 @@ async fn an_evicted_conversation_is_restored_from_the_host_cache_and_answers_the
     // Reference: the follow-up right after the first turn, its history still in the slot.
     let reference = one_slot(0);
     let followup = two_turns(&reference, "A").await;
-    let expected =
-        run(&reference, GenerateRequest { prompt: Prompt::Chat(followup.clone()), sampling: greedy(16) })
-            .await;
+    let expected = run(
+        &reference,
+        GenerateRequest { prompt: Prompt::Chat(followup.clone()), sampling: greedy(16), tools: Vec::new() },
+    )
+    .await;
 
     let engine = one_slot(64 << 20);
     assert_eq!(two_turns(&engine, "A").await, followup);
@@ -422,7 +429,11 @@ async fn an_evicted_conversation_is_restored_from_the_host_cache_and_answers_the
     assert!(before.kv_host_bytes > 0);
 
     let history = engine.count_tokens(&Prompt::Chat(followup.clone())).unwrap() as u64;
-    let got = run(&engine, GenerateRequest { prompt: Prompt::Chat(followup), sampling: greedy(16) }).await;
+    let got = run(
+        &engine,
+        GenerateRequest { prompt: Prompt::Chat(followup), sampling: greedy(16), tools: Vec::new() },
+    )
+    .await;
     assert_eq!(got.text, expected.text, "the restored conversation answers as if never evicted");
     let after = engine.stats();
     assert_eq!((after.kv_host_hits, after.kv_host_restores), (1, 1));
@@ -447,10 +458,10 @@ async fn the_host_cache_stays_within_its_bytes_dropping_the_least_recently_used(
     assert_eq!((stats.kv_host_evictions, stats.kv_host_entries), (2, 1));
     // Only C is left: C is restored (and D saved in its place), A must be read again.
     let c = Prompt::Chat(vec![ChatMessage::user(long_message("C", 200))]);
-    run(&engine, GenerateRequest { prompt: c, sampling: greedy(1) }).await;
+    run(&engine, GenerateRequest { prompt: c, sampling: greedy(1), tools: Vec::new() }).await;
     assert_eq!(engine.stats().kv_host_restores, 1);
     let a = Prompt::Chat(vec![ChatMessage::user(long_message("A", 200))]);
-    run(&engine, GenerateRequest { prompt: a, sampling: greedy(1) }).await;
+    run(&engine, GenerateRequest { prompt: a, sampling: greedy(1), tools: Vec::new() }).await;
     assert_eq!(engine.stats().kv_host_restores, 1);
 }
 
@@ -606,11 +617,83 @@ async fn a_prompt_continues_from_token_ids_checked_against_the_vocabulary() {
     let request = GenerateRequest {
         prompt: Prompt::Continue { context: ids.clone(), then: Box::new(then.clone()) },
         sampling: greedy(4),
+        tools: Vec::new(),
     };
     let answer = run(&engine, request).await;
     assert_eq!(answer.summary.prompt_tokens, joined.len());
 
     let bad = Prompt::Continue { context: vec![1, 99_999_999], then: Box::new(then) };
-    let err = engine.generate(GenerateRequest { prompt: bad, sampling: greedy(4) }).unwrap_err();
+    let err =
+        engine.generate(GenerateRequest { prompt: bad, sampling: greedy(4), tools: Vec::new() }).unwrap_err();
     assert!(matches!(&err, EngineError::InvalidRequest(m) if m.contains("99999999")), "{err:?}");
+}
+
+#[tokio::test]
+async fn logprobs_come_from_the_logits_for_every_token() {
+    let engine = engine();
+    let plain = run(&engine, chat("Name three fruits.", greedy(24))).await;
+    assert!(plain.logprobs.is_empty(), "none unless asked for");
+    let asked = run(&engine, chat("Name three fruits.", Sampling { logprobs: Some(5), ..greedy(24) })).await;
+    assert_eq!(asked.text, plain.text, "reporting log probabilities does not change the answer");
+    assert_eq!(asked.logprobs.len(), asked.summary.completion_tokens, "one entry per generated token");
+    let bytes: Vec<u8> = asked.logprobs.iter().flat_map(|l| l.bytes.clone()).collect();
+    assert_eq!(String::from_utf8_lossy(&bytes), asked.text, "the tokens spell the answer");
+    for l in &asked.logprobs {
+        assert_eq!(l.top.len(), 5, "{l:?}");
+        assert!(l.top.windows(2).all(|w| w[0].logprob >= w[1].logprob), "sorted: {l:?}");
+        assert!(l.logprob <= 0.0 && l.logprob.is_finite(), "{l:?}");
+        // Greedy: the chosen token is the likeliest one.
+        assert!((l.logprob - l.top[0].logprob).abs() < 1e-6, "{l:?}");
+        assert_eq!(l.token, l.top[0].token);
+        let mass: f32 = l.top.iter().map(|t| t.logprob.exp()).sum();
+        assert!(mass <= 1.0 + 1e-4, "probabilities sum to at most 1: {mass} {l:?}");
+    }
+    let none = run(&engine, chat("Name three fruits.", Sampling { logprobs: Some(0), ..greedy(8) })).await;
+    assert!(none.logprobs.iter().all(|l| l.top.is_empty()) && !none.logprobs.is_empty());
+}
+
+#[tokio::test]
+async fn logprobs_of_a_matched_stop_string_are_not_reported() {
+    let engine = engine();
+    let full = run(&engine, chat("What is the capital of France?", greedy(24))).await;
+    let chars: Vec<char> = full.text.chars().collect();
+    let stop: String = chars[chars.len() / 2..chars.len() / 2 + 3].iter().collect();
+    let sampling = Sampling { stop: vec![stop], logprobs: Some(2), ..greedy(24) };
+    let cut = run(&engine, chat("What is the capital of France?", sampling)).await;
+    let spelled: Vec<u8> = cut.logprobs.iter().flat_map(|l| l.bytes.clone()).collect();
+    assert!(spelled.starts_with(cut.text.as_bytes()), "every sent byte has its token");
+    let last = cut.logprobs.last().map_or(0, |l| l.bytes.len());
+    assert!(spelled.len() - last < cut.text.len(), "no token made only of the stop string");
+}
+
+#[tokio::test]
+async fn a_tool_call_grammar_constrains_the_whole_answer_to_one_valid_call() {
+    let engine = engine();
+    let city = serde_json::json!({
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 20}},
+        "required": ["city"]
+    });
+    let tools = vec![
+        ToolSchema { name: "get_weather".into(), parameters: Some(city) },
+        ToolSchema { name: "get_time".into(), parameters: None },
+    ];
+    for seed in 0..3 {
+        let sampling = Sampling {
+            format: Some(OutputFormat::ToolCall(tools.clone())),
+            temperature: 1.2,
+            seed: Some(seed),
+            max_tokens: Some(120),
+            ..Sampling::default()
+        };
+        let out = run(&engine, chat("What is the weather in Oslo?", sampling)).await;
+        assert_eq!(out.summary.finish_reason, FinishReason::Stop, "{:?}", out.text);
+        let body = out.text.strip_prefix("<tool_call>\n").and_then(|t| t.strip_suffix("\n</tool_call>"));
+        let call: serde_json::Value = serde_json::from_str(body.expect("wrapped in the tags")).unwrap();
+        match call["name"].as_str() {
+            Some("get_weather") => assert!(call["arguments"]["city"].is_string(), "{call}"),
+            Some("get_time") => assert!(call["arguments"].is_object(), "{call}"),
+            other => panic!("not a declared tool: {other:?} in {call}"),
+        }
+    }
 }

@@ -13,11 +13,14 @@
 //! flash_attention = "auto"   # "on" | "off"
 //! kv_cache_type = "f16"      # or "q8_0" (about half the memory; needs flash attention)
 //! kv_cache_bytes = 1073741824 # host memory per model for evicted conversations; 0 = off
+//! chat_template = "hermes.jinja" # instead of each model's own: a file (relative to
+//!                             # model_dir) or, when it holds `{{`/`{%`, the Jinja itself
 //!
 //! [[engine.models]]
 //! name = "qwen2.5:0.5b"
 //! path = "qwen2.5-0.5b-instruct-q4_k_m.gguf"   # relative to model_dir
 //! context = 8192
+//! chat_template = "qwen-tools.jinja"           # this model's override
 //! ```
 
 use std::{path::PathBuf, time::Duration};
@@ -65,6 +68,11 @@ pub struct EngineSection {
     /// Host memory per model for the KV state of conversations pushed out of their
     /// slot, restored on their next turn (least recently used dropped first); 0: off.
     pub kv_cache_bytes: u64,
+    /// A chat template used instead of each model's own (one that renders `tools`
+    /// gives a model tool calling): a file, absolute or relative to `model_dir`, or
+    /// the Jinja source itself when it contains `{{` or `{%`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<String>,
     /// Models given by path.
     pub models: Vec<EngineModelConfig>,
 }
@@ -85,6 +93,7 @@ impl Default for EngineSection {
             flash_attention: FlashAttentionSetting::Auto,
             kv_cache_type: KvCacheTypeSetting::F16,
             kv_cache_bytes: sluice_engine::DEFAULT_KV_CACHE_BYTES,
+            chat_template: None,
             models: Vec::new(),
         }
     }
@@ -160,6 +169,9 @@ pub struct EngineModelConfig {
     /// Allow embeddings with this model.
     #[serde(default = "yes")]
     pub embeddings: bool,
+    /// This model's chat template override, as `[engine] chat_template`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<String>,
 }
 
 fn yes() -> bool {
@@ -199,6 +211,20 @@ impl EngineSection {
         }
     }
 
+    /// The Jinja source of a `chat_template` setting: the value itself when it holds
+    /// template syntax, else the file it names (relative to `model_dir`).
+    fn template_source(&self, value: &str) -> Result<String, String> {
+        if value.contains("{{") || value.contains("{%") {
+            return Ok(value.to_owned());
+        }
+        let path = PathBuf::from(value);
+        let path = match self.model_dir() {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path,
+        };
+        std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    }
+
     /// The engine settings every model shares, applied to `engine`.
     fn apply_shared(&self, engine: &mut sluice_engine::EngineConfig) {
         engine.n_batch = self.batch;
@@ -214,6 +240,7 @@ impl EngineSection {
             KvCacheTypeSetting::Q8_0 => sluice_engine::KvCacheType::Q8_0,
         };
         engine.kv_cache_bytes = self.kv_cache_bytes;
+        engine.chat_template = self.chat_template.as_deref().and_then(|t| self.template_source(t).ok());
     }
 
     /// Every engine model to serve, with settings resolved, the default model last.
@@ -233,6 +260,9 @@ impl EngineSection {
                 engine.n_parallel = m.parallel.unwrap_or(self.parallel);
                 engine.embeddings = m.embeddings;
                 self.apply_shared(&mut engine);
+                if let Some(t) = &m.chat_template {
+                    engine.chat_template = self.template_source(t).ok();
+                }
                 ResolvedModel {
                     name: m.name.clone(),
                     engine,
@@ -293,6 +323,9 @@ impl EngineSection {
                     .to_owned(),
             );
         }
+        if let Some(Err(e)) = self.chat_template.as_deref().map(|t| self.template_source(t)) {
+            problems.push(format!("engine.chat_template: {e}"));
+        }
         let mut names = std::collections::HashSet::new();
         for (m, r) in self.models.iter().zip(self.resolve(other_backends)) {
             if m.name.is_empty() {
@@ -306,6 +339,9 @@ impl EngineSection {
                     "engine.models.{}: parallel and threads must be at least 1, context at least 64",
                     m.name
                 ));
+            }
+            if let Some(Err(e)) = m.chat_template.as_deref().map(|t| self.template_source(t)) {
+                problems.push(format!("engine.models.{}.chat_template: {e}", m.name));
             }
             if !r.engine.model_path.is_file() {
                 problems.push(format!(

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod digest;
 pub mod gguf;
+mod tools;
 
 use std::{
     sync::Arc,
@@ -29,7 +30,8 @@ use sluice_core::{
         ChatRequest, DoneDetails, EmbedRequest, Embeddings, Event, FinishReason, Input, KeepAlive, Sampling,
         Timings, Usage,
     },
-    output::{ResponseFormat, Think},
+    output::{ResponseFormat, Think, TokenLogprob, TopLogprob},
+    tools::ToolChoice,
 };
 
 /// How long discovery waits for a model file's digest; a larger file is hashed on in
@@ -85,8 +87,10 @@ impl EngineBackend {
 
     /// What the model can do; its chat template is known only while it is loaded.
     fn capabilities(&self) -> Vec<String> {
-        let template = self.engine.info().and_then(|info| info.chat_template);
-        capabilities(self.engine.config().embeddings, template.as_deref())
+        let config = self.engine.config();
+        let template =
+            config.chat_template.clone().or_else(|| self.engine.info().and_then(|info| info.chat_template));
+        capabilities(config.embeddings, template.as_deref())
     }
 }
 
@@ -169,7 +173,8 @@ fn show_response(meta: &gguf::Metadata, path: &std::path::Path, n_ctx: Option<u3
 
 /// Ollama's capability names for an engine model: it chats; it embeds when embeddings
 /// are enabled; it takes tools when its chat template mentions them; it writes JSON
-/// to a schema (the constraint runs in its sampler, whatever the model).
+/// to a schema (the constraint runs in its sampler, whatever the model); it reports
+/// log probabilities (computed from its logits, whatever the model).
 fn capabilities(embeddings: bool, chat_template: Option<&str>) -> Vec<String> {
     let mut caps = vec!["completion".to_owned()];
     if embeddings {
@@ -179,6 +184,7 @@ fn capabilities(embeddings: bool, chat_template: Option<&str>) -> Vec<String> {
         caps.push("tools".to_owned());
     }
     caps.push(sluice_core::capabilities::JSON_SCHEMA.to_owned());
+    caps.push(sluice_core::capabilities::LOGPROBS.to_owned());
     caps
 }
 
@@ -223,12 +229,14 @@ impl Backend for EngineBackend {
             return Box::pin(async move { Err(e) });
         }
         let engine = self.engine.clone();
-        let refused = unsupported(&req, &self.model);
+        let takes_tools = self.capabilities().iter().any(|c| c == sluice_core::capabilities::TOOLS);
+        let refused = unsupported(&req, &self.model, takes_tools);
         Box::pin(async move {
             if let Some(e) = refused {
                 return Err(e);
             }
-            let mut request = generate_request(req);
+            let calls_possible = !req.tools.is_empty() && req.tool_choice != Some(ToolChoice::None);
+            let mut request = generate_request(req)?;
             let give_context = context.is_some();
             if let Some(context) = context.filter(|c| !c.is_empty()) {
                 request.prompt = Prompt::Continue { context, then: Box::new(request.prompt) };
@@ -243,6 +251,7 @@ impl Backend for EngineBackend {
                     }
                     Ok(Event::Delta(text))
                 }
+                GenEvent::Logprobs(l) => Ok(Event::Logprobs(l.into_iter().map(token_logprob).collect())),
                 GenEvent::Done(s) => Ok(Event::Done {
                     finish_reason: match s.finish_reason {
                         sluice_engine::FinishReason::Stop => FinishReason::Stop,
@@ -256,6 +265,19 @@ impl Backend for EngineBackend {
                     details: prompt.as_ref().and_then(|p| context_out(&engine, p, &answer)),
                 }),
                 GenEvent::Error(e) => Err(backend_error(e)),
+            });
+            if !calls_possible {
+                return Ok(Box::pin(events) as EventStream);
+            }
+            let mut parser = tools::CallParser::new();
+            let events = events.flat_map(move |ev| {
+                let mut out = std::collections::VecDeque::new();
+                let ev = ev.map(|ev| parser.push(ev, &mut out));
+                let out: Vec<Result<Event, BackendError>> = match ev {
+                    Ok(()) => out.into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e)],
+                };
+                futures_util::stream::iter(out)
             });
             Ok(Box::pin(events) as EventStream)
         })
@@ -301,6 +323,7 @@ impl Backend for EngineBackend {
         };
         let (shown, n_ctx) = (Arc::clone(&self.shown), self.engine.config().n_ctx);
         let embeddings = self.engine.config().embeddings;
+        let template_override = self.engine.config().chat_template.clone();
         Box::pin(async move {
             let meta = match tokio::fs::metadata(&path).await {
                 Ok(m) if m.is_file() => m,
@@ -314,7 +337,11 @@ impl Backend for EngineBackend {
             let mut show = show.map(|s| Box::new((*s).clone()));
             let mut capabilities = info.capabilities.clone();
             if let Some(s) = show.as_mut() {
-                // The file's own template says whether it takes tools, loaded or not.
+                // The template in use says whether it takes tools, loaded or not: the
+                // configured override, else the file's own.
+                if let Some(t) = &template_override {
+                    s.template.clone_from(t);
+                }
                 capabilities = Some(self::capabilities(embeddings, Some(&s.template)));
                 s.capabilities.clone_from(&capabilities);
                 s.modified_at.clone_from(&modified_at);
@@ -478,18 +505,17 @@ fn context_out(engine: &ManagedEngine, prompt: &Prompt, answer: &str) -> Option<
     Some(Box::new(DoneDetails { dialect: Some(WireDialect::Ollama), fields, ..DoneDetails::default() }))
 }
 
-/// What the engine cannot do yet for `req`, named with the field and the model.
-fn unsupported(req: &ChatRequest, model: &str) -> Option<BackendError> {
+/// What the engine cannot do for `req`, named with the field and the model: tools
+/// need a chat template that renders them (`takes_tools`).
+fn unsupported(req: &ChatRequest, model: &str, takes_tools: bool) -> Option<BackendError> {
     let messages = match &req.input {
         Input::Chat(m) => m.as_slice(),
         Input::Text { .. } => &[],
     };
     let field = if messages.iter().any(|m| !m.images.is_empty()) {
         "images"
-    } else if !req.tools.is_empty() {
+    } else if !req.tools.is_empty() && !takes_tools {
         "tools"
-    } else if req.logprobs.is_some() {
-        "logprobs"
     } else if matches!(req.think, Some(Think::On | Think::Level(_))) {
         "think"
     } else {
@@ -500,11 +526,25 @@ fn unsupported(req: &ChatRequest, model: &str) -> Option<BackendError> {
 
 /// The engine's request for a canonical one. Ollama's `generate` without `raw` goes
 /// through the chat template, as Ollama does; legacy completions and `raw` do not.
-fn generate_request(req: ChatRequest) -> GenerateRequest {
+/// Tools go to the template unless `tool_choice` is `none`; a choice that forces a
+/// call constrains the whole answer to one (and so cannot be combined with a
+/// `response_format`).
+fn generate_request(req: ChatRequest) -> Result<GenerateRequest, BackendError> {
     let prompt = match req.input {
-        Input::Chat(messages) => {
-            Prompt::Chat(messages.into_iter().map(|m| ChatMessage::new(m.role.as_str(), m.content)).collect())
-        }
+        Input::Chat(messages) => Prompt::Chat(
+            messages
+                .into_iter()
+                .map(|m| {
+                    let tool_calls = tools::template_calls(&m);
+                    ChatMessage {
+                        tool_calls,
+                        tool_call_id: m.tool_call_id,
+                        name: m.name,
+                        ..ChatMessage::new(m.role.as_str(), m.content)
+                    }
+                })
+                .collect(),
+        ),
         Input::Text { prompt, raw: true, .. } => Prompt::Text(prompt),
         Input::Text { prompt, system, raw: false } => {
             let mut messages: Vec<ChatMessage> = system.into_iter().map(ChatMessage::system).collect();
@@ -513,11 +553,24 @@ fn generate_request(req: ChatRequest) -> GenerateRequest {
         }
     };
     let mut sampling = sampling(&req.sampling);
+    sampling.logprobs = req.logprobs;
     sampling.format = req.response_format.map(|format| match format {
         ResponseFormat::JsonObject => OutputFormat::Json,
         ResponseFormat::JsonSchema { schema, .. } => OutputFormat::JsonSchema(schema),
     });
-    GenerateRequest { prompt, sampling }
+    let offered = !req.tools.is_empty() && req.tool_choice != Some(ToolChoice::None);
+    let tools = if offered { tools::template_tools(&req.tools) } else { Vec::new() };
+    if let Some(forced) = tools::forced_format(&req.tools, req.tool_choice.as_ref().filter(|_| offered))? {
+        if sampling.format.is_some() {
+            return Err(BackendError::UnsupportedField {
+                param: "response_format".into(),
+                message: "'response_format' cannot be combined with a 'tool_choice' that forces a call on this model"
+                    .into(),
+            });
+        }
+        sampling.format = Some(forced);
+    }
+    Ok(GenerateRequest { prompt, sampling, tools })
 }
 
 fn sampling(s: &Sampling) -> EngineSampling {
@@ -533,6 +586,21 @@ fn sampling(s: &Sampling) -> EngineSampling {
         max_tokens: s.max_tokens,
         stop: s.stop.clone(),
         format: None,
+        logprobs: None,
+    }
+}
+
+/// A token's log probabilities in the canonical shape.
+fn token_logprob(l: sluice_engine::TokenLogprob) -> TokenLogprob {
+    TokenLogprob {
+        token: l.token,
+        logprob: l.logprob,
+        bytes: Some(l.bytes),
+        top: l
+            .top
+            .into_iter()
+            .map(|t| TopLogprob { token: t.token, logprob: t.logprob, bytes: Some(t.bytes) })
+            .collect(),
     }
 }
 
@@ -576,35 +644,35 @@ mod tests {
             input: Input::Text { prompt: "hi".into(), system: Some("be brief".into()), raw },
             ..ChatRequest::default()
         };
-        match generate_request(text(false)).prompt {
+        match generate_request(text(false)).unwrap().prompt {
             Prompt::Chat(m) => assert_eq!(m, vec![ChatMessage::system("be brief"), ChatMessage::user("hi")]),
             Prompt::Text(_) | Prompt::Continue { .. } => {
                 panic!("non-raw generate must use the chat template")
             }
         }
-        assert!(matches!(generate_request(text(true)).prompt, Prompt::Text(p) if p == "hi"));
+        assert!(matches!(generate_request(text(true)).unwrap().prompt, Prompt::Text(p) if p == "hi"));
         let chat = ChatRequest {
             input: Input::Chat(vec![Message::new(Role::Tool, "42")]),
             ..ChatRequest::default()
         };
-        assert!(matches!(generate_request(chat).prompt, Prompt::Chat(m) if m[0].role == "tool"));
+        assert!(matches!(generate_request(chat).unwrap().prompt, Prompt::Chat(m) if m[0].role == "tool"));
     }
 
     #[test]
     fn response_formats_become_engine_output_formats() {
         let with = |format| ChatRequest { response_format: Some(format), ..ChatRequest::default() };
         assert_eq!(
-            generate_request(with(ResponseFormat::JsonObject)).sampling.format,
+            generate_request(with(ResponseFormat::JsonObject)).unwrap().sampling.format,
             Some(OutputFormat::Json)
         );
         let schema = serde_json::json!({"type": "object", "properties": {"a": {"type": "integer"}}});
         let format =
             ResponseFormat::JsonSchema { name: Some("x".into()), description: None, schema, strict: None };
         assert!(matches!(
-            generate_request(with(format)).sampling.format,
+            generate_request(with(format)).unwrap().sampling.format,
             Some(OutputFormat::JsonSchema(s)) if s["properties"]["a"]["type"] == "integer"
         ));
-        assert_eq!(generate_request(ChatRequest::default()).sampling.format, None);
+        assert_eq!(generate_request(ChatRequest::default()).unwrap().sampling.format, None);
         let refused = backend_error(EngineError::InvalidSchema("Unknown type: strin".into()));
         assert_eq!(refused.status_code(), http::StatusCode::BAD_REQUEST);
         assert!(
@@ -624,10 +692,16 @@ mod tests {
 
     #[test]
     fn capabilities_follow_the_config_and_the_template() {
-        assert_eq!(capabilities(false, None), ["completion", "json_schema"]);
-        assert_eq!(capabilities(true, Some("{{ messages }}")), ["completion", "embedding", "json_schema"]);
+        assert_eq!(capabilities(false, None), ["completion", "json_schema", "logprobs"]);
+        assert_eq!(
+            capabilities(true, Some("{{ messages }}")),
+            ["completion", "embedding", "json_schema", "logprobs"]
+        );
         let tool_template = "{% if tools %}{{ tools | tojson }}{% endif %}{{ messages }}";
-        assert_eq!(capabilities(false, Some(tool_template)), ["completion", "tools", "json_schema"]);
+        assert_eq!(
+            capabilities(false, Some(tool_template)),
+            ["completion", "tools", "json_schema", "logprobs"]
+        );
     }
 
     #[test]

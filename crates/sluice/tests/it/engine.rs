@@ -224,7 +224,7 @@ async fn ollama_metadata_is_the_model_files_own() {
     let v: Value = post(&gw, "/api/show", json!({"model": "smollm2"})).await.json().await.unwrap();
     // SmolLM2's template has no tools; embeddings are on by default; any model writes
     // JSON to a schema (the constraint runs in the sampler).
-    assert_eq!(v["capabilities"], json!(["completion", "embedding", "json_schema"]), "{v}");
+    assert_eq!(v["capabilities"], json!(["completion", "embedding", "json_schema", "logprobs"]), "{v}");
     // Read from the GGUF file, loaded or not (what Copilot Chat and Continue read).
     assert_eq!(v["model_info"]["general.architecture"], "llama", "{v}");
     assert_eq!(v["model_info"]["llama.context_length"], 8192, "{v}");
@@ -254,7 +254,7 @@ async fn capabilities_follow_the_embeddings_switch() {
     );
     let gw = Gateway::start(&toml).await;
     let v: Value = post(&gw, "/api/show", json!({"model": "chat-only"})).await.json().await.unwrap();
-    assert_eq!(v["capabilities"], json!(["completion", "json_schema"]), "{v}");
+    assert_eq!(v["capabilities"], json!(["completion", "json_schema", "logprobs"]), "{v}");
 }
 
 #[tokio::test]

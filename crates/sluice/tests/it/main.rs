@@ -15,6 +15,7 @@ mod clients;
 mod deadlines;
 mod dialects;
 mod engine;
+mod engine_sdk;
 mod errors;
 mod metadata;
 mod ollama_client;

@@ -59,7 +59,7 @@ assert isinstance(json.loads(r.response), dict), r
 print("ollama-format-ok")
 "#;
 
-async fn python(script: &str, base: &str, what: &str) -> String {
+pub(crate) async fn python(script: &str, base: &str, what: &str) -> String {
     let out = tokio::process::Command::new("python3")
         .arg("-c")
         .arg(script)
