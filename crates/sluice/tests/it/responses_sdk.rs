@@ -115,19 +115,7 @@ elif part == "bad":
 "#;
 
 async fn run(base: &str, part: &str) -> serde_json::Value {
-    let out = tokio::process::Command::new("python3")
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(base)
-        .arg(part)
-        .env("NO_PROXY", "127.0.0.1")
-        .output()
-        .await
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the openai SDK script ({part}) failed:\n{stdout}\n{stderr}");
-    serde_json::from_str(stdout.trim().lines().last().unwrap_or_default()).expect("the script's JSON line")
+    python_json(SCRIPT, &[base, part]).await
 }
 
 async fn over(kind: &str) -> (MockServer, Gateway) {
@@ -266,21 +254,10 @@ elif part == "owners":
 "#;
 
 async fn stored(base: &str, part: &str, keys: [&str; 2], ids: &[&str]) -> serde_json::Value {
-    let out = tokio::process::Command::new("python3")
-        .arg("-c")
-        .arg(STORED)
-        .arg(base)
-        .arg(part)
-        .args(keys)
-        .args(ids)
-        .env("NO_PROXY", "127.0.0.1")
-        .output()
-        .await
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the openai SDK script ({part}) failed:\n{stdout}\n{stderr}");
-    serde_json::from_str(stdout.trim().lines().last().unwrap_or_default()).expect("the script's JSON line")
+    let mut args = vec![base, part];
+    args.extend(keys);
+    args.extend_from_slice(ids);
+    python_json(STORED, &args).await
 }
 
 /// `previous_response_id` through the SDK: each turn's upstream request holds the turns

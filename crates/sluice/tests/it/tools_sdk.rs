@@ -91,19 +91,9 @@ const PNG: &str =
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
 
 async fn run(base: &str, args: &[&str]) -> serde_json::Value {
-    let out = tokio::process::Command::new("python3")
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(base)
-        .args(args)
-        .env("NO_PROXY", "127.0.0.1")
-        .output()
-        .await
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the openai SDK script ({args:?}) failed:\n{stdout}\n{stderr}");
-    serde_json::from_str(stdout.trim().lines().last().unwrap_or_default()).expect("the script's JSON line")
+    let mut all = vec![base];
+    all.extend_from_slice(args);
+    python_json(SCRIPT, &all).await
 }
 
 async fn round_trip(kind: &str) -> (MockServer, Gateway) {

@@ -144,3 +144,20 @@ pub async fn local_registry(cfg: Config) -> sluice_core::registry::Registry {
     sluice_backends::load_at_start(&slots, &cfg.engine, !cfg.backends.is_empty()).await;
     sluice_core::registry::Registry::new(slots)
 }
+
+/// Runs `python3 -c script args...` (a real client SDK script), fails the test with its
+/// output if it fails, and returns the JSON its last line of output prints.
+pub async fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
+    let out = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .env("NO_PROXY", "127.0.0.1")
+        .output()
+        .await
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the client script ({args:?}) failed:\n{stdout}\n{stderr}");
+    serde_json::from_str(stdout.trim().lines().last().unwrap_or_default()).expect("the script's JSON line")
+}
