@@ -298,19 +298,43 @@ pub struct Message {
 pub struct Sampling {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::common::finite_f32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub temperature: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::common::finite_f32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub top_p: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_k: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::common::finite_f32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub min_p: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::common::finite_f32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub repeat_penalty: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::common::finite_f32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub presence_penalty: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::common::finite_f32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub frequency_penalty: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<i64>,
@@ -405,6 +429,28 @@ mod tests {
         let text = serde_json::to_string(&j).unwrap();
         assert_eq!(serde_json::from_str::<ToAgent>(&text).unwrap(), j);
         assert!(text.contains(r#""input":{"kind":"chat","#), "{text}");
+    }
+
+    #[test]
+    fn a_sampling_number_too_large_for_f32_is_refused_not_turned_into_infinity() {
+        // Found by the frame_to_agent fuzzer: 8.4e51 became `inf`, which encodes as
+        // `null`, so the job the agent ran was not the job the gateway sent.
+        let job = |t: &str| {
+            format!(
+                r#"{{"type":"job","job":1,"request":{{"model":"m","input":{{"kind":"chat","messages":[]}},"sampling":{{"temperature":{t}}},"stream":true}}}}"#
+            )
+        };
+        let err =
+            serde_json::from_str::<ToAgent>(&job("8444444444444444444444444444444444444444444444444444.2"))
+                .unwrap_err();
+        assert!(err.to_string().contains("out of range for a 32-bit float"), "{err}");
+        let parsed = serde_json::from_str::<ToAgent>(&job("0.7"));
+        let Ok(ToAgent::Job { request, .. }) = parsed else { panic!("{parsed:?}") };
+        assert_eq!(request.sampling.temperature, Some(0.7));
+        let Ok(ToAgent::Job { request, .. }) = serde_json::from_str::<ToAgent>(&job("null")) else {
+            panic!()
+        };
+        assert_eq!(request.sampling.temperature, None);
     }
 
     #[test]

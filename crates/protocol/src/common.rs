@@ -1,6 +1,24 @@
 //! Small shapes shared by both dialects.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Deserializes an optional 32-bit float, refusing a number too large for one: it
+/// would become infinity, which JSON cannot carry on (it is written as `null`), so the
+/// value a client or the gateway sent would silently change on its way.
+pub fn finite_f32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f32>, D::Error> {
+    match Option::<f64>::deserialize(d)? {
+        None => Ok(None),
+        Some(wide) => {
+            #[allow(clippy::cast_possible_truncation)] // checked just below
+            let narrow = wide as f32;
+            if narrow.is_finite() {
+                Ok(Some(narrow))
+            } else {
+                Err(serde::de::Error::custom(format!("{wide:e} is out of range for a 32-bit float")))
+            }
+        }
+    }
+}
 
 /// A value that clients may send either as one string or as a list of strings
 /// (OpenAI `stop`, `input`, `prompt`; Ollama `input`).

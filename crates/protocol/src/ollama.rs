@@ -169,19 +169,35 @@ pub struct Options {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_predict: Option<i64>,
     /// Sampling temperature.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::common::finite_f32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub temperature: Option<f32>,
     /// Nucleus sampling mass.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::common::finite_f32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub top_p: Option<f32>,
     /// Top-k sampling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_k: Option<u32>,
     /// Min-p sampling.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::common::finite_f32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub min_p: Option<f32>,
     /// Repeat penalty.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::common::finite_f32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub repeat_penalty: Option<f32>,
     /// Sampling seed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -193,10 +209,18 @@ pub struct Options {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_ctx: Option<u32>,
     /// Presence penalty.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::common::finite_f32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub presence_penalty: Option<f32>,
     /// Frequency penalty.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::common::finite_f32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub frequency_penalty: Option<f32>,
     /// Every other option, as sent.
     #[serde(flatten)]

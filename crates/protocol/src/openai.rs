@@ -31,10 +31,18 @@ pub struct ChatCompletionRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_completion_tokens: Option<u32>,
     /// Sampling temperature.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::common::finite_f32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub temperature: Option<f32>,
     /// Nucleus sampling mass.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::common::finite_f32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub top_p: Option<f32>,
     /// Sampling seed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,16 +57,28 @@ pub struct ChatCompletionRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<u32>,
     /// Presence penalty.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::common::finite_f32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub presence_penalty: Option<f32>,
     /// Frequency penalty.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::common::finite_f32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub frequency_penalty: Option<f32>,
     /// Top-k sampling (an extension of vLLM, llama.cpp and LM Studio).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_k: Option<u32>,
     /// Min-p sampling (an extension of vLLM, llama.cpp and LM Studio).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::common::finite_f32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub min_p: Option<f32>,
     /// Every other field, as sent.
     #[serde(flatten)]
@@ -327,10 +347,18 @@ pub struct CompletionRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
     /// Sampling temperature.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::common::finite_f32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub temperature: Option<f32>,
     /// Nucleus sampling mass.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::common::finite_f32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub top_p: Option<f32>,
     /// Sampling seed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -345,10 +373,18 @@ pub struct CompletionRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suffix: Option<String>,
     /// Presence penalty.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::common::finite_f32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub presence_penalty: Option<f32>,
     /// Frequency penalty.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::common::finite_f32",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub frequency_penalty: Option<f32>,
     /// Every other field (`n`, `echo`, `best_of`, `logit_bias`, ...), as sent.
     #[serde(flatten)]

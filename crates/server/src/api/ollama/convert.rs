@@ -302,6 +302,14 @@ mod tests {
         assert_eq!(chat_request(r).unwrap_err().param(), Some("messages[0].images[0]"));
         let r: ol::GenerateRequest = parse_json(br#"{"model":"","prompt":"x"}"#).unwrap();
         assert_eq!(generate_request(r).unwrap_err().param(), Some("model"));
+        // A number past f32's range is refused, not turned into infinity (which would
+        // reach an upstream as `null`).
+        let err = parse_json::<ol::GenerateRequest>(
+            br#"{"model":"m","prompt":"x","options":{"repeat_penalty":1e39}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.status_code(), 400);
+        assert!(err.client_message().contains("out of range for a 32-bit float"), "{}", err.client_message());
     }
 
     /// The engine's stop matcher runs for every token: 16 sequences of at most 256

@@ -329,6 +329,10 @@ mod tests {
             (r#"{"model":"m","messages":[]}"#, "messages"),
             (r#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#, "messages[0].role"),
             (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":9}"#, "temperature"),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"top_p":1e39}"#,
+                "1e39 is out of range for a 32-bit float",
+            ),
             (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#, "max_tokens"),
             (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":2}"#, "n"),
             (r#"{"model":"m","messages":"hi"}"#, "messages: invalid type"),
