@@ -17,12 +17,17 @@
 //! Connections are reused: a response read to its end returns its socket (without
 //! buffers) to a small per-backend idle list; a socket the server closed is noticed at
 //! checkout, and a request that fails on a reused socket before any response byte is
-//! retried once on a fresh one.
+//! retried once on a fresh one. Idle sockets are closed once they are past their time
+//! even if no request comes to notice them (a reaper task sleeps until the oldest one
+//! expires), so a burst's connections do not stay open after it.
 
 use std::{
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -58,11 +63,36 @@ struct Idle {
     since: Instant,
 }
 
+/// Closes a client's idle sockets as they pass [`IDLE_TIMEOUT`]: sleeps until the oldest
+/// one expires, or, with none pooled, until one is; ends once the client is dropped.
+async fn reap(client: Weak<H1Client>, wake: Arc<tokio::sync::Notify>) {
+    loop {
+        let next = match client.upgrade() {
+            Some(c) => c.close_stale(),
+            None => return,
+        };
+        match next {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => wake.notified().await,
+        }
+    }
+}
+
 /// A pool of HTTP/1.1 connections to one `host:port`.
 pub struct H1Client {
     authority: String,
     connect_timeout: Duration,
+    /// Oldest first: pooled in time order, checked out from the end.
     idle: Mutex<Vec<Idle>>,
+    /// Wakes the reaper: a socket was pooled into an empty pool, or the client is gone.
+    reap: Arc<tokio::sync::Notify>,
+    reaper_started: AtomicBool,
+}
+
+impl Drop for H1Client {
+    fn drop(&mut self) {
+        self.reap.notify_one();
+    }
 }
 
 /// Status, headers and the streamed body of a response.
@@ -84,6 +114,8 @@ impl H1Client {
             authority: authority.to_owned(),
             connect_timeout,
             idle: Mutex::new(Vec::new()),
+            reap: Arc::default(),
+            reaper_started: AtomicBool::new(false),
         }))
     }
 
@@ -104,11 +136,37 @@ impl H1Client {
         None
     }
 
-    fn checkin(&self, tcp: TcpStream) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < MAX_IDLE {
-            idle.push(Idle { tcp, since: Instant::now() });
+    fn checkin(self: &Arc<Self>, tcp: TcpStream) {
+        let was_empty = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let was_empty = idle.is_empty();
+            if idle.len() < MAX_IDLE {
+                idle.push(Idle { tcp, since: Instant::now() });
+            }
+            was_empty
+        };
+        if !self.reaper_started.load(Ordering::Relaxed) {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current()
+                && !self.reaper_started.swap(true, Ordering::Relaxed)
+            {
+                runtime.spawn(reap(Arc::downgrade(self), self.reap.clone()));
+            }
+        } else if was_empty {
+            self.reap.notify_one();
         }
+    }
+
+    /// Closes the idle sockets past [`IDLE_TIMEOUT`]; returns when the oldest one left
+    /// will be.
+    fn close_stale(&self) -> Option<Instant> {
+        let (stale, next) = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let n = idle.partition_point(|c| c.since.elapsed() >= IDLE_TIMEOUT);
+            let stale: Vec<Idle> = idle.drain(..n).collect();
+            (stale, idle.first().map(|c| c.since + IDLE_TIMEOUT))
+        };
+        drop(stale); // closed outside the lock
+        next
     }
 
     async fn connect(&self) -> Result<TcpStream, BackendError> {
@@ -691,6 +749,37 @@ mod tests {
             server(vec![vec![b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"]]).await;
         let resp = client(&addr).send(Method::GET, "/", &[], Bytes::new()).await.unwrap();
         assert!(matches!(body_of(resp).await, Err(BackendError::Interrupted(m)) if m.contains("chunk size")));
+    }
+
+    /// Found by the one-hour soak: after 1,000 streams ended, their 1,000 upstream
+    /// sockets stayed open, because an expired idle socket was only dropped when a
+    /// checkout reached it.
+    #[tokio::test(start_paused = true)]
+    async fn idle_sockets_are_closed_when_their_time_is_up_even_without_requests() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (closed_tx, mut closed) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await.unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na").await.unwrap();
+            // The client closing its pooled socket is an end of file here.
+            while s.read(&mut buf).await.unwrap() > 0 {}
+            let _ = closed_tx.send(());
+        });
+        let c = client(&addr);
+        let resp = c.send(Method::GET, "/", &[], Bytes::new()).await.unwrap();
+        assert_eq!(body_of(resp).await.unwrap(), b"a");
+        assert_eq!(c.idle.lock().unwrap().len(), 1);
+
+        tokio::time::sleep(IDLE_TIMEOUT - Duration::from_secs(1)).await;
+        assert_eq!(c.idle.lock().unwrap().len(), 1, "still within its time");
+        assert!(closed.try_recv().is_err());
+
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::timeout(Duration::from_secs(3600), closed).await.unwrap().unwrap();
+        assert!(c.idle.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
