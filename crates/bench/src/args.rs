@@ -66,6 +66,10 @@ pub struct BenchArgs {
     /// Model name sent in every request.
     #[arg(long, default_value = "mock-model")]
     pub model: String,
+    /// Source address of the connections (e.g. `127.0.0.2`), so that the gateway sees
+    /// this client apart from other load on the same machine.
+    #[arg(long, value_name = "IP")]
+    pub local_address: Option<std::net::IpAddr>,
     /// Number of workers, each with its own keep-alive connection.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub concurrency: u64,

@@ -8,7 +8,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::{Future, poll_fn};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::{Pin, pin};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Sleep;
 
 use crate::budget::Shared;
@@ -119,7 +119,7 @@ impl Worker {
                 self.conn = None;
                 let conn = tokio::select! {
                     biased;
-                    conn = Conn::open(self.plan.addr) => conn.map_err(|_| ErrorKind::Connect)?,
+                    conn = Conn::open(self.plan.addr, self.plan.local) => conn.map_err(|_| ErrorKind::Connect)?,
                     () = self.timer.as_mut() => return Err(ErrorKind::Timeout),
                 };
                 self.conn = Some(conn);
@@ -156,8 +156,15 @@ impl Worker {
 }
 
 impl Conn {
-    async fn open(addr: SocketAddr) -> Result<Conn, Box<dyn std::error::Error>> {
-        let tcp = TcpStream::connect(addr).await?;
+    async fn open(addr: SocketAddr, local: Option<IpAddr>) -> Result<Conn, Box<dyn std::error::Error>> {
+        let tcp = match local {
+            None => TcpStream::connect(addr).await?,
+            Some(ip) => {
+                let socket = if ip.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(addr).await?
+            }
+        };
         tcp.set_nodelay(true)?;
         let (sender, driver) = http1::Builder::new().handshake(TokioIo::new(tcp)).await?;
         Ok(Conn { sender, driver: Some(Box::pin(driver)), reused: false })

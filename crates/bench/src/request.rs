@@ -22,6 +22,8 @@ const MARKER: &str = "\u{1}sluice-bench-prompt\u{1}";
 pub struct Plan {
     /// Resolved address of the target.
     pub addr: SocketAddr,
+    /// Source address to bind before connecting (`--local-address`).
+    pub local: Option<std::net::IpAddr>,
     /// Full URL of the requests (for the report).
     pub url: String,
     /// Origin-form URI (path) sent on the request line.
@@ -112,6 +114,7 @@ impl Plan {
         Ok(Plan {
             keys,
             addr,
+            local: args.local_address,
             url: format!("http://{authority}{uri}"),
             uri,
             headers,

@@ -375,3 +375,32 @@ fn flags_parse_with_their_defaults() {
     assert!(Cli::try_parse_from(["bench", "--url", "http://h:1", "--concurrency", "0"]).is_err());
     assert!(Cli::try_parse_from(["bench", "--url", "http://h:1", "--api", "grpc"]).is_err());
 }
+
+#[tokio::test]
+async fn local_address_sets_the_source_of_every_connection() {
+    use axum::extract::ConnectInfo;
+    use std::sync::{Arc, Mutex};
+    let peers: Arc<Mutex<Vec<std::net::IpAddr>>> = Arc::default();
+    let seen = peers.clone();
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        post(move |ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Json<Value>| {
+            seen.lock().unwrap().push(peer.ip());
+            openai(req)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap()
+    });
+    let report =
+        bench(addr, &["--local-address", "127.0.0.2", "--requests", "6", "--concurrency", "2"]).await;
+    assert_all_ok(&report, 6, DEFAULT_TOKENS);
+    let peers = peers.lock().unwrap().clone();
+    assert_eq!(peers.len(), 6);
+    assert!(peers.iter().all(|ip| ip.to_string() == "127.0.0.2"), "{peers:?}");
+
+    // A name is not an address: refused when the flags are parsed.
+    assert!(Cli::try_parse_from(["bench", "--url", "http://h:1", "--local-address", "host"]).is_err());
+}
