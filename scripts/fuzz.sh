@@ -10,6 +10,9 @@
 #        TIMEOUT=10                 seconds one input may take before it is a timeout
 #        SANITIZER=none             or address (slower; the code under test has no unsafe)
 #        SKIP_BUILD=1               reuse the last build
+#        RUNS=10000000              also stop a target after this many executions (the
+#                                   time is then a cap: on a busy machine a count is
+#                                   what a run is meant to reach)
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz`); libFuzzer needs nightly features, which
 # the pinned stable toolchain allows with RUSTC_BOOTSTRAP=1 (set here, for fuzz/ only).
@@ -42,13 +45,15 @@ run_one() {
     for d in "fuzz/corpus-run/$t" "fuzz/corpus/$t" "fuzz/regressions/$t"; do
         [ -d "$d" ] && dirs+=("$d")
     done
-    local before
+    local before runs=() t0=$SECONDS
     before=$(ls "fuzz/artifacts/$t" | wc -l)
+    [ -n "${RUNS:-}" ] && runs=(-runs="$RUNS")
     set +e
-    nice "$BIN/$t" "${dirs[@]}" -max_total_time="$SECONDS_PER_TARGET" -print_final_stats=1 \
+    nice "$BIN/$t" "${dirs[@]}" "${runs[@]}" -max_total_time="$SECONDS_PER_TARGET" -print_final_stats=1 \
         -rss_limit_mb="$RSS_LIMIT_MB" -timeout="$TIMEOUT" -max_len=65536 \
         -artifact_prefix="fuzz/artifacts/$t/" >"$LOGS/$t.log" 2>&1
     echo $? >"$LOGS/$t.rc"
+    echo $((SECONDS - t0)) >"$LOGS/$t.secs"
     set -e
     echo "$before" >"$LOGS/$t.before"
 }
@@ -84,7 +89,7 @@ for t in $TARGETS; do
     printf '%-18s %14s %10s %8s %8s %9s %6s %6s  %s\n' "$t" "$execs" "$rate" "$new" "$peak" \
         "$crashes" "$timeouts" "$ooms" "$artifacts"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$t" \
-        "$SECONDS_PER_TARGET" "$execs" "$crashes" "$timeouts" "$ooms" "$SANITIZER" >>fuzz/runs.tsv
+        "$(cat "$LOGS/$t.secs")" "$execs" "$crashes" "$timeouts" "$ooms" "$SANITIZER" >>fuzz/runs.tsv
     if [ $((crashes + timeouts + ooms)) -gt 0 ] || [ "$(cat "$LOGS/$t.rc")" != 0 ]; then
         status=1
         echo "--- $t: the finding (fuzz/artifacts/$t/) ---"

@@ -15,7 +15,8 @@
 # Usage: scripts/soak.sh [OUT_DIR]
 #   env: MODE, STREAMS, DURATION, WARMUP, TOKENS, DELAY_MS, SAMPLE (10 s),
 #        SLUICE_BIN / BENCH_BIN / MOCK_BIN (default target/release/…), SKIP_BUILD=1,
-#        SLUICE_ARGS (extra `sluice serve` flags)
+#        SLUICE_ARGS (extra `sluice serve` flags), EXTRA_TOML (appended to the config,
+#        e.g. $'[usage]\nenabled = false'), MOCK_ADDR / GW_ADDR (listen addresses)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${MODE:-soak}
@@ -39,8 +40,8 @@ hard=$(ulimit -Hn)
 [ "$hard" = unlimited ] || [ "$want" -le "$hard" ] || { echo "soak.sh: $STREAMS streams need $want descriptors; the hard limit is $hard" >&2; exit 1; }
 ulimit -n "$want"
 
-MOCK=127.0.0.1:18101
-GW=127.0.0.1:18180
+MOCK=${MOCK_ADDR:-127.0.0.1:18101}
+GW=${GW_ADDR:-127.0.0.1:18180}
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -63,6 +64,9 @@ data=$(mktemp -d)
 cat >"$data/sluice.toml" <<TOML
 [server]
 listen = "$GW"
+# All the load comes from one address: lift the per-address cap above it.
+max_connections = $((STREAMS * 2 + 1000))
+max_connections_per_ip = $((STREAMS * 2 + 1000))
 [store]
 url = "sqlite://$data/sluice.db"
 [cache]
@@ -75,6 +79,7 @@ kind = "openai"
 url = "http://$MOCK/v1"
 models = ["mock-model"]
 health = { enabled = false }
+${EXTRA_TOML:-}
 TOML
 # shellcheck disable=SC2086 # SLUICE_ARGS is a list of flags
 taskset -c 0 "$SLUICE_BIN" serve --config "$data/sluice.toml" ${SLUICE_ARGS:-} >"$OUT/gateway.log" 2>&1 &
@@ -108,11 +113,16 @@ taskset -c 1 "$BENCH_BIN" --url "http://$GW" --model mock-model \
     --duration "$DURATION" --ramp-up 10s --timeout 120s --threads 1 --quiet --no-progress \
     --json "$OUT/bench.json" || true
 kill "$SAMPLER" 2>/dev/null || true
-# Connections close with the load generator; give the gateway a moment to see it.
-sleep 5
+# Client connections close with the load generator; pooled upstream connections when
+# their idle time (60 s) is up. Wait for the descriptors to come back, at most 90 s.
+quiet_at=$SECONDS
+for _ in $(seq 900); do
+    [ "$(fds "$GW_PID")" -le "$base_fds" ] && break
+    sleep 0.1
+done
 end_rss=$(rss_kb "$GW_PID")
 end_fds=$(fds "$GW_PID")
-echo "after: rss ${end_rss} kB, ${end_fds} descriptors" | tee -a "$OUT/summary.txt"
+echo "after: rss ${end_rss} kB, ${end_fds} descriptors ($((SECONDS - quiet_at)) s after the load ended)" | tee -a "$OUT/summary.txt"
 python3 - "$OUT" "$(seconds "$WARMUP")" "$base_fds" "$end_fds" "$MODE" <<'EOF' | tee -a "$OUT/summary.txt"
 import csv, json, statistics, sys
 out, warmup, base_fds, end_fds, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
