@@ -73,20 +73,22 @@ GW_PID=$!
 pids+=("$GW_PID")
 wait_port "$GW"
 
-client() { # $1: report file
+# One phase of the normal client, its figures appended to rounds.csv.
+phase() { # $1: round, $2: quiet|attacked, $3: gateway descriptors to record
+    local report="$OUT/$2-$1.json"
     taskset -c 1 "$BENCH_BIN" --url "http://$GW" --local-address 127.0.0.2 --model mock-model \
         --prompt "trickle $DIRECTIVE" --concurrency "$CONCURRENCY" --requests "$REQUESTS" \
-        --warmup 50 --duration 120s --timeout 30s --threads 1 --quiet --no-progress --json "$1"
-}
-
-echo "round,phase,ttft_p50_ms,ttft_p99_ms,ok,failed,gateway_fds,gateway_rss_kb" >"$OUT/rounds.csv"
-for r in $(seq "$ROUNDS"); do
-    client "$OUT/quiet-$r.json"
-    python3 - "$OUT/quiet-$r.json" "$r" quiet "$(fds "$GW_PID")" "$(rss_kb "$GW_PID")" >>"$OUT/rounds.csv" <<'EOF'
+        --warmup 50 --duration 120s --timeout 30s --threads 1 --quiet --no-progress --json "$report"
+    python3 - "$report" "$1" "$2" "$3" "$(rss_kb "$GW_PID")" >>"$OUT/rounds.csv" <<'EOF'
 import json, sys
 j = json.load(open(sys.argv[1]))
 print(f"{sys.argv[2]},{sys.argv[3]},{j['ttft_ms']['p50']:.2f},{j['ttft_ms']['p99']:.2f},{j['requests']['ok']},{j['requests']['failed']},{sys.argv[4]},{sys.argv[5]}")
 EOF
+}
+
+echo "round,phase,ttft_p50_ms,ttft_p99_ms,ok,failed,gateway_fds,gateway_rss_kb" >"$OUT/rounds.csv"
+for r in $(seq "$ROUNDS"); do
+    phase "$r" quiet "$(fds "$GW_PID")"
     # The attack lasts for the settling time plus the client's phase at most.
     taskset -c 1 nice -n 19 python3 scripts/bench-trickle.py "$GW" 127.0.0.1 "$ATTACKERS" 150 1 1 \
         >"$OUT/attack-$r.json" 2>"$OUT/attack-$r.err" &
@@ -95,12 +97,7 @@ EOF
     # Settle: every attacker has tried once and the per-address cap is full.
     sleep 15
     during_fds=$(fds "$GW_PID")
-    client "$OUT/attacked-$r.json"
-    python3 - "$OUT/attacked-$r.json" "$r" attacked "$during_fds" "$(rss_kb "$GW_PID")" >>"$OUT/rounds.csv" <<'EOF'
-import json, sys
-j = json.load(open(sys.argv[1]))
-print(f"{sys.argv[2]},{sys.argv[3]},{j['ttft_ms']['p50']:.2f},{j['ttft_ms']['p99']:.2f},{j['requests']['ok']},{j['requests']['failed']},{sys.argv[4]},{sys.argv[5]}")
-EOF
+    phase "$r" attacked "$during_fds"
     kill "$ATTACK" 2>/dev/null || true
     wait "$ATTACK" 2>/dev/null || true
     # Let the gateway see the attacker's connections go before the next quiet phase.
