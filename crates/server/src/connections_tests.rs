@@ -190,3 +190,122 @@ async fn shutdown_waits_the_grace_period_and_no_longer() {
     read_to_close(&mut slow).await;
     assert!(TcpStream::connect(s.addr).await.is_err(), "no longer listening");
 }
+
+/// GET `/` over HTTP/2 on `io`, as hyper's client sends it.
+async fn h2_get<I>(io: I) -> String
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io)).await.unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("http://x/").body(http_body_util::Empty::<Bytes>::new()).unwrap();
+    let resp = tokio::time::timeout(NEVER, send.send_request(req)).await.expect("an answer").unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+#[tokio::test(start_paused = true)]
+async fn http2_with_prior_knowledge_and_http1_share_the_port() {
+    let s = server(LIMITS, Duration::from_secs(5)).await;
+    assert_eq!(h2_get(TcpStream::connect(s.addr).await.unwrap()).await, "hello");
+    let mut tcp = TcpStream::connect(s.addr).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    assert!(read_response(&mut tcp, "hello").await.starts_with("HTTP/1.1 200"));
+    // A request line that starts like the preface ("P") is still HTTP/1.
+    let mut tcp = TcpStream::connect(s.addr).await.unwrap();
+    tcp.write_all(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc").await.unwrap();
+    assert!(read_response(&mut tcp, "3 bytes").await.starts_with("HTTP/1.1 200"));
+}
+
+pin_project! {
+    /// A socket whose first `skip` written bytes were already sent by the test.
+    struct AlreadySent {
+        #[pin]
+        inner: TcpStream,
+        skip: usize,
+    }
+}
+
+impl AsyncRead for AlreadySent {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for AlreadySent {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        if *this.skip > 0 {
+            let n = (*this.skip).min(buf.len());
+            *this.skip -= n;
+            return Poll::Ready(Ok(n));
+        }
+        this.inner.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
+/// The preface in two pieces with a pause between: the server has peeked a part, read
+/// it, and hands it to hyper ahead of the rest.
+#[tokio::test(start_paused = true)]
+async fn an_http2_preface_in_pieces_is_still_http2() {
+    let s = server(LIMITS, Duration::from_secs(5)).await;
+    let mut tcp = TcpStream::connect(s.addr).await.unwrap();
+    tcp.write_all(&H2_PREFACE[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(h2_get(AlreadySent { inner: tcp, skip: 10 }).await, "hello");
+}
+
+#[tokio::test]
+async fn sniffing_peeks_and_reads_only_a_split_preface() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let pair = || async {
+        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (client.unwrap(), server.unwrap().0)
+    };
+
+    // HTTP/1: decided from the peeked bytes, which stay in the socket.
+    let (mut client, mut server) = pair().await;
+    client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    assert_eq!(sniff(&mut server).await.unwrap(), Sniffed { h2: false, prefix: None });
+    let mut first = [0u8; 3];
+    server.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"GET");
+
+    // A split preface: the part that came is read, then the rest, and no more.
+    let (mut client, mut server) = pair().await;
+    client.write_all(&H2_PREFACE[..10]).await.unwrap();
+    let sniffing = tokio::spawn(async move { (sniff(&mut server).await.unwrap(), server) });
+    tokio::task::yield_now().await;
+    client.write_all(&H2_PREFACE[10..]).await.unwrap();
+    client.write_all(b"frames").await.unwrap();
+    let (sniffed, mut server) = sniffing.await.unwrap();
+    assert_eq!(sniffed, Sniffed { h2: true, prefix: Some(Bytes::from_static(H2_PREFACE)) });
+    let mut rest = [0u8; 6];
+    server.read_exact(&mut rest).await.unwrap();
+    assert_eq!(&rest, b"frames");
+
+    // Something that only starts like the preface is HTTP/1, with what was read.
+    let (mut client, mut server) = pair().await;
+    client.write_all(b"PRI").await.unwrap();
+    let sniffing = tokio::spawn(async move { sniff(&mut server).await.unwrap() });
+    tokio::task::yield_now().await;
+    client.write_all(b"X / HTTP/1.1\r\n").await.unwrap();
+    let sniffed = sniffing.await.unwrap();
+    assert!(!sniffed.h2);
+    assert!(sniffed.prefix.as_deref().is_some_and(|p| p.starts_with(b"PRI")), "{sniffed:?}");
+}
