@@ -10,6 +10,14 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 
+/// mimalloc rather than glibc's malloc for Rust's allocations. Under a steady load the
+/// gateway's live heap stays flat, but glibc's per-thread arenas kept the memory of
+/// freed buffers: at 1,000 streams its resident memory grew 13% in the 16 minutes after
+/// warm-up (heaptrack: heap flat at 41 MiB; after the load 3 MiB live, 70 MiB resident),
+/// with mimalloc 2.5% in 15 minutes; see docs/benchmarks.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
