@@ -16,7 +16,9 @@
 //! holds only its own protocol's state, boxed: hyper-util's auto connection is an enum
 //! as large as an HTTP/2 connection even when it serves HTTP/1, and its pre-read of the
 //! preface made hyper grow every HTTP/1 read buffer from 8 to 16 KiB (its first read got
-//! the 24 rewound bytes alone). Together that was ~14 KB per open connection.
+//! the 24 rewound bytes alone). Together that was ~14 KB of allocation per open
+//! connection (little of it resident: an untouched page costs nothing; see the 8,000
+//! streams in docs/benchmarks.md).
 
 use std::{
     collections::HashMap,
@@ -156,6 +158,8 @@ pub async fn serve<S>(
                     let mut tcp = tcp;
                     // The first bytes say which protocol; a client that sends none within
                     // the header timeout is closed, as one that sends half a head is.
+                    // (hyper's head timer starts after this: a client that waits before
+                    // its first byte has at most twice the limit for its first head.)
                     let sniffed = tokio::select! {
                         r = tokio::time::timeout(conn.limits.header_read, sniff(&mut tcp)) => r,
                         () = conn.shutdown.cancelled() => return,
