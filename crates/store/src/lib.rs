@@ -249,11 +249,13 @@ async fn connect(url: &str, engine: Engine) -> Result<AnyPool, StoreError> {
     } else if sqlite {
         options = options.max_connections(4).after_connect(|conn, _| {
             Box::pin(async move {
-                // See "Durability" above for why FULL. A 16 MB page cache per connection
-                // keeps the usage indexes in memory (batch writes were waiting on reads).
+                // See "Durability" above for why FULL. The page cache stays at SQLite's
+                // default, 2 MB per connection: at 16 MB it grew with the usage table for
+                // as long as the gateway ran (+21 MB in the soak's second half hour), while
+                // batch writes were as fast at 2 MB (docs/benchmarks.md, store section).
                 conn.execute(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -16000;",
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -2000;",
                 )
                 .await?;
                 Ok(())
