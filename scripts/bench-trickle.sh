@@ -35,39 +35,14 @@ ulimit -n "$want"
 
 MOCK=127.0.0.1:18201
 GW=127.0.0.1:18280
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-wait_port() {
-    for _ in $(seq 200); do
-        (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "nothing listening on $1" >&2; exit 1
-}
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 
 taskset -c 1 "$MOCK_BIN" --listen "$MOCK" >/dev/null 2>&1 &
 pids+=($!)
 wait_port "$MOCK"
 data=$(mktemp -d)
-cat >"$data/sluice.toml" <<TOML
-[server]
-listen = "$GW"
-[store]
-url = "sqlite://$data/sluice.db"
-[cache]
-enabled = false
-[engine]
-default_model = "off"
-[[backends]]
-name = "mock"
-kind = "openai"
-url = "http://$MOCK/v1"
-models = ["mock-model"]
-health = { enabled = false }
-TOML
+mock_gateway_toml "$GW" "$MOCK" "$data" >"$data/sluice.toml"
 taskset -c 0 "$SLUICE_BIN" serve --config "$data/sluice.toml" >"$OUT/gateway.log" 2>&1 &
 GW_PID=$!
 pids+=("$GW_PID")

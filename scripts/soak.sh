@@ -42,45 +42,19 @@ ulimit -n "$want"
 
 MOCK=${MOCK_ADDR:-127.0.0.1:18101}
 GW=${GW_ADDR:-127.0.0.1:18180}
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-wait_port() {
-    for _ in $(seq 200); do
-        (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "nothing listening on $1" >&2; exit 1
-}
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 seconds() { python3 -c "import re,sys; t=sys.argv[1]; print(sum(int(n)*{'h':3600,'m':60,'s':1}[u] for n,u in re.findall(r'(\d+)([hms])',t)) or int(t))" "$1"; }
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 
 taskset -c 1 "$MOCK_BIN" --listen "$MOCK" >/dev/null 2>&1 &
 pids+=($!)
 wait_port "$MOCK"
 data=$(mktemp -d)
 # A private store, usage recording on (the default), no cache: every request runs.
-cat >"$data/sluice.toml" <<TOML
-[server]
-listen = "$GW"
 # All the load comes from one address: lift the per-address cap above it.
-max_connections = $((STREAMS * 2 + 1000))
-max_connections_per_ip = $((STREAMS * 2 + 1000))
-[store]
-url = "sqlite://$data/sluice.db"
-[cache]
-enabled = false
-[engine]
-default_model = "off"
-[[backends]]
-name = "mock"
-kind = "openai"
-url = "http://$MOCK/v1"
-models = ["mock-model"]
-health = { enabled = false }
-${EXTRA_TOML:-}
-TOML
+mock_gateway_toml "$GW" "$MOCK" "$data" "max_connections = $((STREAMS * 2 + 1000))
+max_connections_per_ip = $((STREAMS * 2 + 1000))" >"$data/sluice.toml"
+printf '%s\n' "${EXTRA_TOML:-}" >>"$data/sluice.toml"
 # shellcheck disable=SC2086 # SLUICE_ARGS is a list of flags
 taskset -c 0 "$SLUICE_BIN" serve --config "$data/sluice.toml" ${SLUICE_ARGS:-} >"$OUT/gateway.log" 2>&1 &
 GW_PID=$!
