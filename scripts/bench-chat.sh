@@ -11,9 +11,17 @@
 # token), 32 conversations taking turns round robin on the 4 slots, and resident memory.
 # llama-server is built once by scripts/build-llama-server.sh (cache outside the repo).
 #
-# Knobs: ROUNDS, THREADS, SLOTS, CTX, SLUICE_ENGINE_TOML (extra [engine] lines for
-# Sluice, e.g. 'kv_cache_type = "q8_0"'), LLAMA_ARGS (extra llama-server flags),
-# SKIP_BUILD=1, ONLY=sluice|llama.
+# Knobs: ROUNDS, THREADS, SLOTS, CTX, PHASES (default "turns one eight rounds"),
+# SLUICE_ENGINE_TOML (extra [engine] lines for Sluice, e.g. 'kv_cache_type = "q8_0"'),
+# LLAMA_ARGS (extra llama-server flags),
+# SKIP_BUILD=1, ONLY=sluice|llama, SLUICE_BIN (a prebuilt `sluice`, implies SKIP_BUILD),
+# SLUICE_BINS="sluice=PATH sluice_b=PATH2 …" (several builds, each measured every round
+# after llama-server; names start with `sluice`, no `-`; `TOML_sluice_b='kv_cache_type =
+# "q8_0"'` gives one build extra [engine] lines), RSS_REQUESTS=N (then, once per
+# Sluice build: resident memory after warm-up and after N more requests: N/5
+# conversations of ~300 tokens each taking 4 follow-up turns round robin, so the slots
+# keep evicting into the host KV cache and it keeps evicting; the issue's bound is
+# baseline + kv_cache_bytes + 5 %).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-bench-results/chat}"
@@ -30,13 +38,18 @@ rm -f "$OUT"/*.json
 [[ -f "$MODEL" ]] || { echo "bench-chat: no model at $MODEL (scripts/fetch-model.sh)" >&2; exit 1; }
 
 LLAMA_SERVER="$(scripts/build-llama-server.sh)"
-if [[ "${SKIP_BUILD:-}" != 1 ]]; then
+if [[ "${SKIP_BUILD:-}" != 1 && -z "${SLUICE_BIN:-}" ]]; then
     nice -n 10 cargo build --release --locked -q -p sluice --bin sluice
 fi
-SLUICE=target/release/sluice
+SLUICE="${SLUICE_BIN:-target/release/sluice}"
+if [[ ! -x "$SLUICE" && -n "${SLUICE_BINS:-}" ]]; then # the load generator: any build will do
+    first=${SLUICE_BINS%% *}; SLUICE=${first#*=}
+fi
 
-cfg="$OUT/sluice.toml"
-cat > "$cfg" <<TOML
+write_cfg() { # NAME: the config of one Sluice build; TOML_<NAME> adds [engine] lines to it
+    local extra="TOML_$1"
+    cfg="$OUT/$1.toml"
+    cat > "$cfg" <<TOML
 [server]
 listen = "127.0.0.1:$PORT_SLUICE"
 [log]
@@ -48,11 +61,13 @@ default_model = "off"
 threads = $THREADS
 parallel = $SLOTS
 ${SLUICE_ENGINE_TOML:-}
+${!extra:-}
 [[engine.models]]
 name = "smollm2"
 path = "$MODEL"
 context = $CTX
 TOML
+}
 
 pid=""
 trap '[[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null; true' EXIT
@@ -77,12 +92,21 @@ measure() { # NAME URL PID ROUND
     # Warm-up: page the weights in.
     "$SLUICE" bench "${common[@]}" --requests 2 --max-tokens 8 --prompt "Hi" --unique-prompts >/dev/null
     local rss_idle; rss_idle=$(rss_kb "$pid")
-    python3 scripts/bench_chat.py "$url" smollm2 turns 3 32 > "$OUT/$name-turns-$r.json"
-    "$SLUICE" bench "${common[@]}" --concurrency 1 --requests 4 --max-tokens 128 --unique-prompts \
-        --prompt "Write a long story about a lighthouse keeper." --json "$OUT/$name-one-$r.json"
-    "$SLUICE" bench "${common[@]}" --concurrency 8 --requests 16 --max-tokens 128 --unique-prompts \
-        --prompt "Write a long story about a lighthouse keeper." --json "$OUT/$name-eight-$r.json"
-    python3 scripts/bench_chat.py "$url" smollm2 rounds "$CONVS" 2 16 > "$OUT/$name-rounds-$r.json"
+    local phases=" ${PHASES:-turns one eight rounds} "
+    if [[ $phases == *" turns "* ]]; then
+        python3 scripts/bench_chat.py "$url" smollm2 turns 3 32 > "$OUT/$name-turns-$r.json"
+    fi
+    if [[ $phases == *" one "* ]]; then
+        "$SLUICE" bench "${common[@]}" --concurrency 1 --requests 4 --max-tokens 128 --unique-prompts \
+            --prompt "Write a long story about a lighthouse keeper." --json "$OUT/$name-one-$r.json"
+    fi
+    if [[ $phases == *" eight "* ]]; then
+        "$SLUICE" bench "${common[@]}" --concurrency 8 --requests 16 --max-tokens 128 --unique-prompts \
+            --prompt "Write a long story about a lighthouse keeper." --json "$OUT/$name-eight-$r.json"
+    fi
+    if [[ $phases == *" rounds "* ]]; then
+        python3 scripts/bench_chat.py "$url" smollm2 rounds "$CONVS" 2 16 > "$OUT/$name-rounds-$r.json"
+    fi
     echo "{\"rss_idle_kb\": $rss_idle, \"rss_after_kb\": $(rss_kb "$pid")}" > "$OUT/$name-rss-$r.json"
 }
 
@@ -101,14 +125,41 @@ for r in $(seq "$ROUNDS"); do
         kill -TERM "$pid"; wait "$pid" || true
     fi
     if [[ "${ONLY:-sluice}" == sluice ]]; then
-        echo "bench-chat: round $r/$ROUNDS sluice" >&2
-        port_free "$PORT_SLUICE"
-        "$SLUICE" serve --config "$cfg" > "$OUT/sluice-$r.log" 2>&1 &
-        pid=$!
-        wait_ready "http://127.0.0.1:$PORT_SLUICE/readyz" "$pid"
-        measure sluice "http://127.0.0.1:$PORT_SLUICE" "$pid" "$r"
-        kill -TERM "$pid"; wait "$pid" || true
+        for variant in ${SLUICE_BINS:-sluice=$SLUICE}; do
+            name=${variant%%=*} bin=${variant#*=}
+            write_cfg "$name"
+            echo "bench-chat: round $r/$ROUNDS $name ($bin)" >&2
+            port_free "$PORT_SLUICE"
+            "$bin" serve --config "$cfg" > "$OUT/$name-$r.log" 2>&1 &
+            pid=$!
+            wait_ready "http://127.0.0.1:$PORT_SLUICE/readyz" "$pid"
+            measure "$name" "http://127.0.0.1:$PORT_SLUICE" "$pid" "$r"
+            kill -TERM "$pid"; wait "$pid" || true
+        done
     fi
 done
+if [[ "${RSS_REQUESTS:-0}" -gt 0 && "${ONLY:-sluice}" == sluice ]]; then
+    for variant in ${SLUICE_BINS:-sluice=$SLUICE}; do
+        name=${variant%%=*} bin=${variant#*=}
+        write_cfg "$name"
+        echo "bench-chat: $name, resident memory over $RSS_REQUESTS requests" >&2
+        port_free "$PORT_SLUICE"
+        "$bin" serve --config "$cfg" > "$OUT/$name-rssrun.log" 2>&1 &
+        pid=$!
+        wait_ready "http://127.0.0.1:$PORT_SLUICE/readyz" "$pid"
+        "$bin" bench --url "http://127.0.0.1:$PORT_SLUICE" --model smollm2 --quiet --no-progress \
+            --requests 8 --concurrency 4 --max-tokens 8 --prompt "Hi" --unique-prompts >/dev/null
+        base=$(rss_kb "$pid")
+        # RSS_REQUESTS / 5 conversations, each opened and then 4 follow-ups round robin:
+        # far more history than the slots and the host cache hold.
+        python3 scripts/bench_chat.py "http://127.0.0.1:$PORT_SLUICE" smollm2 rounds \
+            $((RSS_REQUESTS / 5)) 4 8 > "$OUT/$name-rssrun.json"
+        metrics=$(curl -s "http://127.0.0.1:$PORT_SLUICE/metrics")
+        metric() { awk -v m="$1" '$1 ~ "^"m"[{ ]" || $1 == m {s += $2} END {print s + 0}' <<<"$metrics"; }
+        echo "{\"rss_base_kb\": $base, \"rss_after_kb\": $(rss_kb "$pid"), \"kv_host_bytes\": $(metric sluice_engine_kv_host_bytes), \"saves\": $(metric sluice_engine_kv_host_saves_total), \"restores\": $(metric sluice_engine_kv_host_restores_total), \"evictions\": $(metric sluice_engine_kv_host_evictions_total), \"requests\": $RSS_REQUESTS}" > "$OUT/$name-rssrun-result.json"
+        cat "$OUT/$name-rssrun-result.json" >&2
+        kill -TERM "$pid"; wait "$pid" || true
+    done
+fi
 echo "bench-chat: load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/load.txt"
 python3 scripts/bench_chat_summary.py "$OUT"
