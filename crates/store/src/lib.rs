@@ -247,11 +247,7 @@ async fn connect(url: &str, engine: Engine) -> Result<AnyPool, StoreError> {
                 })
             });
     } else if sqlite {
-        // An in-process SQLite connection has nothing to refresh, and replacing one costs
-        // its page cache and prepared statements; both hour-long soaks stepped up ~5 MiB
-        // at minute 30, sqlx's default lifetime (docs/benchmarks.md). Kept for good.
-        options = options.max_connections(4).idle_timeout(None).max_lifetime(None);
-        options = options.after_connect(|conn, _| {
+        options = options.max_connections(4).after_connect(|conn, _| {
             Box::pin(async move {
                 // See "Durability" above for why FULL. The page cache stays at SQLite's
                 // default, 2 MB per connection: at 16 MB it grew with the usage table for

@@ -1,5 +1,5 @@
 //! No statement holds a connection for long: Postgres connections run with a
-//! statement timeout, SQLite ones with a busy timeout (and are kept, never recycled).
+//! statement timeout, SQLite ones with a busy timeout.
 
 use sqlx::Row as _;
 
@@ -20,14 +20,5 @@ async fn sqlite_waits_a_bounded_time_for_a_lock() {
     let pool = db.store.open().await.unwrap();
     let row = sqlx::query("PRAGMA busy_timeout").fetch_one(pool).await.unwrap();
     assert_eq!(row.get::<i64, _>(0), 5000);
-    db.finish().await;
-}
-
-#[tokio::test]
-async fn sqlite_connections_are_kept_for_the_life_of_the_pool() {
-    let db = TestDb::new(sluice_store::Engine::Sqlite).await;
-    let pool = db.store.open().await.unwrap();
-    assert_eq!(pool.options().get_max_lifetime(), None);
-    assert_eq!(pool.options().get_idle_timeout(), None);
     db.finish().await;
 }
