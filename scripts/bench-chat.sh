@@ -86,6 +86,14 @@ wait_ready() { # URL PID
     echo "bench-chat: server not ready" >&2; return 1
 }
 
+start_sluice() { # NAME BIN LOG: serves with NAME's config; sets pid
+    write_cfg "$1"
+    port_free "$PORT_SLUICE"
+    "$2" serve --config "$cfg" > "$3" 2>&1 &
+    pid=$!
+    wait_ready "http://127.0.0.1:$PORT_SLUICE/readyz" "$pid"
+}
+
 measure() { # NAME URL PID ROUND
     local name=$1 url=$2 pid=$3 r=$4
     local common=(--url "$url" --model smollm2 --quiet --no-progress --timeout 300s --duration 600s --stream)
@@ -127,12 +135,8 @@ for r in $(seq "$ROUNDS"); do
     if [[ "${ONLY:-sluice}" == sluice ]]; then
         for variant in ${SLUICE_BINS:-sluice=$SLUICE}; do
             name=${variant%%=*} bin=${variant#*=}
-            write_cfg "$name"
             echo "bench-chat: round $r/$ROUNDS $name ($bin)" >&2
-            port_free "$PORT_SLUICE"
-            "$bin" serve --config "$cfg" > "$OUT/$name-$r.log" 2>&1 &
-            pid=$!
-            wait_ready "http://127.0.0.1:$PORT_SLUICE/readyz" "$pid"
+            start_sluice "$name" "$bin" "$OUT/$name-$r.log"
             measure "$name" "http://127.0.0.1:$PORT_SLUICE" "$pid" "$r"
             kill -TERM "$pid"; wait "$pid" || true
         done
@@ -141,12 +145,8 @@ done
 if [[ "${RSS_REQUESTS:-0}" -gt 0 && "${ONLY:-sluice}" == sluice ]]; then
     for variant in ${SLUICE_BINS:-sluice=$SLUICE}; do
         name=${variant%%=*} bin=${variant#*=}
-        write_cfg "$name"
         echo "bench-chat: $name, resident memory over $RSS_REQUESTS requests" >&2
-        port_free "$PORT_SLUICE"
-        "$bin" serve --config "$cfg" > "$OUT/$name-rssrun.log" 2>&1 &
-        pid=$!
-        wait_ready "http://127.0.0.1:$PORT_SLUICE/readyz" "$pid"
+        start_sluice "$name" "$bin" "$OUT/$name-rssrun.log"
         "$bin" bench --url "http://127.0.0.1:$PORT_SLUICE" --model smollm2 --quiet --no-progress \
             --requests 8 --concurrency 4 --max-tokens 8 --prompt "Hi" --unique-prompts >/dev/null
         base=$(rss_kb "$pid")
