@@ -1,5 +1,6 @@
 # Shell helpers shared by the load scripts that run a gateway against sluice-mock
-# (scripts/soak.sh, scripts/bench-trickle.sh). Source it after `cd` to the repository.
+# (scripts/soak.sh, scripts/bench-trickle.sh, scripts/bench-routing.sh). Source it after
+# `cd` to the repository.
 #
 #   pids+=($!)                 processes to kill when the script exits (trap set here)
 #   wait_port HOST:PORT        waits up to 10 s for a listener

@@ -25,17 +25,8 @@ ulimit -n 20000
 
 MOCKS=(127.0.0.1:18011 127.0.0.1:18012 127.0.0.1:18013)
 GW=127.0.0.1:18090
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-wait_port() {
-    for _ in $(seq 200); do
-        (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "nothing listening on $1" >&2; exit 1
-}
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh   # pids + cleanup on exit, wait_port
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 run() { # scenario-name mode-of-the-first-mock repeat
