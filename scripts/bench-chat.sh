@@ -37,7 +37,8 @@ mkdir -p "$OUT"
 rm -f "$OUT"/*.json
 [[ -f "$MODEL" ]] || { echo "bench-chat: no model at $MODEL (scripts/fetch-model.sh)" >&2; exit 1; }
 
-LLAMA_SERVER="$(scripts/build-llama-server.sh)"
+# llama-server is built (once, cached) only when it is measured.
+[[ "${ONLY:-}" == sluice ]] || LLAMA_SERVER="$(scripts/build-llama-server.sh)"
 if [[ "${SKIP_BUILD:-}" != 1 && -z "${SLUICE_BIN:-}" ]]; then
     nice -n 10 cargo build --release --locked -q -p sluice --bin sluice
 fi
