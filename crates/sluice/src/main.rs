@@ -20,6 +20,11 @@ use crate::cli::{Cli, Command};
 /// pages (`MADV_HUGEPAGE`) for its arenas, so memory became resident 2 MiB at a time.
 /// Each KV state the engine keeps in host memory (~9.1 MiB for a 400-token chat) held
 /// 10 MiB, 10% over `kv_cache_bytes`, and the gateway under load held ~20 MiB more.
+///
+/// The `mimalloc` feature (on by default) puts it in; without it (`cargo build
+/// --no-default-features -p sluice`) allocations go to glibc's malloc, where heaptrack
+/// and valgrind can follow them.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
