@@ -108,11 +108,15 @@ pub async fn serve<S>(
     S: tower::Service<axum::extract::Request, Response = axum::response::Response, Error = Infallible>
         + Clone
         + Send
+        + Sync
         + 'static,
     S::Future: Send,
 {
     let Stop { shutdown, grace, cut } = stop;
     let caps = Arc::new(Caps::new(limits.max_total, limits.max_per_ip));
+    // Shared, not copied into every connection: the service stack is ~600 bytes, and
+    // each connection's task held it twice (see `Conn::app`).
+    let app = Arc::new(app);
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let connections = TaskTracker::new();
     let hard_stop = CancellationToken::new();
@@ -151,46 +155,7 @@ pub async fn serve<S>(
         let _ = tcp.set_nodelay(true);
         let conn =
             Conn { peer, app: app.clone(), limits, shutdown: shutdown.clone(), hard_stop: hard_stop.clone() };
-        let tls = tls.clone();
-        connections.spawn(async move {
-            match tls {
-                None => {
-                    let mut tcp = tcp;
-                    // The first bytes say which protocol; a client that sends none within
-                    // the header timeout is closed, as one that sends half a head is.
-                    // (hyper's head timer starts after this: a client that waits before
-                    // its first byte has at most twice the limit for its first head.)
-                    let sniffed = tokio::select! {
-                        r = tokio::time::timeout(conn.limits.header_read, sniff(&mut tcp)) => r,
-                        () = conn.shutdown.cancelled() => return,
-                    };
-                    match sniffed {
-                        Ok(Ok(Sniffed { h2, prefix })) => conn.serve(tcp, h2, prefix, permit).await,
-                        Ok(Err(e)) => {
-                            tracing::debug!(peer = %peer, error = %e, "connection ended before a request")
-                        }
-                        Err(_) => tracing::debug!(peer = %peer, "no request within the header timeout"),
-                    }
-                }
-                Some(acceptor) => {
-                    let handshake = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
-                    let stream = tokio::select! {
-                        r = handshake => r,
-                        () = conn.hard_stop.cancelled() => return,
-                    };
-                    match stream {
-                        Ok(Ok(stream)) => {
-                            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                            // Boxed: a TLS session is large, and plain connections need
-                            // not carry room for one.
-                            Box::pin(conn.serve(stream, h2, None, permit)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
-                    }
-                }
-            }
-        });
+        connections.spawn(accepted(conn, tcp, tls.clone(), permit));
     }
     drop(listener);
     connections.close();
@@ -207,10 +172,53 @@ pub async fn serve<S>(
     }
 }
 
+/// One admitted connection's task: the protocol is found (by peeking over plain TCP, by
+/// ALPN after a TLS handshake), then the connection is served.
+///
+/// Every open connection holds this task for as long as it is open, so its size counts
+/// (test `a_plain_connection_task_is_small`). The TLS path runs boxed: a handshake in
+/// progress holds a whole `rustls` session (~1.2 KB), which plain connections need not
+/// carry room for.
+async fn accepted<S>(conn: Conn<S>, tcp: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, permit: Permit)
+where
+    S: tower::Service<axum::extract::Request, Response = axum::response::Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
+    let peer = conn.peer;
+    match tls {
+        None => {
+            let mut tcp = tcp;
+            // The first bytes say which protocol; a client that sends none within
+            // the header timeout is closed, as one that sends half a head is.
+            // (hyper's head timer starts after this: a client that waits before
+            // its first byte has at most twice the limit for its first head.)
+            let sniffed = tokio::select! {
+                r = tokio::time::timeout(conn.limits.header_read, sniff(&mut tcp)) => r,
+                () = conn.shutdown.cancelled() => return,
+            };
+            match sniffed {
+                Ok(Ok(Sniffed { h2, prefix })) => conn.serve(tcp, h2, prefix, permit).await,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %peer, error = %e, "connection ended before a request")
+                }
+                Err(_) => tracing::debug!(peer = %peer, "no request within the header timeout"),
+            }
+        }
+        Some(acceptor) => Box::pin(conn.serve_tls(tcp, acceptor, permit)).await,
+    }
+}
+
 /// One accepted connection and what serving it needs.
 struct Conn<S> {
     peer: SocketAddr,
-    app: S,
+    /// The service stack, shared: each request clones its own from it. Held by value,
+    /// the connection's task carried it twice (the connection, then the closure hyper
+    /// calls), ~1.2 KB of every open connection's ~3.5 KB task.
+    app: Arc<S>,
     limits: Limits,
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
@@ -221,9 +229,29 @@ where
     S: tower::Service<axum::extract::Request, Response = axum::response::Response, Error = Infallible>
         + Clone
         + Send
+        + Sync
         + 'static,
     S::Future: Send,
 {
+    /// Completes the TLS handshake (bounded by [`crate::tls::HANDSHAKE_TIMEOUT`]), then
+    /// serves the protocol ALPN chose.
+    async fn serve_tls(self, tcp: TcpStream, acceptor: tokio_rustls::TlsAcceptor, permit: Permit) {
+        let peer = self.peer;
+        let handshake = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+        let stream = tokio::select! {
+            r = handshake => r,
+            () = self.hard_stop.cancelled() => return,
+        };
+        match stream {
+            Ok(Ok(stream)) => {
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                self.serve(stream, h2, None, permit).await;
+            }
+            Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
+        }
+    }
+
     /// Serves HTTP/2 (`h2`) or HTTP/1 (with upgrades, for agents' WebSockets) on `io`
     /// until the client leaves, a limit ends it, or the shutdown does. `prefix`: bytes
     /// already read from `io`, which hyper reads first.
@@ -244,7 +272,7 @@ where
         let (peer, app, body_read) = (self.peer, self.app, self.limits.body_read);
         let requests = activity.clone();
         let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-            let app = app.clone();
+            let app = S::clone(&app);
             let running = Running::start(&requests);
             // Only an HTTP/1 request owns its socket (an upgrade takes it whole); HTTP/2
             // streams share theirs, so none may cap its reads.

@@ -309,3 +309,22 @@ async fn sniffing_peeks_and_reads_only_a_split_preface() {
     assert!(!sniffed.h2);
     assert!(sniffed.prefix.as_deref().is_some_and(|p| p.starts_with(b"PRI")), "{sniffed:?}");
 }
+
+#[tokio::test]
+async fn a_plain_connection_task_is_small() {
+    // The gateway's own service stack, as `serve` gets it.
+    let config = sluice_config::Config::from_toml("", &sluice_config::Overrides::default()).unwrap();
+    let app = crate::api::app(crate::state::AppState::with_slots(config, Vec::new()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+    let (tcp, peer) = listener.accept().await.unwrap();
+    let permit = Arc::new(Caps::new(1, 1)).admit(peer.ip()).unwrap();
+    let stop = CancellationToken::new();
+    let conn = Conn { peer, app: Arc::new(app), limits: LIMITS, shutdown: stop.clone(), hard_stop: stop };
+    let task = accepted(conn, tcp, None, permit);
+    // Every open connection holds its task for as long as it is open: 8,000 streams
+    // hold 8,000. It was 3.5 KB, most of it two copies of the ~600-byte service stack
+    // (now shared) and room for them in each await's state; 1.2 KB since.
+    let size = std::mem::size_of_val(&task);
+    assert!(size <= 1536, "a plain connection's task is {size} bytes");
+}
