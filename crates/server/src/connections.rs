@@ -78,6 +78,34 @@ impl Limits {
     }
 }
 
+/// What a connection serves: the gateway's service stack (`api::app`), or a test's
+/// router. Shared by the connections (each request clones its own), so `Sync` as well.
+pub trait App:
+    tower::Service<
+        axum::extract::Request,
+        Response = axum::response::Response,
+        Error = Infallible,
+        Future: Send,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = Infallible,
+            Future: Send,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// How long the answers cut at the end of the grace period have to write their last
 /// event before their connections are dropped.
 pub const FLUSH: Duration = Duration::from_millis(300);
@@ -105,12 +133,7 @@ pub async fn serve<S>(
     limits: Limits,
     stop: Stop,
 ) where
-    S: tower::Service<axum::extract::Request, Response = axum::response::Response, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send,
+    S: App,
 {
     let Stop { shutdown, grace, cut } = stop;
     let caps = Arc::new(Caps::new(limits.max_total, limits.max_per_ip));
@@ -181,12 +204,7 @@ pub async fn serve<S>(
 /// carry room for.
 async fn accepted<S>(conn: Conn<S>, tcp: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, permit: Permit)
 where
-    S: tower::Service<axum::extract::Request, Response = axum::response::Response, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send,
+    S: App,
 {
     let peer = conn.peer;
     match tls {
@@ -226,12 +244,7 @@ struct Conn<S> {
 
 impl<S> Conn<S>
 where
-    S: tower::Service<axum::extract::Request, Response = axum::response::Response, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send,
+    S: App,
 {
     /// Completes the TLS handshake (bounded by [`crate::tls::HANDSHAKE_TIMEOUT`]), then
     /// serves the protocol ALPN chose.
